@@ -1,0 +1,7 @@
+"""``python -m talbench.agents --listen ADDR:PORT --token-file FILE``"""
+
+import sys
+
+from talbench.agents.main import main
+
+sys.exit(main())

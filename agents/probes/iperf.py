@@ -1,0 +1,374 @@
+"""Throughput probe: TCP throughput between two agents with iperf3 (JSON output, driven by ``sh``).
+
+One agent runs a one-off server (``role: server``) bound to the address it serves, on a per-run
+port; the other runs the client (``role: client``) for ``duration_s`` seconds.  Both jobs are
+bounded: the server gives up when no client came within ``accept_within_s`` and is killed in
+``finally`` (and registered in the run's cleanup registry, so DELETE /v1/runs/{run_id} and agent
+shutdown remove it); the client retries only "connection refused" (the server is not listening
+yet) until ``connect_within_s``.
+
+Each side also measures the whole machine's CPU (psutil) during the transfer: with WireGuard the
+encryption work is done outside iperf3 (wireguard-go or kernel threads), so iperf3's own
+``cpu_utilization_percent`` (kept too) does not show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import psutil
+import sh
+
+from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.procs import kill_and_reap, set_parent_death_signal
+
+IPERF3 = "iperf3"
+MISSING_HINT = "iperf3 not found: apt-get install iperf3"
+CONNECT_RETRY_INTERVAL = 0.2
+SERVER_POLL_INTERVAL = 0.05
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters
+
+
+@dataclass(frozen=True)
+class ServerParams:
+    bind: str  # the address the server listens on (this node's, or a tunnel address)
+    port: int
+    duration_s: float  # the transfer the client will run
+    accept_within_s: float  # give up when no client came by then
+
+
+@dataclass(frozen=True)
+class ClientParams:
+    host: str
+    port: int
+    duration_s: float
+    connect_within_s: float
+    streams: int = 1
+    omit_s: int = 0  # iperf3 -O: seconds of TCP slow start left out of the figures
+    bind: str | None = None
+
+
+def _address(raw: Any, name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(str(raw)))
+    except ValueError as exc:
+        raise ProbeParamError(f"{name} must be an IP address, not {raw!r}") from exc
+
+
+def _number(params: Mapping[str, Any], name: str, low: float, high: float, default: float | None = None) -> float:
+    raw = params.get(name, default)
+    if raw is None:
+        raise ProbeParamError(f"{name} is required")
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
+        raise ProbeParamError(f"{name} must be a number from {low:g} to {high:g}, not {raw!r}")
+    return float(raw)
+
+
+def _port(params: Mapping[str, Any]) -> int:
+    port = params.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+        raise ProbeParamError(f"port must be a whole number from 1024 to 65535, not {port!r}")
+    return port
+
+
+def parse_params(params: Mapping[str, Any]) -> ServerParams | ClientParams:
+    role = params.get("role")
+    if role == "server":
+        known = {"role", "bind", "port", "duration_s", "accept_within_s"}
+    elif role == "client":
+        known = {"role", "host", "port", "duration_s", "connect_within_s", "streams", "omit_s", "bind"}
+    else:
+        raise ProbeParamError(f"role must be 'server' or 'client', not {role!r}")
+    unknown = set(params) - known
+    if unknown:
+        raise ProbeParamError(f"unknown parameter(s) for iperf {role}: {', '.join(sorted(unknown))}")
+    duration = _number(params, "duration_s", 1, 60)
+    if role == "server":
+        return ServerParams(
+            bind=_address(params.get("bind"), "bind"),
+            port=_port(params),
+            duration_s=duration,
+            accept_within_s=_number(params, "accept_within_s", 1, 120, 20),
+        )
+    streams = params.get("streams", 1)
+    if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= 16:
+        raise ProbeParamError(f"streams must be a whole number from 1 to 16, not {streams!r}")
+    omit = params.get("omit_s", 0)
+    if isinstance(omit, bool) or not isinstance(omit, int) or not 0 <= omit <= 10:
+        raise ProbeParamError(f"omit_s must be a whole number from 0 to 10, not {omit!r}")
+    bind = params.get("bind")
+    return ClientParams(
+        host=_address(params.get("host"), "host"),
+        port=_port(params),
+        duration_s=duration,
+        connect_within_s=_number(params, "connect_within_s", 0, 60, 10),
+        streams=streams,
+        omit_s=omit,
+        bind=None if bind is None else _address(bind, "bind"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU of the whole machine over a window
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    wall: float
+    busy: float  # CPU seconds busy, all CPUs
+    total: float  # CPU seconds, all CPUs
+
+
+def cpu_mark() -> CpuMark:
+    t = psutil.cpu_times()
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return CpuMark(time.monotonic(), total - idle, total)
+
+
+def cpu_between(a: CpuMark, b: CpuMark) -> dict[str, Any]:
+    """The machine's CPU use between two marks: percent of all CPUs and busy cores."""
+    wall = max(b.wall - a.wall, 1e-9)
+    total = b.total - a.total
+    share = (b.busy - a.busy) / total if total > 0 else 0.0
+    cpus = psutil.cpu_count(logical=True) or 1
+    return {
+        "system_percent": round(100.0 * share, 2),
+        "busy_cores": round(share * cpus, 3),
+        "cpus": cpus,
+        "wall_s": round(wall, 3),
+    }
+
+
+def boot_id() -> str | None:
+    """Identifies the machine (kernel boot): two agents with the same boot id share CPUs."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# iperf3 JSON
+
+
+def summarize_client(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures kept from an iperf3 client's JSON report (raw per-interval rates included)."""
+    if report.get("error"):
+        raise RuntimeError(f"iperf3: {report['error']}")
+    end = report.get("end") or {}
+    sent = end.get("sum_sent") or {}
+    received = end.get("sum_received") or {}
+    if not sent or not received:
+        raise RuntimeError("iperf3 report without end.sum_sent/sum_received")
+    intervals = [
+        round(float((i.get("sum") or {}).get("bits_per_second", 0.0)), 1)
+        for i in report.get("intervals") or ()
+        if not (i.get("sum") or {}).get("omitted")
+    ]
+    cpu = end.get("cpu_utilization_percent") or {}
+    return {
+        "sent_bps": float(sent.get("bits_per_second", 0.0)),
+        "received_bps": float(received.get("bits_per_second", 0.0)),
+        "bytes_sent": int(sent.get("bytes", 0)),
+        "bytes_received": int(received.get("bytes", 0)),
+        "seconds": float(received.get("seconds") or sent.get("seconds") or 0.0),
+        "retransmits": int(sent["retransmits"]) if "retransmits" in sent else None,
+        "intervals_bps": intervals,
+        "iperf_cpu_percent": {
+            "client": cpu.get("host_total"),
+            "server": cpu.get("remote_total"),
+        },
+        "version": (report.get("start") or {}).get("version"),
+    }
+
+
+def summarize_server(report: Mapping[str, Any]) -> dict[str, Any]:
+    if report.get("error"):
+        raise RuntimeError(f"iperf3 server: {report['error']}")
+    end = report.get("end") or {}
+    received = end.get("sum_received") or {}
+    cpu = end.get("cpu_utilization_percent") or {}
+    return {
+        "received_bps": float(received.get("bits_per_second", 0.0)),
+        "bytes_received": int(received.get("bytes", 0)),
+        "iperf_cpu_percent": cpu.get("host_total"),
+    }
+
+
+def _parse_json(text: str) -> dict[str, Any]:
+    # iperf3 -J prints one JSON document; anything before it (warnings) is skipped.
+    start = text.find("{")
+    if start < 0:
+        raise RuntimeError(f"iperf3 printed no JSON: {text.strip()[:200]!r}")
+    try:
+        doc = json.loads(text[start:])
+    except ValueError as exc:
+        raise RuntimeError(f"iperf3 printed malformed JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise RuntimeError("iperf3 printed JSON that is not an object")
+    return doc
+
+
+async def route_of(host: str, *, mark: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
+    """Which device and source address the kernel uses towards ``host`` (``ip -j route get``):
+    tells which path a figure took (plain, kubespan, a test tunnel)."""
+    args = ["-j", "route", "get", host] + (["mark", str(mark)] if mark is not None else [])
+    try:
+        out = await sh.Command("ip")(*args, _async=True, _timeout=timeout)
+        routes = json.loads(out)
+    except (sh.ErrorReturnCode, sh.CommandNotFound, ValueError) as exc:
+        return {"error": str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}
+    route = routes[0] if routes else {}
+    return {"dev": route.get("dev"), "src": route.get("prefsrc"), "gateway": route.get("gateway")}
+
+
+# ---------------------------------------------------------------------------------------------
+# server and client
+
+
+def _iperf3() -> sh.Command:
+    path = shutil.which(IPERF3)
+    if path is None:
+        raise ProbeUnavailable(MISSING_HINT)
+    return sh.Command(path)
+
+
+async def _established(pid: int) -> bool:
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return any(c.status == psutil.CONN_ESTABLISHED for c in connections)
+
+
+async def run_server(params: ServerParams, ctx: ProbeContext) -> dict[str, Any]:
+    """One-off iperf3 server: returns after one client's transfer (or raises when none came)."""
+    iperf3 = _iperf3()
+    name = f"iperf3-server:{params.bind}:{params.port}"
+    proc = iperf3(
+        "-s", "-1", "-J", "-B", params.bind, "-p", str(params.port),
+        "--idle-timeout", str(int(params.accept_within_s) + 1),
+        _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_signal,
+    )
+
+    async def release() -> None:
+        await kill_and_reap(proc)
+
+    ctx.cleanup.add(ctx.run_id, name, release)
+    try:
+        give_up = time.monotonic() + params.accept_within_s
+        start: CpuMark | None = None
+        # Wait for the client's connection (the transfer starts with it) or the process's end.
+        while proc.process.is_alive()[0]:
+            if await _established(proc.pid):
+                start = cpu_mark()
+                break
+            if time.monotonic() >= give_up:
+                raise RuntimeError(f"no iperf3 client came within {params.accept_within_s:g}s")
+            await asyncio.sleep(SERVER_POLL_INTERVAL)
+        finish_by = params.duration_s + params.accept_within_s + 10.0
+        try:
+            out = await asyncio.wait_for(proc, finish_by)
+        except sh.ErrorReturnCode as exc:
+            out = exc.stdout.decode(errors="replace") or exc.stderr.decode(errors="replace")
+        except asyncio.TimeoutError as exc:
+            raise RuntimeError(f"iperf3 server still running after {finish_by:g}s") from exc
+        end = cpu_mark()
+        if start is None:
+            raise RuntimeError(f"iperf3 server ended before any client connected: {str(out).strip()[:200]!r}")
+        summary = summarize_server(_parse_json(str(out)))
+        return {
+            "role": "server",
+            "bind": params.bind,
+            "port": params.port,
+            **summary,
+            "cpu": cpu_between(start, end),
+            "boot_id": boot_id(),
+        }
+    finally:
+        await ctx.cleanup.release(ctx.run_id, name)
+
+
+def _refused(text: str) -> bool:
+    return "Connection refused" in text or "unable to connect" in text and "refused" in text
+
+
+async def run_client(params: ClientParams, ctx: ProbeContext) -> dict[str, Any]:
+    iperf3 = _iperf3()
+    args = ["-c", params.host, "-p", str(params.port), "-J", "-t", str(int(params.duration_s)),
+            "-P", str(params.streams), "--connect-timeout", "3000"]
+    if params.omit_s:
+        args += ["-O", str(params.omit_s)]
+    if params.bind:
+        args += ["-B", params.bind]
+    route = await route_of(params.host)
+    give_up = time.monotonic() + params.connect_within_s
+    limit = params.duration_s + params.omit_s + 15.0
+    attempts = 0
+    while True:
+        attempts += 1
+        proc = iperf3(*args, _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_signal)
+        start = cpu_mark()
+        try:
+            out = str(await asyncio.wait_for(proc, limit))
+            failed = False
+        except sh.ErrorReturnCode as exc:
+            out = exc.stdout.decode(errors="replace") + exc.stderr.decode(errors="replace")
+            failed = True
+        except asyncio.TimeoutError as exc:
+            raise RuntimeError(f"iperf3 client still running after {limit:g}s") from exc
+        finally:
+            await kill_and_reap(proc)
+        end = cpu_mark()
+        if not failed:
+            break
+        if _refused(out) and time.monotonic() < give_up:
+            await asyncio.sleep(CONNECT_RETRY_INTERVAL)
+            continue
+        try:
+            message = _parse_json(out).get("error") or out.strip()
+        except RuntimeError:
+            message = out.strip()
+        raise RuntimeError(f"iperf3 client to {params.host}:{params.port}: {str(message)[:300]}")
+    summary = summarize_client(_parse_json(out))
+    return {
+        "role": "client",
+        "host": params.host,
+        "port": params.port,
+        "duration_s": params.duration_s,
+        "streams": params.streams,
+        "connect_attempts": attempts,
+        **summary,
+        "cpu": cpu_between(start, end),
+        "route": route,
+        "boot_id": boot_id(),
+    }
+
+
+class IperfProbe:
+    name = "iperf"
+
+    def parse(self, params: Mapping[str, Any]) -> ServerParams | ClientParams:
+        return parse_params(params)
+
+    def time_limit(self, params: ServerParams | ClientParams) -> float:
+        if isinstance(params, ServerParams):
+            return params.accept_within_s + params.duration_s + 20.0
+        return params.connect_within_s + params.duration_s + params.omit_s + 25.0
+
+    async def run(self, params: ServerParams | ClientParams, ctx: ProbeContext) -> dict[str, Any]:
+        if isinstance(params, ServerParams):
+            return await run_server(params, ctx)
+        return await run_client(params, ctx)

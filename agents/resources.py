@@ -1,0 +1,100 @@
+"""What the agent itself consumed while a job ran, so the coordinator can refuse to trust a
+measurement taken by a saturated agent.
+
+``cpu_process_percent`` is the agent process's CPU time (user + system, all its threads, not
+its children; time.process_time) over the wall time, in percent of ONE core; ``cpu_process_percent_max`` is the
+highest value over SAMPLE_INTERVAL windows, so a saturated burst inside a long job is not
+averaged away.  ``cpu_system_percent`` is the whole machine's busy share over all ``cpus``.
+``loop_lag_max_ms`` is the largest delay of the event loop in waking the sampler: a busy loop
+delays receive timestamps as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+SAMPLE_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    wall: float  # time.monotonic()
+    process: float  # process CPU seconds (user + system)
+    system_busy: float  # machine CPU seconds busy, summed over CPUs
+    system_total: float  # machine CPU seconds, summed over CPUs
+
+
+def _system_times() -> tuple[float, float]:
+    t = psutil.cpu_times()
+    total = sum(t)
+    # On Linux guest time is already counted in user/nice.
+    total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return total - idle, total
+
+
+def snapshot() -> CpuSnapshot:
+    # time.process_time() is this process's user + system time (all threads) with nanosecond
+    # resolution; psutil.Process().cpu_times() counts in clock ticks (10 ms), too coarse for
+    # short jobs.
+    busy, total = _system_times()
+    return CpuSnapshot(time.monotonic(), time.process_time(), busy, total)
+
+
+def _process_percent(a: CpuSnapshot, b: CpuSnapshot) -> float:
+    wall = b.wall - a.wall
+    return 100.0 * (b.process - a.process) / wall if wall > 0 else 0.0
+
+
+def _system_percent(a: CpuSnapshot, b: CpuSnapshot) -> float:
+    total = b.system_total - a.system_total
+    return 100.0 * (b.system_busy - a.system_busy) / total if total > 0 else 0.0
+
+
+class CpuMeter:
+    """Start with ``start()`` around a job, end with ``await stop()`` -> the resources dict."""
+
+    def __init__(self, *, interval: float = SAMPLE_INTERVAL) -> None:
+        self._interval = interval
+        self._first: CpuSnapshot | None = None
+        self._peak_process = 0.0
+        self._lag_max = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._first = snapshot()
+        self._task = asyncio.get_running_loop().create_task(self._sample(self._first))
+
+    async def _sample(self, previous: CpuSnapshot) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self._interval
+            await asyncio.sleep(self._interval)
+            self._lag_max = max(self._lag_max, loop.time() - due)
+            current = snapshot()
+            self._peak_process = max(self._peak_process, _process_percent(previous, current))
+            previous = current
+
+    async def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        last = snapshot()
+        first = self._first or last
+        mean = _process_percent(first, last)
+        return {
+            "cpu_process_percent": round(mean, 1),
+            "cpu_process_percent_max": round(max(self._peak_process, mean), 1),
+            "cpu_system_percent": round(_system_percent(first, last), 1),
+            "cpus": psutil.cpu_count(logical=True) or 1,
+            "wall_s": round(last.wall - first.wall, 3),
+            "loop_lag_max_ms": round(self._lag_max * 1000.0, 1),
+        }

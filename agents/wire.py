@@ -1,0 +1,43 @@
+"""The agent's HTTP API, version 1.  Shared by the agent and by the coordinator's client.
+
+    GET    /v1/health          no auth     {"schema", "status": "ok", "node", "version", "api"}
+    GET    /v1/facts           bearer      {"schema", "node", "facts": {...}}
+    POST   /v1/jobs            bearer      body {"schema", "run_id", "probe", "params"}
+                                           -> 202 {"schema", "job": JOB}
+    GET    /v1/jobs/{id}       bearer      -> {"schema", "job": JOB}
+    DELETE /v1/jobs/{id}       bearer      cancels; -> {"schema", "job": JOB}
+    DELETE /v1/runs/{run_id}   bearer      cancels the run's jobs and releases what its probes
+                                           left running (CleanupRegistry); -> {"schema", "released": [names]}
+
+    JOB = {"id", "probe", "run_id", "state": "running"|"done"|"failed"|"cancelled",
+           "started", "ended", "time_limit", "result": {...}|null, "error": str|null,
+           "resources": {"cpu_process_percent", "cpu_system_percent", ...}}
+
+Errors are {"schema", "error": "one line"} with 400 (bad params), 401 (token), 404, 409.
+The RTT echo responder listens on UDP at the same port number as the HTTP API.
+"""
+
+from __future__ import annotations
+
+API = "v1"
+SCHEMA_VERSION = 1
+PREFIX = "/v1"
+TOKEN_HEADER = "Authorization"  # "Bearer <token>"
+
+JOB_RUNNING = "running"
+JOB_DONE = "done"
+JOB_FAILED = "failed"
+JOB_CANCELLED = "cancelled"
+JOB_FINAL_STATES = frozenset({JOB_DONE, JOB_FAILED, JOB_CANCELLED})
+
+# error_kind values: "unavailable" means the probe cannot run on this node at all (missing tool,
+# no permission: ProbeUnavailable); the coordinator turns it into exit 3 with the agent's hint.
+ERROR_PARAMS = "params"
+ERROR_UNAVAILABLE = "unavailable"
+ERROR_TIMEOUT = "timeout"
+ERROR_FAILED = "failed"
+ERROR_CANCELLED = "cancelled"
+
+# Default agent port: clashes with nothing Talos uses (2379-2383, 2380, 6443, 7445, 10250,
+# 50000-50001, 51820, 4789, 8472).
+DEFAULT_PORT = 8946

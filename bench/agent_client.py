@@ -1,0 +1,141 @@
+"""Client for one agent's v1 HTTP API.
+
+How the agent is reached (a unix socket in a lab node's directory, a node IP inside the
+cluster, the API server's pod proxy from a laptop) is the dispatcher's business: it hands in an
+aiohttp session and a base URL.  Every call is bounded in time; a job that outlives its limit is
+cancelled on the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import aiohttp
+
+from talbench.agents import wire
+
+TOKEN_HEADER_ALT = "X-Talbench-Token"  # survives proxies that consume Authorization
+
+
+class AgentError(Exception):
+    """The agent could not be reached or refused the request (message is one line)."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    ok: bool
+    result: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    error_kind: str | None = None  # wire.ERROR_* ; "unavailable" means a missing tool/permission
+
+
+class AgentClient:
+    def __init__(
+        self,
+        node: str,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        *,
+        request_timeout: float = 10.0,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.node = node
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._headers = {
+            wire.TOKEN_HEADER: f"Bearer {token}",
+            TOKEN_HEADER_ALT: token,
+            **(extra_headers or {}),
+        }
+        self._request_timeout = request_timeout
+
+    async def _call(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> dict[str, Any]:
+        url = f"{self._base}{wire.PREFIX}{path}"
+        try:
+            async with self._session.request(
+                method,
+                url,
+                json=body,
+                headers=self._headers if auth else None,
+                timeout=aiohttp.ClientTimeout(total=self._request_timeout),
+            ) as response:
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:
+                    payload = {"error": (await response.text())[:200]}
+                if response.status >= 400:
+                    message = payload.get("error") if isinstance(payload, dict) else None
+                    raise AgentError(f"agent {self.node}: HTTP {response.status}: {message or response.reason}")
+                if not isinstance(payload, dict):
+                    raise AgentError(f"agent {self.node}: unexpected answer to {method} {path}")
+                return payload
+        except asyncio.TimeoutError as exc:
+            raise AgentError(f"agent {self.node}: no answer within {self._request_timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise AgentError(f"agent {self.node}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+    async def health(self) -> dict[str, Any]:
+        return await self._call("GET", "/health", auth=False)
+
+    async def facts(self) -> dict[str, Any]:
+        return await self._call("GET", "/facts")
+
+    async def run_job(
+        self,
+        probe: str,
+        params: Mapping[str, Any],
+        run_id: str,
+        *,
+        deadline: float,
+        poll_interval: float = 0.25,
+    ) -> JobOutcome:
+        """Submit a job and wait for it, at most ``deadline`` seconds in all.  Never raises for
+        the agent's failures: they come back as ``ok=False`` with the reason."""
+        give_up = time.monotonic() + deadline
+        job_id: str | None = None
+        try:
+            answer = await self._call(
+                "POST", "/jobs", body={"schema": wire.SCHEMA_VERSION, "run_id": run_id, "probe": probe, "params": dict(params)}
+            )
+            job = answer["job"]
+            job_id = job["id"]
+            while job["state"] not in wire.JOB_FINAL_STATES:
+                if time.monotonic() >= give_up:
+                    return JobOutcome(False, error=f"no result from {self.node} within {deadline:g}s", started=job.get("started"))
+                await asyncio.sleep(poll_interval)
+                job = (await self._call("GET", f"/jobs/{job_id}"))["job"]
+            job_id = None  # finished: nothing to cancel
+            return JobOutcome(
+                ok=job["state"] == wire.JOB_DONE,
+                result=job.get("result") or {},
+                error=job.get("error") or (None if job["state"] == wire.JOB_DONE else job["state"]),
+                started=job.get("started"),
+                ended=job.get("ended"),
+                resources=job.get("resources") or {},
+                error_kind=job.get("error_kind"),
+            )
+        except AgentError as exc:
+            return JobOutcome(False, error=str(exc))
+        except (KeyError, TypeError) as exc:
+            return JobOutcome(False, error=f"agent {self.node}: malformed job answer ({exc})")
+        finally:
+            if job_id is not None:
+                await self._cancel_quietly(job_id)
+
+    async def release_run(self, run_id: str) -> list[str]:
+        """Ask the agent to release everything ``run_id`` left running; returns the names."""
+        answer = await self._call("DELETE", f"/runs/{run_id}")
+        return list(answer.get("released") or [])
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await asyncio.shield(self._call("DELETE", f"/jobs/{job_id}"))
+        except (AgentError, asyncio.CancelledError):
+            pass

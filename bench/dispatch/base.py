@@ -1,0 +1,40 @@
+"""The one small interface every dispatcher (lab, kubernetes, local) implements.
+
+A dispatcher deploys agents for a run and yields a Fleet: the nodes found and a client for each
+node's agent.  Only the Kubernetes dispatcher talks to the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncContextManager, Mapping, Protocol
+
+from talbench.agents import wire
+from talbench.bench.agent_client import AgentClient
+from talbench.bench.model import Node
+
+
+@dataclass(frozen=True)
+class Fleet:
+    run_id: str
+    nodes: tuple[Node, ...]
+    agents: Mapping[str, AgentClient] = field(hash=False, compare=False)  # node name -> client
+    # nodes that exist but whose agent never became ready: name -> reason (their results are no_data)
+    unready: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    target: str = "lab"
+    agent_port: int = wire.DEFAULT_PORT  # every agent's HTTP (TCP) and RTT echo (UDP) port on its node
+    metadata: Mapping[str, object] = field(default_factory=dict, hash=False, compare=False)
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+class Dispatcher(Protocol):
+    name: str
+
+    def deploy(self, run_id: str) -> AsyncContextManager[Fleet]:
+        """Deploy (or find) agents, wait until they are ready (bounded), yield the Fleet, and in
+        ``finally`` remove everything created for ``run_id``."""

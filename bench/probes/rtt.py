@@ -1,0 +1,188 @@
+"""RTT probe, coordinator side: every agent measures to every peer it owes (UDP echo), and
+the metrics pool both directions' raw samples per unordered pair."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.errors import ScenarioError
+from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
+from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.stats import Summary, jitter
+from talbench.bench.units import Dimension, UnitError, parse_duration
+
+SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
+
+
+@dataclass(frozen=True)
+class RttSettings:
+    count: int = 300
+    interval: float = 0.02  # seconds
+    warmup: int = 5
+    timeout: float = 1.0
+    jitter: float = 0.2
+    stagger: float = 1.0
+    payload: int = 64
+    min_samples: int = 100  # fewer replies than this: invalid, not judged
+    quick: bool = False
+
+    def as_params(self, peers: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "peers": peers,
+            "count": self.count,
+            "interval_s": self.interval,
+            "warmup": self.warmup,
+            "timeout_s": self.timeout,
+            "jitter": self.jitter,
+            "stagger_s": self.stagger,
+            "payload_bytes": self.payload,
+        }
+
+    @property
+    def deadline(self) -> float:
+        """How long the coordinator waits for one agent's job, slack included."""
+        return self.stagger + (self.warmup + self.count) * self.interval * (1 + self.jitter) + self.timeout + 15.0
+
+
+_INTS = {"count": (1, 100_000), "warmup": (0, 1000), "payload": (32, 1400), "min_samples": (1, 100_000)}
+_DURATIONS = {"interval": (0.001, 10.0), "timeout": (0.01, 10.0), "stagger": (0.0, 30.0)}
+
+
+def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> RttSettings:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _INTS:
+            low, high = _INTS[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ScenarioError(f"{key} must be a whole number from {low} to {high}, not {value!r}")
+            values[key] = value
+        elif key in _DURATIONS:
+            low, high = _DURATIONS[key]
+            try:
+                seconds = parse_duration(value)
+            except UnitError as exc:
+                raise ScenarioError(f"{key}: {exc}") from exc
+            if not low <= seconds <= high:
+                raise ScenarioError(f"{key} must lie between {low:g}s and {high:g}s, not {value}")
+            values[key] = seconds
+        elif key == "jitter":
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise ScenarioError(f"jitter is a fraction from 0 to 1, not {value!r}")
+            values[key] = float(value)
+        else:
+            raise ScenarioError(f"unknown setting {key!r} (known: {', '.join(sorted([*_INTS, *_DURATIONS, 'jitter']))})")
+    settings = RttSettings(**values)
+    if quick:
+        # Demos and tests: a third of the samples (never below what p99 needs), short stagger.
+        count = max(settings.min_samples + 20, settings.count // 3)
+        settings = RttSettings(**{**settings.__dict__, "count": count, "stagger": min(settings.stagger, 0.3), "quick": True})
+    if settings.min_samples > settings.count:
+        raise ScenarioError(f"min_samples {settings.min_samples} exceeds count {settings.count}")
+    return settings
+
+
+class RttDriver:
+    name = "rtt"
+
+    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> RttSettings:
+        return parse_settings(raw, quick=quick)
+
+    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress) -> list[Measurement]:
+        peers_of: dict[str, list[str]] = {}
+        for key in keys:
+            if key.peer is not None:
+                peers_of.setdefault(key.node, []).append(key.peer)
+        total = len(peers_of)
+        done = 0
+        progress.update("rtt", done=0, total=total, note=f"{len(keys)} directed pairs, {settings.count} samples each")
+
+        async def one(node: str, peers: list[str]) -> list[Measurement]:
+            nonlocal done
+            client = fleet.agents[node]
+            spec = [{"name": p, "host": fleet.node(p).address, "port": fleet.agent_port} for p in sorted(peers)]
+            outcome = await client.run_job(
+                "rtt", settings.as_params(spec), fleet.run_id, deadline=settings.deadline
+            )
+            done += 1
+            progress.update("rtt", done=done, total=total, note=f"{node} done")
+            results = []
+            for peer in peers:
+                key = ResultKey("rtt", node, peer)
+                per_peer = (outcome.result.get("peers") or {}).get(peer) if outcome.ok else None
+                if per_peer is None:
+                    error = outcome.error or f"agent {node} returned no result for {peer}"
+                    results.append(Measurement(key, False, error=error, error_kind=outcome.error_kind,
+                                               started=outcome.started, ended=outcome.ended))
+                else:
+                    # the trust floor travels with the raw result, so run.json says what was required
+                    data = {**per_peer, "min_samples": settings.min_samples}
+                    results.append(Measurement(key, True, data=data, started=outcome.started,
+                                               ended=outcome.ended, resources=outcome.resources))
+            return results
+
+        gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
+        return [m for group in gathered for m in group]
+
+    def metrics(self) -> Sequence[Metric]:
+        return RTT_METRICS
+
+
+def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int, str | None]:
+    """All samples (seconds) of the given directions, packets sent, received, and a reason the
+    figures cannot be trusted (saturated agent)."""
+    samples: list[float] = []
+    sent = received = 0
+    for m in measurements:
+        samples.extend(ns / 1e9 for ns in m.data.get("samples_ns", ()))
+        sent += int(m.data.get("sent", 0))
+        received += int(m.data.get("received", 0))
+        cpu = m.resources.get("cpu_process_percent")
+        if isinstance(cpu, (int, float)) and cpu >= SATURATED_CPU_PERCENT:
+            return samples, sent, received, f"agent on {m.key.node} was saturated ({cpu:.0f} % of a core)"
+    return samples, sent, received, None
+
+
+def _min_samples(measurements: Sequence[Measurement]) -> int:
+    return sum(int(m.data.get("min_samples", 0)) for m in measurements)
+
+
+def _latency_metric(name: str, field: str, description: str) -> Metric:
+    def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+        samples, sent, received, saturated = _pooled(measurements)
+        loss = 1 - received / sent if sent else 1.0
+        detail = f"n={received}/{sent}, loss {loss * 100:.2g} %"
+        if saturated:
+            return Observation(None, received, invalid=saturated, detail=detail)
+        if sent and not samples:
+            return Observation(math.inf, 0, detail=f"no replies ({detail})")
+        floor = _min_samples(measurements)
+        if len(samples) < floor:
+            return Observation(None, len(samples), invalid=f"too few samples ({len(samples)} < {floor})", detail=detail)
+        if field == "jitter":
+            value = max(jitter([ns / 1e9 for ns in m.data.get("samples_ns", ())]) for m in measurements)
+        else:
+            value = getattr(Summary.of(samples), field)
+        return Observation(value, len(samples), detail=detail)
+
+    return Metric(name, "rtt", SubjectKind.PAIR, Dimension.DURATION, True, observe, description)
+
+
+def _observe_loss(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    samples, sent, received, _ = _pooled(measurements)
+    if not sent:
+        return Observation(None, 0, invalid="nothing was sent")
+    return Observation(1 - received / sent, sent, detail=f"{sent - received} of {sent} lost")
+
+
+RTT_METRICS: tuple[Metric, ...] = (
+    _latency_metric("rtt.p50", "p50", "median round-trip time, both directions pooled"),
+    _latency_metric("rtt.p90", "p90", "90th percentile round-trip time"),
+    _latency_metric("rtt.p99", "p99", "99th percentile round-trip time, both directions pooled"),
+    _latency_metric("rtt.max", "maximum", "slowest round trip"),
+    _latency_metric("rtt.jitter", "jitter", "mean difference between consecutive RTTs (worse direction)"),
+    Metric("rtt.loss", "rtt", SubjectKind.PAIR, Dimension.RATIO, True, _observe_loss, "share of probes without reply"),
+)

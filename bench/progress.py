@@ -1,0 +1,60 @@
+"""Live progress for long runs, on stderr: a rich live display on a terminal, plain timestamped
+lines otherwise (CI logs, pipes)."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+
+class LineProgress:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._t0 = time.monotonic()
+
+    def update(self, task: str, *, done: int | None = None, total: int | None = None, note: str = "") -> None:
+        count = f" {done}/{total}" if done is not None and total is not None else ""
+        self._stream.write(f"[{time.monotonic() - self._t0:7.1f}s] {task}{count}{': ' + note if note else ''}\n")
+        self._stream.flush()
+
+
+class RichProgress:
+    """Use as a context manager around the run."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.fields[name]:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, task: str, *, done: int | None = None, total: int | None = None, note: str = "") -> None:
+        if task not in self._tasks:
+            self._tasks[task] = self._progress.add_task(task, name=task, note=note, total=total)
+        task_id = self._tasks[task]
+        fields: dict[str, object] = {"note": note}
+        if total is not None:
+            fields["total"] = total
+        if done is not None:
+            fields["completed"] = done
+        if note == "done":
+            current = self._progress.tasks[[t.id for t in self._progress.tasks].index(task_id)]
+            fields["total"] = current.total or 1
+            fields["completed"] = current.total or 1
+        self._progress.update(task_id, **fields)

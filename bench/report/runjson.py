@@ -1,0 +1,97 @@
+"""run.json: the versioned, complete record of a run (raw results included)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from talbench.bench.model import Check, Measurement, Node, RunRecord, Verdict
+
+RUN_SCHEMA = "talbench/run/v1"
+
+
+def _number(value: float | None) -> float | str | None:
+    """JSON has no infinity: an unbounded observation is written as the string "inf"."""
+    if value is None or math.isfinite(value):
+        return value
+    return "inf" if value > 0 else "-inf"
+
+
+def node_dict(node: Node) -> dict[str, Any]:
+    return {"name": node.name, "role": node.role.value, "address": node.address, "labels": dict(node.labels), "taints": list(node.taints)}
+
+
+def check_dict(check: Check) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "metric": check.metric,
+        "scope": check.scope.value,
+        "warn": None if check.warn is None else {"text": check.warn.text, "value": check.warn.value},
+        "fail": None if check.fail is None else {"text": check.fail.text, "value": check.fail.value},
+        "unit": (check.fail or check.warn).dimension.value if (check.fail or check.warn) else None,
+        "source": check.source,
+    }
+
+
+def measurement_dict(m: Measurement) -> dict[str, Any]:
+    return {
+        "probe": m.key.probe,
+        "node": m.key.node,
+        "peer": m.key.peer,
+        "ok": m.ok,
+        "error": m.error,
+        "error_kind": m.error_kind,
+        "started": m.started,
+        "ended": m.ended,
+        "resources": dict(m.resources),
+        "data": dict(m.data),
+    }
+
+
+def verdict_dict(v: Verdict) -> dict[str, Any]:
+    return {
+        "check": v.check,
+        "metric": v.metric,
+        "subject": str(v.subject),
+        "nodes": list(v.subject.nodes),
+        "status": v.status.value,
+        "observed": _number(v.observed),
+        "unit": v.dimension.value,
+        "threshold": v.threshold,
+        "message": v.message,
+        "detail": v.detail,
+        "source": v.source,
+    }
+
+
+def summary(record: RunRecord) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for v in record.verdicts:
+        counts[v.status.value] = counts.get(v.status.value, 0) + 1
+    return counts
+
+
+def to_dict(record: RunRecord) -> dict[str, Any]:
+    return {
+        "schema": RUN_SCHEMA,
+        "run_id": record.run_id,
+        "scenario": {"name": record.scenario.name, "path": record.scenario.path, "description": record.scenario.description},
+        "target": record.target,
+        "quick": record.quick,
+        "started": record.started,
+        "ended": record.ended,
+        "duration_s": round(record.ended - record.started, 3),
+        "timings": {probe: {"started": s, "ended": e} for probe, (s, e) in record.timings.items()},
+        "metadata": dict(record.metadata),
+        "nodes": [node_dict(n) for n in record.nodes],
+        "unready": dict(record.unready),
+        "checks": [check_dict(c) for c in record.checks],
+        "summary": summary(record),
+        "verdicts": [verdict_dict(v) for v in record.verdicts],
+        "results": [measurement_dict(m) for m in record.results],
+    }
+
+
+def dumps(record: RunRecord) -> str:
+    return json.dumps(to_dict(record), indent=1, sort_keys=False, allow_nan=False) + "\n"

@@ -1,0 +1,103 @@
+"""One run, start to finish: deploy agents, plan, execute, judge.  Returns a RunRecord; writes
+nothing and prints nothing (the CLI does)."""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Mapping, Sequence
+
+from talbench.bench.dispatch.base import Dispatcher
+from talbench.bench.errors import CouldNotRun
+from talbench.bench.execute import execute
+from talbench.bench.judge import judge
+from talbench.bench.model import Check, RunRecord, Scenario
+from talbench.bench.plan import make_plan
+from talbench.bench.probes.base import Metric, ProbeDriver, Progress
+
+
+def tool_version() -> str:
+    try:
+        return version("talbench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """``20261121-153000-a1b2``: sortable, unique enough, a valid Kubernetes label value."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    run_id: str
+    scenario: Scenario
+    checks: tuple[Check, ...]
+    settings: Mapping[str, Any]  # probe name -> validated settings
+    quick: bool
+    argv: tuple[str, ...] = ()
+
+
+def metrics_of(drivers: Mapping[str, ProbeDriver]) -> dict[str, Metric]:
+    return {metric.name: metric for driver in drivers.values() for metric in driver.metrics()}
+
+
+async def run(
+    request: RunRequest,
+    dispatcher: Dispatcher,
+    drivers: Mapping[str, ProbeDriver],
+    progress: Progress,
+) -> RunRecord:
+    metrics = metrics_of(drivers)
+    started = time.time()
+    progress.update("deploy", note=f"deploying agents ({dispatcher.name})")
+    async with dispatcher.deploy(request.run_id) as fleet:
+        if not fleet.nodes:
+            raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
+        progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready")
+        plan = make_plan(request.checks, fleet.nodes, metrics)
+        execution = await execute(plan, fleet, drivers, request.settings, progress)
+        progress.update("cleanup", note="removing what the run created")
+    ended = time.time()
+    verdicts = judge(plan, execution.results, fleet.nodes, metrics)
+    return RunRecord(
+        run_id=request.run_id,
+        scenario=request.scenario,
+        target=fleet.target,
+        quick=request.quick,
+        nodes=fleet.nodes,
+        started=started,
+        ended=ended,
+        results=tuple(execution.results[key] for key in sorted(execution.results)),
+        verdicts=verdicts,
+        checks=request.checks,
+        unready=dict(fleet.unready),
+        timings={t.probe: (t.started, t.ended) for t in execution.timings},
+        metadata={
+            "tool": "talbench",
+            "tool_version": tool_version(),
+            "python": platform.python_version(),
+            "coordinator_host": platform.node(),
+            "coordinator_kernel": platform.release(),
+            "argv": list(request.argv) or sys.argv[1:],
+            "quick": request.quick,
+            "settings": {probe: _plain(s) for probe, s in request.settings.items()},
+            **dict(fleet.metadata),
+        },
+    )
+
+
+def _plain(settings: Any) -> Any:
+    if hasattr(settings, "__dataclass_fields__"):
+        return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    return settings
+
+
+def exit_code(verdicts: Sequence[Any]) -> int:
+    """0 when nothing blocks (pass, warn, info), 1 when a check failed, has no data or is invalid."""
+    return 1 if not verdicts or any(v.status.blocks for v in verdicts) else 0

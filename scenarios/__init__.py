@@ -1,0 +1,1 @@
+"""Scenario YAML files shipped with talbench (data only)."""
