@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import psutil
 import sh
 
 from talbench.agents.probe import ProbeUnavailable
@@ -74,15 +75,24 @@ async def run_fio(fio: sh.Command, args: Sequence[str], *, hard_timeout: float, 
         raise
     except sh.SignalException as exc:  # killed by someone else
         return FioOutcome(None, _text(running, "stdout"), f"fio was killed ({type(exc).__name__})", killed=False)
-    return FioOutcome(running.exit_code, _text(running, "stdout"), _text(running, "stderr"), killed=False)
+    return FioOutcome(running.process.exit_code, _text(running, "stdout"), _text(running, "stderr"), killed=False)
 
 
 async def _kill(running: Any) -> None:
+    """SIGKILL fio and every process it forked (its job processes call setsid, so a process
+    group kill would miss them), then reap it, bounded."""
     process = running.process
     try:
-        process.kill_group()
-    except (ProcessLookupError, PermissionError, OSError):
-        pass
+        root = psutil.Process(process.pid)
+        victims = [*root.children(recursive=True), root]
+    except psutil.Error:
+        victims = []
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs([v for v in victims if v.pid != process.pid], timeout=KILL_WAIT)
 
     def reap() -> None:
         try:
@@ -98,7 +108,7 @@ async def _kill(running: Any) -> None:
 
 def _text(running: Any, stream: str) -> str:
     try:
-        raw = getattr(running, stream)
+        raw = getattr(running.process, stream)  # the process's buffer: no wait, works after a kill
     except Exception:  # noqa: BLE001 - a killed command may have no output object
         return ""
     if isinstance(raw, bytes):

@@ -37,7 +37,11 @@ async def kill_and_reap(proc: sh.RunningCommand, *, grace: float = 2.0) -> None:
             break
         except asyncio.TimeoutError:
             continue
-    await _finished(proc) if not is_running(proc) else None
+    if not is_running(proc):
+        try:
+            await asyncio.wait_for(_finished(proc), 2.0)  # output threads done, exit status collected
+        except asyncio.TimeoutError:
+            pass
 
 
 async def _finished(proc: sh.RunningCommand) -> None:

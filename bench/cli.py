@@ -104,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("talbench: interrupted", markup=False)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, no traceback unless asked for
+        if os.environ.get("TALBENCH_DEBUG"):
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        err.print(f"talbench: internal error: {type(exc).__name__}: {first} (TALBENCH_DEBUG=1 shows the traceback)", markup=False)
+        return CouldNotRun.exit_code
 
 
 def _run_async(coro: Coroutine[Any, Any, Any], err: Console) -> Any:

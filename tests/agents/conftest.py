@@ -1,12 +1,7 @@
-"""Real agents on 127.0.0.1: an aiohttp TestServer per agent, on a port number free for both
-TCP (the API) and UDP (the echo responder)."""
+"""Fixture ``start_agent``: real agents on 127.0.0.1, closed at the end of the test."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
@@ -16,64 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from talbench.agents.app import AgentConfig, make_app
 from talbench.agents.probe import Probe
 from talbench.agents.probes import default_probes
-
-TOKEN = "test-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    """A port number currently free on 127.0.0.1 for both UDP and TCP."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both TCP and UDP")
-
-
-def dead_udp_port() -> int:
-    """A UDP port with nobody listening (ICMP port unreachable on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return udp.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Agent:
-    config: AgentConfig
-    app: Any
-    client: TestClient
-
-    @property
-    def port(self) -> int:
-        return self.config.listen_port
-
-    async def submit(self, probe: str, params: Mapping[str, Any], run_id: str = "run-1") -> dict[str, Any]:
-        body = {"schema": 1, "run_id": run_id, "probe": probe, "params": dict(params)}
-        response = await self.client.post("/v1/jobs", json=body, headers=AUTH)
-        payload = await response.json()
-        assert response.status == 202, payload
-        return payload["job"]
-
-    async def job(self, job_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/jobs/{job_id}", headers=AUTH)
-        assert response.status == 200
-        return (await response.json())["job"]
-
-    async def wait(self, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
-        give_up = time.monotonic() + timeout
-        while True:
-            job = await self.job(job_id)
-            if job["state"] != "running":
-                return job
-            assert time.monotonic() < give_up, f"job {job_id} still running after {timeout}s"
-            await asyncio.sleep(0.02)
-
+from tests.agents.helpers import TOKEN, Agent, free_port
 
 StartAgent = Callable[..., Awaitable[Agent]]
 

@@ -6,7 +6,7 @@ import pytest
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import AUTH, TOKEN, free_port
+from tests.agents.helpers import AUTH, TOKEN, free_port
 from talbench.agents.app import JOBS, AgentConfig, make_app
 
 RTT_PARAMS = {"peers": [{"name": "a", "host": "127.0.0.1", "port": 9}], "count": 1, "interval_s": 0.01, "stagger_s": 0}

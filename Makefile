@@ -1,0 +1,55 @@
+# talbench: everything a fresh Debian/Ubuntu machine needs, installed by the project itself.
+#   make run    install, build the lab, run the control-plane scenario on it, remove the lab
+#   make test   install what the tests need and run them
+#   make bench  benchmarks (talbench next to the reference tools), written to results/bench/
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tools the probes and the lab drive: ip (lab), ping (bench), fio (fsync), iperf3 (throughput),
+# etcd (scratch cluster), wireguard-go + wg (tunnel), procps.
+APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 etcd-server etcd-client wireguard-go wireguard-tools
+RUN_ARGS ?=
+
+.PHONY: run test bench system-deps venv lab-down clean
+
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: needs root to install:$$missing (run as root, or install them)" >&2; exit 3; fi; \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "talbench needs Python >= 3.11 (PYTHON=...)")'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: system-deps $(STAMP)
+
+# Exits 0 when the run completed, whatever the verdicts (exit 1 = a finding about this machine);
+# set-up errors (2, 3) and interruptions (130) still fail.
+run: venv
+	@rc=0; $(BIN)/talbench run --scenario control-plane --target lab $(RUN_ARGS) || rc=$$?; \
+	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
+
+test: venv
+	$(BIN)/pytest -q -ra
+
+bench: venv
+	@mkdir -p results/bench
+	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+lab-down: venv
+	$(BIN)/talbench lab down
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,195 @@
+"""WireGuard links for test tunnels: the kernel implementation when the kernel has it (Talos),
+otherwise ``wireguard-go`` (userspace, one process per link), configured with ``wg`` and ``ip``.
+
+wireguard-go's control sockets live in /var/run/wireguard/NAME.sock, shared by every network
+namespace of the machine: link names must be unique per run and node (the caller's job).
+Private keys never touch a disk: they go to ``wg`` on standard input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sh
+
+from talbench.agents.probe import ProbeUnavailable
+from talbench.agents.procs import is_running, kill_and_reap, set_parent_death_signal
+
+KERNEL = "kernel"
+USERSPACE = "wireguard-go"
+IMPLEMENTATIONS = ("auto", KERNEL, USERSPACE)
+SOCKET_DIR = Path("/var/run/wireguard")
+COMMAND_TIMEOUT = 10.0
+READY_TIMEOUT = 10.0
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
+
+
+class WireGuardError(RuntimeError):
+    pass
+
+
+def _tool(name: str, hint: str) -> sh.Command:
+    path = shutil.which(name)
+    if path is None:
+        raise ProbeUnavailable(f"{name} not found: {hint}")
+    return sh.Command(path)
+
+
+def _wg() -> sh.Command:
+    return _tool("wg", "apt-get install wireguard-tools")
+
+
+def _ip() -> sh.Command:
+    return _tool("ip", "apt-get install iproute2")
+
+
+async def _run(command: sh.Command, *args: str, stdin: str | None = None, timeout: float = COMMAND_TIMEOUT) -> str:
+    try:
+        return str(await command(*args, _in=stdin, _async=True, _timeout=timeout))
+    except sh.TimeoutException as exc:
+        raise WireGuardError(f"{command} {' '.join(args[:3])}: no answer within {timeout:g}s") from exc
+    except sh.ErrorReturnCode as exc:
+        message = (exc.stderr or exc.stdout).decode(errors="replace").strip().splitlines()
+        raise WireGuardError(f"{Path(str(command)).name} {' '.join(args[:4])}: {message[-1] if message else exc.exit_code}") from exc
+
+
+async def generate_keypair() -> tuple[str, str]:
+    """(private, public), base64 as ``wg`` prints them; kept in memory only."""
+    wg = _wg()
+    private = (await _run(wg, "genkey")).strip()
+    public = (await _run(wg, "pubkey", stdin=private + "\n")).strip()
+    return private, public
+
+
+@dataclass
+class WgLink:
+    """One WireGuard link this agent created (mutable only in ``process`` being reaped)."""
+
+    name: str
+    implementation: str
+    process: Any = None  # sh.RunningCommand of wireguard-go, None for the kernel link
+
+
+async def link_exists(name: str) -> bool:
+    try:
+        await _run(_ip(), "link", "show", "dev", name)
+        return True
+    except WireGuardError:
+        return False
+
+
+async def _create_kernel(name: str) -> WgLink:
+    await _run(_ip(), "link", "add", "dev", name, "type", "wireguard")
+    return WgLink(name, KERNEL)
+
+
+async def _create_userspace(name: str) -> WgLink:
+    binary = _tool(USERSPACE, "apt-get install wireguard-go")
+    socket = SOCKET_DIR / f"{name}.sock"
+    if socket.exists():
+        raise WireGuardError(f"{socket} exists already: another wireguard-go uses the name {name}")
+    proc = binary(
+        "-f", name,
+        _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_signal,
+        _env={**os.environ, "WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": "error"},
+    )
+    link = WgLink(name, USERSPACE, proc)
+    give_up = time.monotonic() + READY_TIMEOUT
+    try:
+        while not (socket.exists() and await link_exists(name)):
+            if not is_running(proc):
+                raise WireGuardError(f"wireguard-go {name} exited at start: {_output(proc)}")
+            if time.monotonic() >= give_up:
+                raise WireGuardError(f"wireguard-go {name} not ready within {READY_TIMEOUT:g}s")
+            await asyncio.sleep(0.05)
+    except BaseException:
+        await delete(link)
+        raise
+    return link
+
+
+def _output(proc: Any) -> str:
+    try:
+        return (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()[:200]
+    except Exception:  # noqa: BLE001 - only for a message
+        return "no output"
+
+
+async def create(name: str, implementation: str = "auto") -> WgLink:
+    """Create the link ``name``: the kernel's WireGuard, or wireguard-go when the kernel has none
+    (``auto``).  Raises ProbeUnavailable when neither can be used."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"bad link name {name!r}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}")
+    if await link_exists(name):
+        raise WireGuardError(f"a link named {name} exists already")
+    kernel_error: str | None = None
+    if implementation in ("auto", KERNEL):
+        try:
+            return await _create_kernel(name)
+        except WireGuardError as exc:
+            kernel_error = str(exc)
+            if implementation == KERNEL:
+                raise ProbeUnavailable(f"kernel WireGuard unavailable ({exc}); needs the wireguard module and NET_ADMIN") from exc
+    try:
+        return await _create_userspace(name)
+    except ProbeUnavailable as exc:
+        raise ProbeUnavailable(f"{exc}" + (f" (kernel WireGuard: {kernel_error})" if kernel_error else "")) from exc
+
+
+async def configure(link: WgLink, *, private_key: str, listen_port: int, address: str, fwmark: int | None, mtu: int) -> None:
+    """Key, port, optional fwmark, the tunnel address (CIDR), MTU, up."""
+    args = ["set", link.name, "private-key", "/dev/stdin", "listen-port", str(listen_port)]
+    if fwmark:
+        args += ["fwmark", hex(fwmark)]
+    await _run(_wg(), *args, stdin=private_key + "\n")
+    ip = _ip()
+    await _run(ip, "address", "add", address, "dev", link.name)
+    await _run(ip, "link", "set", "dev", link.name, "mtu", str(mtu), "up")
+
+
+async def add_peer(link: WgLink, *, public_key: str, endpoint: str, allowed_ips: str, keepalive: int = 0) -> None:
+    args = ["set", link.name, "peer", public_key, "endpoint", endpoint, "allowed-ips", allowed_ips]
+    if keepalive:
+        args += ["persistent-keepalive", str(keepalive)]
+    await _run(_wg(), *args)
+
+
+async def peer_stats(name: str) -> dict[str, dict[str, Any]]:
+    """Per peer (public key): latest handshake (unix s, 0 = none), bytes received and sent."""
+    out = await _run(_wg(), "show", name, "dump")
+    peers: dict[str, dict[str, Any]] = {}
+    for line in out.strip().splitlines()[1:]:  # the first line is the interface itself
+        fields = line.split("\t")
+        if len(fields) >= 7:
+            peers[fields[0]] = {
+                "endpoint": fields[2],
+                "latest_handshake": int(fields[4]),
+                "rx_bytes": int(fields[5]),
+                "tx_bytes": int(fields[6]),
+            }
+    return peers
+
+
+async def delete(link: WgLink) -> None:
+    """Remove the link and, for wireguard-go, stop and reap its process and its socket.
+    Idempotent; bounded."""
+    if await link_exists(link.name):
+        try:
+            await _run(_ip(), "link", "del", "dev", link.name)
+        except WireGuardError:
+            if link.process is None:
+                raise
+    if link.process is not None:
+        await kill_and_reap(link.process)
+        socket = SOCKET_DIR / f"{link.name}.sock"
+        if socket.exists():  # left by a wireguard-go that had to be killed; the name is ours
+            socket.unlink(missing_ok=True)

@@ -1,0 +1,216 @@
+"""Pure builders of the Kubernetes objects a run creates (plain dicts, ready to POST or print).
+
+Every object carries the run id label, so that ``talbench clean`` can find what a crashed run
+left.  Nothing here talks to the API.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from talbench.agents import wire
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_RUN_ID = "talbench.io/run-id"
+MANAGED_BY = "talbench"
+
+AGENT_NAME = "talbench-agent"  # DaemonSet, ServiceAccount and container name stem
+TOKEN_SECRET = "talbench-agent-token"
+TOKEN_KEY = "token"
+TOKEN_DIR = "/run/talbench"
+DATA_DIR = "/var/lib/talbench"
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+PSA_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "privileged" for mode in ("enforce", "warn", "audit")
+}
+
+DEFAULT_IMAGE_REPOSITORY = "ghcr.io/talbench/talbench"
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("talbench")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def default_image() -> str:
+    """The agent image matching this talbench version (built from agents/Containerfile)."""
+    return f"{DEFAULT_IMAGE_REPOSITORY}:v{tool_version()}"
+
+
+def run_namespace(run_id: str) -> str:
+    """The namespace a run creates for itself when none is given: ``talbench-<run id>``."""
+    return f"talbench-{run_id}".lower()[:63].rstrip("-")
+
+
+def run_labels(run_id: str, component: str = "agent") -> dict[str, str]:
+    return {
+        LABEL_NAME: AGENT_NAME if component == "agent" else f"talbench-{component}",
+        LABEL_COMPONENT: component,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_RUN_ID: run_id,
+    }
+
+
+def label_selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str = "250m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "2"
+    memory_limit: str = "1Gi"
+    scratch_limit: str = "4Gi"  # emptyDir for fio files and etcd data
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the run deploys.  ``namespace`` is created by the run when ``own_namespace``."""
+
+    run_id: str
+    namespace: str
+    image: str
+    token: str
+    port: int = wire.DEFAULT_PORT
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    own_namespace: bool = True
+    resources: Resources = Resources()
+    image_pull_policy: str = "IfNotPresent"
+
+
+def namespace(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**labels, **PSA_LABELS}},
+    }
+
+
+def _meta(name: str, ns: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": ns, "labels": dict(labels)}
+
+
+def service_account(spec: AgentSpec) -> dict[str, Any]:
+    """The agents' identity: no API access at all (no role binding, no token mounted)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(AGENT_NAME, spec.namespace, run_labels(spec.run_id)),
+        "automountServiceAccountToken": False,
+    }
+
+
+def token_secret(spec: AgentSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(TOKEN_SECRET, spec.namespace, run_labels(spec.run_id)),
+        "type": "Opaque",
+        "data": {TOKEN_KEY: base64.b64encode(spec.token.encode()).decode()},
+    }
+
+
+def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
+    labels = run_labels(spec.run_id)
+    selector = {LABEL_NAME: AGENT_NAME, LABEL_RUN_ID: spec.run_id}
+    container = {
+        "name": "agent",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["python", "-m", "talbench.agents"],
+        "args": [
+            "--listen", f"$(NODE_IP):{spec.port}",
+            "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}",
+            "--node", "$(NODE_NAME)",
+            "--data-dir", DATA_DIR,
+        ],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            {"name": "TALBENCH_RUN_ID", "value": spec.run_id},
+        ],
+        # TCP for the API, UDP for the RTT echo responder (same number, agents/wire.py)
+        "ports": [
+            {"name": "api", "containerPort": spec.port, "hostPort": spec.port, "protocol": "TCP"},
+            {"name": "echo", "containerPort": spec.port, "hostPort": spec.port, "protocol": "UDP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": f"{wire.PREFIX}/health", "port": spec.port},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "resources": spec.resources.as_dict(),
+        "securityContext": {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            # tc/ip link and raw ICMP; never SYS_MODULE or SYS_BOOT (Talos refuses them)
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
+        },
+        "volumeMounts": [
+            {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
+            {"name": "scratch", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "wireguard-run", "mountPath": "/run/wireguard"},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": AGENT_NAME,
+        "automountServiceAccountToken": False,
+        "hostNetwork": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {"kubernetes.io/os": "linux", **dict(spec.node_selector)},
+        "containers": [container],
+        "volumes": [
+            {"name": "token", "secret": {"secretName": TOKEN_SECRET, "defaultMode": 0o400,
+                                         "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": spec.resources.scratch_limit}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            {"name": "wireguard-run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _meta(AGENT_NAME, spec.namespace, labels),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def agent_manifests(spec: AgentSpec) -> list[dict[str, Any]]:
+    """Everything one run creates, in creation order."""
+    docs: list[dict[str, Any]] = []
+    if spec.own_namespace:
+        docs.append(namespace(spec.namespace, run_labels(spec.run_id)))
+    docs += [service_account(spec), token_secret(spec), agent_daemonset(spec)]
+    return docs
+
+
+def to_yaml(docs: Sequence[Mapping[str, Any]]) -> str:
+    """Multi-document YAML, as ``kubectl apply -f -`` reads it."""
+    return "".join("---\n" + yaml.safe_dump(dict(doc), sort_keys=False) for doc in docs)

@@ -1,0 +1,172 @@
+"""The RTT probe and the echo responder over real UDP sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from talbench.agents.app import ECHO
+from talbench.agents.probe import ProbeParamError
+from talbench.agents.probes.rtt import RttParams, RttProbe
+from talbench.agents.rtt_packet import MAGIC, MAX_PACKET, RttPacket, decode, encode
+from tests.agents.helpers import dead_udp_port
+
+PEER = {"name": "a", "host": "127.0.0.1", "port": 9}
+
+
+def parse(**params):
+    return RttProbe().parse({"peers": [PEER], **params})
+
+
+def test_defaults_and_time_limit():
+    params = RttProbe().parse({"peers": [PEER, {"name": "b", "host": "[::1]", "port": 8946}], "count": 100, "interval_s": 0.01, "warmup": 10, "jitter": 0.5, "stagger_s": 2, "timeout_s": 0.5})
+    assert isinstance(params, RttParams) and params.peers[1].host == "::1"
+    assert RttProbe().time_limit(params) == pytest.approx(2 + 110 * 0.01 * 1.5 + 0.5 + 5)
+
+
+@pytest.mark.parametrize(
+    "params,needle",
+    [
+        ({"count": 0}, "count"),
+        ({"count": 100_001}, "count"),
+        ({"count": True}, "count"),
+        ({"interval_s": 0.0005}, "interval_s"),
+        ({"interval_s": float("nan")}, "interval_s"),
+        ({"warmup": 1001}, "warmup"),
+        ({"timeout_s": 11}, "timeout_s"),
+        ({"jitter": 1.5}, "jitter"),
+        ({"stagger_s": -1}, "stagger_s"),
+        ({"payload_bytes": 31}, "payload_bytes"),
+        ({"payload_bytes": 1401}, "payload_bytes"),
+        ({"peers": []}, "peers"),
+        ({"peers": [PEER, dict(PEER, host="127.0.0.2")]}, "twice"),
+        ({"peers": [dict(PEER, port=0)]}, "port"),
+        ({"peers": [dict(PEER, port="80")]}, "port"),
+        ({"peers": [{"name": "a", "host": "127.0.0.1"}]}, "port"),
+        ({"peers": [dict(PEER, name="")]}, "name"),
+        ({"peers": [dict(PEER, colour="red")]}, "colour"),
+        ({"peers": [dict(PEER, name=f"p{i}") for i in range(1001)]}, "peers"),
+        ({"peers": [dict(PEER, name=f"p{i}") for i in range(100)], "count": 100_000}, "packets"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_params_out_of_bounds_are_refused(params, needle):
+    with pytest.raises(ProbeParamError, match=needle):
+        RttProbe().parse({"peers": [PEER], **params})
+
+
+def test_packet_round_trip():
+    data = encode(RttPacket(7, 42, 123456789), 64)
+    assert len(data) == 64 and data.startswith(MAGIC)
+    assert decode(data) == RttPacket(7, 42, 123456789)
+    assert decode(b"x" * 64) is None and decode(data[:20]) is None
+
+
+async def test_rtt_between_agents_on_loopback(start_agent):
+    a = await start_agent(node="cp1")
+    b = await start_agent(node="cp2")
+    c = await start_agent(node="cp3")
+    params = {
+        "peers": [{"name": "cp2", "host": "127.0.0.1", "port": b.port}, {"name": "cp3", "host": "127.0.0.1", "port": c.port}],
+        "count": 50,
+        "warmup": 5,
+        "interval_s": 0.002,
+        "jitter": 0.3,
+        "stagger_s": 0.05,
+        "timeout_s": 0.5,
+        "payload_bytes": 200,
+    }
+    job = await a.wait((await a.submit("rtt", params))["id"])
+    assert job["state"] == "done", job["error"]
+    result = job["result"]
+    assert result["count"] == 50 and result["warmup"] == 5 and result["interval_s"] == 0.002
+    assert set(result["peers"]) == {"cp2", "cp3"}
+    for name, other in (("cp2", b), ("cp3", c)):
+        peer = result["peers"][name]
+        assert peer["port"] == other.port and peer["host"] == "127.0.0.1"
+        assert peer["sent"] == 50 and peer["received"] == 50 and peer["lost"] == 0
+        assert peer["late"] == 0 and peer["duplicates"] == 0 and peer["errors"] == []
+        samples = peer["samples_ns"]
+        assert len(samples) == 50 and all(isinstance(s, int) and 0 < s < 50_000_000 for s in samples)
+        # each responder answered warm-up and measured packets, nothing else
+        assert other.app[ECHO].counters.answered == 55
+    assert set(job["resources"]) >= {"cpu_process_percent", "cpu_system_percent", "cpus", "wall_s"}
+
+
+async def test_a_peer_without_responder_is_all_lost_not_an_error(start_agent):
+    a = await start_agent()
+    params = {"peers": [{"name": "ghost", "host": "127.0.0.1", "port": dead_udp_port()}], "count": 20, "warmup": 2, "interval_s": 0.002, "timeout_s": 0.1, "stagger_s": 0}
+    job = await a.wait((await a.submit("rtt", params))["id"])
+    assert job["state"] == "done", job["error"]
+    ghost = job["result"]["peers"]["ghost"]
+    assert ghost["sent"] == 20 and ghost["received"] == 0 and ghost["lost"] == 20 and ghost["samples_ns"] == []
+    assert ghost["errors"] and "refused" in ghost["errors"][0].lower() and len(ghost["errors"]) <= 5
+
+
+async def test_a_silent_peer_is_lost_after_the_timeout(start_agent):
+    """A peer that swallows packets (no ICMP): lost, and the job ends about timeout_s after the last send."""
+    a = await start_agent()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        params = {"peers": [{"name": "sink", "host": "127.0.0.1", "port": sink.getsockname()[1]}], "count": 5, "warmup": 0, "interval_s": 0.001, "timeout_s": 0.2, "stagger_s": 0}
+        job = await a.wait((await a.submit("rtt", params))["id"])
+    peer = job["result"]["peers"]["sink"]
+    assert peer["sent"] == 5 and peer["received"] == 0 and peer["lost"] == 5 and peer["errors"] == []
+    assert 0.2 <= job["resources"]["wall_s"] < 1.5
+
+
+async def test_late_and_duplicate_replies_are_not_samples(start_agent):
+    """A hand-made responder: answers seq 0 twice, seq 1 after the timeout, drops seq 2."""
+    a = await start_agent()
+    loop = asyncio.get_running_loop()
+
+    class Odd(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            seq = decode(data).seq
+            if seq == 0:
+                self.transport.sendto(data, addr)
+                self.transport.sendto(data, addr)
+            elif seq == 1:
+                loop.call_later(0.3, self.transport.sendto, data, addr)
+            elif seq >= 3:
+                self.transport.sendto(data, addr)
+
+    transport, _ = await loop.create_datagram_endpoint(Odd, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        params = {"peers": [{"name": "odd", "host": "127.0.0.1", "port": port}], "count": 5, "warmup": 0, "interval_s": 0.05, "jitter": 0, "timeout_s": 0.1, "stagger_s": 0}
+        job = await a.wait((await a.submit("rtt", params))["id"])
+    finally:
+        transport.close()
+    peer = job["result"]["peers"]["odd"]
+    assert peer["sent"] == 5 and peer["received"] == 3 and len(peer["samples_ns"]) == 3
+    assert peer["lost"] == 2 and peer["late"] == 1 and peer["duplicates"] == 1
+
+
+async def test_echo_answers_only_rtt_packets(start_agent):
+    agent = await start_agent()
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            replies.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", agent.port))
+    try:
+        transport.sendto(b"hello, not a probe packet")
+        transport.sendto(MAGIC + bytes(MAX_PACKET + 1 - len(MAGIC)))  # too long
+        packet = encode(RttPacket(1, 2, 3), 100)
+        transport.sendto(packet)
+        assert await asyncio.wait_for(replies.get(), 2) == packet
+        await asyncio.sleep(0.1)
+        assert replies.empty()
+    finally:
+        transport.close()
+    counters = agent.app[ECHO].counters
+    assert counters.answered == 1 and counters.ignored == 2
