@@ -6,6 +6,7 @@ All state (jobs, cleanups, the UDP echo responder) lives on the application unde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 FACTS_TIMEOUT = 30.0
-SHUTDOWN_RELEASE_TIMEOUT = 30.0
+RELEASE_TIMEOUT = 30.0
+REAPER_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class AgentConfig:
     max_concurrent_jobs: int = 8
     max_kept_jobs: int = 64
     max_time_limit: float = 900.0
+    # What a run left running (CleanupRegistry) is released when none of its jobs ran for this
+    # long: its coordinator is gone.  0 disables.
+    run_idle_release_s: float = 3600.0
 
 
 CONFIG = web.AppKey("config", AgentConfig)
@@ -202,6 +207,34 @@ async def _echo_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ECHO].close()
 
 
+async def _reap_abandoned_runs(app: web.Application, interval: float) -> None:
+    config = app[CONFIG]
+    while True:
+        await asyncio.sleep(interval)
+        for run_id in app[CLEANUPS].idle_runs(config.run_idle_release_s, app[JOBS].busy_runs()):
+            try:
+                report = await app[CLEANUPS].release_run(run_id)
+            except Exception:  # never let the reaper die
+                log.exception("releasing idle run %s failed", run_id)
+                continue
+            log.warning(
+                "run %s idle for %gs: released %s, failed %s",
+                run_id, config.run_idle_release_s, report.released, report.failed,
+            )
+
+
+async def _reaper_ctx(app: web.Application) -> AsyncIterator[None]:
+    seconds = app[CONFIG].run_idle_release_s
+    task = asyncio.create_task(_reap_abandoned_runs(app, min(REAPER_INTERVAL, seconds / 4))) if seconds > 0 else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def _stop_jobs(app: web.Application) -> None:
     await app[JOBS].shutdown()
     report = await app[CLEANUPS].release_all()
@@ -224,9 +257,15 @@ def make_app(
     app[CONFIG] = config
     app[PROBES] = dict(probes)
     app[FACTS] = facts or basic_facts
-    app[JOBS] = JobRegistry(max_concurrent=config.max_concurrent_jobs, max_kept=config.max_kept_jobs)
-    app[CLEANUPS] = Cleanups(release_timeout=SHUTDOWN_RELEASE_TIMEOUT)
+    cleanups = Cleanups(release_timeout=RELEASE_TIMEOUT)
+    app[CLEANUPS] = cleanups
+    app[JOBS] = JobRegistry(
+        max_concurrent=config.max_concurrent_jobs,
+        max_kept=config.max_kept_jobs,
+        on_change=lambda record: cleanups.touch(record.run_id),
+    )
     app.cleanup_ctx.append(_echo_ctx)
+    app.cleanup_ctx.append(_reaper_ctx)
     app.on_shutdown.append(_stop_jobs)
     p = wire.PREFIX
     app.router.add_get(f"{p}/health", health)

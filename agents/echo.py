@@ -1,15 +1,30 @@
 """UDP echo responder for the RTT probe: answers RTT packets (rtt_packet.MAGIC, at most
-MAX_PACKET bytes) by sending them back unchanged to the sender; ignores everything else."""
+MAX_PACKET bytes) by sending them back unchanged to the sender; ignores everything else.
+
+Replies leave from the address the request was sent to (IP_PKTINFO / IPV6_PKTINFO reflected
+back), so an agent listening on a wildcard address still answers correctly on a multi-address
+node (a VIP, a KubeSpan or secondary address): the sender's connected socket drops replies
+from any other source address.  That needs recvmsg/sendmsg, hence a plain non-blocking socket
+driven by the event loop's reader callback rather than an asyncio DatagramProtocol.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from dataclasses import dataclass
 
-from talbench.agents.rtt_packet import is_echoable
+from talbench.agents.rtt_packet import MAX_PACKET, is_echoable
 
 log = logging.getLogger(__name__)
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python does not always export it
+IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, spec_dst, addr
+IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
+ANCILLARY_SPACE = socket.CMSG_SPACE(IN_PKTINFO.size) + socket.CMSG_SPACE(IN6_PKTINFO.size)
+BATCH = 64  # datagrams handled per readable event before yielding to the loop
 
 
 @dataclass
@@ -19,48 +34,84 @@ class EchoCounters:
     errors: int = 0
 
 
-class EchoProtocol(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.counters = EchoCounters()
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if self.transport is None or not is_echoable(data):
-            self.counters.ignored += 1
-            return
-        self.transport.sendto(data, addr)
-        self.counters.answered += 1
-
-    def error_received(self, exc: Exception) -> None:
-        # e.g. ICMP errors for an earlier reply; nothing to do but count them.
-        self.counters.errors += 1
-        log.debug("echo responder: %s", exc)
+def reply_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """Ancillary data that makes the reply leave from the request's destination address."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= IN_PKTINFO.size:
+            _, _, destination = IN_PKTINFO.unpack_from(data)
+            return [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(0, destination, bytes(4)))]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= IN6_PKTINFO.size:
+            destination, ifindex = IN6_PKTINFO.unpack_from(data)
+            return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, IN6_PKTINFO.pack(destination, ifindex))]
+    return []
 
 
-@dataclass(frozen=True)
 class EchoResponder:
-    transport: asyncio.DatagramTransport
-    protocol: EchoProtocol
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self._sock = sock
+        self._loop = loop
+        self.counters = EchoCounters()
+        self.address = sock.getsockname()
+        loop.add_reader(sock.fileno(), self._on_readable)
 
-    @property
-    def counters(self) -> EchoCounters:
-        return self.protocol.counters
-
-    @property
-    def address(self) -> tuple:
-        return self.transport.get_extra_info("sockname")
+    def _on_readable(self) -> None:
+        for _ in range(BATCH):
+            try:
+                data, ancdata, flags, addr = self._sock.recvmsg(MAX_PACKET + 1, ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.counters.errors += 1
+                log.debug("echo responder: %s", exc)
+                return
+            if flags & socket.MSG_TRUNC or not is_echoable(data):
+                self.counters.ignored += 1
+                continue
+            try:
+                self._sock.sendmsg([data], reply_ancillary(ancdata), 0, addr)
+            except OSError as exc:  # e.g. a full send buffer: the sender sees a lost packet
+                self.counters.errors += 1
+                log.debug("echo responder: reply to %s: %s", addr, exc)
+            else:
+                self.counters.answered += 1
 
     def close(self) -> None:
-        self.transport.close()
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if family == socket.AF_INET6:
+            # like asyncio's TCP server for the API: "::" means IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.setblocking(False)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def start_echo(host: str, port: int) -> EchoResponder:
     """Bind the responder to (host, port) UDP; raises OSError when that is impossible."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(EchoProtocol, local_addr=(host, port))
-    assert isinstance(protocol, EchoProtocol)
-    log.info("UDP echo responder on %s", transport.get_extra_info("sockname"))
-    return EchoResponder(transport, protocol)  # type: ignore[arg-type]
+    sock = await loop.run_in_executor(None, _bind, host, port) if not _is_literal(host) else _bind(host, port)
+    responder = EchoResponder(sock, loop)
+    log.debug("UDP echo responder on %s", responder.address)
+    return responder
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return not host  # "" is the wildcard
+    return True

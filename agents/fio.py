@@ -80,28 +80,28 @@ async def run_fio(fio: sh.Command, args: Sequence[str], *, hard_timeout: float, 
 
 async def _kill(running: Any) -> None:
     """SIGKILL fio and every process it forked (its job processes call setsid, so a process
-    group kill would miss them), then reap it, bounded."""
+    group kill would miss them), then reap it; bounded, off the event loop."""
     process = running.process
-    try:
-        root = psutil.Process(process.pid)
-        victims = [*root.children(recursive=True), root]
-    except psutil.Error:
-        victims = []
-    for victim in victims:
-        try:
-            victim.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs([v for v in victims if v.pid != process.pid], timeout=KILL_WAIT)
 
-    def reap() -> None:
+    def kill_and_reap() -> None:
+        try:
+            root = psutil.Process(process.pid)
+            victims = [*root.children(recursive=True), root]
+        except psutil.Error:
+            victims = []
+        for victim in victims:
+            try:
+                victim.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs([v for v in victims if v.pid != process.pid], timeout=KILL_WAIT)
         try:
             process.wait()
         except Exception:  # noqa: BLE001 - the process is gone either way
             pass
 
     try:
-        await asyncio.wait_for(asyncio.shield(asyncio.to_thread(reap)), KILL_WAIT)
+        await asyncio.wait_for(asyncio.shield(asyncio.to_thread(kill_and_reap)), 2 * KILL_WAIT)
     except (asyncio.TimeoutError, asyncio.CancelledError):
         pass
 

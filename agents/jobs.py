@@ -76,11 +76,13 @@ class JobRegistry:
         max_kept: int = 64,
         clock: Callable[[], float] = time.time,
         meter: Callable[[], CpuMeter] = CpuMeter,
+        on_change: Callable[[JobRecord], None] | None = None,
     ) -> None:
         self._max_concurrent = max_concurrent
         self._max_kept = max_kept
         self._clock = clock
         self._meter = meter
+        self._on_change = on_change or (lambda record: None)
         self._records: dict[str, JobRecord] = {}  # insertion order == start order
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -89,6 +91,9 @@ class JobRegistry:
 
     def running(self) -> list[JobRecord]:
         return [r for r in self._records.values() if not r.final]
+
+    def busy_runs(self) -> frozenset[str]:
+        return frozenset(r.run_id for r in self.running())
 
     def submit(self, probe: Probe, params: Any, time_limit: float, ctx: ProbeContext) -> JobRecord:
         running = len(self._tasks)
@@ -100,6 +105,7 @@ class JobRegistry:
             self._run(record.id, probe, params, time_limit, ctx), name=f"job-{record.id}-{probe.name}"
         )
         self._forget_old()
+        self._on_change(record)
         return record
 
     async def cancel(self, job_id: str) -> JobRecord | None:
@@ -170,6 +176,7 @@ class JobRegistry:
             self._tasks.pop(job_id, None)
             if job_id in self._records:
                 self._update(job_id, ended=self._clock(), resources=resources, **outcome)
+                self._on_change(self._records[job_id])
                 self._forget_old()
             log.info("job %s (%s, run %s) ended: %s %s", job_id, probe.name, ctx.run_id, outcome["state"], outcome.get("error") or "")
 

@@ -182,6 +182,9 @@ async def serve(options: Options) -> None:
     unix_sock: socket.socket | None = None
     unix_inode: int | None = None
     try:
+        if options.unix is not None:  # first: refusing a taken socket path logs nothing before
+            unix_sock = _bind_unix(options.unix)
+            unix_inode = options.unix.stat().st_ino
         try:
             await runner.setup()  # binds the UDP echo responder
         except OSError as exc:
@@ -190,9 +193,7 @@ async def serve(options: Options) -> None:
             await web.TCPSite(runner, options.host, options.port, reuse_address=True).start()
         except OSError as exc:
             raise CannotServe(f"TCP {options.host}:{options.port}: {exc.strerror or exc}") from exc
-        if options.unix is not None:
-            unix_sock = _bind_unix(options.unix)
-            unix_inode = options.unix.stat().st_ino
+        if unix_sock is not None:
             await web.SockSite(runner, unix_sock).start()
         log.info(
             "agent %s serving on %s:%d%s (data %s)",

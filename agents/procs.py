@@ -18,6 +18,12 @@ def set_parent_death_signal() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def set_parent_death_term() -> None:
+    """``preexec_fn``: SIGTERM to the child when the agent dies, so it can clean up after
+    itself (wireguard-go removes its link and control socket)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def is_running(proc: sh.RunningCommand) -> bool:
     return bool(proc.process.is_alive()[0])
 

@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import sh
 
 from talbench.agents.probe import ProbeUnavailable
-from talbench.agents.procs import is_running, kill_and_reap, set_parent_death_signal
+from talbench.agents.procs import is_running, kill_and_reap, set_parent_death_term
 
 KERNEL = "kernel"
 USERSPACE = "wireguard-go"
@@ -29,6 +30,7 @@ SOCKET_DIR = Path("/var/run/wireguard")
 COMMAND_TIMEOUT = 10.0
 READY_TIMEOUT = 10.0
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
+OUR_SOCKET = re.compile(r"^tb[0-9a-f]{10}\.sock$")  # wg_tunnel's link names
 
 
 class WireGuardError(RuntimeError):
@@ -58,6 +60,29 @@ async def _run(command: sh.Command, *args: str, stdin: str | None = None, timeou
     except sh.ErrorReturnCode as exc:
         message = (exc.stderr or exc.stdout).decode(errors="replace").strip().splitlines()
         raise WireGuardError(f"{Path(str(command)).name} {' '.join(args[:4])}: {message[-1] if message else exc.exit_code}") from exc
+
+
+def sweep_stale_sockets(socket_dir: Path = SOCKET_DIR) -> list[str]:
+    """Remove control sockets of test links whose wireguard-go is gone (killed hard with its
+    agent): a socket nobody listens on.  Only names of the test tunnels' form are touched."""
+    removed = []
+    try:
+        entries = list(socket_dir.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if not OUR_SOCKET.match(path.name):
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(str(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+            except OSError:
+                continue
+    return removed
 
 
 async def generate_keypair() -> tuple[str, str]:
@@ -92,18 +117,19 @@ async def _create_kernel(name: str) -> WgLink:
 
 async def _create_userspace(name: str) -> WgLink:
     binary = _tool(USERSPACE, "apt-get install wireguard-go")
-    socket = SOCKET_DIR / f"{name}.sock"
-    if socket.exists():
-        raise WireGuardError(f"{socket} exists already: another wireguard-go uses the name {name}")
+    sweep_stale_sockets()
+    control = SOCKET_DIR / f"{name}.sock"
+    if control.exists():
+        raise WireGuardError(f"{control} exists already: another wireguard-go uses the name {name}")
     proc = binary(
         "-f", name,
-        _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_signal,
+        _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_term,
         _env={**os.environ, "WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": "error"},
     )
     link = WgLink(name, USERSPACE, proc)
     give_up = time.monotonic() + READY_TIMEOUT
     try:
-        while not (socket.exists() and await link_exists(name)):
+        while not (control.exists() and await link_exists(name)):
             if not is_running(proc):
                 raise WireGuardError(f"wireguard-go {name} exited at start: {_output(proc)}")
             if time.monotonic() >= give_up:
@@ -190,6 +216,6 @@ async def delete(link: WgLink) -> None:
                 raise
     if link.process is not None:
         await kill_and_reap(link.process)
-        socket = SOCKET_DIR / f"{link.name}.sock"
-        if socket.exists():  # left by a wireguard-go that had to be killed; the name is ours
-            socket.unlink(missing_ok=True)
+        control = SOCKET_DIR / f"{link.name}.sock"
+        if control.exists():  # left by a wireguard-go that had to be killed; the name is ours
+            control.unlink(missing_ok=True)

@@ -175,7 +175,7 @@ def make_dispatcher(args: argparse.Namespace) -> Any:
 
         spec = make_spec(args.control_planes, args.workers, args.delay)
         root = _lab_root(args)
-        existing = labs.status(root)
+        existing = labs.find_usable(root)
         if existing is not None and (args.delay or (args.control_planes, args.workers) != (3, 1)):
             raise UsageError(
                 f"a lab is already up ({existing.lab_id}); --delay/--control-planes/--workers shape a lab that run "
@@ -257,10 +257,7 @@ def cmd_lab(args: argparse.Namespace, err: Console) -> int:
     root = _lab_root(args)
     if args.lab_command == "up":
         spec = make_spec(args.control_planes, args.workers, args.delay)
-        existing = labs.status(root)
-        if existing is not None:
-            raise UsageError(f"a lab is already up ({existing.lab_id}): 'talbench lab down' first")
-        state = labs.up(spec, root)
+        state = labs.up(spec, root)  # refuses (UsageError) when a lab is up under root
         out.print(f"lab {state.lab_id} is up: {', '.join(n.name for n in state.nodes)}")
         return _print_status(labs.status(root), out)
     if args.lab_command == "down":

@@ -54,12 +54,13 @@ class RttParams:
 # ---- parameter parsing ----------------------------------------------------------------------
 
 
-def _int(raw: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+def _int(raw: Mapping[str, Any], key: str, default: int, lo: int, hi: int, label: str = "") -> int:
     value = raw.get(key, default)
+    label = label or key
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProbeParamError(f"{key} must be an integer, got {value!r}")
+        raise ProbeParamError(f"{label} must be an integer, got {value!r}")
     if not lo <= value <= hi:
-        raise ProbeParamError(f"{key} must be between {lo} and {hi}, got {value}")
+        raise ProbeParamError(f"{label} must be between {lo} and {hi}, got {value}")
     return value
 
 
@@ -91,9 +92,9 @@ def _peers(value: Any) -> tuple[Peer, ...]:
             raise ProbeParamError(f"peers[{i}]: unknown field(s) {', '.join(map(str, extra))}")
         name = _text(item.get("name"), f"peers[{i}].name")
         host = _text(item.get("host"), f"peers[{i}].host")
-        port = _int(item, "port", 0, 1, 65535) if "port" in item else None
-        if port is None:
+        if "port" not in item:
             raise ProbeParamError(f"peers[{i}].port is missing")
+        port = _int(item, "port", 0, 1, 65535, label=f"peers[{i}].port")
         if name in seen:
             raise ProbeParamError(f"peer name {name!r} appears twice")
         seen.add(name)

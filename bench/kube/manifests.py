@@ -21,8 +21,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUN_ID = "talbench.io/run-id"
 MANAGED_BY = "talbench"
 
-AGENT_NAME = "talbench-agent"  # DaemonSet, ServiceAccount and container name stem
-TOKEN_SECRET = "talbench-agent-token"
+AGENT_NAME = "talbench-agent"  # app.kubernetes.io/name of the agents; stem of the run's object names
 TOKEN_KEY = "token"
 TOKEN_DIR = "/run/talbench"
 DATA_DIR = "/var/lib/talbench"
@@ -94,6 +93,15 @@ class AgentSpec:
     resources: Resources = Resources()
     image_pull_policy: str = "IfNotPresent"
 
+    @property
+    def name(self) -> str:
+        """DaemonSet and ServiceAccount name: per run, so runs in one namespace never collide."""
+        return f"{AGENT_NAME}-{self.run_id}".lower()[:52].rstrip("-")
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-token"
+
 
 def namespace(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
     return {
@@ -112,7 +120,7 @@ def service_account(spec: AgentSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(AGENT_NAME, spec.namespace, run_labels(spec.run_id)),
+        "metadata": _meta(spec.name, spec.namespace, run_labels(spec.run_id)),
         "automountServiceAccountToken": False,
     }
 
@@ -121,7 +129,7 @@ def token_secret(spec: AgentSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(TOKEN_SECRET, spec.namespace, run_labels(spec.run_id)),
+        "metadata": _meta(spec.secret_name, spec.namespace, run_labels(spec.run_id)),
         "type": "Opaque",
         "data": {TOKEN_KEY: base64.b64encode(spec.token.encode()).decode()},
     }
@@ -173,7 +181,7 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         ],
     }
     pod_spec: dict[str, Any] = {
-        "serviceAccountName": AGENT_NAME,
+        "serviceAccountName": spec.name,
         "automountServiceAccountToken": False,
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
@@ -183,7 +191,7 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         "nodeSelector": {"kubernetes.io/os": "linux", **dict(spec.node_selector)},
         "containers": [container],
         "volumes": [
-            {"name": "token", "secret": {"secretName": TOKEN_SECRET, "defaultMode": 0o400,
+            {"name": "token", "secret": {"secretName": spec.secret_name, "defaultMode": 0o400,
                                          "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}},
             {"name": "scratch", "emptyDir": {"sizeLimit": spec.resources.scratch_limit}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -193,7 +201,7 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": _meta(AGENT_NAME, spec.namespace, labels),
+        "metadata": _meta(spec.name, spec.namespace, labels),
         "spec": {
             "selector": {"matchLabels": selector},
             "updateStrategy": {"type": "RollingUpdate"},

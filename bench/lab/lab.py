@@ -13,6 +13,7 @@ unix sockets in the nodes' directories.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -26,7 +27,7 @@ from talbench.agents import wire
 from talbench.bench.errors import InfrastructureError, MissingDependency, UsageError
 from talbench.bench.lab import processes, state as lab_state
 from talbench.bench.lab.netns import Ip, require_root
-from talbench.bench.lab.state import DEFAULT_INDEX_DIR, LabNode, LabState, Owner, StateError
+from talbench.bench.lab.state import LabNode, LabState, Owner, StateError, StateMissing
 from talbench.bench.lab.topology import (
     BRIDGE_DEVICE,
     DELAY_RULE_PRIORITY,
@@ -38,6 +39,7 @@ from talbench.bench.lab.topology import (
     LabSpec,
     NodeDelay,
     NodePlan,
+    is_lab_id,
     lab_id_of_namespace,
     new_lab_id,
     plan_lab,
@@ -47,7 +49,7 @@ from talbench.bench.model import Role
 AGENT_MODULE = "talbench.agents"
 DELAYLINE_MODULE = "talbench.bench.lab.delayline"
 DEFAULT_AGENT_READY_TIMEOUT = 20.0
-DEFAULT_TERM_TIMEOUT = 8.0  # an agent stops what its probes left running (etcd members) on SIGTERM
+DEFAULT_TERM_TIMEOUT = 10.0  # an agent stops what its probes left running (etcd members) on SIGTERM
 DELAYLINE_READY_TIMEOUT = 10.0
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
@@ -75,6 +77,17 @@ class DownReport:
     @property
     def removed_anything(self) -> bool:
         return bool(self.labs or self.namespaces or self.processes or self.paths)
+
+    def __str__(self) -> str:
+        if not self.removed_anything:
+            return "nothing to remove"
+        text = (
+            f"removed lab {', '.join(self.labs) or '-'}: {len(self.namespaces)} namespaces, "
+            f"{len(self.processes)} processes, {len(self.paths)} directories"
+        )
+        if self.survivors:
+            text += f"; processes that would not die: {', '.join(map(str, self.survivors))}"
+        return text
 
     def merge(self, other: DownReport) -> DownReport:
         return DownReport(
@@ -119,8 +132,11 @@ class LabStatus:
     def healthy(self) -> bool:
         return self.condition == "up" and all(n.healthy for n in self.nodes) and self.delayline in (None, "running")
 
-    def lines(self) -> list[str]:
+    def render(self) -> str:
         """A short human description (the CLI prints it)."""
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
         kind = "persistent" if self.persistent else f"owned by pid {self.owner_pid}"
         out = [f"lab {self.lab_id}: {self.condition} ({kind}), {self.lab_dir}"]
         for node in self.nodes:
@@ -146,7 +162,6 @@ def up(
     wait_ready: bool = True,
     agent_ready_timeout: float = DEFAULT_AGENT_READY_TIMEOUT,
     agent_port: int = wire.DEFAULT_PORT,
-    index_dir: Path = DEFAULT_INDEX_DIR,
 ) -> LabState:
     """Build the lab ``spec`` under ``root`` and start its agents; on any failure (or Ctrl-C)
     remove what was built and re-raise.  ``persistent`` labs outlive this process (``talbench lab
@@ -159,7 +174,7 @@ def up(
         raise MissingDependency(f"the talbench agent ({AGENT_MODULE}) is not installed", hint="pip install -e . in the venv")
     root = Path(root).resolve()
     if persistent:
-        existing = find_usable(root, index_dir=index_dir)
+        existing = find_usable(root)
         if existing is not None:
             raise UsageError(f"a lab is already up under {root}: {existing.lab_id} (talbench lab down removes it)")
     lab_id = lab_id or new_lab_id()
@@ -167,17 +182,12 @@ def up(
     lab_dir = root / lab_id
     longest = max(len(str(lab_dir / "nodes" / n.name / "agent.sock")) for n in plan.nodes)
     if longest > MAX_SOCKET_PATH:
-        raise UsageError(f"lab root {root} is too long for the agents' unix sockets (max {MAX_SOCKET_PATH} characters in all)")
+        raise UsageError(
+            f"lab root {root} is too long for the agents' unix sockets (max {MAX_SOCKET_PATH} characters in all)"
+        )
 
-    root.mkdir(parents=True, exist_ok=True)
-    lab_dir.mkdir(mode=0o700)
+    state = _claim(ip, plan, lab_dir, persistent=persistent, port=agent_port)
     try:
-        state = _initial_state(plan, lab_dir, persistent=persistent, port=agent_port)
-        lab_state.write_token(lab_dir)
-        for node in state.nodes:
-            node.data_dir.mkdir(parents=True)
-        lab_state.save_state(state)
-        lab_state.register(index_dir, lab_id, lab_dir)
         _build_network(ip, plan)
         if plan.router_namespace:
             state = state.with_changes(delayline_pid=_start_delayline(ip, plan, lab_dir))
@@ -194,8 +204,36 @@ def up(
         lab_state.save_state(state)
         return state
     except BaseException:
-        _remove_lab(ip, lab_id, lab_dir, index_dir, term_timeout=2.0)
+        with contextlib.suppress(Exception):  # the original error says more than a teardown one
+            _remove_lab(ip, lab_id, lab_dir, term_timeout=2.0)
         raise
+
+
+def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int) -> LabState:
+    """Create the lab's directory, token and state, and register it in the index, before any
+    namespace exists; a lab id already in use (here or in another root) is refused untouched."""
+    taken = InfrastructureError(f"lab id {plan.lab_id} is already in use (try again)")
+    lab_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lab_dir.mkdir(mode=0o700)
+    except FileExistsError as exc:
+        raise taken from exc
+    try:
+        state = _initial_state(plan, lab_dir, persistent=persistent, port=port)
+        lab_state.write_token(lab_dir)
+        for node in state.nodes:
+            node.data_dir.mkdir(parents=True)
+        lab_state.save_state(state)
+        if any(lab_id_of_namespace(ns) == plan.lab_id for ns in ip.netns_list()):
+            raise taken
+        try:
+            lab_state.register(plan.lab_id, lab_dir)
+        except FileExistsError as exc:
+            raise taken from exc
+    except BaseException:
+        shutil.rmtree(lab_dir, ignore_errors=True)
+        raise
+    return state
 
 
 def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int) -> LabState:
@@ -389,18 +427,19 @@ def lab_condition(ip: Ip, state: LabState, namespaces: Iterable[str] | None = No
     return f"crashed while being created (pid {state.owner.pid} is gone)"
 
 
-def find_usable(root: Path, *, index_dir: Path = DEFAULT_INDEX_DIR) -> LabState | None:
+def find_usable(root: Path) -> LabState | None:
     """The persistent lab that is up under ``root`` (what ``run --target lab`` uses), if any."""
     ip = Ip.locate()
     present = ip.netns_list()
-    for lab_dir in reversed(lab_state.lab_dirs(Path(root))):
+    usable: list[LabState] = []
+    for lab_dir in lab_state.lab_dirs(Path(root)):
         try:
             state = lab_state.load_state(lab_dir)
         except StateError:
             continue
         if state.persistent and lab_condition(ip, state, present) == "up":
-            return state
-    return None
+            usable.append(state)
+    return max(usable, key=lambda s: s.created, default=None)
 
 
 # -- down ----------------------------------------------------------------------------------------
@@ -410,7 +449,6 @@ def down(
     root: Path,
     lab_id: str | None = None,
     *,
-    index_dir: Path = DEFAULT_INDEX_DIR,
     term_timeout: float = DEFAULT_TERM_TIMEOUT,
 ) -> DownReport:
     """Remove the lab ``lab_id`` under ``root`` (every lab under ``root`` when None), then the
@@ -419,20 +457,22 @@ def down(
     ip = Ip.locate()
     root = Path(root).resolve()
     if lab_id is not None:
+        if not is_lab_id(lab_id):
+            raise UsageError(f"not a lab id: {lab_id!r}")
         targets = {lab_id: root / lab_id}
     else:
         targets = {p.name: p for p in lab_state.lab_dirs(root)}
-        for other_id, other_dir in lab_state.read_index(index_dir).items():
+        for other_id, other_dir in lab_state.read_index().items():
             if other_dir is not None and other_dir.parent == root:
                 targets.setdefault(other_id, other_dir)
     report = DownReport()
     for target_id, target_dir in sorted(targets.items()):
-        report = report.merge(_remove_lab(ip, target_id, target_dir, index_dir, term_timeout=term_timeout))
-    return report.merge(remove_leftovers(index_dir=index_dir, term_timeout=term_timeout, ip=ip))
+        report = report.merge(_remove_lab(ip, target_id, target_dir, term_timeout=term_timeout))
+    return report.merge(remove_leftovers(term_timeout=term_timeout, ip=ip))
 
 
 def remove_leftovers(
-    *, index_dir: Path = DEFAULT_INDEX_DIR, term_timeout: float = DEFAULT_TERM_TIMEOUT, ip: Ip | None = None
+    *, term_timeout: float = DEFAULT_TERM_TIMEOUT, ip: Ip | None = None
 ) -> DownReport:
     """Remove what crashed labs left anywhere on this host: lab namespaces with no index entry,
     labs whose state directory is gone, and labs whose owner died (unless persistent and up).
@@ -440,26 +480,30 @@ def remove_leftovers(
     require_root("lab down")
     ip = ip or Ip.locate()
     present = ip.netns_list()
-    index = lab_state.read_index(index_dir)
+    index = lab_state.read_index()
     candidates = {lab for lab in map(lab_id_of_namespace, present) if lab} | set(index)
     report = DownReport()
     for lab_id in sorted(candidates):
         lab_dir = index.get(lab_id)
         if lab_dir is not None and _is_live(ip, lab_dir, present):
             continue
-        report = report.merge(_remove_lab(ip, lab_id, lab_dir, index_dir, term_timeout=term_timeout))
+        report = report.merge(_remove_lab(ip, lab_id, lab_dir, term_timeout=term_timeout))
     return report
 
 
 def _is_live(ip: Ip, lab_dir: Path, present: Iterable[str]) -> bool:
+    """False for a crashed lab.  A lab.json that exists but cannot be read (another talbench
+    version's schema) counts as live: only ``down`` of its own root removes it."""
     try:
         state = lab_state.load_state(lab_dir)
-    except StateError:
+    except StateMissing:
         return False
+    except StateError:
+        return True
     return not lab_condition(ip, state, present).startswith("crashed")
 
 
-def _remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, index_dir: Path, *, term_timeout: float) -> DownReport:
+def _remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, *, term_timeout: float) -> DownReport:
     """Kill every process in the lab's namespaces, delete them, remove its directory and index
     entry.  Works from the namespaces themselves, so a missing or corrupt lab.json is no obstacle."""
     recorded: list[int] = []
@@ -485,7 +529,7 @@ def _remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, index_dir: Path, *, t
     if lab_dir is not None and lab_dir.name == lab_id and lab_dir.exists():
         shutil.rmtree(lab_dir, ignore_errors=True)
         paths.append(str(lab_dir))
-    registered = lab_state.unregister(index_dir, lab_id)
+    registered = lab_state.unregister(lab_id)
     touched = bool(deleted or killed or paths or registered)
     return DownReport((lab_id,) if touched else (), tuple(deleted), tuple(sorted(set(killed))), tuple(paths), survivors)
 
@@ -499,7 +543,7 @@ def _deletion_order(namespaces: list[str], lab_id: str) -> list[str]:
 # -- status --------------------------------------------------------------------------------------
 
 
-def status(root: Path, *, index_dir: Path = DEFAULT_INDEX_DIR, health_timeout: float = 2.0) -> LabStatus | None:
+def status(root: Path, *, health_timeout: float = 2.0) -> LabStatus | None:
     """The lab under ``root`` (the persistent one that is up, else the newest), or None."""
     require_root("lab status")
     ip = Ip.locate()
@@ -514,7 +558,7 @@ def status(root: Path, *, index_dir: Path = DEFAULT_INDEX_DIR, health_timeout: f
     if not states:
         return None
     usable = [s for s in states if s.persistent and lab_condition(ip, s, present) == "up"]
-    chosen = (usable or states)[-1]
+    chosen = max(usable or states, key=lambda s: s.created)
     condition = lab_condition(ip, chosen, present)
     nodes = tuple(
         NodeStatus(

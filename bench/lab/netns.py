@@ -17,8 +17,11 @@ INSTALL_HINT = "install iproute2 and procps, e.g. apt-get install --no-install-r
 
 
 def require_root(what: str) -> None:
+    """NoPermission unless root; ``what`` is the talbench command (``lab up``)."""
     if os.geteuid() != 0:
-        raise NoPermission(f"{what} needs root (network namespaces)", hint=f"run it as root, e.g. sudo talbench {what}")
+        raise NoPermission(
+            f"talbench {what} needs root (it builds network namespaces)", hint=f"run it as root, e.g. sudo talbench {what}"
+        )
 
 
 @dataclass(frozen=True)

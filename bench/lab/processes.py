@@ -28,7 +28,8 @@ def spawn(argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = Non
         (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    return os.posix_spawn(argv[0], list(argv), dict(env if env is not None else os.environ), file_actions=actions, setsid=True)
+    environment = dict(env if env is not None else os.environ)
+    return os.posix_spawn(argv[0], list(argv), environment, file_actions=actions, setsid=True)
 
 
 def reap(pid: int) -> None:
@@ -40,7 +41,7 @@ def reap(pid: int) -> None:
 
 
 def alive(pid: int) -> bool:
-    reap(pid)
+    """True while ``pid`` runs (a zombie counts as gone)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -63,6 +64,8 @@ def wait_gone(pids: Iterable[int], timeout: float) -> tuple[int, ...]:
     pending = tuple(pids)
     deadline = time.monotonic() + timeout
     while True:
+        for pid in pending:
+            reap(pid)
         pending = tuple(pid for pid in pending if alive(pid))
         if not pending or time.monotonic() >= deadline:
             return pending

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-import psutil
-
 from talbench.bench.lab.topology import NodeDelay, is_lab_id
 from talbench.bench.model import Node, Role
 
@@ -30,14 +28,33 @@ SCHEMA_VERSION = 1
 LAB_FILE = "lab.json"
 TOKEN_FILE = "token"
 DELAYLINE_LOG = "delayline.log"
-DEFAULT_INDEX_DIR = Path("/run/talbench/labs")
+# One index per host, like /run/netns: every lab must be in it, or another talbench's ``lab down``
+# takes its namespaces for a crashed lab's leftovers.  Hence a constant, not a parameter.
+INDEX_DIR = Path("/run/talbench/labs")
 
 STATUS_CREATING = "creating"
 STATUS_UP = "up"
 
 
 class StateError(Exception):
-    """A lab.json or index entry that is missing or cannot be read (message is one line)."""
+    """A lab.json that is missing or cannot be read (message is one line)."""
+
+
+class StateMissing(StateError):
+    """The lab.json (or its whole directory) is gone."""
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (immune to wall-clock steps); None when it
+    does not exist or is a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])  # field 22: starttime
 
 
 @dataclass(frozen=True)
@@ -45,19 +62,17 @@ class Owner:
     """The process that created the lab (and removes it, unless the lab is persistent)."""
 
     pid: int
-    started: float  # the process's start time, so a reused pid does not pass for the owner
+    start_ticks: int  # so that a reused pid does not pass for the owner
 
     @classmethod
     def current(cls) -> Owner:
         pid = os.getpid()
-        return cls(pid, psutil.Process(pid).create_time())
+        ticks = process_start_ticks(pid)
+        assert ticks is not None
+        return cls(pid, ticks)
 
     def alive(self) -> bool:
-        try:
-            process = psutil.Process(self.pid)
-            return abs(process.create_time() - self.started) < 0.5 and process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        return process_start_ticks(self.pid) == self.start_ticks
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ class LabState:
             "created": self.created,
             "status": self.status,
             "persistent": self.persistent,
-            "owner": {"pid": self.owner.pid, "started": self.owner.started},
+            "owner": {"pid": self.owner.pid, "start_ticks": self.owner.start_ticks},
             "control_planes": self.control_planes,
             "workers": self.workers,
             "token_file": str(self.token_file),
@@ -174,7 +189,7 @@ class LabState:
                 created=float(data["created"]),
                 status=str(data["status"]),
                 persistent=bool(data["persistent"]),
-                owner=Owner(int(data["owner"]["pid"]), float(data["owner"]["started"])),
+                owner=Owner(int(data["owner"]["pid"]), int(data["owner"]["start_ticks"])),
                 control_planes=int(data["control_planes"]),
                 workers=int(data["workers"]),
                 nodes=tuple(
@@ -225,8 +240,8 @@ def load_state(lab_dir: Path) -> LabState:
     path = lab_dir / LAB_FILE
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise StateError(f"{path}: missing") from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise StateMissing(f"{path}: missing") from exc
     except (OSError, ValueError) as exc:
         raise StateError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(data, dict):
@@ -243,37 +258,44 @@ def write_token(lab_dir: Path) -> Path:
 
 
 def lab_dirs(root: Path) -> tuple[Path, ...]:
-    """The lab directories under ``root`` (whatever state they are in), oldest first."""
+    """The lab directories under ``root`` (whatever state they are in), by name."""
     try:
-        found = [p for p in root.iterdir() if p.is_dir() and is_lab_id(p.name)]
+        return tuple(sorted(p for p in root.iterdir() if p.is_dir() and is_lab_id(p.name)))
     except FileNotFoundError:
         return ()
-    return tuple(sorted(found, key=lambda p: (p.stat().st_mtime, p.name)))
 
 
 # -- the host-wide index -----------------------------------------------------------------------
 
 
-def register(index_dir: Path, lab_id: str, lab_dir: Path) -> None:
-    index_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_json_atomic(
-        index_dir / f"{lab_id}.json",
-        {"schema": SCHEMA_VERSION, "lab_id": lab_id, "lab_dir": str(lab_dir.resolve()), "registered": time.time()},
-    )
+def register(lab_id: str, lab_dir: Path) -> None:
+    """Add the lab to the index; FileExistsError when its id is taken (never overwritten)."""
+    INDEX_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    entry = {"schema": SCHEMA_VERSION, "lab_id": lab_id, "lab_dir": str(lab_dir.resolve()), "registered": time.time()}
+    tmp = INDEX_DIR / f".{lab_id}.{secrets.token_hex(4)}.tmp"
+    write_json_atomic(tmp, entry)
+    try:
+        os.link(tmp, index_entry(lab_id))  # atomic and exclusive: readers never see half an entry
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def unregister(index_dir: Path, lab_id: str) -> bool:
-    path = index_dir / f"{lab_id}.json"
+def index_entry(lab_id: str) -> Path:
+    return INDEX_DIR / f"{lab_id}.json"
+
+
+def unregister(lab_id: str) -> bool:
+    path = index_entry(lab_id)
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
 
 
-def read_index(index_dir: Path) -> dict[str, Path | None]:
+def read_index() -> dict[str, Path | None]:
     """lab id -> its lab directory (None when the entry cannot be read)."""
     entries: dict[str, Path | None] = {}
     try:
-        paths = list(index_dir.glob("lab*.json"))
+        paths = list(INDEX_DIR.glob("lab*.json"))
     except OSError:
         return entries
     for path in paths:

@@ -164,12 +164,16 @@ def node_names(control_planes: int, workers: int) -> tuple[str, ...]:
 
 def make_spec(control_planes: int = 3, workers: int = 1, delay_options: Iterable[str] = ()) -> LabSpec:
     """A LabSpec from CLI options; UsageError (one line) for anything out of range."""
-    if isinstance(control_planes, bool) or not isinstance(control_planes, int) or not 1 <= control_planes <= MAX_CONTROL_PLANES:
+    if not _is_count(control_planes) or not 1 <= control_planes <= MAX_CONTROL_PLANES:
         raise UsageError(f"--control-planes must be between 1 and {MAX_CONTROL_PLANES}, got {control_planes!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+    if not _is_count(workers) or not 0 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be between 0 and {MAX_WORKERS}, got {workers!r}")
     names = node_names(control_planes, workers)
     return LabSpec(control_planes, workers, parse_delays(delay_options, names))
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_delays(options: Iterable[str], nodes: Sequence[str]) -> tuple[NodeDelay, ...]:

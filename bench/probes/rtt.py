@@ -140,7 +140,8 @@ def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int,
         samples.extend(ns / 1e9 for ns in m.data.get("samples_ns", ()))
         sent += int(m.data.get("sent", 0))
         received += int(m.data.get("received", 0))
-        cpu = m.resources.get("cpu_process_percent")
+        # the agent's peak over 0.5 s windows: a saturated burst is not averaged away
+        cpu = m.resources.get("cpu_process_percent_max", m.resources.get("cpu_process_percent"))
         if isinstance(cpu, (int, float)) and cpu >= SATURATED_CPU_PERCENT:
             return samples, sent, received, f"agent on {m.key.node} was saturated ({cpu:.0f} % of a core)"
     return samples, sent, received, None

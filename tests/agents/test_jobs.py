@@ -191,3 +191,21 @@ async def test_stopping_the_agent_cancels_jobs_and_releases_everything(start_age
     await agent.client.close()  # app shutdown + cleanup
     assert keep.released == ["run-x/b", "run-x/a"]
     assert agent.app[JOBS].get(sleeper["id"]).state == "cancelled"
+
+
+async def test_a_run_whose_coordinator_vanished_is_released_after_its_idle_time(start_agent):
+    keep = KeepProbe()
+    agent = await start_agent(probes(keep), run_idle_release_s=0.3)
+    await agent.wait((await agent.submit("keep", {"things": ["member"]}, run_id="gone"))["id"])
+    await agent.wait((await agent.submit("keep", {"things": ["member"]}, run_id="busy"))["id"])
+    sleeper = await agent.submit("sleep", {"seconds": 30, "limit": 40}, run_id="busy")
+    await asyncio.sleep(0.15)
+    assert keep.released == []  # not idle long enough yet
+    for _ in range(40):
+        if keep.released:
+            break
+        await asyncio.sleep(0.05)
+    assert keep.released == ["gone/member"]
+    # a run with a job still running is not abandoned
+    assert agent.app[CLEANUPS].names("busy") == ("member",)
+    await agent.client.delete(f"/v1/jobs/{sleeper['id']}", headers=AUTH)

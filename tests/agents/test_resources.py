@@ -1,14 +1,19 @@
-"""The CPU figures a job reports: a busy agent must show as busy."""
+"""The CPU figures a job reports: a busy agent must show as busy, as the OS accounts it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import psutil
+
 from talbench.agents.resources import CpuMeter
 
 
-async def measure(busy: bool, seconds: float = 0.4) -> dict:
+async def measure(busy: bool, seconds: float = 0.5) -> tuple[dict, float]:
+    """The meter's figures and, independently, psutil's process CPU percent over the same time."""
+    process = psutil.Process()
+    before, wall0 = process.cpu_times(), time.monotonic()
     meter = CpuMeter(interval=0.1)
     meter.start()
     end = time.monotonic() + seconds
@@ -18,16 +23,21 @@ async def measure(busy: bool, seconds: float = 0.4) -> dict:
             await asyncio.sleep(0)
         else:
             await asyncio.sleep(0.05)
-    return await meter.stop()
+    figures = await meter.stop()
+    after, wall1 = process.cpu_times(), time.monotonic()
+    os_percent = 100 * ((after.user + after.system) - (before.user + before.system)) / (wall1 - wall0)
+    return figures, os_percent
 
 
 async def test_a_busy_loop_shows_as_busy_and_an_idle_one_as_idle():
-    idle = await measure(busy=False)
-    busy = await measure(busy=True)
-    assert 0.35 < idle["wall_s"] < 1.5 and 0.35 < busy["wall_s"] < 1.5
-    assert idle["cpu_process_percent"] < 20
-    # on a shared machine the process may not get a whole core; still far above idle
-    assert busy["cpu_process_percent"] > 40 and busy["cpu_process_percent"] > idle["cpu_process_percent"] + 30
+    idle, _ = await measure(busy=False)
+    busy, busy_os = await measure(busy=True)
+    assert 0.45 < idle["wall_s"] < 2 and 0.45 < busy["wall_s"] < 2
+    assert idle["cpu_process_percent"] < 10
+    # On a shared machine the process may get much less than a core; the figure must match
+    # what the kernel accounted (psutil, 10 ms ticks), and stand well clear of idle.
+    assert abs(busy["cpu_process_percent"] - busy_os) < 12
+    assert busy["cpu_process_percent"] > idle["cpu_process_percent"] + 10
     assert busy["cpu_process_percent_max"] >= busy["cpu_process_percent"] - 0.1
-    assert busy["cpu_system_percent"] * busy["cpus"] >= 0.8 * busy["cpu_process_percent"] - 10
-    assert busy["cpus"] >= 1 and 0 <= idle["cpu_system_percent"] <= 100
+    assert busy["cpus"] == psutil.cpu_count() and 0 <= idle["cpu_system_percent"] <= 100
+    assert busy["cpu_system_percent"] * busy["cpus"] >= busy["cpu_process_percent"] - 15

@@ -1,0 +1,262 @@
+"""The load generator's parent: starts worker processes (several cores, one event loop each),
+starts them together, merges their results and decides whether the generator itself kept up.
+
+A generator that was saturated (a worker busy for >= 90 % of a core, all of them together near
+every core, or open-loop sends waking up more than 25 ms late at the 99th percentile) measured
+itself, not etcd: the result says so in ``saturated`` and the coordinator reports invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from talbench.agents.etcdload.histogram import LatencyHistogram
+
+SCHEMA = 1
+WORKER_MODULE = "talbench.agents.etcdload.worker"
+MAX_WORKERS = 8
+WORKER_CPU_SATURATED = 0.9  # of one core
+TOTAL_CPU_SATURATED = 0.9  # of all cores
+LATE_P99_LIMIT = 0.025  # seconds
+START_MARGIN = 0.3  # seconds between "go" and the first due request
+OPEN_RATE_PER_WORKER = 1500.0  # writes/s one worker process sustains comfortably (measured)
+
+
+class LoadError(RuntimeError):
+    """The load could not run (a worker failed to start or to reach etcd)."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    endpoints: tuple[str, ...]  # client URLs, http://host:port or https://...
+    prefix: str  # every key written starts with it
+    mode: str  # "open" (rate-limited schedule) | "closed" (ceiling)
+    clients: int
+    duration: float
+    rate: float = 0.0  # writes/s, open loop only
+    key_size: int = 256
+    value_size: int = 1024
+    workers: int = 0  # 0: chosen from the cores and the rate
+    request_timeout: float = 5.0
+    tls: TlsFiles | None = None
+
+    @property
+    def planned(self) -> int:
+        return round(self.rate * self.duration) if self.mode == "open" else 0
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def choose_workers(spec: LoadSpec, cores: int) -> int:
+    if spec.workers:
+        wanted = spec.workers
+    elif spec.mode == "open":
+        wanted = max(1, math.ceil(spec.rate / OPEN_RATE_PER_WORKER))
+    else:
+        wanted = cores
+    return max(1, min(wanted, cores if not spec.workers else MAX_WORKERS, MAX_WORKERS, spec.clients))
+
+
+def worker_configs(spec: LoadSpec, workers: int) -> list[dict[str, Any]]:
+    configs = []
+    offset = 0
+    for index in range(workers):
+        clients = spec.clients // workers + (1 if index < spec.clients % workers else 0)
+        configs.append(
+            {
+                "endpoints": list(spec.endpoints),
+                "tls": asdict(spec.tls) if spec.tls else None,
+                "prefix": spec.prefix,
+                "key_size": spec.key_size,
+                "value_size": spec.value_size,
+                "mode": spec.mode,
+                "rate": spec.rate,
+                "total": spec.planned,
+                "clients": clients,
+                "client_offset": offset,
+                "index": index,
+                "workers": workers,
+                "duration": spec.duration,
+                "request_timeout": spec.request_timeout,
+                "seed": int.from_bytes(os.urandom(8), "big"),
+            }
+        )
+        offset += clients
+    return configs
+
+
+class _Worker:
+    def __init__(self, process: asyncio.subprocess.Process, config: dict[str, Any]) -> None:
+        self.process = process
+        self.config = config
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(message) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def receive(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise LoadError(f"load worker {self.config['index']} exited early: {await self._stderr_tail()}")
+        try:
+            return json.loads(line)
+        except ValueError as exc:
+            raise LoadError(f"load worker {self.config['index']} wrote {line[:100]!r}") from exc
+
+    async def _stderr_tail(self) -> str:
+        assert self.process.stderr is not None
+        with contextlib.suppress(asyncio.TimeoutError, OSError):
+            await asyncio.wait_for(self.process.wait(), 2.0)
+            data = await asyncio.wait_for(self.process.stderr.read(), 2.0)
+            lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+            if lines:
+                return lines[-1][:300]
+        return f"exit code {self.process.returncode}"
+
+    async def stop(self) -> None:
+        """Terminate (bounded), then kill; always reaped."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 3.0)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await asyncio.wait_for(self.process.wait(), 5.0)
+
+
+async def _spawn(config: dict[str, Any]) -> _Worker:
+    command = [sys.executable, "-m", WORKER_MODULE]
+    setpriv = shutil.which("setpriv")
+    if setpriv:  # a worker never outlives the process that started it
+        command = [setpriv, "--pdeathsig", "KILL", "--", *command]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        limit=2**24,
+    )
+    worker = _Worker(process, config)
+    await worker.send(config)
+    return worker
+
+
+async def run_load(spec: LoadSpec, *, start_timeout: float = 30.0) -> dict[str, Any]:
+    """Run the load described by ``spec``; bounded by start_timeout + duration + slack.
+    Raises LoadError when the workers cannot start or reach etcd."""
+    if spec.mode not in ("open", "closed"):
+        raise ValueError(f"mode must be open or closed, not {spec.mode!r}")
+    if spec.mode == "open" and spec.rate <= 0:
+        raise ValueError("an open-loop load needs a rate")
+    cores = usable_cores()
+    workers_n = choose_workers(spec, cores)
+    configs = worker_configs(spec, workers_n)
+    workers: list[_Worker] = []
+    try:
+        for config in configs:
+            workers.append(await _spawn(config))
+        answers = await asyncio.gather(*(w.receive(start_timeout) for w in workers))
+        for answer in answers:
+            if not answer.get("ready"):
+                raise LoadError(str(answer.get("error") or "a load worker could not start"))
+        t0 = time.monotonic() + START_MARGIN
+        await asyncio.gather(*(w.send({"t0": t0}) for w in workers))
+        results = await asyncio.gather(*(w.receive(spec.duration + spec.request_timeout + 30.0) for w in workers))
+    except asyncio.TimeoutError as exc:
+        raise LoadError("a load worker did not answer in time") from exc
+    finally:
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+    return merge_results(spec, results, cores)
+
+
+def merge_results(spec: LoadSpec, results: list[dict[str, Any]], cores: int) -> dict[str, Any]:
+    latency = LatencyHistogram.merged(LatencyHistogram.from_wire(r["latency"]) for r in results)
+    service = LatencyHistogram.merged(LatencyHistogram.from_wire(r["service"]) for r in results)
+    late = LatencyHistogram.merged(LatencyHistogram.from_wire(r["late"]) for r in results)
+    errors: dict[str, int] = {}
+    samples: list[str] = []
+    for result in results:
+        for kind, count in result["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+        samples.extend(result["error_samples"])
+    ok = sum(r["ok"] for r in results)
+    sent = sum(r["sent"] for r in results)
+    last_done = max((r["last_done"] for r in results if r["last_done"] is not None), default=None)
+    elapsed = max(spec.duration, last_done or 0.0)
+    wall = max(r["wall_seconds"] for r in results) if results else spec.duration
+    cpu_seconds = [r["cpu_seconds"] for r in results]
+    per_worker = [c / wall if wall > 0 else 0.0 for c in cpu_seconds]
+    total_fraction = sum(cpu_seconds) / (wall * cores) if wall > 0 else 0.0
+    saturated = saturation(per_worker, total_fraction, late, spec.mode)
+    return {
+        "schema": SCHEMA,
+        "mode": spec.mode,
+        "rate": spec.rate,
+        "clients": spec.clients,
+        "duration": spec.duration,
+        "key_size": spec.key_size,
+        "value_size": spec.value_size,
+        "endpoints": list(spec.endpoints),
+        "workers": len(results),
+        "requests": {
+            "planned": spec.planned,
+            "sent": sent,
+            "ok": ok,
+            "unsent": max(0, spec.planned - sent) if spec.mode == "open" else 0,
+            "errors": errors,
+        },
+        "error_samples": samples[:5],
+        "elapsed": elapsed,
+        "achieved_rate": ok / elapsed if elapsed > 0 else 0.0,
+        "latency": latency.to_wire(),
+        "service": service.to_wire(),
+        "late": late.to_wire(),
+        "cpu": {
+            "cores": cores,
+            "seconds": sum(cpu_seconds),
+            "wall": wall,
+            "per_worker": per_worker,
+            "total_fraction": total_fraction,
+        },
+        "saturated": saturated,
+    }
+
+
+def saturation(per_worker: list[float], total_fraction: float, late: LatencyHistogram, mode: str) -> str | None:
+    """Why the generator could not keep up, or None."""
+    busiest = max(per_worker, default=0.0)
+    if busiest >= WORKER_CPU_SATURATED:
+        return f"a load-generator worker was busy {busiest * 100:.0f} % of a core"
+    if total_fraction >= TOTAL_CPU_SATURATED:
+        return f"the load generator used {total_fraction * 100:.0f} % of all cores"
+    if mode == "open":
+        p99 = late.percentile(99)
+        if p99 is not None and p99 > LATE_P99_LIMIT:
+            return f"the load generator fell behind its schedule (p99 lateness {p99 * 1e3:.0f} ms)"
+    return None

@@ -1,0 +1,273 @@
+"""One load-generator worker process: ``python -m talbench.agents.etcdload.worker``.
+
+Protocol on stdin/stdout, one JSON object per line:
+    parent -> worker   the WorkerConfig (see generator.worker_config)
+    worker -> parent   {"ready": true} once its keep-alive connections are open
+                       (or {"ready": false, "error": "..."})
+    parent -> worker   {"t0": <time.monotonic() of the common start>}
+    worker -> parent   the result: counts, histograms, CPU, errors
+End of stdin before the result means the parent is gone: the worker stops at once.
+
+Open loop: request j (of the whole run) is due at t0 + j / rate; this worker sends the
+requests j = index, index + workers, ...  Its clients take the next due request when free, sleep
+until it is due and send it; latency is measured from the due time (so a slow etcd that keeps
+every client busy shows up as latency, not as silently fewer requests: no coordinated omission),
+service time from the actual send.  How late the sleeps wake up is recorded separately: that is
+the generator's own lag.  Closed loop ("ceiling"): every client sends the next write as soon as
+the previous one answered, until the duration is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import resource
+import ssl
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from talbench.agents.etcdload.histogram import LatencyHistogram
+
+PUT_PATH = "/v3/kv/put"
+RANGE_PATH = "/v3/kv/range"
+HEADERS = {"Content-Type": "application/json"}
+KEPT_ERRORS = 5
+WARMUP_TIMEOUT = 15.0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext | bool:
+    if not tls:
+        return False
+    context = ssl.create_default_context(cafile=tls.get("cacert") or None)
+    if tls.get("cert"):
+        context.load_cert_chain(tls["cert"], tls.get("key") or None)
+    return context
+
+
+class Worker:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.endpoints = [url.rstrip("/") + PUT_PATH for url in config["endpoints"]]
+        self.prefix = config["prefix"].encode("utf-8")
+        self.random_len = int(config["key_size"]) - len(self.prefix)
+        if self.random_len < 8:
+            raise ValueError("key_size leaves fewer than 8 random bytes after the prefix")
+        self.rng = random.Random(config.get("seed"))
+        value = base64.b64encode(self.rng.randbytes(int(config["value_size"])))
+        self.body_head = b'{"key":"'
+        self.body_tail = b'","value":"' + value + b'"}'
+        self.latency = LatencyHistogram()
+        self.service = LatencyHistogram()
+        self.late = LatencyHistogram()
+        self.ok = 0
+        self.sent = 0
+        self.errors: dict[str, int] = {}
+        self.error_samples: list[str] = []
+        self.first_send: float | None = None
+        self.last_done: float | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    def body(self) -> bytes:
+        key = self.prefix + self.rng.randbytes(self.random_len)
+        return self.body_head + base64.b64encode(key) + self.body_tail
+
+    def _error(self, kind: str, message: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if len(self.error_samples) < KEPT_ERRORS:
+            self.error_samples.append(f"{kind}: {message}"[:300])
+
+    async def put(self, url: str, body: bytes) -> bool:
+        assert self.session is not None
+        try:
+            async with self.session.post(url, data=body, headers=HEADERS) as response:
+                payload = await response.read()
+                if response.status != 200:
+                    self._error(f"http-{response.status}", payload[:200].decode("utf-8", "replace"))
+                    return False
+                return True
+        except asyncio.TimeoutError:
+            self._error("timeout", f"no answer within {self.config['request_timeout']}s from {url}")
+        except aiohttp.ClientError as exc:
+            self._error("connection", f"{type(exc).__name__}: {exc}")
+        return False
+
+    async def open_session(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=int(self.config["clients"]) + 4, limit_per_host=0, ssl=_ssl_context(self.config.get("tls")),
+            ttl_dns_cache=3600, enable_cleanup_closed=False,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=float(self.config["request_timeout"])),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=False,
+        )
+
+    async def warm_up(self) -> None:
+        """Open one keep-alive connection per client (serializable count-only reads of the
+        prefix: no write, no raft round)."""
+        assert self.session is not None
+        probe = json.dumps({"key": base64.b64encode(self.prefix).decode(), "count_only": True, "serializable": True}).encode()
+        urls = [url.rstrip("/") + RANGE_PATH for url in self.config["endpoints"]]
+
+        async def one(index: int) -> None:
+            async with self.session.post(urls[index % len(urls)], data=probe, headers=HEADERS) as response:  # type: ignore[union-attr]
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{urls[index % len(urls)]}: HTTP {response.status}")
+
+        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(int(self.config["clients"])))), WARMUP_TIMEOUT)
+
+    # ---- the two loops ---------------------------------------------------------------------
+
+    async def open_loop(self, t0: float) -> None:
+        config = self.config
+        workers, index, total = int(config["workers"]), int(config["index"]), int(config["total"])
+        rate = float(config["rate"])
+        end = t0 + float(config["duration"])
+        endpoints = self.endpoints
+        count = len(endpoints)
+        state = {"next": index}
+        clock = time.monotonic
+
+        async def client() -> None:
+            while True:
+                j = state["next"]
+                if j >= total:
+                    return
+                state["next"] = j + workers
+                due = t0 + j / rate
+                now = clock()
+                if now < due:
+                    await asyncio.sleep(due - now)
+                    self.late.record(clock() - due)
+                elif now > end:
+                    return  # the schedule is over: what was never sent counts as unsent
+                body = self.body()
+                sent = clock()
+                if self.first_send is None:
+                    self.first_send = sent
+                self.sent += 1
+                ok = await self.put(endpoints[j % count], body)
+                done = clock()
+                self.last_done = done
+                if ok:
+                    self.ok += 1
+                    self.latency.record(done - due)
+                    self.service.record(done - sent)
+
+        await asyncio.gather(*(client() for _ in range(int(config["clients"]))))
+
+    async def closed_loop(self, t0: float) -> None:
+        config = self.config
+        end = t0 + float(config["duration"])
+        endpoints = self.endpoints
+        clock = time.monotonic
+        first_client = int(config["client_offset"])
+
+        async def client(number: int) -> None:
+            url = endpoints[number % len(endpoints)]
+            now = clock()
+            if now < t0:
+                await asyncio.sleep(t0 - now)
+            while clock() < end:
+                body = self.body()
+                sent = clock()
+                if self.first_send is None:
+                    self.first_send = sent
+                self.sent += 1
+                ok = await self.put(url, body)
+                done = clock()
+                self.last_done = done
+                if ok:
+                    self.ok += 1
+                    self.latency.record(done - sent)
+                    self.service.record(done - sent)
+
+        await asyncio.gather(*(client(first_client + i) for i in range(int(config["clients"]))))
+
+    def result(self, t0: float, cpu_start: float, cpu_end: float, wall_end: float) -> dict[str, Any]:
+        return {
+            "index": self.config["index"],
+            "ok": self.ok,
+            "sent": self.sent,
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+            "latency": self.latency.to_wire(),
+            "service": self.service.to_wire(),
+            "late": self.late.to_wire(),
+            "first_send": None if self.first_send is None else self.first_send - t0,
+            "last_done": None if self.last_done is None else self.last_done - t0,
+            "cpu_seconds": cpu_end - cpu_start,
+            "wall_seconds": wall_end - t0,
+        }
+
+
+async def _read_line(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    line = await reader.readline()
+    if not line:
+        return None
+    return json.loads(line)
+
+
+def _write(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def amain() -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    config = await _read_line(reader)
+    if config is None:
+        return 2
+    worker = Worker(config)
+    await worker.open_session()
+    try:
+        try:
+            await worker.warm_up()
+        except Exception as exc:  # reported to the parent, which fails the whole load
+            _write({"ready": False, "error": f"warm-up failed: {type(exc).__name__}: {exc}"[:300]})
+            return 1
+        _write({"ready": True})
+        go = await _read_line(reader)
+        if go is None:
+            return 1
+        t0 = float(go["t0"])
+        # The parent vanishing (stdin closed) stops the run at once.
+        run = asyncio.ensure_future(worker.open_loop(t0) if config["mode"] == "open" else worker.closed_loop(t0))
+        watch = asyncio.ensure_future(reader.read())
+        cpu_start = _cpu_seconds()
+        drain = float(config["request_timeout"]) + 1.0
+        deadline = t0 + float(config["duration"]) + drain - time.monotonic()
+        done, _ = await asyncio.wait({run, watch}, timeout=max(0.0, deadline), return_when=asyncio.FIRST_COMPLETED)
+        if run not in done:
+            run.cancel()
+            if watch in done:
+                return 1
+        watch.cancel()
+        await asyncio.gather(run, watch, return_exceptions=True)
+        _write(worker.result(t0, cpu_start, _cpu_seconds(), time.monotonic()))
+        return 0
+    finally:
+        if worker.session is not None:
+            await worker.session.close()
+
+
+def main() -> int:
+    return asyncio.run(amain())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""The Kubernetes dispatcher (``--target kube``): a DaemonSet of agents, one per eligible node.
+
+From a laptop the coordinator reaches the agents through the API server's pod proxy
+(``pods/NAME:PORT/proxy/``); inside the cluster (CronJob mode) directly at their node IPs.
+Measurements always run agent to agent at node IPs, never through the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+
+from talbench.agents import wire
+from talbench.bench.agent_client import AgentClient, AgentError
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.errors import CouldNotRun, UsageError
+from talbench.bench.kube import manifests as m
+from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
+from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
+from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary
+from talbench.bench.kube.facts import NodeFacts
+from talbench.bench.kube.readiness import untolerated_taints
+from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
+
+ACCESS_MODES = ("auto", "proxy", "direct")
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None  # an existing namespace to use; None: the run creates its own
+    image: str = field(default_factory=m.default_image)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    agent_port: int = wire.DEFAULT_PORT
+    access: str = "auto"  # proxy (from outside), direct (node IPs, in-cluster), auto
+    ready_timeout: float = 180.0
+    delete_timeout: float = 120.0
+    poll_interval: float = 1.0
+    request_timeout: float = 15.0
+    image_pull_policy: str = "IfNotPresent"
+
+
+def parse_node_selector(values: Any) -> dict[str, str]:
+    """``--node-selector key=value[,key=value]`` (repeatable) -> dict; UsageError otherwise."""
+    if not values:
+        return {}
+    items = [values] if isinstance(values, str) else list(values)
+    selector: dict[str, str] = {}
+    for item in items:
+        for part in str(item).split(","):
+            key, sep, value = part.strip().partition("=")
+            if not part.strip():
+                continue
+            if not sep or not key:
+                raise UsageError(f"--node-selector {part.strip()!r}: expected KEY=VALUE")
+            selector[key.strip()] = value.strip()
+    return selector
+
+
+class KubeDispatcher:
+    name = "kube"
+
+    def __init__(self, options: KubeOptions | None = None, *, target: ApiTarget | None = None) -> None:
+        self.options = options or KubeOptions()
+        if self.options.access not in ACCESS_MODES:
+            raise UsageError(f"agent access {self.options.access!r}: one of {', '.join(ACCESS_MODES)}")
+        self._target = target  # tests hand one in; otherwise kubeconfig / in-cluster precedence
+
+    @classmethod
+    def from_args(cls, args: Any) -> "KubeDispatcher":
+        """From the CLI's ``run --target kube`` options (``--kubeconfig``, ``--context``,
+        ``--namespace``, ``--image``, ``--node-selector``); absent attributes take defaults."""
+        options = KubeOptions(
+            kubeconfig=getattr(args, "kubeconfig", None),
+            context=getattr(args, "context", None),
+            namespace=getattr(args, "namespace", None),
+            image=getattr(args, "image", None) or m.default_image(),
+            node_selector=parse_node_selector(getattr(args, "node_selector", None)),
+        )
+        return cls(options)
+
+    def target(self) -> ApiTarget:
+        if self._target is None:
+            self._target = resolve_target(self.options.kubeconfig, self.options.context)
+        return self._target
+
+    def _direct(self, target: ApiTarget) -> bool:
+        return self.options.access == "direct" or (self.options.access == "auto" and target.in_cluster)
+
+    @contextlib.asynccontextmanager
+    async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
+        opts = self.options
+        target = self.target()
+        async with connect(target, timeout=opts.request_timeout) as kube:
+            facts = await read_facts(kube)
+            eligible = [n for n in facts.nodes if matches(n.labels, opts.node_selector)]
+            if not eligible:
+                shown = ",".join(f"{k}={v}" for k, v in opts.node_selector.items())
+                raise CouldNotRun(f"no node of the cluster matches --node-selector {shown}" if shown else "the cluster lists no node")
+            spec = m.AgentSpec(
+                run_id=run_id,
+                namespace=opts.namespace or m.run_namespace(run_id),
+                image=opts.image,
+                token=secrets.token_urlsafe(32),
+                port=opts.agent_port,
+                node_selector=dict(opts.node_selector),
+                own_namespace=opts.namespace is None,
+                image_pull_policy=opts.image_pull_policy,
+            )
+            direct = self._direct(target)
+            created: list[dict[str, Any]] = []
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_exit(self._teardown_on_exit(kube, spec, created))
+                await create_agents(kube, spec, created)
+                # nodes no agent pod can come to: reported at once, not waited for
+                hopeless = {n.name: reason for n in eligible if (reason := _no_pod_reason(n))}
+                expected = [n for n in eligible if n.name not in hopeless]
+                readiness = await wait_for_agents(kube, spec, expected, timeout=opts.ready_timeout, poll_interval=opts.poll_interval)
+                session = kube.session
+                if direct:
+                    session = await stack.enter_async_context(aiohttp.ClientSession())
+                agents: dict[str, AgentClient] = {}
+                unready = {**hopeless, **readiness.unready}
+                for node in eligible:
+                    pod = readiness.pods.get(node.name)
+                    if pod is None:
+                        continue
+                    agents[node.name] = self._client(kube, session, spec, node.name, node.address, pod, direct)
+                unready.update(await _unreachable(agents, "directly" if direct else "through the API server's pod proxy"))
+                for name in unready:
+                    agents.pop(name, None)
+                yield Fleet(
+                    run_id=run_id,
+                    nodes=tuple(n.as_node() for n in eligible),
+                    agents=agents,
+                    unready=unready,
+                    target="kube",
+                    agent_port=opts.agent_port,
+                    metadata={
+                        "kubernetes": facts.as_dict(),
+                        "versions": facts.versions(),
+                        "kube": {
+                            "server": target.server,
+                            "context": target.context,
+                            "namespace": spec.namespace,
+                            "image": spec.image,
+                            "agent_access": "direct" if direct else "pod-proxy",
+                            "node_selector": dict(opts.node_selector),
+                            "agents_ready_after_s": round(readiness.waited, 1),
+                        },
+                    },
+                )
+
+    def _client(self, kube: KubeClient, session: aiohttp.ClientSession, spec: m.AgentSpec, node: str,
+                address: str, pod: str, direct: bool) -> AgentClient:
+        if direct:
+            host = f"[{address}]" if ":" in address else address
+            return AgentClient(node, session, f"http://{host}:{spec.port}", spec.token, request_timeout=self.options.request_timeout)
+        base = kube.url(path("v1", "pods", spec.namespace, f"{pod}:{spec.port}", "proxy"))
+        # The API server takes Authorization for itself (and drops it); the agent token rides in
+        # X-Talbench-Token.  Without a kube token (client certificates) send an empty one, so
+        # the agent token never reaches the API server's authenticators.
+        headers = {"Authorization": auth_header(kube.target) or ""}
+        return AgentClient(node, session, base, spec.token, request_timeout=self.options.request_timeout, extra_headers=headers)
+
+    def _teardown_on_exit(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> Any:
+        async def on_exit(exc_type: Any, exc: Any, tb: Any) -> bool:
+            try:
+                await self._teardown(kube, spec, created)
+            except (CouldNotRun, KubeApiError) as error:
+                if exc_type is None:
+                    if isinstance(error, KubeApiError):
+                        raise CouldNotRun(f"could not remove the run's objects in namespace {spec.namespace}: {error}",
+                                          hint="run 'talbench clean' to remove them") from error
+                    raise  # what is left is the run's only error
+                if isinstance(exc, BaseException):
+                    exc.add_note(f"also: {error} (run 'talbench clean')")
+            return False
+
+        return on_exit
+
+    async def _teardown(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> None:
+        """Remove the run's objects and wait until gone, even when the run is being cancelled."""
+        task = asyncio.ensure_future(remove_agents(kube, spec, created, timeout=self.options.delete_timeout,
+                                                   poll_interval=self.options.poll_interval))
+        while True:
+            try:
+                left = await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                continue  # a second Ctrl-C: the removal is bounded, let it finish
+        if left:
+            raise CouldNotRun(f"could not remove {', '.join(left)} within {self.options.delete_timeout:g}s",
+                              hint="run 'talbench clean' to remove it")
+
+    async def clean(self, *, run_id: str | None = None) -> list[str]:
+        """``talbench clean``: remove what crashed runs left (their namespaces, or their objects
+        in ``--namespace``).  Returns what was removed."""
+        async with connect(self.target(), timeout=self.options.request_timeout) as kube:
+            return await clean(kube, namespace=self.options.namespace, run_id=run_id,
+                               timeout=self.options.delete_timeout, poll_interval=self.options.poll_interval)
+
+    async def keep_summary(self, run_id: str, summary: Mapping[str, Any], *, keep: int = DEFAULT_KEEP) -> list[str]:
+        """``run --keep-results N``: store the run's JSON summary as a ConfigMap in the run's
+        namespace (``--namespace``, else the context's or the pod's own namespace) and prune the
+        oldest beyond ``keep``; returns the ConfigMaps deleted."""
+        target = self.target()
+        namespace = self.options.namespace or target.namespace
+        if not namespace:
+            raise UsageError("--keep-results needs --namespace (where the results are kept)")
+        async with connect(target, timeout=self.options.request_timeout) as kube:
+            return await keep_summary(kube, namespace, run_id, summary, keep=keep)
+
+
+def _no_pod_reason(node: NodeFacts) -> str | None:
+    if not node.ready:
+        return "node is NotReady: no agent can start there"
+    blocking = untolerated_taints(node.taints, [m.CONTROL_PLANE_TAINT])
+    if blocking:
+        return f"taint {', '.join(blocking)} keeps the agent DaemonSet off this node"
+    return None
+
+
+async def _unreachable(agents: Mapping[str, AgentClient], how: str) -> dict[str, str]:
+    """Ready pods whose agent the coordinator cannot reach: name -> reason."""
+
+    async def one(name: str, client: AgentClient) -> tuple[str, str | None]:
+        try:
+            await client.health()
+            return name, None
+        except AgentError as exc:
+            return name, f"agent pod ready but not reachable {how}: {exc}"
+
+    results = await asyncio.gather(*(one(name, client) for name, client in agents.items()))
+    return {name: reason for name, reason in results if reason}

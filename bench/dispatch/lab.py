@@ -1,0 +1,131 @@
+"""The lab dispatcher: agents in the local lab of network namespaces, reached over unix sockets.
+
+If a lab brought up by ``talbench lab up`` is up under the root, the run uses it and leaves it
+up; otherwise it brings its own lab up from the spec and removes it in ``finally`` (also on
+cancellation and Ctrl-C).  Blocking lab work runs in a thread so the event loop keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiohttp
+
+from talbench.bench.agent_client import AgentClient, AgentError
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.lab import lab, processes
+from talbench.bench.lab.netns import require_root
+from talbench.bench.lab.state import LabNode, LabState
+from talbench.bench.lab.topology import LabSpec, new_lab_id
+
+AGENT_BASE_URL = "http://agent"
+HEALTH_POLL_INTERVAL = 0.2
+
+
+class LabDispatcher:
+    name = "lab"
+
+    def __init__(
+        self,
+        root: Path,
+        spec: LabSpec,
+        *,
+        agent_ready_timeout: float = 20.0,
+        release_timeout: float = 10.0,
+    ) -> None:
+        self.root = Path(root)
+        self.spec = spec
+        self.agent_ready_timeout = agent_ready_timeout
+        self.release_timeout = release_timeout
+
+    @contextlib.asynccontextmanager
+    async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
+        owned: str | None = None
+        up_task: asyncio.Future[LabState] | None = None
+        sessions: list[aiohttp.ClientSession] = []
+        clients: dict[str, AgentClient] = {}
+        require_root("run --target lab")
+        try:
+            state = await asyncio.to_thread(lab.find_usable, self.root)
+            if state is None:
+                await asyncio.to_thread(lab.remove_leftovers)
+                owned = new_lab_id()
+                up_task = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        lab.up, self.spec, self.root, lab_id=owned, persistent=False, wait_ready=False
+                    )
+                )
+                state = await asyncio.shield(up_task)
+            token = await asyncio.to_thread(state.token)
+            for node in state.nodes:
+                session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
+                sessions.append(session)
+                clients[node.name] = AgentClient(node.name, session, AGENT_BASE_URL, token)
+            reasons = await asyncio.gather(*(self._wait_healthy(node, clients[node.name]) for node in state.nodes))
+            unready = {node.name: reason for node, reason in zip(state.nodes, reasons) if reason is not None}
+            yield Fleet(
+                run_id=run_id,
+                nodes=state.cluster_nodes(),
+                agents={name: client for name, client in clients.items() if name not in unready},
+                unready=unready,
+                target="lab",
+                metadata={
+                    "lab_id": state.lab_id,
+                    "lab_dir": str(state.lab_dir),
+                    "lab_owned_by_run": owned is not None,
+                    "delays": {d.node: {"delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms} for d in state.delays},
+                },
+            )
+        finally:
+            await asyncio.shield(self._finish(run_id, clients, sessions, owned, up_task))
+
+    async def _finish(
+        self,
+        run_id: str,
+        clients: dict[str, AgentClient],
+        sessions: list[aiohttp.ClientSession],
+        owned: str | None,
+        up_task: asyncio.Future[LabState] | None,
+    ) -> None:
+        try:
+            if clients:
+                await asyncio.gather(*(self._release(client, run_id) for client in clients.values()))
+        finally:
+            for session in sessions:
+                await session.close()
+            if owned is not None:
+                if up_task is not None:
+                    await asyncio.wait({up_task})  # the thread runs on even when we were cancelled
+                    if not up_task.cancelled():
+                        up_task.exception()  # retrieved: up() already removed what it built
+                await asyncio.to_thread(lab.down, self.root, owned)
+
+    async def _release(self, client: AgentClient, run_id: str) -> None:
+        try:
+            await asyncio.wait_for(client.release_run(run_id), self.release_timeout)
+        except (AgentError, asyncio.TimeoutError, OSError):
+            pass
+
+    async def _wait_healthy(self, node: LabNode, client: AgentClient) -> str | None:
+        """None once the agent answers health; else (at the deadline) why it did not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.agent_ready_timeout
+        reason = "no answer"
+        while True:
+            if node.pid is not None and not processes.alive(node.pid):
+                tail = processes.log_tail(node.log, 3)
+                return "agent exited" + (f": {tail}" if tail else "")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return f"agent not healthy within {self.agent_ready_timeout:g}s ({reason})"
+            try:
+                answer = await asyncio.wait_for(client.health(), min(remaining, 5.0))
+                if answer.get("status") == "ok":
+                    return None
+                reason = f"health status {answer.get('status')!r}"
+            except (AgentError, asyncio.TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+            await asyncio.sleep(min(HEALTH_POLL_INTERVAL, max(0.0, deadline - loop.time())))

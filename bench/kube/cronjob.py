@@ -1,0 +1,197 @@
+"""CronJob mode and ``talbench manifests``: the documents a user applies, and the results a
+scheduled run keeps in the cluster (one ConfigMap per run, bounded history, readable with
+``kubectl -n talbench get configmap -l app.kubernetes.io/component=result``).
+
+The CronJob runs the coordinator inside the cluster, in one existing namespace (``talbench``,
+privileged Pod Security labels for the agents' DaemonSet), as a ServiceAccount holding exactly the
+permissions of ``rbac.coordinator_permissions(own_namespace=False, via_proxy=False,
+keep_results=True)``; the coordinator's own pod meets the ``restricted`` profile.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping, Sequence
+
+from talbench.bench.errors import UsageError
+from talbench.bench.kube import manifests as m
+from talbench.bench.kube.client import KubeApiError, KubeClient, path
+from talbench.bench.kube.rbac import coordinator_permissions, rbac_documents
+
+DEFAULT_NAMESPACE = "talbench"
+COORDINATOR = "talbench-coordinator"
+RUNNER_ROLE = "talbench-runner"  # what a laptop user needs (bind it to yourself)
+RESULT_COMPONENT = "result"
+RESULT_KEY = "summary.json"
+DEFAULT_KEEP = 10
+CONFIGMAP_LIMIT = 1_000_000  # bytes; the API server refuses ConfigMaps over 1 MiB
+
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def check_schedule(schedule: str) -> str:
+    """A CronJob schedule: five cron fields or a macro (``@daily``); UsageError otherwise."""
+    text = " ".join(str(schedule or "").split())
+    if text in _CRON_MACROS:
+        return text
+    fields = text.split(" ")
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise UsageError(f"--schedule {schedule!r}: expected five cron fields (e.g. '0 3 * * *') or a macro like @daily")
+    return text
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {m.LABEL_NAME: "talbench", m.LABEL_COMPONENT: component, m.LABEL_MANAGED_BY: m.MANAGED_BY}
+
+
+def coordinator_pod_spec(args: Sequence[str], image: str, namespace: str) -> dict[str, Any]:
+    """The coordinator's pod: restricted Pod Security profile, read-only root, scratch in /tmp."""
+    security = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    common = {
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "securityContext": security,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    }
+    return {
+        "serviceAccountName": COORDINATOR,
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        # what an interrupted earlier run left in the namespace goes first
+        "initContainers": [{"name": "clean", "command": ["talbench"], "args": ["clean", "--namespace", namespace], **common}],
+        "containers": [{"name": "coordinator", "command": ["talbench"], "args": list(args), **common}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}],
+    }
+
+
+def coordinator_manifests(
+    *,
+    schedule: str,
+    image: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    scenario: str = "acceptance",
+    keep: int = DEFAULT_KEEP,
+    pushgateway: str | None = None,
+    run_timeout: int = 3600,
+) -> list[dict[str, Any]]:
+    """Namespace, ServiceAccount, least RBAC and the CronJob running ``talbench run`` in-cluster."""
+    schedule = check_schedule(schedule)
+    if not 1 <= keep <= 100:
+        raise UsageError(f"--keep-results {keep}: from 1 to 100")
+    image = image or m.default_image()
+    perms = coordinator_permissions(own_namespace=False, via_proxy=False, keep_results=True)
+    args = ["run", "--scenario", scenario, "--target", "kube", "--namespace", namespace, "--image", image,
+            "--format", "json", "--out", "/tmp/talbench", "--keep-results", str(keep)]
+    if pushgateway:
+        args += ["--pushgateway", pushgateway]
+    labels = _labels("coordinator")
+    return [
+        m.namespace(namespace, _labels("namespace")),
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": COORDINATOR, "namespace": namespace, "labels": labels}},
+        *rbac_documents(perms, name=COORDINATOR, namespace=namespace, labels=labels, service_account=COORDINATOR),
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "talbench", "namespace": namespace, "labels": labels},
+            "spec": {
+                "schedule": schedule,
+                "concurrencyPolicy": "Forbid",  # two runs would measure each other
+                "startingDeadlineSeconds": 600,
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "backoffLimit": 0,  # a failed gate is a result, not something to retry
+                        "activeDeadlineSeconds": run_timeout,
+                        "ttlSecondsAfterFinished": 7 * 24 * 3600,
+                        "template": {"metadata": {"labels": labels}, "spec": coordinator_pod_spec(args, image, namespace)},
+                    },
+                },
+            },
+        },
+    ]
+
+
+def runner_manifests(*, image: str | None = None, run_id: str = "example") -> list[dict[str, Any]]:
+    """What one laptop run creates (an example run id, the token shown as a placeholder) and the
+    ClusterRole a user needs to run talbench (``kubectl create clusterrolebinding ... --user``)."""
+    spec = m.AgentSpec(run_id=run_id, namespace=m.run_namespace(run_id), image=image or m.default_image(),
+                       token="generated-per-run")
+    perms = coordinator_permissions(own_namespace=True, via_proxy=True)
+    return [*m.agent_manifests(spec),
+            *rbac_documents(perms, name=RUNNER_ROLE, namespace="", labels=_labels("runner"), service_account=None)]
+
+
+def manifests(
+    *,
+    cronjob: bool = False,
+    schedule: str | None = None,
+    image: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    scenario: str = "acceptance",
+    keep: int = DEFAULT_KEEP,
+    pushgateway: str | None = None,
+) -> list[dict[str, Any]]:
+    """``talbench manifests [--cronjob --schedule CRON]``: the documents, in apply order."""
+    if cronjob:
+        if not schedule:
+            raise UsageError("--cronjob needs --schedule CRON (e.g. '0 3 * * *')")
+        return coordinator_manifests(schedule=schedule, image=image, namespace=namespace, scenario=scenario,
+                                     keep=keep, pushgateway=pushgateway)
+    if schedule:
+        raise UsageError("--schedule only goes with --cronjob")
+    return runner_manifests(image=image)
+
+
+# ---- results kept in the cluster ---------------------------------------------------------------
+
+
+def result_name(run_id: str) -> str:
+    return f"talbench-result-{run_id}".lower()[:253]
+
+
+def _compact(summary: Mapping[str, Any]) -> str:
+    text = json.dumps(summary, sort_keys=True, default=str)
+    if len(text.encode()) <= CONFIGMAP_LIMIT:
+        return text
+    brief = {k: summary[k] for k in ("schema", "run_id", "scenario", "status", "exit_code", "counts") if k in summary}
+    brief["truncated"] = "the full summary is larger than a ConfigMap holds; see the job's log"
+    return json.dumps(brief, sort_keys=True, default=str)
+
+
+async def keep_summary(kube: KubeClient, namespace: str, run_id: str, summary: Mapping[str, Any], *, keep: int = DEFAULT_KEEP) -> list[str]:
+    """Store ``summary`` as ConfigMap ``talbench-result-<run id>`` and delete the oldest beyond
+    ``keep``.  Returns the names deleted."""
+    labels = {**_labels(RESULT_COMPONENT), m.LABEL_RUN_ID: run_id}
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": result_name(run_id), "namespace": namespace, "labels": labels},
+        "data": {RESULT_KEY: _compact(summary)},
+    }
+    await kube.create(path("v1", "configmaps", namespace), body)
+    selector = m.label_selector(_labels(RESULT_COMPONENT))
+    found = await kube.list(path("v1", "configmaps", namespace), label_selector=selector)
+    ordered = sorted(found, key=lambda c: (str(c["metadata"].get("creationTimestamp", "")),
+                                          c["metadata"].get("labels", {}).get(m.LABEL_RUN_ID, "")))
+    deleted = []
+    for old in ordered[: max(0, len(ordered) - keep)]:
+        name = old["metadata"]["name"]
+        try:
+            await kube.delete(path("v1", "configmaps", namespace, name))
+        except KubeApiError:
+            continue  # another run pruned it first
+        deleted.append(name)
+    return deleted

@@ -1,0 +1,222 @@
+"""The run's life on the cluster: read the facts, create the agents, wait for them, remove them.
+
+Every wait is bounded; removal waits until the objects are gone.  ``clean`` removes what a
+crashed run left, found by label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from talbench.bench.errors import CouldNotRun
+from talbench.bench.kube import manifests as m
+from talbench.bench.kube.client import KubeApiError, KubeClient, path
+from talbench.bench.kube.facts import ClusterFacts, NodeFacts, cluster_facts
+from talbench.bench.kube.readiness import creation_failure, is_pod_security_rejection, pod_state, untolerated_taints
+from talbench.bench.model import Role
+
+_PATHS = {
+    "Namespace": ("v1", "namespaces", False),
+    "ServiceAccount": ("v1", "serviceaccounts", True),
+    "Secret": ("v1", "secrets", True),
+    "DaemonSet": ("apps/v1", "daemonsets", True),
+    "ConfigMap": ("v1", "configmaps", True),
+}
+
+
+def collection_path(doc: Mapping[str, Any]) -> str:
+    group_version, plural, namespaced = _PATHS[doc["kind"]]
+    return path(group_version, plural, doc["metadata"].get("namespace") if namespaced else None)
+
+
+def object_path(doc: Mapping[str, Any]) -> str:
+    group_version, plural, namespaced = _PATHS[doc["kind"]]
+    return path(group_version, plural, doc["metadata"].get("namespace") if namespaced else None, doc["metadata"]["name"])
+
+
+async def read_facts(kube: KubeClient) -> ClusterFacts:
+    """Server version, nodes, and the pods on every control plane (by spec.nodeName)."""
+    version = await kube.version()
+    nodes = await kube.list(path("v1", "nodes"))
+    control = [n for n in (cluster_facts(version, nodes, None).nodes) if n.role is Role.CONTROL_PLANE]
+    pods: list[dict[str, Any]] = []
+    for node in control:
+        pods += await kube.list(path("v1", "pods"), field_selector=f"spec.nodeName={node.name}")
+    return cluster_facts(version, nodes, pods)
+
+
+def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+async def create_agents(kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]] | None = None) -> None:
+    """Create the run's objects in order; ``created`` collects each one the API accepted, so
+    that removal deletes exactly those (never a same-named object that was there before)."""
+    for doc in m.agent_manifests(spec):
+        try:
+            await kube.create(collection_path(doc), doc)
+            if created is not None:
+                created.append(doc)
+        except KubeApiError as exc:
+            what = f"{doc['kind']} {doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}".replace(" /", " ")
+            if exc.status == 409:
+                raise CouldNotRun(f"cannot create {what}: it already exists", hint="'talbench clean' removes what earlier runs left") from exc
+            raise CouldNotRun(f"cannot create {what}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Readiness:
+    pods: Mapping[str, str]  # node -> ready agent pod name
+    unready: Mapping[str, str] = field(default_factory=dict)  # node -> reason
+    waited: float = 0.0
+
+
+async def wait_for_agents(
+    kube: KubeClient,
+    spec: m.AgentSpec,
+    nodes: Sequence[NodeFacts],
+    *,
+    timeout: float,
+    poll_interval: float = 1.0,
+) -> Readiness:
+    """Wait (at most ``timeout``) until every node's agent pod is Ready.  A DaemonSet that cannot
+    create any pod (Pod Security rejection: FailedCreate events only) ends the run at once."""
+    started = time.monotonic()
+    selector = m.label_selector({m.LABEL_RUN_ID: spec.run_id})
+    pods_path = path("v1", "pods", spec.namespace)
+    events_path = path("v1", "events", spec.namespace)
+    tolerated = [m.CONTROL_PLANE_TAINT]
+    states: dict[str, tuple[str, Any]] = {}
+    failure: str | None = None
+    while True:
+        pods = await kube.list(pods_path, label_selector=selector)
+        by_node = {(p.get("spec") or {}).get("nodeName"): p for p in pods}
+        states = {}
+        for node in nodes:
+            pod = by_node.get(node.name)
+            states[node.name] = ("pod", pod) if pod is not None else ("none", None)
+        ready = {name for name, (kind, pod) in states.items() if kind == "pod" and pod_state(pod).ready}
+        if len(ready) == len(nodes):
+            break
+        failure = creation_failure(await kube.list(events_path)) if len(by_node) < len(nodes) else None
+        if failure and not pods:
+            if is_pod_security_rejection(failure):
+                raise CouldNotRun(
+                    f"the agent DaemonSet in namespace {spec.namespace} was rejected by Pod Security admission: {failure}",
+                    hint="the namespace needs pod-security.kubernetes.io/enforce=privileged (an admission policy overrides it?)",
+                )
+            raise CouldNotRun(f"the agent DaemonSet in namespace {spec.namespace} cannot create pods: {failure}")
+        pending = [name for name, (kind, pod) in states.items() if name not in ready]
+        if all(states[name][0] == "pod" and pod_state(states[name][1]).stuck for name in pending):
+            break  # nothing left that waiting would fix (image pull failure, crash loop)
+        if time.monotonic() - started >= timeout:
+            break
+        await asyncio.sleep(poll_interval)
+    waited = time.monotonic() - started
+    ready_pods: dict[str, str] = {}
+    unready: dict[str, str] = {}
+    for node in nodes:
+        kind, pod = states[node.name]
+        if kind == "pod":
+            state = pod_state(pod)
+            if state.ready:
+                ready_pods[node.name] = pod["metadata"]["name"]
+            else:
+                unready[node.name] = state.reason + ("" if state.stuck else f" (after {waited:.0f}s)")
+            continue
+        reasons = [f"no agent pod on this node after {waited:.0f}s"]
+        if not node.ready:
+            reasons.append("node is NotReady")
+        blocking = untolerated_taints(node.taints, tolerated)
+        if blocking:
+            reasons.append(f"taint {', '.join(blocking)} not tolerated by the agents")
+        if failure:
+            reasons.append(f"DaemonSet: {failure}")
+        unready[node.name] = "; ".join(reasons)
+    return Readiness(ready_pods, unready, waited)
+
+
+async def _wait_gone(kube: KubeClient, api_path: str, deadline: float, poll_interval: float) -> bool:
+    while time.monotonic() < deadline:
+        if await kube.get_or_none(api_path) is None:
+            return True
+        await asyncio.sleep(poll_interval)
+    return await kube.get_or_none(api_path) is None
+
+
+async def _wait_no_pods(kube: KubeClient, namespace: str, selector: str, deadline: float, poll_interval: float) -> bool:
+    pods_path = path("v1", "pods", namespace)
+    while time.monotonic() < deadline:
+        if not await kube.list(pods_path, label_selector=selector):
+            return True
+        await asyncio.sleep(poll_interval)
+    return not await kube.list(pods_path, label_selector=selector)
+
+
+async def remove_agents(
+    kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]], *, timeout: float, poll_interval: float = 1.0
+) -> list[str]:
+    """Delete the objects of ``created`` and wait until they are gone (an own namespace takes
+    everything in it along); returns what is still there."""
+    deadline = time.monotonic() + timeout
+    if not created:
+        return []
+    if created[0]["kind"] == "Namespace":
+        ns_path = path("v1", "namespaces", name=spec.namespace)
+        await kube.delete(ns_path)
+        if not await _wait_gone(kube, ns_path, deadline, poll_interval):
+            return [f"namespace {spec.namespace} (still terminating)"]
+        return []
+    for doc in reversed(created):
+        await kube.delete(object_path(doc), propagation="Background")
+    selector = m.label_selector({m.LABEL_RUN_ID: spec.run_id})
+    if not await _wait_no_pods(kube, spec.namespace, selector, deadline, poll_interval):
+        return [f"agent pods of run {spec.run_id} in namespace {spec.namespace} (still terminating)"]
+    return []
+
+
+async def clean(
+    kube: KubeClient,
+    *,
+    namespace: str | None = None,
+    run_id: str | None = None,
+    timeout: float = 120.0,
+    poll_interval: float = 1.0,
+) -> list[str]:
+    """Remove what earlier runs left, by label: their namespaces, or (``namespace`` given) their
+    DaemonSets, Secrets and ServiceAccounts in that namespace.  Returns what was removed; raises
+    CouldNotRun naming what is still there after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    selector = f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY}," + (f"{m.LABEL_RUN_ID}={run_id}" if run_id else m.LABEL_RUN_ID)
+    removed: list[str] = []
+    if namespace is None:
+        found = await kube.list(path("v1", "namespaces"), label_selector=selector)
+        names = sorted(ns["metadata"]["name"] for ns in found if _has_labels(ns, run_id))
+        for name in names:
+            await kube.delete(path("v1", "namespaces", name=name))
+            removed.append(f"namespace {name}")
+        left = [name for name in names if not await _wait_gone(kube, path("v1", "namespaces", name=name), deadline, poll_interval)]
+    else:
+        for group_version, plural in (("apps/v1", "daemonsets"), ("v1", "secrets"), ("v1", "serviceaccounts")):
+            for obj in await kube.list(path(group_version, plural, namespace), label_selector=selector):
+                if not _has_labels(obj, run_id):
+                    continue
+                name = obj["metadata"]["name"]
+                if await kube.delete(path(group_version, plural, namespace, name)):
+                    removed.append(f"{plural[:-1]} {namespace}/{name}")
+        agent_selector = f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY},{m.LABEL_RUN_ID}={run_id}" if run_id else selector
+        left = [] if await _wait_no_pods(kube, namespace, agent_selector, deadline, poll_interval) else [f"agent pods in {namespace}"]
+    if left:
+        raise CouldNotRun(f"still being removed after {timeout:g}s: {', '.join(left)}", hint="run 'talbench clean' again later")
+    return removed
+
+
+def _has_labels(obj: Mapping[str, Any], run_id: str | None) -> bool:
+    """Client-side check of the selector (never delete what is not ours, whatever the server did)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if labels.get(m.LABEL_MANAGED_BY) != m.MANAGED_BY or m.LABEL_RUN_ID not in labels:
+        return False
+    return run_id is None or labels[m.LABEL_RUN_ID] == run_id

@@ -1,0 +1,309 @@
+"""etcd metrics: pure functions from the scratch cluster's raw results to observations.
+
+The criteria are those of ``etcdctl check perf``: achieved rate >= 90 % of the profile's,
+slowest request < 500 ms, latency standard deviation < 100 ms, no errors.  Latency is measured
+from each write's scheduled send time (open loop: a slow etcd cannot hide behind a slower
+generator); the service time (from the actual send) is reported alongside.  A load generator
+that could not keep up makes the load figures invalid, not failed.
+
+Member figures come from etcd's own Prometheus histograms (WAL fsync, backend commit: the delta
+over the load; the p99 read as Prometheus' histogram_quantile() reads it, linear inside its bucket,
+so its accuracy is the bucket width: etcd's disk buckets double, 1, 2, 4, 8, 16 ms ...).  The member round-trip time is
+etcd's own peer RTT metric (``etcd_network_peer_round_trip_time_seconds``: each member's prober
+measures every peer; its _sum/_count give the mean smoothed RTT per direction, cumulative since
+the scratch members started), and the recommended heartbeat follows the etcd tuning guide:
+heartbeat around the maximum of the average RTT between members, election timeout at least 10x.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+from talbench.agents.etcdload import promtext
+from talbench.agents.etcdload.histogram import LatencyHistogram
+from talbench.bench.model import Measurement, Node, Observation, Subject, SubjectKind
+from talbench.bench.probes.base import Metric
+from talbench.bench.units import Dimension, format_value
+
+PROBE = "etcd"
+ETCD_DEFAULT_HEARTBEAT = 0.1
+ETCD_DEFAULT_ELECTION = 1.0
+
+
+def _ms(value: float | None) -> str:
+    return format_value(value, Dimension.DURATION)
+
+
+def _load(m: Measurement) -> Mapping[str, Any]:
+    return (m.data.get("result") or {}).get("load") or {}
+
+
+def _settings(m: Measurement) -> Mapping[str, Any]:
+    return m.data.get("settings") or {}
+
+
+def _histogram(load: Mapping[str, Any], name: str) -> LatencyHistogram:
+    raw = load.get(name)
+    return LatencyHistogram.from_wire(raw) if raw else LatencyHistogram()
+
+
+def _error_count(load: Mapping[str, Any]) -> int:
+    return int(sum((load.get("requests") or {}).get("errors", {}).values()))
+
+
+def _untrusted(m: Measurement) -> str | None:
+    load = _load(m)
+    if not load:
+        return "the result holds no load figures"
+    if load.get("saturated"):
+        return f"load generator saturated: {load['saturated']}"
+    return None
+
+
+def _too_few(m: Measurement, histogram: LatencyHistogram) -> str | None:
+    floor = int(_settings(m).get("min_requests", 1))
+    if histogram.count < floor:
+        return f"only {histogram.count} writes completed (at least {floor} needed for a latency figure)"
+    return None
+
+
+def _load_detail(m: Measurement) -> str:
+    load, settings = _load(m), _settings(m)
+    requests = load.get("requests") or {}
+    cpu = load.get("cpu") or {}
+    busiest = max(cpu.get("per_worker") or [0.0])
+    what = (
+        f"profile {settings.get('profile')}, {settings.get('rate', 0):g} writes/s"
+        if load.get("mode") == "open"
+        else "closed-loop ceiling"
+    )
+    return (
+        f"{what}, {load.get('clients')} clients, {load.get('duration', 0):g}s; achieved {load.get('achieved_rate', 0):.1f} writes/s; "
+        f"ok {requests.get('ok', 0)}, errors {_error_count(load)}, unsent {requests.get('unsent', 0)}; "
+        f"generator {load.get('workers')} process(es), busiest {busiest * 100:.0f} % of a core"
+    )
+
+
+def _latency_detail(load: Mapping[str, Any]) -> str:
+    latency, service, late = _histogram(load, "latency"), _histogram(load, "service"), _histogram(load, "late")
+    text = (
+        f"p50 {_ms(latency.percentile(50))}, p99 {_ms(latency.percentile(99))}, max {_ms(latency.max())}, "
+        f"stddev {_ms(latency.stddev())} (n={latency.count}); service time p99 {_ms(service.percentile(99))}, max {_ms(service.max())}"
+    )
+    if late.count:
+        text += f"; generator lateness p99 {_ms(late.percentile(99))}"
+    return text
+
+
+# ---- load metrics ---------------------------------------------------------------------------
+
+
+def _observe_rate_ratio(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    m = ms[0]
+    load = _load(m)
+    if not load:
+        return Observation(None, invalid="the result holds no load figures")
+    if load.get("mode") != "open":
+        return Observation(None, invalid="a closed-loop ceiling run has no target rate")
+    untrusted = _untrusted(m)
+    requests = (load.get("requests") or {}).get("ok", 0)
+    if untrusted:
+        return Observation(None, requests, invalid=untrusted, detail=_load_detail(m))
+    value = float(load["achieved_rate"]) / float(load["rate"])
+    return Observation(value, requests, detail=_load_detail(m))
+
+
+def _observe_achieved_rate(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    m = ms[0]
+    load = _load(m)
+    if not load:
+        return Observation(None, invalid="the result holds no load figures")
+    untrusted = _untrusted(m)
+    requests = (load.get("requests") or {}).get("ok", 0)
+    if untrusted:
+        return Observation(None, requests, invalid=untrusted, detail=_load_detail(m))
+    return Observation(float(load["achieved_rate"]), requests, detail=_load_detail(m))
+
+
+def _latency_metric(name: str, probe: str, pick: Callable[[LatencyHistogram], float | None], description: str) -> Metric:
+    def observe(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+        m = ms[0]
+        load = _load(m)
+        latency = _histogram(load, "latency")
+        reason = _untrusted(m) or _too_few(m, latency)
+        if reason:
+            return Observation(None, latency.count, invalid=reason, detail=_latency_detail(load) if load else "")
+        return Observation(pick(latency), latency.count, detail=_latency_detail(load))
+
+    return Metric(f"{probe}.{name}", probe, SubjectKind.CLUSTER, Dimension.DURATION, True, observe, description)
+
+
+def _observe_errors(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    load = _load(ms[0])
+    if not load:
+        return Observation(None, invalid="the result holds no load figures")
+    errors = (load.get("requests") or {}).get("errors") or {}
+    samples = load.get("error_samples") or []
+    detail = ", ".join(f"{kind}: {count}" for kind, count in sorted(errors.items())) or "none"
+    if samples:
+        detail += f"; first: {samples[0]}"
+    return Observation(float(_error_count(load)), int((load.get("requests") or {}).get("sent", 0)), detail=detail)
+
+
+# ---- cluster figures from etcd's own metrics ------------------------------------------------
+
+
+def _snapshots(m: Measurement) -> Mapping[str, Mapping[str, Any]]:
+    return m.data.get("metrics") or {}
+
+
+def _member_names(m: Measurement) -> tuple[dict[str, str], dict[str, str]]:
+    """(member id in hex -> name, client URL -> name) from the member list the load saw."""
+    by_id: dict[str, str] = {}
+    by_url: dict[str, str] = {}
+    for member in (m.data.get("result") or {}).get("members") or []:
+        try:
+            by_id[format(int(member["id"]), "x")] = member["name"]
+        except (KeyError, ValueError):
+            continue
+        for url in member.get("client_urls") or []:
+            by_url[url.rstrip("/")] = member["name"]
+    return by_id, by_url
+
+
+def peer_rtts(m: Measurement) -> dict[tuple[str, str], float]:
+    """(from member, to member) -> mean smoothed RTT in seconds, from etcd's prober."""
+    by_id, by_url = _member_names(m)
+    result: dict[tuple[str, str], float] = {}
+    for url, snap in _snapshots(m).items():
+        after = (snap or {}).get("after") or {}
+        for entry in (after.get("histograms") or {}).get(promtext.PEER_RTT, []):
+            mean = promtext.mean(entry)
+            if mean is None:
+                continue
+            target = entry["labels"].get("To", "?")
+            result[(by_url.get(url, url), by_id.get(target, target))] = mean
+    return result
+
+
+def _observe_peer_rtt(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    rtts = peer_rtts(ms[0])
+    if not rtts:
+        return Observation(None, invalid="etcd reported no peer round-trip time (no prober observation yet)")
+    (source, target), worst = max(rtts.items(), key=lambda item: item[1])
+    listing = ", ".join(f"{a}->{b} {_ms(v)}" for (a, b), v in sorted(rtts.items()))
+    return Observation(worst, len(rtts), detail=f"worst {source}->{target}; {listing}", extra={"pairs": {f"{a}->{b}": v for (a, b), v in rtts.items()}})
+
+
+def recommended_timing(max_rtt: float) -> tuple[float, float]:
+    """(heartbeat, election timeout) in seconds for a maximum average member RTT, after the etcd
+    tuning guide: heartbeat around the maximum average RTT (whole milliseconds, at least 1 ms),
+    election timeout 10x the heartbeat."""
+    heartbeat = max(1, math.ceil(max_rtt * 1000 - 1e-9)) / 1000.0
+    return heartbeat, 10 * heartbeat
+
+
+def _timing_metric(name: str, index: int, description: str) -> Metric:
+    def observe(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+        rtts = peer_rtts(ms[0])
+        if not rtts:
+            return Observation(None, invalid="etcd reported no peer round-trip time (no prober observation yet)")
+        worst = max(rtts.values())
+        heartbeat, election = recommended_timing(worst)
+        configured = _settings(ms[0])
+        covered = heartbeat <= ETCD_DEFAULT_HEARTBEAT
+        detail = (
+            f"max average member RTT {_ms(worst)} -> heartbeat-interval ~{heartbeat * 1000:g} ms, election-timeout >= {election * 1000:g} ms"
+            f"; etcd's defaults (100 ms / 1000 ms) {'cover' if covered else 'are too low for'} this RTT"
+            f"; the scratch members ran with {configured.get('heartbeat_ms')} ms / {configured.get('election_ms')} ms"
+        )
+        return Observation((heartbeat, election)[index], len(rtts), detail=detail)
+
+    return Metric(name, PROBE, SubjectKind.CLUSTER, Dimension.DURATION, True, observe, description)
+
+
+def _counter_delta(snap: Mapping[str, Any] | None, name: str) -> float | None:
+    snap = snap or {}
+    before = promtext.counter_total(snap.get("before") or {}, name)
+    after = promtext.counter_total(snap.get("after") or {}, name)
+    if after is None:
+        return None
+    return after - (before or 0.0)
+
+
+def _observe_leader_changes(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    _, by_url = _member_names(ms[0])
+    deltas = {
+        by_url.get(url, url): _counter_delta(snap, "etcd_server_leader_changes_seen_total")
+        for url, snap in _snapshots(ms[0]).items()
+    }
+    seen = {name: d for name, d in deltas.items() if d is not None}
+    if not seen:
+        return Observation(None, invalid="no member reported etcd_server_leader_changes_seen_total")
+    detail = ", ".join(f"{name}: {d:g}" for name, d in sorted(seen.items()))
+    return Observation(max(seen.values()), len(seen), detail=f"leader changes seen during the load: {detail}")
+
+
+# ---- member disk figures ---------------------------------------------------------------------
+
+
+def disk_p99(snapshots: Mapping[str, Any], histogram: str) -> tuple[dict[str, Any] | None, str]:
+    """The delta of ``histogram`` between a member's "before" and "after" snapshots, and why
+    there is none (empty string when there is one)."""
+    before = ((snapshots.get("before") or {}).get("histograms") or {}).get(histogram, [])
+    after = ((snapshots.get("after") or {}).get("histograms") or {}).get(histogram, [])
+    if not after:
+        return None, f"the member's /metrics had no {histogram}"
+    merged = promtext.merge_histograms(promtext.histogram_delta(before, after))
+    if merged is None or merged["count"] <= 0:
+        return None, f"no {histogram} observation during the run"
+    return merged, ""
+
+
+def disk_detail(merged: Mapping[str, Any]) -> str:
+    return (
+        f"p99 {_ms(promtext.quantile_interpolated(merged, 0.99))} (interpolated in its bucket as histogram_quantile() does; "
+        f"bucket resolution: at most {_ms(promtext.quantile_upper_bound(merged, 0.99))}), "
+        f"mean {_ms(promtext.mean(merged))}, n={merged['count']:.0f}"
+    )
+
+
+def _disk_metric(name: str, histogram: str, description: str) -> Metric:
+    def observe(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+        merged, reason = disk_p99(ms[0].data.get("metrics") or {}, histogram)
+        if merged is None:
+            return Observation(None, 0, invalid=reason)
+        return Observation(promtext.quantile_interpolated(merged, 0.99), int(merged["count"]), detail=disk_detail(merged) + " during the load")
+
+    return Metric(name, PROBE, SubjectKind.NODE, Dimension.DURATION, True, observe, description)
+
+
+def load_metrics(probe: str) -> tuple[Metric, ...]:
+    """The write-load metrics, for any probe whose measurement holds ``result.load`` and
+    ``settings`` as the etcd driver writes them (the scratch cluster and the live etcd)."""
+    return (
+        Metric(f"{probe}.rate_ratio", probe, SubjectKind.CLUSTER, Dimension.RATIO, False, _observe_rate_ratio,
+               "achieved write rate as a share of the profile's rate"),
+        Metric(f"{probe}.achieved_rate", probe, SubjectKind.CLUSTER, Dimension.RATE, False, _observe_achieved_rate,
+               "writes per second that succeeded (the ceiling in closed-loop mode)"),
+        _latency_metric("max_latency", probe, LatencyHistogram.max, "slowest write, from its scheduled send time"),
+        _latency_metric("latency_stddev", probe, LatencyHistogram.stddev, "standard deviation of write latency"),
+        _latency_metric("latency_p50", probe, lambda h: h.percentile(50), "median write latency"),
+        _latency_metric("latency_p99", probe, lambda h: h.percentile(99), "99th percentile write latency"),
+        Metric(f"{probe}.errors", probe, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_errors,
+               "writes that failed (HTTP error, timeout, connection)"),
+    )
+
+
+ETCD_METRICS: tuple[Metric, ...] = (
+    *load_metrics(PROBE),
+    Metric("etcd.leader_changes", PROBE, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_leader_changes,
+           "leader elections any member saw during the load"),
+    Metric("etcd.peer_rtt", PROBE, SubjectKind.CLUSTER, Dimension.DURATION, True, _observe_peer_rtt,
+           "largest mean round-trip time between two members (etcd's own prober)"),
+    _timing_metric("etcd.recommended_heartbeat", 0, "heartbeat-interval the etcd tuning guide recommends for the measured RTT"),
+    _timing_metric("etcd.recommended_election_timeout", 1, "election-timeout the etcd tuning guide recommends for the measured RTT"),
+    _disk_metric("etcd.wal_fsync_p99", promtext.WAL_FSYNC, "99th percentile WAL fsync of this member during the load"),
+    _disk_metric("etcd.backend_commit_p99", promtext.BACKEND_COMMIT, "99th percentile backend commit of this member during the load"),
+)

@@ -1,0 +1,329 @@
+"""fsync probe, coordinator side: fio's etcd recipe on every node that owes a result, one node
+at a time by default (nodes may share a disk, as lab nodes do), and the metrics that judge
+fdatasync latency and the kind of disk.
+
+Latency figures are re-derived from fio's histogram (``json+`` bins) with fio's own percentile
+rule, so they agree with what fio prints for the same run; fio's table stays in the raw result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.errors import ScenarioError
+from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
+from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.units import Dimension, UnitError, format_value, parse_duration, parse_quantity
+
+MiB = 1 << 20
+MIN_SYNCS = 100  # fewer fdatasyncs than this: a p99 is not a p99
+COORDINATOR_SLACK = 15.0  # seconds beyond the agent's own time limit
+AGENT_GRACE = 25.0  # the agent's limit is time_limit + this (HARD_GRACE + SETUP_ALLOWANCE)
+QUICK_SIZE = 4 * MiB  # quick: about 1800 fdatasyncs, enough for p99.9
+QUICK_TIME_LIMIT = 60.0
+
+
+@dataclass(frozen=True)
+class FsyncSettings:
+    size: int = 22 * MiB  # the etcd recipe: --size=22m
+    block_size: int = 2300  # --bs=2300
+    time_limit: float = 120.0  # seconds; fio stops there and the result is invalid
+    reserve: int = 256 * MiB  # free space that must remain beside the test file
+    etcd_dir: str = "/var/lib/etcd"  # compared with the scratch directory's disk where visible
+    parallel: int = 1  # nodes measured at once (lab nodes share one disk: keep 1 there)
+    quick: bool = False
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "block_size": self.block_size,
+            "time_limit": self.time_limit,
+            "reserve": self.reserve,
+            "etcd_dir": self.etcd_dir,
+        }
+
+    @property
+    def deadline(self) -> float:
+        return self.time_limit + AGENT_GRACE + COORDINATOR_SLACK
+
+
+def _bytes(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        try:
+            number = int(parse_quantity(value, Dimension.BYTES).value)
+        except UnitError as exc:
+            raise ScenarioError(f"{key}: {exc}") from exc
+    if not low <= number <= high:
+        raise ScenarioError(f"{key} must lie between {low} and {high} bytes, not {value!r}")
+    return number
+
+
+def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> FsyncSettings:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "size":
+            values[key] = _bytes(key, value, 64 * 1024, 4 << 30)
+        elif key == "block_size":
+            values[key] = _bytes(key, value, 512, 16 * MiB)
+        elif key == "reserve":
+            values[key] = _bytes(key, value, 0, 1 << 50)
+        elif key == "time_limit":
+            try:
+                seconds = parse_duration(value)
+            except UnitError as exc:
+                raise ScenarioError(f"time_limit: {exc}") from exc
+            if not 1 <= seconds <= 600:
+                raise ScenarioError(f"time_limit must lie between 1s and 600s, not {value}")
+            values[key] = seconds
+        elif key == "etcd_dir":
+            if not isinstance(value, str) or (value and not value.startswith("/")):
+                raise ScenarioError(f"etcd_dir must be an absolute path or empty, not {value!r}")
+            values[key] = value
+        elif key == "parallel":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+                raise ScenarioError(f"parallel must be a whole number from 1 to 256, not {value!r}")
+            values[key] = value
+        else:
+            known = "block_size, etcd_dir, parallel, reserve, size, time_limit"
+            raise ScenarioError(f"unknown setting {key!r} (known: {known})")
+    settings = FsyncSettings(**values)
+    if settings.block_size > settings.size:
+        raise ScenarioError(f"block_size {settings.block_size} exceeds size {settings.size}")
+    if quick:
+        settings = replace(
+            settings,
+            size=min(settings.size, QUICK_SIZE),
+            time_limit=min(settings.time_limit, QUICK_TIME_LIMIT),
+            quick=True,
+        )
+    if settings.size // settings.block_size < MIN_SYNCS:
+        raise ScenarioError(
+            f"size {settings.size} / block_size {settings.block_size} gives fewer than {MIN_SYNCS} fdatasyncs"
+        )
+    return settings
+
+
+class FsyncDriver:
+    name = "fsync"
+
+    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> FsyncSettings:
+        return parse_settings(raw, quick=quick)
+
+    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: FsyncSettings, progress: Progress) -> list[Measurement]:
+        nodes = sorted({key.node for key in keys if key.probe == self.name})
+        gate = asyncio.Semaphore(settings.parallel)
+        done = 0
+        progress.update("fsync", done=0, total=len(nodes), note=f"fio etcd recipe, {settings.size // MiB} MiB, {settings.parallel} at a time")
+
+        async def one(node: str) -> Measurement:
+            nonlocal done
+            async with gate:
+                progress.update("fsync", done=done, total=len(nodes), note=f"{node} running")
+                outcome = await fleet.agents[node].run_job("fsync", settings.as_params(), fleet.run_id, deadline=settings.deadline)
+            done += 1
+            progress.update("fsync", done=done, total=len(nodes), note=f"{node} done")
+            key = ResultKey("fsync", node)
+            if not outcome.ok:
+                return Measurement(key, False, error=outcome.error or "failed", error_kind=outcome.error_kind,
+                                   started=outcome.started, ended=outcome.ended)
+            return Measurement(key, True, data=dict(outcome.result), started=outcome.started, ended=outcome.ended,
+                               resources=outcome.resources)
+
+        return list(await asyncio.gather(*(one(node) for node in nodes)))
+
+    def metrics(self) -> Sequence[Metric]:
+        return FSYNC_METRICS
+
+
+# ---- figures from fio's histogram ------------------------------------------------------------
+
+
+def histogram_percentile(bins: Mapping[Any, int], q: float) -> float:
+    """fio's percentile rule over its histogram (value -> count): the first bucket value at which
+    the running count reaches ``q`` percent of all samples.  Buckets of several results can be
+    added before (they are counts), percentiles never."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} outside 0..100")
+    ordered = sorted((float(value), int(count)) for value, count in bins.items() if int(count) > 0)
+    total = sum(count for _, count in ordered)
+    if not total:
+        raise ValueError("percentile of an empty histogram")
+    target = q / 100.0 * total
+    running = 0
+    for value, count in ordered:
+        running += count
+        if running >= target:
+            return value
+    return ordered[-1][0]
+
+
+def merge_bins(blocks: Sequence[Mapping[Any, int]]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for block in blocks:
+        for value, count in block.items():
+            merged[int(value)] = merged.get(int(value), 0) + int(count)
+    return merged
+
+
+def _sync_block(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    sync = data.get("sync")
+    return sync.get("lat") if isinstance(sync, Mapping) else None
+
+
+def untrusted(data: Mapping[str, Any]) -> str | None:
+    """Why a fsync result cannot be judged (None when it can)."""
+    if not data.get("complete"):
+        return str(data.get("stopped") or "fio did not complete the recipe")
+    block = _sync_block(data)
+    if not block:
+        return "fio reported no fdatasync latency"
+    count = int(block.get("count") or 0)
+    if count < MIN_SYNCS:
+        return f"too few fdatasyncs ({count} < {MIN_SYNCS})"
+    if data.get("etcd_same_disk") is False:
+        measured = _disk_names(data.get("device"))
+        etcd = data.get("etcd_device") or {}
+        return f"measured on {measured}, but etcd's data ({etcd.get('path', '?')}) is on {_disk_names(etcd)}"
+    return None
+
+
+def _disk_names(device: Any) -> str:
+    disks = (device or {}).get("disks") or []
+    return ", ".join(str(d.get("name")) for d in disks) or "an unknown device"
+
+
+def sync_percentile(data: Mapping[str, Any], q: float) -> float | None:
+    """fdatasync latency percentile in seconds: from the histogram, else fio's table."""
+    block = _sync_block(data)
+    if not block:
+        return None
+    if block.get("bins_ns"):
+        return histogram_percentile(block["bins_ns"], q) / 1e9
+    table = block.get("percentiles_ns") or {}
+    value = table.get(f"{q:g}")
+    return None if value is None else float(value) / 1e9
+
+
+def _latency_metric(name: str, q: float | None, description: str) -> Metric:
+    def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+        data = measurements[0].data
+        block = _sync_block(data) or {}
+        count = int(block.get("count") or 0)
+        if q is None:
+            value = block["max_ns"] / 1e9 if block.get("max_ns") is not None else None
+        else:
+            value = sync_percentile(data, q)
+        detail = _latency_detail(data, count)
+        reason = untrusted(data)
+        if reason:
+            return Observation(value, count, invalid=reason, detail=detail)
+        return Observation(value, count, detail=detail, extra={"device": _device_line(data.get("device"))})
+
+    return Metric(name, "fsync", SubjectKind.NODE, Dimension.DURATION, True, observe, description)
+
+
+def _latency_detail(data: Mapping[str, Any], count: int) -> str:
+    parts = [f"{count} fdatasyncs"]
+    p50 = sync_percentile(data, 50) if _sync_block(data) else None
+    if p50 is not None:
+        parts.append(f"p50 {format_value(p50, Dimension.DURATION)}")
+    write = data.get("write") or {}
+    if write.get("iops"):
+        parts.append(f"{write['iops']:.0f} IOPS")
+    parts.append(_device_line(data.get("device")))
+    if (data.get("params") or {}).get("size"):
+        parts.append(f"{data['params']['size'] / MiB:g} MiB x {data['params'].get('block_size')} B")
+    return ", ".join(p for p in parts if p)
+
+
+def _device_line(device: Any) -> str:
+    """``vda (virtual, virtio-blk)``."""
+    if not isinstance(device, Mapping):
+        return ""
+    disks = device.get("disks") or []
+    if not disks:
+        return device.get("note") or "no block device"
+    shown = []
+    for disk in disks:
+        traits = [str(disk.get("media"))]
+        if disk.get("transport") and disk.get("transport") != "pcie":
+            traits.append(f"over {disk['transport']}")
+        if disk.get("model"):
+            traits.append(str(disk["model"]))
+        if disk.get("media") == "virtual" and disk.get("rotational"):
+            traits.append("claims rotational")
+        shown.append(f"{disk.get('name')} ({', '.join(traits)})")
+    return " + ".join(shown)
+
+
+LOCAL_TRANSPORTS = (None, "pcie")
+
+
+def _observe_nvme(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    """1 when the disk under the scratch directory is locally attached NVMe, else 0 (also when
+    it cannot be told: the warn says so)."""
+    data = measurements[0].data
+    device = data.get("device") or {}
+    disks = device.get("disks") or []
+    detail = _device_line(device)
+    filesystem = device.get("filesystem") or {}
+    if filesystem.get("size_bytes"):
+        detail += f"; filesystem {format_value(filesystem['size_bytes'], Dimension.BYTES)}, {format_value(filesystem.get('free_bytes', 0), Dimension.BYTES)} free"
+    if data.get("etcd_same_disk") is False:
+        detail += f"; etcd's data is on {_disk_names(data.get('etcd_device'))}"
+    if not disks:
+        return Observation(0.0, 0, detail=f"cannot tell: {detail}")
+    local_nvme = all(d.get("nvme") and d.get("transport") in LOCAL_TRANSPORTS for d in disks)
+    return Observation(1.0 if local_nvme else 0.0, len(disks), detail=detail)
+
+
+def _observe_solid_state(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    """1 when every disk under the scratch directory is NVMe or SSD; 0 for spinning, virtual
+    (the host's disk is unknown) or unknown."""
+    device = measurements[0].data.get("device") or {}
+    disks = device.get("disks") or []
+    detail = _device_line(device)
+    if not disks:
+        return Observation(0.0, 0, detail=f"cannot tell: {detail}")
+    solid = all(d.get("media") in ("nvme", "ssd") for d in disks)
+    return Observation(1.0 if solid else 0.0, len(disks), detail=detail)
+
+
+def _observe_write_iops(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    data = measurements[0].data
+    write = data.get("write") or {}
+    reason = untrusted(data)
+    value = float(write["iops"]) if write.get("iops") is not None else None
+    return Observation(value, int(write.get("ios") or 0), invalid=reason, detail="write+fdatasync pairs per second")
+
+
+def _observe_write_p99(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    data = measurements[0].data
+    clat = (data.get("write") or {}).get("clat") or {}
+    if not clat.get("bins_ns"):
+        return Observation(None, 0, invalid=untrusted(data) or "fio reported no write latency")
+    value = histogram_percentile(clat["bins_ns"], 99) / 1e9
+    return Observation(value, int(clat.get("count") or 0), invalid=untrusted(data), detail="write(2) completion, before fdatasync")
+
+
+FSYNC_METRICS: tuple[Metric, ...] = (
+    _latency_metric("fsync.p50", 50, "median fdatasync latency (fio etcd recipe)"),
+    _latency_metric("fsync.p90", 90, "90th percentile fdatasync latency"),
+    _latency_metric("fsync.p99", 99, "99th percentile fdatasync latency (fio etcd recipe); etcd wants < 10 ms"),
+    _latency_metric("fsync.p999", 99.9, "99.9th percentile fdatasync latency"),
+    _latency_metric("fsync.max", None, "slowest fdatasync"),
+    Metric("fsync.write_p99", "fsync", SubjectKind.NODE, Dimension.DURATION, True, _observe_write_p99,
+           "99th percentile write(2) completion latency"),
+    Metric("fsync.iops", "fsync", SubjectKind.NODE, Dimension.RATE, False, _observe_write_iops,
+           "sequential 2300-byte writes with fdatasync per second"),
+    Metric("fsync.solid_state", "fsync", SubjectKind.NODE, Dimension.COUNT, False, _observe_solid_state,
+           "1 when the disk under the data directory is NVMe or SSD, 0 otherwise or unknown"),
+    Metric("fsync.nvme", "fsync", SubjectKind.NODE, Dimension.COUNT, False, _observe_nvme,
+           "1 when the disk under etcd's filesystem is locally attached NVMe, 0 otherwise or unknown"),
+)
+

@@ -1,0 +1,163 @@
+"""The ``etcd-member`` probe against real etcd processes on 127.0.0.1: members form one cluster,
+live in the node's data directory named by run id, and leave nothing behind (process, data)
+when released, when a start fails, and when the agent releases the run."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+
+from talbench.agents.cleanup import Cleanups
+from talbench.agents.etcdload import admin
+from talbench.agents.etcdload.local_cluster import free_ports, local_cluster
+from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.probes.etcd_member import EtcdMemberProbe, cleanup_name, member_dir, parse_params
+from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1
+from tests.agents.helpers import AUTH
+
+pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+
+
+def start_params(name: str = "m1", client: int = 40001, peer: int = 40002, **extra) -> dict:
+    return {
+        "action": "start",
+        "name": name,
+        "host": "127.0.0.1",
+        "client_port": client,
+        "peer_port": peer,
+        "initial_cluster": {name: f"http://127.0.0.1:{peer}"},
+        "cluster_token": "run-1",
+        **extra,
+    }
+
+
+def etcd_processes_of(root: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == "etcd" and str(root) in " ".join(proc.info["cmdline"] or ()):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+# ---- parameters ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"client_port": 2379}, "Talos"),
+        ({"peer_port": 50000}, "Talos"),
+        ({"client_port": 6443}, "Talos"),
+        ({"peer_port": 40001}, "differ"),
+        ({"initial_cluster": {"m2": "http://127.0.0.1:40002"}}, "must contain m1"),
+        ({"initial_cluster": {"m1": "http://evil.example:40002"}}, "http://ADDRESS:PORT"),
+        ({"name": "../x"}, "name"),
+        ({"heartbeat_ms": 100, "election_ms": 200}, "5x"),
+        ({"host": "localhost"}, "IP address"),
+        ({"cluster_token": "a b"}, "cluster_token"),
+        ({"surprise": 1}, "unknown"),
+    ],
+)
+def test_bad_parameters_are_refused(changes: dict, words: str) -> None:
+    with pytest.raises(ProbeParamError, match=words):
+        parse_params({**start_params(), **changes})
+
+
+def test_stop_and_status_need_only_a_name() -> None:
+    assert parse_params({"action": "stop", "name": "m1"}).action == "stop"
+    with pytest.raises(ProbeParamError, match="action"):
+        parse_params({"action": "restart", "name": "m1"})
+
+
+def test_free_ports_avoid_talos_ports() -> None:
+    ports = free_ports(20)
+    assert len(set(ports)) == 20
+    assert not any(2379 <= p <= 2383 or p in (6443, 7445, 10250, 50000, 50001, 51820, 4789, 8472) for p in ports)
+
+
+# ---- real members ------------------------------------------------------------------------------
+
+
+async def test_three_members_form_one_cluster_and_leave_nothing(tmp_path: Path) -> None:
+    async with local_cluster(3, tmp_path, "run-form") as cluster:
+        dirs = [member_dir(tmp_path, "run-form", name) for name in cluster.names]
+        assert all((d / "data" / "member").is_dir() for d in dirs)
+        statuses = await asyncio.to_thread(admin.wait_for_leader, list(cluster.client_urls), None, 10.0)
+        assert len({s["leader"] for s in statuses}) == 1
+        listed = await asyncio.to_thread(admin.members, cluster.client_urls[0])
+        assert sorted(m["name"] for m in listed) == ["m1", "m2", "m3"]
+        assert len({s["cluster_id"] for s in statuses}) == 1
+        pids = [result["pid"] for result in cluster.start_results]
+        assert len(etcd_processes_of(tmp_path)) == 3
+        assert set(cluster.cleanups.names("run-form")) == {cleanup_name(n) for n in cluster.names}
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+    assert not any(d.exists() for d in dirs)
+    assert etcd_processes_of(tmp_path) == []
+
+
+async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    probe = EtcdMemberProbe()
+    cleanups = Cleanups()
+    ctx = ProbeContext("n1", "run-lonely", tmp_path, "127.0.0.1", 0, cleanups)
+    client, peer, other = free_ports(3)
+    params = start_params(client=client, peer=peer, start_timeout_s=2, initial_cluster={
+        "m1": f"http://127.0.0.1:{peer}", "m2": f"http://127.0.0.1:{other}", "m3": f"http://127.0.0.1:{other + 1}"})
+    with pytest.raises(TimeoutError, match="not serving"):
+        await probe.run(probe.parse(params), ctx)
+    assert cleanups.names("run-lonely") == ()
+    assert not member_dir(tmp_path, "run-lonely", "m1").exists()
+    assert etcd_processes_of(tmp_path) == []
+
+
+async def test_stop_releases_one_member_and_is_idempotent(tmp_path: Path) -> None:
+    probe = EtcdMemberProbe()
+    cleanups = Cleanups()
+    ctx = ProbeContext("n1", "run-stop", tmp_path, "127.0.0.1", 0, cleanups)
+    client, peer = free_ports(2)
+    started = await probe.run(probe.parse(start_params(client=client, peer=peer, cluster_token="run-stop")), ctx)
+    try:
+        assert started["ready_after_s"] < 30 and started["client_url"] == f"http://127.0.0.1:{client}"
+        assert (await probe.run(probe.parse({"action": "status", "name": "m1"}), ctx))["running"] is True
+        with pytest.raises(ProbeParamError, match="already running"):
+            await probe.run(probe.parse(start_params(client=client, peer=peer, cluster_token="run-stop")), ctx)
+        stopped = await probe.run(probe.parse({"action": "stop", "name": "m1"}), ctx)
+        assert stopped == {"name": "m1", "was_running": True, "data_removed": True}
+        assert not psutil.pid_exists(started["pid"]) or psutil.Process(started["pid"]).status() == psutil.STATUS_ZOMBIE
+        again = await probe.run(probe.parse({"action": "stop", "name": "m1"}), ctx)
+        assert again["was_running"] is False and again["data_removed"] is True
+    finally:
+        await cleanups.release_all()
+    assert etcd_processes_of(tmp_path) == []
+
+
+async def test_a_missing_etcd_binary_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALBENCH_ETCD", str(tmp_path / "no-etcd"))
+    probe = EtcdMemberProbe()
+    cleanups = Cleanups()
+    ctx = ProbeContext("n1", "run-x", tmp_path, "127.0.0.1", 0, cleanups)
+    with pytest.raises(ProbeUnavailable, match="not an executable"):
+        await probe.run(probe.parse(start_params()), ctx)
+    assert cleanups.names("run-x") == ()
+
+
+async def test_the_agent_releases_a_member_when_the_run_is_deleted(start_agent) -> None:  # noqa: F811
+    agent = await start_agent(node="cp1")
+    client, peer = free_ports(2)
+    job = await agent.submit("etcd-member", start_params(client=client, peer=peer, cluster_token="run-agent"), run_id="run-agent")
+    done = await agent.wait(job["id"], timeout=40)
+    assert done["state"] == "done", done
+    root = member_dir(agent.config.data_dir, "run-agent", "m1")
+    assert root.is_dir() and len(etcd_processes_of(root)) == 1
+    response = await agent.client.delete("/v1/runs/run-agent", headers=AUTH)
+    assert response.status == 200
+    assert cleanup_name("m1") in (await response.json())["released"]
+    assert not root.exists()
+    assert etcd_processes_of(root) == []

@@ -1,0 +1,96 @@
+"""The node probe, agent side: real counters, a real CPU-burning child, a real agent."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from talbench.agents.cleanup import Cleanups
+from talbench.agents.probe import ProbeContext, ProbeParamError
+from talbench.agents.probes.node import COLUMNS, CLEANUP_NAME, NodeProbe, parse_params
+from tests.agents.helpers import AUTH
+
+BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def context(data_dir: Path, cleanups: Cleanups | None = None, run_id: str = "run-1") -> ProbeContext:
+    return ProbeContext("n1", run_id, data_dir, "127.0.0.1", 1, cleanups or Cleanups())
+
+
+@pytest.mark.parametrize(
+    "raw", [{"mode": "forever"}, {"duration": 0}, {"interval": 5, "duration": 1}, {"max_duration": 10**6}, {"etcd_dir": "x"}, {"x": 1}]
+)
+def test_bad_params_are_refused(raw: dict) -> None:
+    with pytest.raises(ProbeParamError):
+        parse_params(raw)
+
+
+async def test_window_samples_counters_and_counts_its_own_children(tmp_path: Path) -> None:
+    probe = NodeProbe()
+    params = probe.parse({"duration": 2.0, "interval": 0.5, "etcd_dir": ""})
+    # a child of this process (the agent's own tree) that keeps one CPU busy through the window
+    burner = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=3.0)])
+    try:
+        result = await probe.run(params, context(tmp_path))
+    finally:
+        burner.kill()
+        burner.wait(timeout=10)
+    columns = result["sampling"]["columns"]
+    assert set(columns) == set(COLUMNS)
+    n = len(columns["t"])
+    assert n >= 4 and all(len(v) == n for v in columns.values())
+    for name in ("t", "cpu_busy_s", "cpu_total_s"):
+        assert columns[name] == sorted(columns[name]), f"{name} is a counter"
+    seconds = columns["t"][-1] - columns["t"][0]
+    assert 1.8 <= seconds <= 4.0
+    own = columns["own_cpu_s"][-1] - columns["own_cpu_s"][0]
+    busy = columns["cpu_busy_s"][-1] - columns["cpu_busy_s"][0]
+    assert own >= 0.5 * seconds, f"the busy child used {own:.2f}s CPU in {seconds:.2f}s"
+    assert busy >= own * 0.9
+    assert result["facts"]["cpus"] >= 1 and result["facts"]["etcd_filesystem"]["seen_as"] == "data_dir"
+
+
+async def test_start_then_collect_spans_the_time_between(tmp_path: Path) -> None:
+    probe = NodeProbe()
+    cleanups = Cleanups()
+    ctx = context(tmp_path, cleanups)
+    started = await probe.run(probe.parse({"mode": "start", "interval": 0.2}), ctx)
+    assert started["mode"] == "start"
+    assert cleanups.names("run-1") == (CLEANUP_NAME,)
+    with pytest.raises(ProbeParamError):
+        await probe.run(probe.parse({"mode": "start"}), ctx)
+    await asyncio.sleep(1.2)
+    result = await probe.run(probe.parse({"mode": "collect", "etcd_dir": ""}), ctx)
+    t = result["sampling"]["columns"]["t"]
+    assert len(t) >= 5 and t[-1] - t[0] >= 1.1
+    assert cleanups.names("run-1") == ()
+    with pytest.raises(ProbeParamError):
+        await probe.run(probe.parse({"mode": "collect"}), ctx)
+
+
+async def test_releasing_the_run_stops_a_sampler_never_collected(start_agent) -> None:
+    probe = NodeProbe()
+    agent = await start_agent({"node": probe})
+    job = await agent.wait((await agent.submit("node", {"mode": "start", "interval": 0.2}, run_id="r-rel"))["id"])
+    assert job["state"] == "done"
+    response = await agent.client.delete("/v1/runs/r-rel", headers=AUTH)
+    assert response.status == 200
+    assert CLEANUP_NAME in (await response.json())["released"]
+    job = await agent.wait((await agent.submit("node", {"mode": "collect"}, run_id="r-rel"))["id"])
+    assert job["state"] == "failed" and "no node sampling" in job["error"]
+
+
+async def test_sampler_stops_by_itself_after_max_duration(tmp_path: Path) -> None:
+    probe = NodeProbe()
+    ctx = context(tmp_path)
+    await probe.run(probe.parse({"mode": "start", "interval": 0.2, "max_duration": 1}), ctx)
+    await asyncio.sleep(2.0)
+    result = await probe.run(probe.parse({"mode": "collect", "etcd_dir": ""}), ctx)
+    t = result["sampling"]["columns"]["t"]
+    # samples at 0, 0.2 .. 1.0 and the last one at collect: no sampling between 1 s and 2 s
+    assert max(b - a for a, b in zip(t, t[1:])) >= 0.8
+    assert len(t) <= 9

@@ -1,0 +1,335 @@
+"""etcd driver and metrics: settings, the scenario checks (the snippet for control-plane.yaml),
+and the driver against three real agents on 127.0.0.1 forming a real scratch etcd cluster:
+verdicts from real results, nothing left behind, a member that cannot start is no_data."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+from pathlib import Path
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+import psutil
+import pytest
+
+from talbench.agents.probes import default_probes
+from talbench.bench.agent_client import AgentClient
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.errors import ScenarioError
+from talbench.bench.execute import execute
+from talbench.bench.judge import judge, judge_subject
+from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
+from talbench.bench.plan import make_plan
+from talbench.bench.probes.base import NullProgress
+from talbench.bench.probes.etcd import EtcdDriver, member_ports, parse_settings
+from talbench.bench.probes.etcd_metrics import recommended_timing
+from talbench.bench.run import metrics_of
+from talbench.bench.scenario import parse
+from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1
+from tests.agents.helpers import TOKEN
+
+DRIVERS = {"etcd": EtcdDriver()}
+METRICS = metrics_of(DRIVERS)
+needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+
+# The snippet for scenarios/control-plane.yaml (probes: and checks: entries).
+SNIPPET = """
+schema: 1
+name: etcd-snippet
+probes:
+  etcd:
+    profile: s                  # 150 writes/s from 50 clients, 60 s (etcdctl check perf --load=s);
+                                # clusters of several hundred nodes: m (1000/s, 200 clients)
+    duration: 60s
+    heartbeat_interval: 100ms   # the scratch members run etcd's (and Talos') defaults
+    election_timeout: 1s
+checks:
+  - name: etcd-write-rate
+    metric: etcd.rate_ratio
+    scope: cluster
+    fail: 90 %
+    source: >-
+      etcdctl check perf (etcd v3.4): fails when the achieved throughput is below 90 % of the
+      load profile's rate. Measured on a scratch etcd cluster of one member per control plane,
+      data on the node's disk, load through the JSON gateway from one control plane.
+    description: achieved write rate as a share of the profile's rate
+  - name: etcd-slowest-write
+    metric: etcd.max_latency
+    scope: cluster
+    fail: 500ms
+    source: >-
+      etcdctl check perf (etcd v3.4): fails when the slowest request took longer than 0.5 s.
+      talbench measures from each write's scheduled send time (no coordinated omission).
+    description: slowest write of the run
+  - name: etcd-latency-stddev
+    metric: etcd.latency_stddev
+    scope: cluster
+    fail: 100ms
+    source: >-
+      etcdctl check perf (etcd v3.4): fails when the standard deviation of request latency
+      exceeds 0.1 s.
+    description: spread of write latency
+  - name: etcd-write-errors
+    metric: etcd.errors
+    scope: cluster
+    fail: 1
+    source: etcdctl check perf (etcd v3.4) fails on any request error.
+    description: writes that failed (HTTP error, timeout, lost connection)
+  - name: etcd-latency-p99
+    metric: etcd.latency_p99
+    scope: cluster
+    source: Reported, not judged (etcdctl check perf judges the slowest write and the spread).
+    description: 99th percentile write latency
+  - name: etcd-leader-changes
+    metric: etcd.leader_changes
+    scope: cluster
+    warn: 1
+    source: >-
+      talbench: a leader election under a steady write load means heartbeats were missed (etcd
+      tuning guide); reported as a warning, etcd sets no limit.
+    description: leader elections seen during the load
+  - name: etcd-wal-fsync
+    metric: etcd.wal_fsync_p99
+    scope: control-plane-nodes
+    fail: 10ms
+    source: >-
+      etcd guidance on disks: the 99th percentile of etcd_disk_wal_fsync_duration_seconds should
+      stay below 10 ms. Read from the member's own histogram over the load, interpolated in its
+      bucket as Prometheus' histogram_quantile() does (buckets 1, 2, 4, 8, 16 ms ...).
+    description: p99 WAL fsync of this node's scratch member under the load
+  - name: etcd-backend-commit
+    metric: etcd.backend_commit_p99
+    scope: control-plane-nodes
+    fail: 25ms
+    source: >-
+      etcd guidance on disks: the 99th percentile of etcd_disk_backend_commit_duration_seconds
+      should stay below 25 ms. Read like etcd-wal-fsync.
+    description: p99 backend commit of this node's scratch member under the load
+  - name: etcd-member-rtt
+    metric: etcd.peer_rtt
+    scope: cluster
+    source: Reported, not judged (the RTT limit is control-plane-rtt's); etcd's own peer prober.
+    description: largest mean round-trip time between two etcd members
+  - name: etcd-recommended-heartbeat
+    metric: etcd.recommended_heartbeat
+    scope: cluster
+    source: >-
+      etcd tuning guide: heartbeat-interval around the maximum of the average round-trip time
+      between members. Reported, not judged.
+    description: heartbeat-interval for the measured member RTT
+  - name: etcd-recommended-election-timeout
+    metric: etcd.recommended_election_timeout
+    scope: cluster
+    source: >-
+      etcd tuning guide: election-timeout at least 10 times the round-trip time between members.
+      Reported, not judged.
+    description: election-timeout for the measured member RTT
+"""
+
+
+def scenario(quick: bool = True, **overrides: Any):
+    parsed = parse(SNIPPET, "snippet.yaml", METRICS, lambda probe, raw: DRIVERS[probe].settings(raw, quick=quick))
+    return parsed, DRIVERS["etcd"].settings({**parsed.probes["etcd"], **overrides}, quick=quick)
+
+
+def free_port_run(count: int) -> int:
+    """A base port with ``count`` consecutive ports free on 127.0.0.1 (members on one host get
+    consecutive ports)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count > 65000:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no run of free ports")
+
+
+def etcd_leftovers(root: Path) -> list[str]:
+    found = [str(p) for p in root.rglob("etcd-*") if p.is_dir()]
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == "etcd" and str(root) in " ".join(proc.info["cmdline"] or ()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"process {proc.pid}")
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@contextlib.asynccontextmanager
+async def local_fleet(agents: Mapping[str, Any], nodes: tuple[Node, ...], run_id: str) -> AsyncIterator[Fleet]:
+    async with aiohttp.ClientSession() as session:
+        clients = {name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()}
+        try:
+            yield Fleet(run_id, nodes, clients)
+        finally:
+            for client in clients.values():
+                with contextlib.suppress(Exception):
+                    await client.release_run(run_id)
+
+
+CPS = tuple(Node(f"cp{i}", Role.CONTROL_PLANE, "127.0.0.1") for i in (1, 2, 3))
+
+
+# ---- settings and checks ---------------------------------------------------------------------
+
+
+def test_profiles_and_quick() -> None:
+    full = parse_settings({}, quick=False)
+    assert (full.profile, full.rate, full.clients, full.duration, full.mode) == ("s", 150, 50, 60.0, "open")
+    assert parse_settings({"profile": "m"}, quick=False).rate == 1000
+    assert (parse_settings({"profile": "xl"}, quick=False).rate, parse_settings({"profile": "xl"}, quick=False).clients) == (15000, 1000)
+    quick = parse_settings({"duration": "60s"}, quick=True)
+    assert quick.quick and quick.duration == 10.0
+    custom = parse_settings({"profile": "custom", "rate": "500/s", "clients": 80, "duration": "2s"}, quick=False)
+    assert (custom.rate, custom.clients, custom.duration) == (500, 80, 2.0)
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"profile": "huge"}, "profile"),
+        ({"profile": "custom", "rate": 10}, "needs rate"),
+        ({"duration": 60}, "needs a unit"),
+        ({"mode": "fast"}, "mode"),
+        ({"heartbeat_interval": "500ms", "election_timeout": "1s"}, "5x"),
+        ({"client_port": 5000, "peer_port": 5000}, "differ"),
+        ({"surprise": 1}, "unknown"),
+    ],
+)
+def test_bad_settings_are_scenario_errors(raw: dict, words: str) -> None:
+    with pytest.raises(ScenarioError, match=words):
+        parse_settings(raw, quick=False)
+
+
+def test_members_sharing_an_address_get_distinct_ports_that_avoid_talos() -> None:
+    settings = parse_settings({"client_port": 2371, "peer_port": 2372}, quick=False)
+    ports = member_ports(CPS, settings)
+    flat = [p for pair in ports.values() for p in pair]
+    assert len(set(flat)) == 6 and not any(2379 <= p <= 2383 for p in flat)
+    spread = tuple(Node(f"cp{i}", Role.CONTROL_PLANE, f"10.0.0.{i}") for i in (1, 2, 3))
+    assert set(member_ports(spread, parse_settings({}, quick=False)).values()) == {(12379, 12380)}
+
+
+def test_the_snippet_parses() -> None:
+    parsed, settings = scenario(quick=False)
+    assert settings.duration == 60 and settings.rate == 150
+    assert {c.metric for c in parsed.checks} >= {"etcd.rate_ratio", "etcd.max_latency", "etcd.latency_stddev", "etcd.errors"}
+
+
+@pytest.mark.parametrize("rtt, heartbeat, election", [(0.0002, 0.001, 0.010), (0.0211, 0.022, 0.220), (0.15, 0.150, 1.5)])
+def test_recommended_timing_follows_the_tuning_guide(rtt: float, heartbeat: float, election: float) -> None:
+    assert recommended_timing(rtt) == pytest.approx((heartbeat, election))
+
+
+# ---- the driver against real agents ---------------------------------------------------------------
+
+
+@needs_etcd
+async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path: Path) -> None:  # noqa: F811
+    agents = {n.name: await start_agent(node=n.name) for n in CPS}
+    base = free_port_run(6)
+    parsed, settings = scenario(duration="3s", client_port=base, peer_port=base + 1)
+    plan = make_plan(parsed.checks, CPS, METRICS)
+    async with local_fleet(agents, CPS, "run-etcd") as fleet:
+        execution = await execute(plan, fleet, DRIVERS, {"etcd": settings}, NullProgress())
+        leftovers = etcd_leftovers(tmp_path)
+    assert leftovers == []
+    verdicts = {(v.check, str(v.subject)): v for v in judge(plan, execution.results, CPS, METRICS)}
+    cluster = execution.results[ResultKey("etcd", "cluster")]
+    assert cluster.ok, cluster.error
+    load = cluster.data["result"]["load"]
+    assert load["requests"]["planned"] == 450 and load["mode"] == "open"
+    assert sorted(m["name"] for m in cluster.data["result"]["members"]) == ["cp1", "cp2", "cp3"]
+    assert cluster.data["result"]["cleanup"]["remaining"] == 0
+    assert all(t["ok"] and t["data_removed"] for t in cluster.data["teardown"].values())
+    # the verdicts are real figures from the real result, judged
+    rate = verdicts[("etcd-write-rate", "cluster")]
+    if load["saturated"]:
+        assert rate.status is Status.INVALID and "saturated" in rate.message
+    else:
+        assert rate.observed == pytest.approx(load["achieved_rate"] / 150)
+        assert rate.status is (Status.PASS if rate.observed >= 0.9 else Status.FAIL)
+    errors = verdicts[("etcd-write-errors", "cluster")]
+    assert errors.observed == 0 and errors.status is Status.PASS
+    for node in ("cp1", "cp2", "cp3"):
+        fsync = verdicts[("etcd-wal-fsync", node)]
+        assert fsync.status in (Status.PASS, Status.FAIL) and fsync.observed > 0, fsync
+    heartbeat = verdicts[("etcd-recommended-heartbeat", "cluster")]
+    rtt = verdicts[("etcd-member-rtt", "cluster")]
+    assert heartbeat.status is Status.INFO and rtt.status is Status.INFO, (heartbeat, rtt)
+    assert 0 < rtt.observed < 0.05 and heartbeat.observed == recommended_timing(rtt.observed)[0]
+    assert "defaults (100 ms / 1000 ms) cover" in heartbeat.detail
+
+
+@needs_etcd
+async def test_a_member_that_cannot_start_is_no_data_and_the_others_are_stopped(start_agent, tmp_path: Path) -> None:  # noqa: F811
+    probes = default_probes()
+    without_etcd = {name: probe for name, probe in probes.items() if name != "etcd-member"}
+    agents = {"cp1": await start_agent(node="cp1"), "cp2": await start_agent(node="cp2"), "cp3": await start_agent(without_etcd, node="cp3")}
+    base = free_port_run(6)
+    parsed, settings = scenario(duration="2s", client_port=base, peer_port=base + 1, start_timeout="5s")
+    plan = make_plan(parsed.checks, CPS, METRICS)
+    async with local_fleet(agents, CPS, "run-broken") as fleet:
+        execution = await execute(plan, fleet, DRIVERS, {"etcd": settings}, NullProgress())
+        leftovers = etcd_leftovers(tmp_path)
+    assert leftovers == []
+    verdicts = judge(plan, execution.results, CPS, METRICS)
+    assert {v.status for v in verdicts} == {Status.NO_DATA}
+    rate = next(v for v in verdicts if v.check == "etcd-write-rate")
+    assert "cp3" in rate.message and "did not start" in rate.message
+
+
+async def test_an_unready_control_plane_is_no_data_without_starting_anything(start_agent) -> None:  # noqa: F811
+    agents = {"cp1": await start_agent(node="cp1"), "cp2": await start_agent(node="cp2")}
+    async with aiohttp.ClientSession() as session:
+        clients = {name: AgentClient(name, session, f"http://127.0.0.1:{a.port}", TOKEN) for name, a in agents.items()}
+        fleet = Fleet("run-unready", CPS, clients, unready={"cp3": "agent never answered"})
+        keys = frozenset({ResultKey("etcd", "cluster"), ResultKey("etcd", "cp1")})
+        measured = await EtcdDriver().run(keys, fleet, parse_settings({}, quick=True), NullProgress())
+    assert {m.key for m in measured} == keys and not any(m.ok for m in measured)
+    assert all("cp3" in (m.error or "") for m in measured)
+
+
+# ---- metrics on a real result, with what the judge must not trust -------------------------------
+
+
+def _saturated(cluster: Measurement) -> Measurement:
+    result = dict(cluster.data["result"])
+    result["load"] = {**result["load"], "saturated": "a load-generator worker was busy 97 % of a core"}
+    return Measurement(cluster.key, True, data={**cluster.data, "result": result})
+
+
+@needs_etcd
+async def test_a_saturated_generator_is_invalid_not_failed(start_agent) -> None:  # noqa: F811
+    nodes = (Node("cp1", Role.CONTROL_PLANE, "127.0.0.1"),)
+    agents = {"cp1": await start_agent(node="cp1")}
+    base = free_port_run(2)
+    _, settings = scenario(duration="1s", client_port=base, peer_port=base + 1, min_requests=10)
+    async with local_fleet(agents, nodes, "run-sat") as fleet:
+        [cluster] = await EtcdDriver().run(frozenset({ResultKey("etcd", "cluster")}), fleet, settings, NullProgress())
+    assert cluster.ok, cluster.error
+    parsed, _ = scenario()
+    checks = {c.name: c for c in parsed.checks}
+    for name in ("etcd-write-rate", "etcd-slowest-write", "etcd-latency-stddev"):
+        check = checks[name]
+        good = judge_subject(check, METRICS[check.metric], Subject(()), {cluster.key: cluster}, nodes)
+        assert good.status in (Status.PASS, Status.FAIL), good
+        bad = judge_subject(check, METRICS[check.metric], Subject(()), {cluster.key: _saturated(cluster)}, nodes)
+        assert bad.status is Status.INVALID and "busy 97 %" in bad.message
+    # a single member has no peers: no RTT, said so rather than guessed
+    rtt = judge_subject(checks["etcd-member-rtt"], METRICS["etcd.peer_rtt"], Subject(()), {cluster.key: cluster}, nodes)
+    assert rtt.status is Status.INVALID and "no peer round-trip time" in rtt.message

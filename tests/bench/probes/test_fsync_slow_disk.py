@@ -1,0 +1,130 @@
+"""A slow disk fails the fsync check, for real: a cgroup v1 blkio throttle on the disk under the
+agent's data directory (``blkio.throttle.write_iops_device``) holds a real agent process and so
+the fio it starts; the coordinator's driver, metric and judge see the slow fdatasyncs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import aiohttp
+import pytest
+
+from talbench.agents import devices
+from talbench.agents.probes.fsync import SCRATCH_PREFIX
+from talbench.bench.agent_client import AgentClient
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.judge import judge_subject
+from talbench.bench.model import Node, ResultKey, Role, Status, Subject
+from talbench.bench.probes.base import NullProgress
+from talbench.bench.probes.fsync import FsyncDriver
+from talbench.bench.probes.node import NodeDriver
+from talbench.bench.run import metrics_of
+from talbench.bench.scenario import load
+from tests.agents.helpers import free_port
+
+BLKIO = Path("/sys/fs/cgroup/blkio")
+WRITE_IOPS = 100  # turns this VM's ~0.3 ms fdatasync into tens of ms
+SCENARIO = Path(__file__).parents[3] / "scenarios" / "storage.yaml"
+DRIVERS = {"fsync": FsyncDriver(), "node": NodeDriver()}
+METRICS = metrics_of(DRIVERS)
+
+pytestmark = [
+    pytest.mark.root("fio"),
+    pytest.mark.skipif(not (BLKIO / "blkio.throttle.write_iops_device").exists(), reason="needs cgroup v1 blkio throttling"),
+]
+
+
+@contextlib.contextmanager
+def throttled_cgroup(major_minor: str, iops: int) -> Iterator[Path]:
+    group = BLKIO / f"tb-fsync-{secrets.token_hex(4)}"
+    group.mkdir()
+    try:
+        (group / "blkio.throttle.write_iops_device").write_text(f"{major_minor} {iops}\n")
+        yield group
+    finally:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                for pid in (group / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (BLKIO / "cgroup.procs").write_text(pid)
+                group.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def agent_in(group: Path, data_dir: Path, token_file: Path, port: int) -> Iterator[subprocess.Popen]:
+    """A real agent process that puts itself into ``group`` before it starts."""
+    argv = ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh",
+            sys.executable, "-m", "talbench.agents", "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file),
+            "--node", "cp1", "--data-dir", str(data_dir)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+async def wait_healthy(client: AgentClient, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"agent exited: {process.stderr.read().decode()[-500:] if process.stderr else ''}")
+        try:
+            await client.health()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_throttled_disk_fails_the_control_plane_fsync_check(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cp1"
+    data_dir.mkdir()
+    found = devices.describe_path(data_dir)
+    if not found["disks"]:
+        pytest.skip(f"no block device under {data_dir}")
+    backing = found["disks"][0]["major_minor"]
+    token = secrets.token_hex(16)
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    scenario = load(SCENARIO, METRICS, lambda probe, raw: DRIVERS[probe].settings(raw, quick=False))
+    check = next(c for c in scenario.checks if c.name == "control-plane-fsync")
+    # 300 KiB: 133 fdatasyncs, enough for a p99, a few seconds at this throttle
+    settings = DRIVERS["fsync"].settings({**scenario.probes["fsync"], "size": "300KiB", "reserve": 0, "time_limit": "60s"}, quick=False)
+    node = Node("cp1", Role.CONTROL_PLANE, "127.0.0.1")
+    port = free_port()
+    with throttled_cgroup(backing, WRITE_IOPS) as group, agent_in(group, data_dir, token_file, port) as process:
+        async with aiohttp.ClientSession() as session:
+            client = AgentClient("cp1", session, f"http://127.0.0.1:{port}", token)
+            await wait_healthy(client, process)
+            assert str(process.pid) in (group / "cgroup.procs").read_text().split()
+            fleet = Fleet("run-slow", (node,), {"cp1": client})
+            [measurement] = await DRIVERS["fsync"].run(frozenset({ResultKey("fsync", "cp1")}), fleet, settings, NullProgress())
+    assert measurement.ok, measurement.error
+    verdict = judge_subject(check, METRICS["fsync.p99"], Subject(("cp1",)), {measurement.key: measurement}, (node,))
+    assert verdict.status is Status.FAIL, verdict
+    assert verdict.observed >= 0.010
+    assert "ms" in verdict.message and "< 10ms" in verdict.threshold
+    assert measurement.data["complete"] is True
+    assert not [p for p in data_dir.iterdir() if p.name.startswith(SCRATCH_PREFIX)]
+    print(f"throttled to {WRITE_IOPS} write IOPS on {backing}: fsync p99 {verdict.observed * 1e3:.1f} ms -> {verdict.status.value}")

@@ -1,0 +1,95 @@
+"""Benchmark: talbench's RTT probe next to `ping` on the same lab paths, in one run.
+
+    .venv/bin/python tests/benchmarks/bench_rtt.py [--count 300] [--interval-ms 20] [--delay-ms 10]
+
+Builds a 3-node lab with cp3 behind the delay line, measures cp1->cp2 (plain bridge) and
+cp1->cp3 (through the delay line) with the talbench agent (UDP echo, the real driver and agents)
+and then with ping from inside cp1's namespace, same count and interval, and prints p50/p99 side
+by side.  Writes results/bench/rtt.json.  Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from talbench.bench.dispatch.lab import LabDispatcher
+from talbench.bench.lab import lab as labs
+from talbench.bench.lab.topology import make_spec
+from talbench.bench.model import ResultKey
+from talbench.bench.probes.base import NullProgress
+from talbench.bench.probes.rtt import RttDriver
+from talbench.bench.stats import Summary
+
+PATHS = (("cp1", "cp2"), ("cp1", "cp3"))
+
+
+async def talbench_rtt(root: Path, spec, count: int, interval_ms: float) -> dict[tuple[str, str], list[float]]:
+    driver = RttDriver()
+    settings = driver.settings({"count": count, "interval": f"{interval_ms}ms", "jitter": 0.0, "min_samples": 1}, quick=False)
+    async with LabDispatcher(root, spec).deploy(f"bench-rtt-{int(time.time())}") as fleet:
+        keys = frozenset(ResultKey("rtt", a, b) for a, b in PATHS)
+        measured = await driver.run(keys, fleet, settings, NullProgress())
+    out = {}
+    for m in measured:
+        if not m.ok:
+            raise SystemExit(f"talbench RTT {m.key} failed: {m.error}")
+        out[(m.key.node, m.key.peer)] = [ns / 1e6 for ns in m.data["samples_ns"]]
+    return out
+
+
+def ping_rtt(namespace: str, address: str, count: int, interval_ms: float) -> list[float]:
+    argv = ["ip", "netns", "exec", namespace, "ping", "-n", "-c", str(count), "-i", f"{interval_ms / 1000:.3f}", "-W", "1", address]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=count * interval_ms / 1000 * 3 + 30)
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--interval-ms", type=float, default=20.0)
+    parser.add_argument("--delay-ms", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=Path("results/bench/rtt.json"))
+    args = parser.parse_args()
+    spec = make_spec(3, 0, [f"cp3={args.delay_ms:g}ms"])
+    root = Path(tempfile.mkdtemp(prefix="tb-bench-", dir="/var/tmp"))
+    rows = []
+    try:
+        state = labs.up(spec, root)
+        ours = asyncio.run(talbench_rtt(root, spec, args.count, args.interval_ms))
+        for a, b in PATHS:
+            theirs = ping_rtt(state.node(a).namespace, state.node(b).address, args.count, args.interval_ms)
+            t, p = Summary.of(ours[(a, b)]), Summary.of(theirs)
+            rows.append({
+                "path": f"{a}->{b}", "delayed": b == "cp3",
+                "talbench": {"n": t.count, "p50_ms": t.p50, "p99_ms": t.p99},
+                "ping": {"n": p.count, "p50_ms": p.p50, "p99_ms": p.p99},
+            })
+    finally:
+        labs.down(root)
+        root.rmdir() if root.exists() and not any(root.iterdir()) else None
+    print(f"{'path':<10} {'tool':<9} {'n':>5} {'p50 ms':>9} {'p99 ms':>9}")
+    for row in rows:
+        for tool in ("talbench", "ping"):
+            r = row[tool]
+            print(f"{row['path']:<10} {tool:<9} {r['n']:>5} {r['p50_ms']:>9.3f} {r['p99_ms']:>9.3f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "schema": "talbench/bench-rtt/v1", "when": time.time(), "host": platform.node(), "kernel": platform.release(),
+        "count": args.count, "interval_ms": args.interval_ms, "delay_ms": args.delay_ms, "rows": rows,
+        "command": " ".join(sys.argv),
+    }, indent=1))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
