@@ -49,11 +49,8 @@ class AgentClient:
         self.node = node
         self._session = session
         self._base = base_url.rstrip("/")
-        self._headers = {
-            wire.TOKEN_HEADER: f"Bearer {token}",
-            TOKEN_HEADER_ALT: token,
-            **(extra_headers or {}),
-        }
+        self._extra = dict(extra_headers or {})
+        self._headers = {wire.TOKEN_HEADER: f"Bearer {token}", TOKEN_HEADER_ALT: token, **self._extra}
         self._request_timeout = request_timeout
 
     async def _call(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> dict[str, Any]:
@@ -63,7 +60,7 @@ class AgentClient:
                 method,
                 url,
                 json=body,
-                headers=self._headers if auth else None,
+                headers=self._headers if auth else self._extra,
                 timeout=aiohttp.ClientTimeout(total=self._request_timeout),
             ) as response:
                 try:

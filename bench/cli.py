@@ -52,6 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--quick", action="store_true", help="scale durations down (demos, tests); the report says so")
     _lab_shape_options(run_p)
     run_p.add_argument("--lab-root", type=Path, default=None, help=argparse.SUPPRESS)
+    _kube_options(run_p)
+    run_p.add_argument("--node-selector", action="append", default=[], metavar="K=V[,K=V]", help="kube: only nodes with these labels")
+    run_p.add_argument("--image", default=None, help="kube: agent image (default: tied to this version)")
+    run_p.add_argument("--keep-results", type=int, default=0, metavar="N", help="kube: keep the last N JSON summaries as ConfigMaps")
+    run_p.add_argument("--pushgateway", default=None, metavar="URL", help="push the verdicts to a Prometheus Pushgateway")
+
+    clean_p = commands.add_parser("clean", help="remove what a crashed kube run left in the cluster")
+    _kube_options(clean_p)
+    clean_p.add_argument("--run-id", default=None, help="only this run's objects")
+
+    manifests_p = commands.add_parser("manifests", help="print the Kubernetes manifests (agents, or the CronJob mode)")
+    manifests_p.add_argument("--cronjob", action="store_true", help="the scheduled in-cluster coordinator (CronJob)")
+    manifests_p.add_argument("--schedule", default=None, help="cron schedule for --cronjob (default: daily)")
+    manifests_p.add_argument("--image", default=None)
+    manifests_p.add_argument("--namespace", default="talbench")
+    manifests_p.add_argument("--scenario", default="acceptance")
+    manifests_p.add_argument("--keep", type=int, default=10, help="summaries the CronJob keeps")
+    manifests_p.add_argument("--pushgateway", default=None, metavar="URL")
 
     lab_p = commands.add_parser("lab", help="the local multi-node lab (network namespaces)")
     lab_cmds = lab_p.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=_Parser)
@@ -77,6 +95,12 @@ def _lab_shape_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _kube_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    parser.add_argument("--context", default=None, help="kubeconfig context")
+    parser.add_argument("--namespace", default=None, help="use this existing namespace instead of one per run")
+
+
 def _lab_root(args: argparse.Namespace) -> Path:
     return args.lab_root or Path(os.environ.get("TALBENCH_LAB_ROOT", DEFAULT_LAB_ROOT))
 
@@ -94,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": cmd_run,
             "lab": cmd_lab,
             "scenarios": cmd_scenarios,
+            "clean": cmd_clean,
+            "manifests": cmd_manifests,
         }[args.command]
         return handler(args, err)
     except TalbenchError as exc:
@@ -193,7 +219,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     drivers = default_drivers()
     request = load_request(args, drivers)
     dispatcher = make_dispatcher(args)
-    out = Console(highlight=False, soft_wrap=args.format == "json")
+    out = Console(highlight=False, soft_wrap=args.format == "json", width=None if sys.stdout.isatty() else 160)
     err.print(
         f"talbench {tool_version()}: run {request.run_id}, scenario {request.scenario.name}, target {args.target}"
         + (" (quick)" if args.quick else ""),
@@ -211,25 +237,36 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     run_dir = write_results(record, args.out)
     code = exit_code(record.verdicts)
     if args.format == "json":
-        document = {
-            "schema": runjson.RUN_SCHEMA,
-            "run_id": record.run_id,
-            "scenario": record.scenario.name,
-            "exit_code": code,
-            "summary": runjson.summary(record),
-            "verdicts": [runjson.verdict_dict(v) for v in record.verdicts],
-            "files": {"run": str(run_dir / "run.json"), "junit": str(run_dir / "junit.xml")},
-        }
-        out.print_json(json.dumps(document))
+        out.print_json(json.dumps(_summary_document(record, run_dir, code)))
     else:
         table.render(record, out)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
         out.print(f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}")
+    if args.target == "kube" and args.keep_results > 0:
+        _run_async(dispatcher.keep_summary(record.run_id, _summary_document(record, run_dir, code), keep=args.keep_results), err)
+    if args.pushgateway:
+        from talbench.bench.kube.pushgateway import push
+
+        _run_async(push(args.pushgateway, record.scenario.name, record.run_id, record.verdicts, ended=record.ended), err)
     unavailable = _first_unavailable(record)
     if unavailable is not None:
         err.print(f"talbench: error: a probe could not run on {unavailable.key.node}: {unavailable.error}", markup=False)
         return CouldNotRun.exit_code
     return code
+
+
+def _summary_document(record: RunRecord, run_dir: Path, code: int) -> dict[str, Any]:
+    return {
+        "schema": runjson.RUN_SCHEMA,
+        "run_id": record.run_id,
+        "scenario": record.scenario.name,
+        "target": record.target,
+        "quick": record.quick,
+        "exit_code": code,
+        "summary": runjson.summary(record),
+        "verdicts": [runjson.verdict_dict(v) for v in record.verdicts],
+        "files": {"run": str(run_dir / "run.json"), "junit": str(run_dir / "junit.xml")},
+    }
 
 
 def _first_unavailable(record: RunRecord) -> Measurement | None:
@@ -276,6 +313,30 @@ def _print_status(status: Any, out: Console) -> int:
         return 1
     out.print(status.render() if hasattr(status, "render") else str(status))
     return 0 if getattr(status, "healthy", True) else 1
+
+
+# ------------------------------------------------------------------------------ kube helpers
+
+
+def cmd_clean(args: argparse.Namespace, err: Console) -> int:
+    from talbench.bench.dispatch.kube import KubeDispatcher
+
+    removed = _run_async(KubeDispatcher.from_args(args).clean(run_id=args.run_id), err)
+    out = Console(highlight=False)
+    out.print("\n".join(f"removed {name}" for name in removed) if removed else "nothing to remove", markup=False)
+    return 0
+
+
+def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
+    from talbench.bench.kube.cronjob import manifests
+    from talbench.bench.kube.manifests import to_yaml
+
+    docs = manifests(
+        cronjob=args.cronjob, schedule=args.schedule, image=args.image, namespace=args.namespace,
+        scenario=args.scenario, keep=args.keep, pushgateway=args.pushgateway,
+    )
+    sys.stdout.write(to_yaml(docs))
+    return 0
 
 
 # ---------------------------------------------------------------------------------- scenarios

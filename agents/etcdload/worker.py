@@ -47,7 +47,7 @@ def _cpu_seconds() -> float:
 
 def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext | bool:
     if not tls:
-        return False
+        return True  # https endpoints: verified against the system's CAs
     context = ssl.create_default_context(cafile=tls.get("cacert") or None)
     if tls.get("cert"):
         context.load_cert_chain(tls["cert"], tls.get("key") or None)

@@ -101,7 +101,10 @@ async def wait_for_agents(
         ready = {name for name, (kind, pod) in states.items() if kind == "pod" and pod_state(pod).ready}
         if len(ready) == len(nodes):
             break
-        failure = creation_failure(await kube.list(events_path)) if len(by_node) < len(nodes) else None
+        failure = None
+        if len(by_node) < len(nodes):  # this run's DaemonSet only: a shared namespace keeps old events
+            events = await kube.list(events_path, field_selector=f"involvedObject.name={spec.name}")
+            failure = creation_failure([e for e in events if (e.get("involvedObject") or {}).get("name") == spec.name])
         if failure and not pods:
             if is_pod_security_rejection(failure):
                 raise CouldNotRun(

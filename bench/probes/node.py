@@ -273,7 +273,7 @@ def _observe_cpu_utilisation(subject: Subject, measurements: Sequence[Measuremen
     if found is None or found.intervals < MIN_INTERVALS:
         return Observation(None, found.intervals if found else 0, invalid="too few utilisation samples")
     detail = (
-        f"mean over {found.seconds:.0f}s ({found.intervals} samples), talbench's own "
+        f"mean over {found.seconds:.0f}s ({found.intervals + 1} samples), talbench's own "
         f"{found.cpu_own_mean * 100:.0f} % excluded; busiest interval {found.cpu_peak * 100:.0f} %"
     )
     return Observation(found.cpu_mean, found.intervals, detail=detail)

@@ -16,6 +16,10 @@ from talbench.bench.stats import Summary, jitter
 from talbench.bench.units import Dimension, UnitError, parse_duration
 
 SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
+# The agent's event loop ran this late at some point during the probe: send and receive
+# timestamps then carry scheduling delay, not network delay (seen here on a host loaded by other
+# work: 38 ms stalls turned a 0.1 ms path into a 53 ms p99).  Such figures are not judged.
+STALLED_LOOP_MS = 5.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,13 @@ def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int,
         cpu = m.resources.get("cpu_process_percent_max", m.resources.get("cpu_process_percent"))
         if isinstance(cpu, (int, float)) and cpu >= SATURATED_CPU_PERCENT:
             return samples, sent, received, f"agent on {m.key.node} was saturated ({cpu:.0f} % of a core)"
+        lag = m.resources.get("loop_lag_max_ms")
+        if isinstance(lag, (int, float)) and lag >= STALLED_LOOP_MS:
+            host = m.resources.get("cpu_system_percent")
+            busy = f", host CPU {host:.0f} %" if isinstance(host, (int, float)) else ""
+            return samples, sent, received, (
+                f"agent on {m.key.node} stalled up to {lag:.0f} ms{busy}: its timestamps include scheduling delay"
+            )
     return samples, sent, received, None
 
 

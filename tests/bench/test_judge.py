@@ -68,6 +68,12 @@ def test_too_few_samples_or_a_saturated_agent_is_invalid_not_judged():
     assert few.status is Status.INVALID and "too few samples" in few.message
     busy = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 200, cpu=99.0), CLUSTER)
     assert busy.status is Status.INVALID and "saturated" in busy.message
+    results = both("cp1", "cp2", [30.0] * 200)
+    stalled_key = ResultKey("rtt", "cp2", "cp1")
+    stalled = results[stalled_key]
+    results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources={"loop_lag_max_ms": 38.0, "cpu_system_percent": 86.0})
+    lagging = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
+    assert lagging.status is Status.INVALID and "cp2 stalled up to 38 ms, host CPU 86 %" in lagging.message
 
 
 def test_no_replies_at_all_fails_as_unbounded_latency():

@@ -1,0 +1,255 @@
+"""The opt-in live-etcd mode against a real etcd started by the test (plain and with TLS client
+certificates): nothing outside /talbench/<run-id>/ is written (full keyspace compared), a
+non-empty prefix refuses, the prefix is empty after a normal run and after cancellation, and
+without --allow-live-etcd-writes nothing is written at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from talbench.agents.etcdload import admin
+from talbench.agents.etcdload.generator import TlsFiles
+from talbench.agents.etcdload.local_cluster import free_ports
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.errors import CouldNotRun, UsageError
+from talbench.bench.execute import execute
+from talbench.bench.judge import judge
+from talbench.bench.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config, measure_live_etcd
+from talbench.bench.model import Status
+from talbench.bench.plan import make_plan
+from talbench.bench.probes.base import NullProgress
+
+needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+RUN = "run-live"
+PREFIX = f"/talbench/{RUN}/"
+NEIGHBOURS = {  # keys around the prefix that a sloppy range would touch
+    "/talbench/run-live": "no slash",
+    "/talbench/run-live0": "next after the prefix",
+    "/talbench/run-liv": "shorter",
+    "/talbench/other/x": "another run",
+    "/registry/pods/default/a": "kubernetes",
+    "\x00": "lowest",
+}
+
+
+@contextlib.contextmanager
+def real_etcd(data: Path, tls: dict[str, Path] | None = None) -> Iterator[str]:
+    """One etcd process (the test's own child), stopped in finally."""
+    client, peer = free_ports(2)
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://127.0.0.1:{client}"
+    command = [
+        "etcd", "--name", "live", "--data-dir", str(data),
+        "--listen-client-urls", url, "--advertise-client-urls", url,
+        "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+        "--initial-cluster", f"live=http://127.0.0.1:{peer}", "--logger", "zap", "--log-outputs", "stderr",
+    ]
+    if tls:
+        command += ["--cert-file", str(tls["server_cert"]), "--key-file", str(tls["server_key"]),
+                    "--trusted-ca-file", str(tls["ca"]), "--client-cert-auth"]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        admin.wait_for_leader([url], tls_files(tls), 20.0)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def tls_files(tls: dict[str, Path] | None) -> TlsFiles | None:
+    return TlsFiles(str(tls["ca"]), str(tls["client_cert"]), str(tls["client_key"])) if tls else None
+
+
+def keyspace(url: str, tls: TlsFiles | None = None) -> dict[bytes, tuple]:
+    gateway = admin.client(url, tls)
+    try:
+        return {meta["key"]: (value, meta["create_revision"], meta["mod_revision"], meta.get("version")) for value, meta in gateway.get_all()}
+    finally:
+        gateway.session.close()
+
+
+def seed(url: str, tls: TlsFiles | None = None, extra: dict[str, str] | None = None) -> None:
+    gateway = admin.client(url, tls)
+    try:
+        for key, value in {**NEIGHBOURS, **(extra or {})}.items():
+            gateway.put(key, value)
+    finally:
+        gateway.session.close()
+
+
+@pytest.fixture
+def etcd_url(tmp_path: Path) -> Iterator[str]:
+    if shutil.which("etcd") is None:
+        pytest.skip("needs etcd (apt-get install etcd-server)")
+    with real_etcd(tmp_path / "etcd") as url:
+        seed(url)
+        yield url
+
+
+# ---- options ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"endpoints": ""}, "at least one URL"),
+        ({"endpoints": "etcd:2379"}, "http"),
+        ({"endpoints": "http://127.0.0.1:2379", "profile": "m"}, "--allow-live-etcd-writes"),
+        ({"endpoints": "http://127.0.0.1:2379", "profile": "huge", "allow_writes": True}, "--etcd-profile"),
+        ({"endpoints": "https://127.0.0.1:2379", "cert": __file__}, "go together"),
+        ({"endpoints": "https://127.0.0.1:2379", "cacert": "/nonexistent/ca.pem"}, "no such file"),
+        ({"endpoints": "http://127.0.0.1:2379", "cacert": __file__}, "https://"),
+        ({"endpoints": "http://127.0.0.1:2379", "run_id": "../x"}, "run id"),
+    ],
+)
+def test_bad_options_are_usage_errors(kwargs: dict, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        live_etcd_config(**{"run_id": RUN, **kwargs})
+
+
+def test_defaults_are_read_only_and_profile_s() -> None:
+    config = live_etcd_config("http://127.0.0.1:2379,http://127.0.0.2:2379", run_id=RUN)
+    assert not config.allow_writes and config.profile == "s" and config.prefix == PREFIX
+    assert [c.metric for c in live_checks(config)] == ["etcd-live.has_leader", "etcd-live.members", "etcd-live.db_size"]
+    writing = live_etcd_config("http://127.0.0.1:2379", run_id=RUN, allow_writes=True, quick=True)
+    assert writing.duration == 10 and "etcd-live.rate_ratio" in [c.metric for c in live_checks(writing)]
+
+
+async def test_an_unreachable_etcd_could_not_run() -> None:
+    port = free_ports(1)[0]
+    config = live_etcd_config(f"http://127.0.0.1:{port}", run_id=RUN, allow_writes=True)
+    with pytest.raises(CouldNotRun, match="did not answer"):
+        await measure_live_etcd(config)
+
+
+# ---- against a real etcd -----------------------------------------------------------------------------
+
+
+@needs_etcd
+async def test_writes_stay_in_the_prefix_and_the_prefix_is_emptied(etcd_url: str) -> None:
+    before = keyspace(etcd_url)
+    config = live_etcd_config(etcd_url, run_id=RUN, allow_writes=True, duration=2.0)
+    measurement = await measure_live_etcd(config)
+    load = measurement.data["result"]["load"]
+    assert load["requests"]["planned"] == 300 and load["requests"]["ok"] == 300
+    assert measurement.data["result"]["cleanup"]["deleted"] == 300
+    assert await asyncio.to_thread(admin.prefix_count, etcd_url, PREFIX) == 0
+    assert keyspace(etcd_url) == before  # not one key outside the prefix was touched
+
+
+@needs_etcd
+async def test_a_prefix_that_holds_keys_refuses_and_writes_nothing(etcd_url: str) -> None:
+    seed(etcd_url, extra={PREFIX + "left-over": "someone's"})
+    before = keyspace(etcd_url)
+    config = live_etcd_config(etcd_url, run_id=RUN, allow_writes=True, duration=2.0)
+    with pytest.raises(UsageError, match="already holds 1 key"):
+        await measure_live_etcd(config)
+    assert keyspace(etcd_url) == before
+
+
+@needs_etcd
+async def test_cancelling_mid_load_empties_the_prefix(etcd_url: str) -> None:
+    before = keyspace(etcd_url)
+    config = live_etcd_config(etcd_url, run_id=RUN, allow_writes=True, duration=30.0)
+    task = asyncio.ensure_future(measure_live_etcd(config))
+    give_up = time.monotonic() + 20
+    while await asyncio.to_thread(admin.prefix_count, etcd_url, PREFIX) < 50:
+        assert time.monotonic() < give_up and not task.done(), "the load never started"
+        await asyncio.sleep(0.2)
+    task.cancel()  # what Ctrl-C does to the run
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(admin.prefix_count, etcd_url, PREFIX) == 0
+    assert keyspace(etcd_url) == before
+
+
+@needs_etcd
+async def test_read_only_writes_nothing_and_judges_the_histograms_over_the_window(etcd_url: str) -> None:
+    """Someone else writes during the window (as a live cluster would): talbench reads the
+    fsync/commit histograms' delta and writes nothing itself."""
+    before = keyspace(etcd_url)
+    config = live_etcd_config(etcd_url, run_id=RUN, metrics_urls=etcd_url, duration=3.0)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        gateway = admin.client(etcd_url)
+        i = 0
+        while not stop.is_set():
+            gateway.put(f"/traffic/{i % 20}", "x" * 100)
+            i += 1
+            time.sleep(0.01)
+        gateway.session.close()
+
+    writer = threading.Thread(target=traffic)
+    writer.start()
+    try:
+        fleet = Fleet(RUN, (), {})
+        checks = live_checks(config)
+        drivers = {"etcd-live": LiveEtcdDriver(config)}
+        metrics = {m.name: m for m in drivers["etcd-live"].metrics()}
+        plan = make_plan(checks, (), metrics)
+        execution = await execute(plan, fleet, drivers, {"etcd-live": drivers["etcd-live"].settings({}, quick=False)}, NullProgress())
+    finally:
+        stop.set()
+        writer.join(10)
+    verdicts = {v.check: v for v in judge(plan, execution.results, (), metrics)}
+    assert verdicts["live-etcd-leader"].status is Status.PASS
+    assert verdicts["live-etcd-members"].observed == 1
+    fsync = verdicts["live-etcd-wal-fsync"]
+    assert fsync.status in (Status.PASS, Status.FAIL) and fsync.observed > 0 and "histogram_quantile" in fsync.detail, fsync
+    assert verdicts["live-etcd-backend-commit"].status in (Status.PASS, Status.FAIL, Status.INVALID)
+    after = keyspace(etcd_url)
+    assert {k: v for k, v in after.items() if not k.startswith(b"/traffic/")} == {k: v for k, v in before.items() if not k.startswith(b"/traffic/")}
+    assert not any(k.startswith(b"/talbench/run-live/") for k in after)
+
+
+def _make_tls(directory: Path) -> dict[str, Path]:
+    directory.mkdir()
+    files = {name: directory / name for name in ("ca", "ca_key", "server_cert", "server_key", "client_cert", "client_key")}
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(files["ca_key"]),
+        "-out", str(files["ca"]), "-days", "1", "-subj", "/CN=talbench-test-ca")
+    for who, usage, san in (("server", "serverAuth", "subjectAltName=IP:127.0.0.1\n"), ("client", "clientAuth", "")):
+        csr = directory / f"{who}.csr"
+        ext = directory / f"{who}.ext"
+        ext.write_text(f"{san}extendedKeyUsage={usage}\n")
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(files[f"{who}_key"]),
+            "-out", str(csr), "-subj", f"/CN=talbench-{who}")
+        run("x509", "-req", "-in", str(csr), "-CA", str(files["ca"]), "-CAkey", str(files["ca_key"]), "-CAcreateserial",
+            "-out", str(files[f"{who}_cert"]), "-days", "1", "-extfile", str(ext))
+    return files
+
+
+@needs_etcd
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+async def test_tls_client_certificates_reach_the_load_and_the_cleanup(tmp_path: Path) -> None:
+    tls = _make_tls(tmp_path / "pki")
+    with real_etcd(tmp_path / "etcd-tls", tls) as url:
+        files = tls_files(tls)
+        seed(url, files)
+        before = keyspace(url, files)
+        config = live_etcd_config(url, run_id=RUN, allow_writes=True, duration=2.0, cacert=str(tls["ca"]),
+                                  cert=str(tls["client_cert"]), key=str(tls["client_key"]))
+        measurement = await measure_live_etcd(config)
+        assert measurement.data["result"]["load"]["requests"]["ok"] == 300
+        assert keyspace(url, files) == before
+        no_cert = live_etcd_config(url, run_id=RUN, cacert=str(tls["ca"]))
+        with pytest.raises(CouldNotRun, match="did not answer"):
+            await measure_live_etcd(no_cert)
