@@ -3,9 +3,10 @@ same nodes would disturb each other), and return one Measurement for every plann
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Mapping
 
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun
@@ -38,29 +39,51 @@ async def execute(
     that the driver did not return, comes back as a failed Measurement with the reason."""
     results: dict[ResultKey, Measurement] = {}
     timings: list[ProbeTiming] = []
+    runnable: dict[str, frozenset[ResultKey]] = {}
     for probe in plan.probes:
         keys = plan.keys_of(probe)
-        runnable = frozenset(k for k in keys if _owner_ready(k, fleet))
-        for key in keys - runnable:
+        runnable[probe] = frozenset(k for k in keys if _owner_ready(k, fleet))
+        for key in keys - runnable[probe]:
             results[key] = Measurement(key, False, error=f"agent not ready: {fleet.unready.get(key.node, 'not deployed')}")
-        started = time.time()
-        if runnable:
-            driver = drivers[probe]
-            try:
-                measured = await driver.run(runnable, fleet, settings[probe], progress)
-            except CouldNotRun:
-                raise
-            except Exception as exc:  # a driver bug must not cost the other probes' results
-                reason = f"{probe} driver failed: {type(exc).__name__}: {exc}".splitlines()[0]
-                measured = [Measurement(key, False, error=reason) for key in runnable]
-            for measurement in measured:
-                if measurement.key in runnable:
-                    results[measurement.key] = measurement
-            for key in runnable:
-                results.setdefault(key, Measurement(key, False, error="no result returned"))
+    # A driver that can span (node utilisation) samples through all the other probes, so that
+    # "utilisation during the run" means the whole run; alone, it runs its own window.
+    spanning = [p for p in plan.probes if hasattr(drivers[p], "spanning") and runnable[p] and len(plan.probes) > 1]
+    sequential = [p for p in plan.probes if p not in spanning]
+    async with contextlib.AsyncExitStack() as stack:
+        spans = {}
+        for probe in spanning:
+            spans[probe] = (time.time(), await stack.enter_async_context(
+                drivers[probe].spanning(runnable[probe], fleet, settings[probe], progress)  # type: ignore[attr-defined]
+            ))
+        for probe in sequential:
+            started = time.time()
+            if runnable[probe]:
+                measured = await _guarded(probe, drivers[probe].run(runnable[probe], fleet, settings[probe], progress), runnable[probe])
+                _collect(results, runnable[probe], measured)
+            timings.append(ProbeTiming(probe, started, time.time()))
+            progress.update(probe, note="done")
+    for probe, (started, span) in spans.items():
+        _collect(results, runnable[probe], span.measurements)
         timings.append(ProbeTiming(probe, started, time.time()))
-        progress.update(probe, note="done")
     return Execution(results, tuple(timings))
+
+
+async def _guarded(probe: str, measuring: Awaitable[list[Measurement]], keys: frozenset[ResultKey]) -> list[Measurement]:
+    try:
+        return await measuring
+    except CouldNotRun:
+        raise
+    except Exception as exc:  # a driver bug must not cost the other probes' results
+        reason = f"{probe} driver failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        return [Measurement(key, False, error=reason) for key in keys]
+
+
+def _collect(results: dict[ResultKey, Measurement], keys: frozenset[ResultKey], measured: list[Measurement]) -> None:
+    for measurement in measured:
+        if measurement.key in keys:
+            results[measurement.key] = measurement
+    for key in keys:
+        results.setdefault(key, Measurement(key, False, error="no result returned"))
 
 
 def _owner_ready(key: ResultKey, fleet: Fleet) -> bool:

@@ -84,6 +84,7 @@ class Scope(str, Enum):
     ALL_PAIRS = "all-pairs"
     CONTROL_PLANE_NODES = "control-plane-nodes"
     WORKER_NODES = "worker-nodes"
+    STORAGE_NODES = "storage-nodes"  # nodes labelled node-role.kubernetes.io/storage
     ALL_NODES = "all-nodes"
     CLUSTER = "cluster"
 
@@ -100,6 +101,7 @@ SCOPE_KIND = {
     Scope.ALL_PAIRS: SubjectKind.PAIR,
     Scope.CONTROL_PLANE_NODES: SubjectKind.NODE,
     Scope.WORKER_NODES: SubjectKind.NODE,
+    Scope.STORAGE_NODES: SubjectKind.NODE,
     Scope.ALL_NODES: SubjectKind.NODE,
     Scope.CLUSTER: SubjectKind.CLUSTER,
 }

@@ -11,7 +11,7 @@ from itertools import combinations
 from typing import Iterable, Mapping, Sequence
 
 from talbench.bench.errors import UsageError
-from talbench.bench.model import Check, Node, ResultKey, Role, Scenario, Scope, Subject
+from talbench.bench.model import STORAGE_LABEL, Check, Node, ResultKey, Role, Scenario, Scope, Subject
 from talbench.bench.probes.base import Metric
 
 
@@ -57,6 +57,8 @@ def subjects(scope: Scope, nodes: Sequence[Node]) -> tuple[Subject, ...]:
         return tuple(Subject((n,)) for n in control)
     if scope is Scope.WORKER_NODES:
         return tuple(Subject((n,)) for n in workers)
+    if scope is Scope.STORAGE_NODES:
+        return tuple(Subject((n.name,)) for n in sorted(nodes, key=lambda n: n.name) if STORAGE_LABEL in n.labels)
     pairs = [Subject(pair) for pair in combinations(names, 2)]
     if scope is Scope.ALL_PAIRS:
         return tuple(pairs)

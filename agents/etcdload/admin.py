@@ -44,7 +44,7 @@ def parse_endpoint(url: str) -> Endpoint:
 
 def client(url: str, tls: TlsFiles | None = None, timeout: float = 5.0) -> etcd3gw.Etcd3Client:
     endpoint = parse_endpoint(url)
-    return etcd3gw.Etcd3Client(
+    gateway = etcd3gw.Etcd3Client(
         host=endpoint.host,
         port=endpoint.port,
         protocol=endpoint.protocol,
@@ -54,6 +54,10 @@ def client(url: str, tls: TlsFiles | None = None, timeout: float = 5.0) -> etcd3
         timeout=timeout,
         api_path="/v3/",
     )
+    # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's CA file, and would
+    # send etcd traffic through an HTTP(S)_PROXY: the etcd session ignores the environment.
+    gateway.session.trust_env = False
+    return gateway
 
 
 def _uint(value: Any) -> int:

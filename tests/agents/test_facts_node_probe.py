@@ -49,7 +49,8 @@ async def test_window_samples_counters_and_counts_its_own_children(tmp_path: Pat
     assert 1.8 <= seconds <= 4.0
     own = columns["own_cpu_s"][-1] - columns["own_cpu_s"][0]
     busy = columns["cpu_busy_s"][-1] - columns["cpu_busy_s"][0]
-    assert own >= 0.5 * seconds, f"the busy child used {own:.2f}s CPU in {seconds:.2f}s"
+    # the child spins all the time; on a shared machine it still gets a good share of a core
+    assert own >= 0.2 * seconds, f"the busy child used {own:.2f}s CPU in {seconds:.2f}s"
     assert busy >= own * 0.9
     assert result["facts"]["cpus"] >= 1 and result["facts"]["etcd_filesystem"]["seen_as"] == "data_dir"
 

@@ -226,7 +226,8 @@ def _make_tls(directory: Path) -> dict[str, Path]:
 
     run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(files["ca_key"]),
         "-out", str(files["ca"]), "-days", "1", "-subj", "/CN=talbench-test-ca")
-    for who, usage, san in (("server", "serverAuth", "subjectAltName=IP:127.0.0.1\n"), ("client", "clientAuth", "")):
+    # etcd's JSON gateway dials its own gRPC port with the server certificate: it needs clientAuth too
+    for who, usage, san in (("server", "serverAuth,clientAuth", "subjectAltName=IP:127.0.0.1\n"), ("client", "clientAuth", "")):
         csr = directory / f"{who}.csr"
         ext = directory / f"{who}.ext"
         ext.write_text(f"{san}extendedKeyUsage={usage}\n")

@@ -2,7 +2,7 @@ import pytest
 
 from talbench.bench import scenario
 from talbench.bench.errors import UsageError
-from talbench.bench.model import ResultKey, Scope, Subject
+from talbench.bench.model import STORAGE_LABEL, Node, ResultKey, Role, Scope, Subject
 from talbench.bench.plan import make_plan, select_checks, subjects
 from talbench.bench.probes import default_drivers
 from talbench.bench.run import metrics_of
@@ -19,6 +19,8 @@ def test_scopes_pick_the_right_subjects():
     assert len(other) == 7 and all(any(n.startswith("w") for n in s.nodes) for s in other)
     assert subjects(Scope.WORKER_NODES, cluster) == (Subject(("w1",)), Subject(("w2",)))
     assert subjects(Scope.CLUSTER, cluster) == (Subject(()),)
+    storage = (*cluster[:3], Node("w1", Role.WORKER, "10.213.0.101", {STORAGE_LABEL: ""}), cluster[4])
+    assert subjects(Scope.STORAGE_NODES, storage) == (Subject(("w1",)),)
 
 
 def test_plan_expects_both_directions_of_every_pair_up_front():
