@@ -62,6 +62,10 @@ class ResultKey:
     def __str__(self) -> str:
         return f"{self.probe}:{self.node}" + (f"->{self.peer}" if self.peer else "")
 
+    def sort_key(self) -> tuple[str, str, str]:
+        """Orders node keys (peer None) and pair keys of the same probe and node together."""
+        return (self.probe, self.node, self.peer or "")
+
 
 @dataclass(frozen=True)
 class Measurement:

@@ -15,7 +15,7 @@ from talbench.bench.dispatch.base import Dispatcher
 from talbench.bench.errors import CouldNotRun
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
-from talbench.bench.model import Check, RunRecord, Scenario
+from talbench.bench.model import Check, ResultKey, RunRecord, Scenario
 from talbench.bench.plan import make_plan
 from talbench.bench.probes.base import Metric, ProbeDriver, Progress
 
@@ -73,7 +73,7 @@ async def run(
         nodes=fleet.nodes,
         started=started,
         ended=ended,
-        results=tuple(execution.results[key] for key in sorted(execution.results)),
+        results=tuple(execution.results[key] for key in sorted(execution.results, key=ResultKey.sort_key)),
         verdicts=verdicts,
         checks=request.checks,
         unready=dict(fleet.unready),

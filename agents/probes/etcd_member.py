@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from talbench.agents.etcdload import peer_rtt
 from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
 
 NAME = "etcd-member"
-ACTIONS = ("start", "stop", "status")
+ACTIONS = ("start", "stop", "status", "peers")
 
 # Talos (and Kubernetes) ports a scratch member must never take.
 RESERVED_PORTS: tuple[tuple[int, int], ...] = (
@@ -84,6 +85,9 @@ class MemberParams:
     election_ms: int = 1000
     quota_bytes: int = 8 * 2**30
     start_timeout_s: float = 30.0
+    peers: tuple[tuple[str, str], ...] = ()  # action "peers": (member name, peer URL) to measure
+    count: int = 20
+    interval_s: float = 0.05
 
     @property
     def client_url(self) -> str:
@@ -117,10 +121,28 @@ def _host(value: Any) -> str:
         raise ProbeParamError(f"host must be an IP address, got {value!r}") from exc
 
 
-def _peer_url(value: Any, member: str) -> str:
+def _peer_url(value: Any, member: str, what: str = "initial_cluster") -> str:
     if not isinstance(value, str) or not re.fullmatch(r"http://(\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d{1,5}", value):
-        raise ProbeParamError(f"initial_cluster[{member}] must be http://ADDRESS:PORT, got {value!r}")
+        raise ProbeParamError(f"{what}[{member}] must be http://ADDRESS:PORT, got {value!r}")
     return value
+
+
+def _members(raw: Any, what: str, *, minimum: int) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, Mapping) or not minimum <= len(raw) <= MAX_MEMBERS:
+        raise ProbeParamError(f"{what} must map {minimum} to {MAX_MEMBERS} member names to peer URLs")
+    members = []
+    for member, url in sorted(raw.items()):
+        if not isinstance(member, str) or not _MEMBER_NAME.match(member):
+            raise ProbeParamError(f"{what}: bad member name {member!r}")
+        members.append((member, _peer_url(url, member, what)))
+    return tuple(members)
+
+
+def _seconds_param(raw: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ProbeParamError(f"{key} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return float(value)
 
 
 def parse_params(raw: Mapping[str, Any]) -> MemberParams:
@@ -131,20 +153,21 @@ def parse_params(raw: Mapping[str, Any]) -> MemberParams:
     if not isinstance(name, str) or not _MEMBER_NAME.match(name):
         raise ProbeParamError(f"name must be 1-63 letters, digits, '.', '_' or '-', got {name!r}")
     known = {"action", "name", "host", "client_port", "peer_port", "initial_cluster", "cluster_token",
-             "heartbeat_ms", "election_ms", "quota_bytes", "start_timeout_s"}
+             "heartbeat_ms", "election_ms", "quota_bytes", "start_timeout_s", "peers", "count", "interval_s"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ProbeParamError(f"unknown parameter(s): {', '.join(unknown)}")
+    if action == "peers":
+        return MemberParams(
+            action=action,
+            name=name,
+            peers=_members(raw.get("peers"), "peers", minimum=0),
+            count=_int(raw, "count", 20, 1, 500),
+            interval_s=_seconds_param(raw, "interval_s", 0.05, 0.001, 1.0),
+        )
     if action != "start":
         return MemberParams(action=action, name=name)
-    cluster_raw = raw.get("initial_cluster")
-    if not isinstance(cluster_raw, Mapping) or not 1 <= len(cluster_raw) <= MAX_MEMBERS:
-        raise ProbeParamError(f"initial_cluster must map 1 to {MAX_MEMBERS} member names to peer URLs")
-    cluster = []
-    for member, url in sorted(cluster_raw.items()):
-        if not isinstance(member, str) or not _MEMBER_NAME.match(member):
-            raise ProbeParamError(f"initial_cluster: bad member name {member!r}")
-        cluster.append((member, _peer_url(url, member)))
+    cluster = _members(raw.get("initial_cluster"), "initial_cluster", minimum=1)
     token = raw.get("cluster_token")
     if not isinstance(token, str) or not _RUN_ID.match(token):
         raise ProbeParamError(f"cluster_token must be 1-128 letters, digits, '.', '_' or '-', got {token!r}")
@@ -152,9 +175,7 @@ def parse_params(raw: Mapping[str, Any]) -> MemberParams:
     election = _int(raw, "election_ms", 1000, 50, 50000)
     if election < 5 * heartbeat:
         raise ProbeParamError(f"election_ms ({election}) must be at least 5x heartbeat_ms ({heartbeat})")
-    timeout = raw.get("start_timeout_s", 30.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
-        raise ProbeParamError(f"start_timeout_s must be a number from 1 to 300, got {timeout!r}")
+    timeout = _seconds_param(raw, "start_timeout_s", 30.0, 1.0, 300.0)
     params = MemberParams(
         action=action,
         name=name,
@@ -318,6 +339,8 @@ class EtcdMemberProbe:
         return parse_params(params)
 
     def time_limit(self, params: MemberParams) -> float:
+        if params.action == "peers":
+            return (params.count + 2) * (params.interval_s + peer_rtt.REQUEST_TIMEOUT) + 10.0
         if params.action == "start":
             return params.start_timeout_s + STOP_TERM_WAIT + STOP_KILL_WAIT + 5.0
         return STOP_TERM_WAIT + STOP_KILL_WAIT + 10.0
@@ -333,6 +356,8 @@ class EtcdMemberProbe:
             if root.exists():  # a member of a crashed agent, or a release that failed: clean anyway
                 shutil.rmtree(root, ignore_errors=True)
             return {"name": params.name, "was_running": was_running, "data_removed": not root.exists()}
+        if params.action == "peers":
+            return {"name": params.name, "peers": await peer_rtt.probe_peers(dict(params.peers), params.count, params.interval_s)}
         if params.action == "status":
             return {"name": params.name, "running": registered in ctx.cleanup.names(ctx.run_id), "data_dir_exists": root.exists()}
         if registered in ctx.cleanup.names(ctx.run_id):

@@ -3,7 +3,9 @@ from one of them, and the members torn down one at a time.
 
 1. every control-plane agent starts one member (``etcd-member`` start) with its data on the
    node's data directory (the disk under test); the members form one cluster over the node
-   network (N members for N control planes);
+   network (N members for N control planes); every member's node then measures the round trip
+   to the other members' peer listeners (``etcd-member`` peers), which sets the recommended
+   heartbeat;
 2. one control-plane agent (``load_node``, default the first) runs ``etcd-load`` against every
    member's client URL: the profile's rate open-loop (or the closed-loop ceiling);
 3. members stop one at a time (bounded; the agents also release them on DELETE /v1/runs).
@@ -21,9 +23,10 @@ clusters in the thousands of nodes or with heavy controller/CRD traffic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 from talbench.agents.etcdload.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
 from talbench.agents.probes.etcd_member import port_is_reserved
@@ -31,7 +34,7 @@ from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.model import Measurement, Node, ResultKey
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.probes.base import Metric, NullProgress, Progress
 from talbench.bench.probes.etcd_metrics import ETCD_METRICS
 from talbench.bench.units import Dimension, UnitError, parse_duration, parse_quantity
 
@@ -44,6 +47,8 @@ QUICK_DURATION = 10.0
 DEFAULT_CLIENT_PORT = 12379  # clashes with nothing Talos or Kubernetes uses
 DEFAULT_PEER_PORT = 12380
 STOP_DEADLINE = 30.0
+PEER_RTT_COUNT = 30  # HTTP round trips from every member to every peer, before the load
+PEER_RTT_INTERVAL = 0.05
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -217,6 +222,84 @@ def _failed(keys: frozenset[ResultKey], reason: str, outcome: JobOutcome | None 
     ]
 
 
+@dataclass(frozen=True)
+class ScratchCluster:
+    """Members of a scratch cluster as started: node name -> member name, client URL, start
+    outcome; ``teardown`` is filled in as the members stop."""
+
+    members: tuple[Node, ...]
+    names: Mapping[str, str]  # node -> member
+    client_urls: Mapping[str, str]  # node -> client URL
+    peer_urls: Mapping[str, str]  # member -> peer URL
+    starts: Mapping[str, JobOutcome]  # node -> start job
+    teardown: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def failed(self) -> dict[str, JobOutcome]:
+        return {name: outcome for name, outcome in sorted(self.starts.items()) if not outcome.ok}
+
+
+@contextlib.asynccontextmanager
+async def scratch_cluster(
+    fleet: Fleet, members: Sequence[Node], settings: EtcdSettings, progress: Progress | None = None
+) -> AsyncIterator[ScratchCluster]:
+    """Start one member per node in ``members`` (all at once: they need each other for a
+    leader), yield, then stop them one at a time (stopping all at once can stall leadership
+    transfer for minutes), each bounded.  Members that failed to start are stopped too (a job
+    that timed out on our side may still be starting on the agent)."""
+    progress = progress or NullProgress()
+    names = member_names(members)
+    ports = member_ports(members, settings)
+    peer_urls = {names[n.name]: _url(n.address, ports[n.name][1]) for n in members}
+    client_urls = {n.name: _url(n.address, ports[n.name][0]) for n in members}
+
+    async def start(node: Node) -> JobOutcome:
+        params = {
+            "action": "start",
+            "name": names[node.name],
+            "host": node.address,
+            "client_port": ports[node.name][0],
+            "peer_port": ports[node.name][1],
+            "initial_cluster": peer_urls,
+            "cluster_token": fleet.run_id,
+            "heartbeat_ms": round(settings.heartbeat * 1000),
+            "election_ms": round(settings.election * 1000),
+            "start_timeout_s": settings.start_timeout,
+        }
+        return await fleet.agents[node.name].run_job(MEMBER_PROBE, params, fleet.run_id, deadline=settings.start_timeout + 30.0)
+
+    teardown: dict[str, Any] = {}
+    try:
+        progress.update(PROBE, note=f"starting {len(members)} etcd members")
+        outcomes = await asyncio.gather(*(start(node) for node in members))
+        yield ScratchCluster(tuple(members), names, client_urls, peer_urls, dict(zip((n.name for n in members), outcomes)), teardown)
+    finally:
+        for node in sorted(members, key=lambda n: n.name):
+            progress.update(PROBE, note=f"stopping member {names[node.name]}")
+            outcome = await fleet.agents[node.name].run_job(
+                MEMBER_PROBE, {"action": "stop", "name": names[node.name]}, fleet.run_id, deadline=STOP_DEADLINE
+            )
+            teardown[node.name] = {"ok": outcome.ok, "error": outcome.error, **(dict(outcome.result) if outcome.ok else {})}
+
+
+async def measure_peer_rtt(fleet: Fleet, cluster: ScratchCluster) -> dict[str, Any]:
+    """member -> peer member -> raw HTTP round trips from that member's node to the peer listener."""
+    names = cluster.names
+
+    async def one(node: Node) -> JobOutcome:
+        me = names[node.name]
+        params = {"action": "peers", "name": me, "peers": {m: u for m, u in cluster.peer_urls.items() if m != me},
+                  "count": PEER_RTT_COUNT, "interval_s": PEER_RTT_INTERVAL}
+        return await fleet.agents[node.name].run_job(MEMBER_PROBE, params, fleet.run_id, deadline=PEER_RTT_COUNT * (PEER_RTT_INTERVAL + 2.0) + 30.0)
+
+    outcomes = await asyncio.gather(*(one(node) for node in cluster.members))
+    return {names[n.name]: (dict(o.result.get("peers") or {}) if o.ok else {"error": o.error}) for n, o in zip(cluster.members, outcomes)}
+
+
+def control_planes(fleet: Fleet) -> list[Node]:
+    return sorted((node for node in fleet.nodes if node.is_control_plane), key=lambda node: node.name)
+
+
 class EtcdDriver:
     name = PROBE
 
@@ -227,7 +310,7 @@ class EtcdDriver:
         return ETCD_METRICS
 
     async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: EtcdSettings, progress: Progress) -> list[Measurement]:
-        members = sorted((node for node in fleet.nodes if node.is_control_plane), key=lambda node: node.name)
+        members = control_planes(fleet)
         if not members:
             return _failed(keys, "no control-plane node: nowhere to run the scratch etcd cluster")
         absent = [node.name for node in members if node.name not in fleet.agents or node.name in fleet.unready]
@@ -236,71 +319,39 @@ class EtcdDriver:
         load_node = settings.load_node or members[0].name
         if load_node not in {node.name for node in members}:
             return _failed(keys, f"load_node {load_node} is not a control plane of this cluster")
-        names = member_names(members)
-        ports = member_ports(members, settings)
-        initial = {names[n.name]: _url(n.address, ports[n.name][1]) for n in members}
-        client_urls = {n.name: _url(n.address, ports[n.name][0]) for n in members}
-        started: list[str] = []
-        starts: dict[str, JobOutcome] = {}
-        load: JobOutcome | None = None
-        teardown: dict[str, Any] = {}
         total = 3  # members started, load done, members stopped
         progress.update(PROBE, done=0, total=total, note=f"starting {len(members)} etcd members")
-        try:
-            async def start(node: Node) -> None:
-                params = {
-                    "action": "start",
-                    "name": names[node.name],
-                    "host": node.address,
-                    "client_port": ports[node.name][0],
-                    "peer_port": ports[node.name][1],
-                    "initial_cluster": initial,
-                    "cluster_token": fleet.run_id,
-                    "heartbeat_ms": round(settings.heartbeat * 1000),
-                    "election_ms": round(settings.election * 1000),
-                    "start_timeout_s": settings.start_timeout,
-                }
-                outcome = await fleet.agents[node.name].run_job(MEMBER_PROBE, params, fleet.run_id, deadline=settings.start_timeout + 30.0)
-                starts[node.name] = outcome
-
-            started.extend(node.name for node in members)  # stopped even if a start failed half-way
-
-            await asyncio.gather(*(start(node) for node in members))
-            progress.update(PROBE, done=1, total=total, note="members up" if all(o.ok for o in starts.values()) else "a member failed")
-            failed = {name: outcome for name, outcome in sorted(starts.items()) if not outcome.ok}
-            if failed:
-                name, outcome = next(iter(failed.items()))
-                reasons = "; ".join(f"{n}: {o.error}" for n, o in failed.items())
-                return _failed(keys, f"etcd member(s) did not start ({reasons})", outcome)
-            note = f"{settings.profile} profile, {settings.rate:g} writes/s" if settings.mode == "open" else "closed-loop ceiling"
-            progress.update(PROBE, done=1, total=total, note=f"load from {load_node}: {note}, {settings.duration:g}s")
-            load = await fleet.agents[load_node].run_job(
-                LOAD_PROBE, settings.load_params([client_urls[n.name] for n in members]), fleet.run_id, deadline=settings.load_deadline
-            )
-            progress.update(PROBE, done=2, total=total, note="load done")
-        finally:
-            for name in sorted(started):  # one at a time: all at once can stall leadership transfer for minutes
-                progress.update(PROBE, note=f"stopping member {name}")
-                outcome = await fleet.agents[name].run_job(MEMBER_PROBE, {"action": "stop", "name": names[name]}, fleet.run_id, deadline=STOP_DEADLINE)
-                teardown[name] = {"ok": outcome.ok, "error": outcome.error, **(dict(outcome.result) if outcome.ok else {})}
+        async with scratch_cluster(fleet, members, settings, progress) as cluster:
+            if cluster.failed:
+                first = next(iter(cluster.failed.values()))
+                reasons = "; ".join(f"{n}: {o.error}" for n, o in cluster.failed.items())
+                failure = _failed(keys, f"etcd member(s) did not start ({reasons})", first)
+            else:
+                progress.update(PROBE, done=1, total=total, note="measuring member round trips")
+                peer_rtt = await measure_peer_rtt(fleet, cluster)
+                note = f"{settings.profile} profile, {settings.rate:g} writes/s" if settings.mode == "open" else "closed-loop ceiling"
+                progress.update(PROBE, done=1, total=total, note=f"load from {load_node}: {note}, {settings.duration:g}s")
+                load = await fleet.agents[load_node].run_job(
+                    LOAD_PROBE, settings.load_params([cluster.client_urls[n.name] for n in members]), fleet.run_id,
+                    deadline=settings.load_deadline,
+                )
+                progress.update(PROBE, done=2, total=total, note="load done")
+                failure = None if load.ok else _failed(keys, f"etcd load from {load_node} failed: {load.error}", load)
         progress.update(PROBE, done=total, total=total, note="members stopped")
-        assert load is not None
-        if not load.ok:
-            return _failed(keys, f"etcd load from {load_node} failed: {load.error}", load)
-        return self._measurements(keys, settings, members, names, client_urls, starts, load, load_node, teardown)
+        if failure is not None:
+            return failure
+        return self._measurements(keys, settings, cluster, load, load_node, peer_rtt)
 
     def _measurements(
         self,
         keys: frozenset[ResultKey],
         settings: EtcdSettings,
-        members: Sequence[Node],
-        names: Mapping[str, str],
-        client_urls: Mapping[str, str],
-        starts: Mapping[str, JobOutcome],
+        cluster: ScratchCluster,
         load: JobOutcome,
         load_node: str,
-        teardown: Mapping[str, Any],
+        peer_rtt: Mapping[str, Any],
     ) -> list[Measurement]:
+        members, names, client_urls, starts, teardown = cluster.members, cluster.names, cluster.client_urls, cluster.starts, cluster.teardown
         result = dict(load.result)
         metrics = result.pop("metrics", {}) or {}
         cluster_data = {
@@ -313,6 +364,7 @@ class EtcdDriver:
             },
             "result": result,
             "metrics": metrics,  # client URL -> {"before", "after"} snapshots of that member's /metrics
+            "peer_rtt": dict(peer_rtt),  # member -> peer member -> {"samples_ns", "failed", "errors"}
             "teardown": dict(teardown),
         }
         out: list[Measurement] = []

@@ -6,13 +6,15 @@ from each write's scheduled send time (open loop: a slow etcd cannot hide behind
 generator); the service time (from the actual send) is reported alongside.  A load generator
 that could not keep up makes the load figures invalid, not failed.
 
-Member figures come from etcd's own Prometheus histograms (WAL fsync, backend commit: the delta
+Member disk figures come from etcd's own Prometheus histograms (WAL fsync, backend commit: the delta
 over the load; the p99 read as Prometheus' histogram_quantile() reads it, linear inside its bucket,
 so its accuracy is the bucket width: etcd's disk buckets double, 1, 2, 4, 8, 16 ms ...).  The member round-trip time is
-etcd's own peer RTT metric (``etcd_network_peer_round_trip_time_seconds``: each member's prober
-measures every peer; its _sum/_count give the mean smoothed RTT per direction, cumulative since
-the scratch members started), and the recommended heartbeat follows the etcd tuning guide:
-heartbeat around the maximum of the average RTT between members, election timeout at least 10x.
+measured by talbench: every member's node sends HTTP round trips to the other members' peer
+listeners (/raft/probing, what etcd's prober uses) before the load; the mean per direction, the
+worst direction judged.  etcd's own etcd_network_peer_round_trip_time_seconds is not used: it is
+a smoothed RTT starting from zero that under-reads on a freshly started cluster.  The recommended
+heartbeat follows the etcd tuning guide: heartbeat around the maximum of the average RTT between
+members, election timeout at least 10x.
 """
 
 from __future__ import annotations
@@ -158,42 +160,48 @@ def _snapshots(m: Measurement) -> Mapping[str, Mapping[str, Any]]:
     return m.data.get("metrics") or {}
 
 
-def _member_names(m: Measurement) -> tuple[dict[str, str], dict[str, str]]:
-    """(member id in hex -> name, client URL -> name) from the member list the load saw."""
-    by_id: dict[str, str] = {}
+def _member_names(m: Measurement) -> dict[str, str]:
+    """client URL -> member name, from the member list the load saw."""
     by_url: dict[str, str] = {}
     for member in (m.data.get("result") or {}).get("members") or []:
-        try:
-            by_id[format(int(member["id"]), "x")] = member["name"]
-        except (KeyError, ValueError):
-            continue
         for url in member.get("client_urls") or []:
-            by_url[url.rstrip("/")] = member["name"]
-    return by_id, by_url
+            by_url[url.rstrip("/")] = member.get("name", url)
+    return by_url
 
 
-def peer_rtts(m: Measurement) -> dict[tuple[str, str], float]:
-    """(from member, to member) -> mean smoothed RTT in seconds, from etcd's prober."""
-    by_id, by_url = _member_names(m)
+def peer_rtts(m: Measurement) -> tuple[dict[tuple[str, str], float], list[str]]:
+    """(from member, to member) -> mean RTT in seconds of the raw HTTP round trips each member's
+    node made to the others' peer listeners; and what could not be measured."""
     result: dict[tuple[str, str], float] = {}
-    for url, snap in _snapshots(m).items():
-        after = (snap or {}).get("after") or {}
-        for entry in (after.get("histograms") or {}).get(promtext.PEER_RTT, []):
-            mean = promtext.mean(entry)
-            if mean is None:
-                continue
-            target = entry["labels"].get("To", "?")
-            result[(by_url.get(url, url), by_id.get(target, target))] = mean
-    return result
+    problems: list[str] = []
+    for source, peers in sorted((m.data.get("peer_rtt") or {}).items()):
+        if "error" in peers and not isinstance(peers.get("error"), Mapping):
+            problems.append(f"{source}: {peers['error']}")
+            continue
+        for target, measured in sorted(peers.items()):
+            samples = measured.get("samples_ns") or []
+            if samples:
+                result[(source, target)] = sum(samples) / len(samples) / 1e9
+            else:
+                problems.append(f"{source}->{target}: {'; '.join(measured.get('errors') or []) or 'no reply'}")
+    return result, problems
+
+
+def _no_rtt(problems: list[str]) -> Observation:
+    reason = "; ".join(problems) if problems else "no member-to-member round trip was measured (a single member has no peers)"
+    return Observation(None, invalid=reason)
 
 
 def _observe_peer_rtt(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-    rtts = peer_rtts(ms[0])
+    rtts, problems = peer_rtts(ms[0])
     if not rtts:
-        return Observation(None, invalid="etcd reported no peer round-trip time (no prober observation yet)")
+        return _no_rtt(problems)
     (source, target), worst = max(rtts.items(), key=lambda item: item[1])
     listing = ", ".join(f"{a}->{b} {_ms(v)}" for (a, b), v in sorted(rtts.items()))
-    return Observation(worst, len(rtts), detail=f"worst {source}->{target}; {listing}", extra={"pairs": {f"{a}->{b}": v for (a, b), v in rtts.items()}})
+    detail = f"worst {source}->{target}; mean of HTTP round trips to the peer listener: {listing}"
+    if problems:
+        detail += f"; not measured: {'; '.join(problems)}"
+    return Observation(worst, len(rtts), detail=detail, extra={"pairs": {f"{a}->{b}": v for (a, b), v in rtts.items()}})
 
 
 def recommended_timing(max_rtt: float) -> tuple[float, float]:
@@ -206,9 +214,9 @@ def recommended_timing(max_rtt: float) -> tuple[float, float]:
 
 def _timing_metric(name: str, index: int, description: str) -> Metric:
     def observe(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-        rtts = peer_rtts(ms[0])
+        rtts, problems = peer_rtts(ms[0])
         if not rtts:
-            return Observation(None, invalid="etcd reported no peer round-trip time (no prober observation yet)")
+            return _no_rtt(problems)
         worst = max(rtts.values())
         heartbeat, election = recommended_timing(worst)
         configured = _settings(ms[0])
@@ -233,7 +241,7 @@ def _counter_delta(snap: Mapping[str, Any] | None, name: str) -> float | None:
 
 
 def _observe_leader_changes(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-    _, by_url = _member_names(ms[0])
+    by_url = _member_names(ms[0])
     deltas = {
         by_url.get(url, url): _counter_delta(snap, "etcd_server_leader_changes_seen_total")
         for url, snap in _snapshots(ms[0]).items()
@@ -301,7 +309,7 @@ ETCD_METRICS: tuple[Metric, ...] = (
     Metric("etcd.leader_changes", PROBE, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_leader_changes,
            "leader elections any member saw during the load"),
     Metric("etcd.peer_rtt", PROBE, SubjectKind.CLUSTER, Dimension.DURATION, True, _observe_peer_rtt,
-           "largest mean round-trip time between two members (etcd's own prober)"),
+           "largest mean round-trip time between two members (HTTP to the peer listener)"),
     _timing_metric("etcd.recommended_heartbeat", 0, "heartbeat-interval the etcd tuning guide recommends for the measured RTT"),
     _timing_metric("etcd.recommended_election_timeout", 1, "election-timeout the etcd tuning guide recommends for the measured RTT"),
     _disk_metric("etcd.wal_fsync_p99", promtext.WAL_FSYNC, "99th percentile WAL fsync of this member during the load"),

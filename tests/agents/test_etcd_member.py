@@ -103,6 +103,20 @@ async def test_three_members_form_one_cluster_and_leave_nothing(tmp_path: Path) 
     assert etcd_processes_of(tmp_path) == []
 
 
+async def test_peers_action_measures_round_trips_to_the_peer_listeners(tmp_path: Path) -> None:
+    async with local_cluster(3, tmp_path, "run-peers") as cluster:
+        probe = EtcdMemberProbe()
+        ctx = ProbeContext("n1", "run-peers", tmp_path, "127.0.0.1", 0, cluster.cleanups)
+        dead = free_ports(1)[0]
+        peers = {"m2": cluster.peer_urls[1], "m3": cluster.peer_urls[2], "gone": f"http://127.0.0.1:{dead}"}
+        result = await probe.run(probe.parse({"action": "peers", "name": "m1", "peers": peers, "count": 5, "interval_s": 0.01}), ctx)
+    for name in ("m2", "m3"):
+        measured = result["peers"][name]
+        assert len(measured["samples_ns"]) == 5 and measured["failed"] == 0
+        assert all(0 < ns < 100e6 for ns in measured["samples_ns"])
+    assert result["peers"]["gone"]["samples_ns"] == [] and result["peers"]["gone"]["failed"] == 5
+
+
 async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path: Path) -> None:
     probe = EtcdMemberProbe()
     cleanups = Cleanups()

@@ -272,6 +272,8 @@ async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path
     rtt = verdicts[("etcd-member-rtt", "cluster")]
     assert heartbeat.status is Status.INFO and rtt.status is Status.INFO, (heartbeat, rtt)
     assert 0 < rtt.observed < 0.05 and heartbeat.observed == recommended_timing(rtt.observed)[0]
+    pairs = cluster.data["peer_rtt"]
+    assert sorted(pairs) == ["cp1", "cp2", "cp3"] and all(len(p["samples_ns"]) == 30 for peers in pairs.values() for p in peers.values())
     assert "defaults (100 ms / 1000 ms) cover" in heartbeat.detail
 
 
@@ -332,4 +334,4 @@ async def test_a_saturated_generator_is_invalid_not_failed(start_agent) -> None:
         assert bad.status is Status.INVALID and "busy 97 %" in bad.message
     # a single member has no peers: no RTT, said so rather than guessed
     rtt = judge_subject(checks["etcd-member-rtt"], METRICS["etcd.peer_rtt"], Subject(()), {cluster.key: cluster}, nodes)
-    assert rtt.status is Status.INVALID and "no peer round-trip time" in rtt.message
+    assert rtt.status is Status.INVALID and "a single member has no peers" in rtt.message
