@@ -112,6 +112,12 @@ class LatencyHistogram:
                 return min(max(middle, self.minimum), self.maximum) / 1e6
         return self.maximum / 1e6
 
+    def count_above(self, seconds: float) -> int:
+        """How many recorded values exceed ``seconds`` (to the bucket resolution: buckets whose
+        lower bound is at or above it count whole)."""
+        limit = seconds * 1e6
+        return sum(count for index, count in self.buckets.items() if bucket_bounds(index)[0] >= limit)
+
     def summary(self) -> dict[str, float | int | None]:
         return {
             "count": self.count,

@@ -14,9 +14,10 @@ from typing import Any, Mapping, Sequence
 
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
+from talbench.bench.probes.settings import absolute_path_or_empty, byte_count, seconds, unknown_setting, whole_number
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import Metric, Progress
-from talbench.bench.units import Dimension, UnitError, format_value, parse_duration, parse_quantity
+from talbench.bench.units import Dimension, format_value
 
 MiB = 1 << 20
 MIN_SYNCS = 100  # fewer fdatasyncs than this: a p99 is not a p99
@@ -50,47 +51,23 @@ class FsyncSettings:
         return self.time_limit + AGENT_GRACE + COORDINATOR_SLACK
 
 
-def _bytes(key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        try:
-            number = int(parse_quantity(value, Dimension.BYTES).value)
-        except UnitError as exc:
-            raise ScenarioError(f"{key}: {exc}") from exc
-    if not low <= number <= high:
-        raise ScenarioError(f"{key} must lie between {low} and {high} bytes, not {value!r}")
-    return number
-
-
 def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> FsyncSettings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "size":
-            values[key] = _bytes(key, value, 64 * 1024, 4 << 30)
+            values[key] = byte_count(key, value, 64 * 1024, 4 << 30)
         elif key == "block_size":
-            values[key] = _bytes(key, value, 512, 16 * MiB)
+            values[key] = byte_count(key, value, 512, 16 * MiB)
         elif key == "reserve":
-            values[key] = _bytes(key, value, 0, 1 << 50)
+            values[key] = byte_count(key, value, 0, 1 << 50)
         elif key == "time_limit":
-            try:
-                seconds = parse_duration(value)
-            except UnitError as exc:
-                raise ScenarioError(f"time_limit: {exc}") from exc
-            if not 1 <= seconds <= 600:
-                raise ScenarioError(f"time_limit must lie between 1s and 600s, not {value}")
-            values[key] = seconds
+            values[key] = seconds(key, value, 1.0, 600.0)
         elif key == "etcd_dir":
-            if not isinstance(value, str) or (value and not value.startswith("/")):
-                raise ScenarioError(f"etcd_dir must be an absolute path or empty, not {value!r}")
-            values[key] = value
+            values[key] = absolute_path_or_empty(key, value)
         elif key == "parallel":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
-                raise ScenarioError(f"parallel must be a whole number from 1 to 256, not {value!r}")
-            values[key] = value
+            values[key] = whole_number(key, value, 1, 256)
         else:
-            known = "block_size, etcd_dir, parallel, reserve, size, time_limit"
-            raise ScenarioError(f"unknown setting {key!r} (known: {known})")
+            raise unknown_setting(key, ["block_size", "etcd_dir", "parallel", "reserve", "size", "time_limit"])
     settings = FsyncSettings(**values)
     if settings.block_size > settings.size:
         raise ScenarioError(f"block_size {settings.block_size} exceeds size {settings.size}")

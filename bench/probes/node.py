@@ -25,9 +25,10 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
+from talbench.bench.probes.settings import absolute_path_or_empty, seconds, unknown_setting
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
 from talbench.bench.probes.base import Metric, Progress
-from talbench.bench.units import Dimension, UnitError, format_value, parse_duration
+from talbench.bench.units import Dimension, format_value
 
 # Reference architecture, "Best Practices for Provisioning Control Plane Nodes" (seed 000/001):
 # ">= 4 cores, 8 GB, 40 GB below 100 workers; >= 8 cores, 32 GB, 40 GB from 100 workers".
@@ -61,20 +62,11 @@ def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> NodeSettings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in limits:
-            try:
-                seconds = parse_duration(value)
-            except UnitError as exc:
-                raise ScenarioError(f"{key}: {exc}") from exc
-            low, high = limits[key]
-            if not low <= seconds <= high:
-                raise ScenarioError(f"{key} must lie between {low:g}s and {high:g}s, not {value}")
-            values[key] = seconds
+            values[key] = seconds(key, value, *limits[key])
         elif key == "etcd_dir":
-            if not isinstance(value, str) or (value and not value.startswith("/")):
-                raise ScenarioError(f"etcd_dir must be an absolute path or empty, not {value!r}")
-            values[key] = value
+            values[key] = absolute_path_or_empty(key, value)
         else:
-            raise ScenarioError(f"unknown setting {key!r} (known: duration, etcd_dir, interval, max_duration)")
+            raise unknown_setting(key, [*limits, "etcd_dir"])
     settings = NodeSettings(**values)
     if quick:
         settings = replace(settings, duration=min(settings.duration, 3.0), interval=min(settings.interval, 0.5), quick=True)

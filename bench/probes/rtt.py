@@ -13,7 +13,8 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import Metric, Progress
 from talbench.bench.stats import Summary, jitter
-from talbench.bench.units import Dimension, UnitError, parse_duration
+from talbench.bench.probes.settings import seconds, unknown_setting, whole_number
+from talbench.bench.units import Dimension
 
 SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
 # The agent's event loop ran this late at some point during the probe: send and receive
@@ -60,25 +61,15 @@ def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> RttSettings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _INTS:
-            low, high = _INTS[key]
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ScenarioError(f"{key} must be a whole number from {low} to {high}, not {value!r}")
-            values[key] = value
+            values[key] = whole_number(key, value, *_INTS[key])
         elif key in _DURATIONS:
-            low, high = _DURATIONS[key]
-            try:
-                seconds = parse_duration(value)
-            except UnitError as exc:
-                raise ScenarioError(f"{key}: {exc}") from exc
-            if not low <= seconds <= high:
-                raise ScenarioError(f"{key} must lie between {low:g}s and {high:g}s, not {value}")
-            values[key] = seconds
+            values[key] = seconds(key, value, *_DURATIONS[key])
         elif key == "jitter":
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
                 raise ScenarioError(f"jitter is a fraction from 0 to 1, not {value!r}")
             values[key] = float(value)
         else:
-            raise ScenarioError(f"unknown setting {key!r} (known: {', '.join(sorted([*_INTS, *_DURATIONS, 'jitter']))})")
+            raise unknown_setting(key, [*_INTS, *_DURATIONS, "jitter"])
     settings = RttSettings(**values)
     if quick:
         # Demos and tests: a third of the samples (never below what p99 needs), short stagger.

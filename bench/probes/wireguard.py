@@ -40,7 +40,8 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.model import STORAGE_LABEL, Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import Metric, Progress
 from talbench.bench.stats import Summary
-from talbench.bench.units import Dimension, UnitError, parse_duration
+from talbench.bench.probes.settings import seconds, unknown_setting, whole_number
+from talbench.bench.units import Dimension
 
 PROBE = "wireguard"
 CLUSTER = "cluster"
@@ -97,19 +98,9 @@ def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> WireguardSettings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _INTS:
-            low, high = _INTS[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ScenarioError(f"wireguard: {key} must be a whole number from {low} to {high}, not {value!r}")
-            values[key] = value
+            values[key] = whole_number(key, value, *_INTS[key])
         elif key in _DURATIONS:
-            low, high = _DURATIONS[key]
-            try:
-                seconds = parse_duration(value)
-            except UnitError as exc:
-                raise ScenarioError(f"wireguard: {key}: {exc}") from exc
-            if not low <= seconds <= high:
-                raise ScenarioError(f"wireguard: {key} must lie between {low:g}s and {high:g}s, not {value}")
-            values[key] = seconds
+            values[key] = seconds(key, value, *_DURATIONS[key])
         elif key == "implementation":
             if value not in ("auto", "kernel", "wireguard-go"):
                 raise ScenarioError(f"wireguard: implementation must be auto, kernel or wireguard-go, not {value!r}")
@@ -123,8 +114,7 @@ def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> WireguardSettings:
                 raise ScenarioError(f"wireguard: tunnel_subnet must be a private IPv4 range of /24 or larger, not {value}")
             values[key] = str(subnet)
         else:
-            known = sorted([*_INTS, *_DURATIONS, *_OTHER])
-            raise ScenarioError(f"wireguard: unknown setting {key!r} (known: {', '.join(known)})")
+            raise unknown_setting(key, [*_INTS, *_DURATIONS, *_OTHER])
     settings = WireguardSettings(**values)
     for port_key in ("listen_port", "echo_port"):
         port = getattr(settings, port_key)
@@ -231,7 +221,7 @@ class WireguardDriver:
         for node, agent in agents.items():
             if agent is None:
                 return Measurement(key, False, error=f"no agent on {node}: {fleet.unready.get(node, 'not deployed')}")
-        node_a, node_b = fleet.node(a), fleet.node(b)
+        node_b = fleet.node(b)
         tunnel = f"p{index}"
         address = dict(zip((a, b), tunnel_addresses(s.tunnel_subnet, index)))
         wg_port, echo_port = s.listen_port + index % 64, s.echo_port + index % 64

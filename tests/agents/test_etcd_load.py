@@ -49,6 +49,7 @@ def test_percentiles_are_within_bucket_resolution_and_extremes_exact() -> None:
         exact = ordered[math.ceil(q / 100 * len(ordered)) - 1]
         assert histogram.percentile(q) == pytest.approx(exact, rel=0.035)
     assert histogram.max() == pytest.approx(max(values), abs=1e-9)
+    assert histogram.count_above(0.01) == pytest.approx(sum(v > 0.01 for v in values), rel=0.05)
     assert histogram.min() == pytest.approx(min(values), abs=1e-9)
     mean = sum(values) / len(values)
     assert histogram.stddev() == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)), rel=1e-6)
@@ -129,14 +130,19 @@ def test_quantiles_come_from_the_delta_of_cumulative_buckets() -> None:
 def test_saturation_rules() -> None:
     quiet = LatencyHistogram()
     quiet.record(0.001)
-    assert saturation([0.2, 0.3], 0.25, quiet, "open") is None
-    assert "busy 95 %" in saturation([0.95], 0.5, quiet, "open")
-    assert "all cores" in saturation([0.5, 0.5], 0.92, quiet, "open")
+    assert saturation([0.2, 0.3], 0.25, quiet, "open", 1) is None
+    assert "busy 95 %" in saturation([0.95], 0.5, quiet, "open", 1)
+    assert "all cores" in saturation([0.5, 0.5], 0.92, quiet, "open", 1)
     late = LatencyHistogram()
-    for _ in range(100):
-        late.record(0.05)
-    assert "behind its schedule" in saturation([0.2], 0.1, late, "open")
-    assert saturation([0.2], 0.1, late, "closed") is None
+    for value in [0.001] * 980 + [0.06] * 20:
+        late.record(value)
+    assert "20 of 1000 writes went out more than 50 ms late" in saturation([0.2], 0.1, late, "open", 1000)
+    assert saturation([0.2], 0.1, late, "open", 3000) is None  # under 1 % of all sends
+    assert saturation([0.2], 0.1, late, "closed", 1000) is None
+    stall = LatencyHistogram()
+    for value in [0.001] * 999 + [0.3]:
+        stall.record(value)
+    assert "stalled 300 ms" in saturation([0.2], 0.1, stall, "open", 1000)
 
 
 def test_load_parameters_are_bounded() -> None:

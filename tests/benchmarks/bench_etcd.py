@@ -1,0 +1,162 @@
+"""Benchmark: talbench's closed-loop etcd ceiling next to `etcdctl check perf --load=l`, on the
+same scratch cluster layout in one run.
+
+    .venv/bin/python tests/benchmarks/bench_etcd.py [--duration 60] [--clients 500] [--workers 0]
+                                                    [--rounds 1] [--loopback]
+
+On a lab (root; 3 control planes, no worker): every round starts a fresh 3-member scratch
+cluster through the agents (etcd-member), runs `etcdctl check perf --load=l` from inside cp1's
+namespace against the three client URLs (60 s, etcdctl's own rate limit 8000/s, 500 clients),
+stops the members; then a fresh cluster again and talbench's etcd-load from cp1's agent in
+closed-loop mode (the ceiling) for the same duration, stops the members.  Without root, or with
+--loopback, the same on 3 members on 127.0.0.1.  Prints both achieved rates and their ratio
+(target: talbench >= 0.9 of etcdctl's) and writes results/bench/etcd.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from talbench.agents.etcdload.generator import LoadSpec, run_load
+from talbench.agents.etcdload.histogram import LatencyHistogram
+from talbench.agents.etcdload.local_cluster import local_cluster
+from talbench.bench.probes.etcd import LOAD_PROBE, EtcdSettings, control_planes, scratch_cluster
+
+THROUGHPUT = re.compile(r"Throughput (?:is|too low:) (\d+(?:\.\d+)?) writes/s")
+PREFIX = "/talbench/bench-etcd/"
+
+
+def etcdctl_perf(endpoints: list[str], namespace: str | None, timeout: float) -> dict[str, Any]:
+    argv = ["etcdctl", "--endpoints", ",".join(endpoints), "check", "perf", "--load", "l"]
+    if namespace:
+        argv = ["ip", "netns", "exec", namespace, *argv]
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, "ETCDCTL_API": "3"})
+    elapsed = time.monotonic() - started
+    text = done.stdout + done.stderr
+    match = THROUGHPUT.search(text)
+    if not match:
+        raise RuntimeError(f"etcdctl check perf printed no throughput (exit {done.returncode}): {text[-500:]}")
+    verdict_lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip().startswith(("PASS", "FAIL", "Slowest", "Stddev"))]
+    return {"achieved_rate": float(match.group(1)), "exit": done.returncode, "elapsed_s": elapsed, "lines": verdict_lines}
+
+
+def summarize(load: dict[str, Any]) -> dict[str, Any]:
+    latency = LatencyHistogram.from_wire(load["latency"])
+    return {
+        "achieved_rate": load["achieved_rate"],
+        "ok": load["requests"]["ok"],
+        "errors": load["requests"]["errors"],
+        "workers": load["workers"],
+        "clients": load["clients"],
+        "cpu_per_worker": load["cpu"]["per_worker"],
+        "cpu_total_fraction": load["cpu"]["total_fraction"],
+        "saturated": load["saturated"],
+        "p50_ms": (latency.percentile(50) or 0) * 1e3,
+        "p99_ms": (latency.percentile(99) or 0) * 1e3,
+        "max_ms": (latency.max() or 0) * 1e3,
+    }
+
+
+# ---- on loopback -----------------------------------------------------------------------------------
+
+
+async def loopback_round(args: argparse.Namespace, index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tb-bench-etcd-", dir="/var/tmp") as data:
+        async with local_cluster(3, Path(data), f"bench-etcdctl-{index}") as cluster:
+            out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, list(cluster.client_urls), None, args.duration + 120)
+        async with local_cluster(3, Path(data), f"bench-talbench-{index}") as cluster:
+            load = await run_load(LoadSpec(cluster.client_urls, PREFIX, "closed", clients=args.clients, duration=args.duration, workers=args.workers))
+            out["talbench"] = summarize(load)
+    return out
+
+
+# ---- on a lab ------------------------------------------------------------------------------------
+
+
+async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argparse.Namespace, index: int) -> dict[str, Any]:
+    from talbench.bench.dispatch.lab import LabDispatcher
+
+    settings = EtcdSettings(mode="ceiling", clients=args.clients, duration=args.duration, workers=args.workers)
+    out: dict[str, Any] = {}
+    async with LabDispatcher(root, spec).deploy(f"bench-etcd-{int(time.time())}-{index}") as fleet:
+        members = control_planes(fleet)
+        namespace = state.node(members[0].name).namespace
+        async with scratch_cluster(fleet, members, settings) as cluster:
+            if cluster.failed:
+                raise RuntimeError(f"members did not start: {cluster.failed}")
+            out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, [cluster.client_urls[n.name] for n in members], namespace, 200)
+        async with scratch_cluster(fleet, members, settings) as cluster:
+            if cluster.failed:
+                raise RuntimeError(f"members did not start: {cluster.failed}")
+            urls = [cluster.client_urls[n.name] for n in members]
+            outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
+            if not outcome.ok:
+                raise RuntimeError(f"talbench load failed: {outcome.error}")
+            out["talbench"] = summarize(outcome.result["load"])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=60.0, help="talbench's run; etcdctl check perf always runs 60 s")
+    parser.add_argument("--clients", type=int, default=500, help="talbench's closed-loop clients (etcdctl's l profile: 500)")
+    parser.add_argument("--workers", type=int, default=0, help="talbench's load processes (0: one per core)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--loopback", action="store_true", help="3 members on 127.0.0.1 instead of a lab")
+    parser.add_argument("--out", type=Path, default=Path("results/bench/etcd.json"))
+    args = parser.parse_args()
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        print("needs etcd and etcdctl (apt-get install etcd-server etcd-client)", file=sys.stderr)
+        return 3
+    use_lab = not args.loopback and os.geteuid() == 0
+    rounds: list[dict[str, Any]] = []
+    where = "lab (3 control planes, network namespaces)" if use_lab else "loopback (3 members on 127.0.0.1)"
+    if use_lab:
+        from talbench.bench.lab import lab as labs
+        from talbench.bench.lab.topology import make_spec
+
+        spec = make_spec(3, 0, [])
+        root = Path(tempfile.mkdtemp(prefix="tb-bench-", dir="/var/tmp"))
+        try:
+            state = labs.up(spec, root)
+            for index in range(args.rounds):
+                rounds.append(asyncio.run(_lab_round_with_state(root, spec, state, args, index)))
+        finally:
+            labs.down(root)
+            shutil.rmtree(root, ignore_errors=True)
+    else:
+        for index in range(args.rounds):
+            rounds.append(asyncio.run(loopback_round(args, index)))
+    print(f"etcd write ceiling on {where}; host {platform.node()}, {os.cpu_count()} cores")
+    print(f"{'round':>5} {'etcdctl l w/s':>14} {'talbench w/s':>13} {'ratio':>6} {'workers':>7} {'gen CPU/core':>13} {'p99 ms':>7}")
+    for index, row in enumerate(rounds):
+        row["ratio"] = row["talbench"]["achieved_rate"] / row["etcdctl"]["achieved_rate"]
+        cpu = ", ".join(f"{c * 100:.0f}%" for c in row["talbench"]["cpu_per_worker"])
+        print(f"{index + 1:>5} {row['etcdctl']['achieved_rate']:>14.0f} {row['talbench']['achieved_rate']:>13.0f} "
+              f"{row['ratio']:>6.2f} {row['talbench']['workers']:>7} {cpu:>13} {row['talbench']['p99_ms']:>7.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "schema": "talbench/bench-etcd/v1", "when": time.time(), "host": platform.node(), "kernel": platform.release(),
+        "cores": os.cpu_count(), "where": where, "duration_s": args.duration, "clients": args.clients, "workers": args.workers,
+        "rounds": rounds, "command": " ".join(sys.argv),
+    }, indent=1))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
