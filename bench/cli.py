@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from rich.console import Console
 from talbench.bench import scenario as scenario_files
 from talbench.bench.judge import threshold_text
 from talbench.bench.errors import CouldNotRun, ScenarioError, TalbenchError, UsageError
-from talbench.bench.model import Measurement, RunRecord
+from talbench.bench.model import Check, Measurement, RunRecord
 from talbench.bench.plan import select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--image", default=None, help="kube: agent image (default: tied to this version)")
     run_p.add_argument("--keep-results", type=int, default=0, metavar="N", help="kube: keep the last N JSON summaries as ConfigMaps")
     run_p.add_argument("--pushgateway", default=None, metavar="URL", help="push the verdicts to a Prometheus Pushgateway")
+    live = run_p.add_argument_group("live etcd (opt-in; reads only unless --allow-live-etcd-writes)")
+    live.add_argument("--etcd-endpoints", default=None, metavar="URL[,URL]", help="the cluster's etcd client URLs")
+    live.add_argument("--etcd-cacert", default=None, metavar="FILE")
+    live.add_argument("--etcd-cert", default=None, metavar="FILE")
+    live.add_argument("--etcd-key", default=None, metavar="FILE")
+    live.add_argument("--etcd-metrics-urls", default=None, metavar="URL[,URL]", help="etcd metrics (Talos: listen-metrics-urls, often :2381)")
+    live.add_argument("--allow-live-etcd-writes", action="store_true", help="write a load under /talbench/<run-id>/ (deleted afterwards)")
+    live.add_argument("--etcd-profile", default=None, choices=("s", "m", "l", "xl"), help="load profile for the live etcd (default s)")
 
     clean_p = commands.add_parser("clean", help="remove what a crashed kube run left in the cluster")
     _kube_options(clean_p)
@@ -175,6 +184,10 @@ def _run_async(coro: Coroutine[Any, Any, Any], err: Console) -> Any:
 
 
 def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> RunRequest:
+    """Scenario, selected checks and validated settings.  With --etcd-endpoints the live-etcd
+    driver and its checks join the run (``drivers`` is extended in place)."""
+    run_id = new_run_id()
+    live_checks = _add_live_etcd(args, drivers, run_id)
     path = scenario_files.resolve(args.scenario)
     metrics = metrics_of(drivers)
     settings: dict[str, Any] = {}
@@ -183,6 +196,8 @@ def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> R
         settings[probe] = drivers[probe].settings(raw, quick=args.quick)
 
     scenario = scenario_files.load(path, metrics, validate)
+    if live_checks:
+        scenario = dataclasses.replace(scenario, checks=scenario.checks + live_checks)
     checks = select_checks(scenario, (args.only or "").split(","))
     for check in checks:
         if check.probe not in settings:
@@ -190,7 +205,25 @@ def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> R
                 settings[check.probe] = drivers[check.probe].settings({}, quick=args.quick)
             except ScenarioError as exc:
                 raise ScenarioError(f"{path}: probe {check.probe!r}: {exc}") from exc
-    return RunRequest(new_run_id(), scenario, checks, settings, args.quick, tuple(sys.argv[1:]))
+    return RunRequest(run_id, scenario, checks, settings, args.quick, tuple(sys.argv[1:]))
+
+
+def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], run_id: str) -> tuple[Check, ...]:
+    live_options = (args.etcd_cacert, args.etcd_cert, args.etcd_key, args.etcd_metrics_urls, args.etcd_profile)
+    if not args.etcd_endpoints:
+        if any(live_options) or args.allow_live_etcd_writes:
+            raise UsageError("the --etcd-* options need --etcd-endpoints")
+        return ()
+    from talbench.bench.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config
+
+    config = live_etcd_config(
+        args.etcd_endpoints, run_id=run_id, cacert=args.etcd_cacert, cert=args.etcd_cert, key=args.etcd_key,
+        allow_writes=args.allow_live_etcd_writes, profile=args.etcd_profile, metrics_urls=args.etcd_metrics_urls or (),
+        quick=args.quick,
+    )
+    driver = LiveEtcdDriver(config)
+    drivers[driver.name] = driver
+    return tuple(live_checks(config))
 
 
 def make_dispatcher(args: argparse.Namespace) -> Any:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*ROOT.joinpath("bench").rglob("*.py"), *ROOT.joinpath("agents").rglob("*.py")])
 PURE = {"bench/judge.py", "bench/plan.py", "bench/stats.py", "bench/units.py", "bench/model.py", "bench/scenario.py"}
 KUBE_CLIENTS = ("kubernetes", "kubernetes_asyncio", "kr8s", "lightkube")
-ENTRY_POINTS = {"bench/cli.py", "agents/main.py", "agents/__main__.py"}
+ENTRY_POINTS = {"bench/cli.py", "agents/main.py", "agents/__main__.py", "agents/etcdload/worker.py"}
 
 
 def rel(path: Path) -> str:

@@ -36,7 +36,8 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.model import Measurement, Node, ResultKey
 from talbench.bench.probes.base import Metric, NullProgress, Progress
 from talbench.bench.probes.etcd_metrics import ETCD_METRICS
-from talbench.bench.units import Dimension, UnitError, parse_duration, parse_quantity
+from talbench.bench.probes.settings import seconds, unknown_setting, whole_number
+from talbench.bench.units import Dimension, UnitError, parse_quantity
 
 PROBE = "etcd"
 MEMBER_PROBE = "etcd-member"
@@ -115,47 +116,38 @@ _KNOWN = {
 
 
 def _whole(raw: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
-    value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ScenarioError(f"etcd: {key} must be a whole number from {lo} to {hi}, not {value!r}")
-    return value
+    return whole_number(key, raw[key], lo, hi)
 
 
 def _seconds(raw: Mapping[str, Any], key: str, lo: float, hi: float) -> float:
-    try:
-        value = parse_duration(raw[key])
-    except UnitError as exc:
-        raise ScenarioError(f"etcd: {key}: {exc}") from exc
-    if not lo <= value <= hi:
-        raise ScenarioError(f"etcd: {key} must lie between {lo:g}s and {hi:g}s, not {raw[key]}")
-    return value
+    return seconds(key, raw[key], lo, hi)
 
 
 def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> EtcdSettings:
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
-        raise ScenarioError(f"etcd: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN))})")
+        raise unknown_setting(unknown[0], _KNOWN)
     values: dict[str, Any] = {}
     profile = raw.get("profile", "s")
     if profile not in (*PROFILES, "custom"):
-        raise ScenarioError(f"etcd: profile must be one of {', '.join(PROFILES)} or custom, not {profile!r}")
+        raise ScenarioError(f"profile must be one of {', '.join(PROFILES)} or custom, not {profile!r}")
     values["profile"] = profile
     if profile != "custom":
         values["rate"], values["clients"] = PROFILES[profile].rate, PROFILES[profile].clients
     elif "rate" not in raw or "clients" not in raw:
-        raise ScenarioError("etcd: profile custom needs rate (e.g. 500/s) and clients")
+        raise ScenarioError("profile custom needs rate (e.g. 500/s) and clients")
     if "rate" in raw:
         try:
             values["rate"] = parse_quantity(raw["rate"], Dimension.RATE).value
         except UnitError as exc:
-            raise ScenarioError(f"etcd: rate: {exc}") from exc
+            raise ScenarioError(f"rate: {exc}") from exc
         if not 1 <= values["rate"] <= 100_000:
-            raise ScenarioError(f"etcd: rate must lie between 1/s and 100000/s, not {raw['rate']}")
+            raise ScenarioError(f"rate must lie between 1/s and 100000/s, not {raw['rate']}")
     if "clients" in raw:
         values["clients"] = _whole(raw, "clients", 1, 5000)
     mode = raw.get("mode", "open")
     if mode not in ("open", "ceiling"):
-        raise ScenarioError(f"etcd: mode must be open (the profile's rate) or ceiling (closed loop), not {mode!r}")
+        raise ScenarioError(f"mode must be open (the profile's rate) or ceiling (closed loop), not {mode!r}")
     values["mode"] = mode
     for key, (lo, hi) in {"duration": (1.0, 600.0), "start_timeout": (5.0, 300.0), "request_timeout": (0.5, 60.0)}.items():
         if key in raw:
@@ -170,13 +162,13 @@ def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> EtcdSettings:
             values[key] = _whole(raw, key, lo, hi)
     if "load_node" in raw:
         if not isinstance(raw["load_node"], str) or not raw["load_node"]:
-            raise ScenarioError(f"etcd: load_node must be a node name, not {raw['load_node']!r}")
+            raise ScenarioError(f"load_node must be a node name, not {raw['load_node']!r}")
         values["load_node"] = raw["load_node"]
     settings = EtcdSettings(**values)
     if settings.election < 5 * settings.heartbeat:
-        raise ScenarioError("etcd: election_timeout must be at least 5x heartbeat_interval (etcd refuses less)")
+        raise ScenarioError("election_timeout must be at least 5x heartbeat_interval (etcd refuses less)")
     if settings.client_port == settings.peer_port:
-        raise ScenarioError("etcd: client_port and peer_port must differ")
+        raise ScenarioError("client_port and peer_port must differ")
     if quick:
         settings = replace(settings, duration=min(settings.duration, QUICK_DURATION), quick=True)
     return settings
@@ -204,7 +196,7 @@ def member_ports(nodes: Sequence[Node], settings: EtcdSettings) -> dict[str, tup
             if not port_is_reserved(client) and not port_is_reserved(peer) and client <= 65535 and peer <= 65535:
                 break
             if step > 1000:
-                raise ScenarioError("etcd: no free port pair for the members")
+                raise ScenarioError("no free port pair for the members")
         ports[node.name] = (client, peer)
     return ports
 

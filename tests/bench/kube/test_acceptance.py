@@ -27,8 +27,10 @@ def test_acceptance_holds_every_check_of_every_other_scenario():
             continue
         missing = [c.name for c in loaded(path).checks if key(c) not in have]
         assert not missing, f"scenarios/acceptance.yaml lacks {name}.yaml's checks {missing}"
-        for probe, settings in loaded(path).probes.items():
-            assert acceptance.probes.get(probe) == settings, f"acceptance.yaml's {probe} settings differ from {name}.yaml's"
+        # settings may differ (the gate samples worker pairs for WireGuard, as kubespan.yaml does),
+        # but every probe another scenario tunes is tuned here too, not left to defaults
+        for probe in loaded(path).probes:
+            assert probe in acceptance.probes, f"acceptance.yaml has no settings for {name}.yaml's probe {probe}"
 
 
 def test_acceptance_has_the_topology_and_kubeprism_checks():
