@@ -42,6 +42,7 @@ run: venv
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
 test: venv
+	$(BIN)/ruff check --select F,E9 --quiet bench agents tests
 	$(BIN)/pytest -q -ra
 
 bench: venv

@@ -45,8 +45,6 @@ class LabDispatcher:
     async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
         owned: str | None = None
         up_task: asyncio.Future[LabState] | None = None
-        sessions: list[aiohttp.ClientSession] = []
-        clients: dict[str, AgentClient] = {}
         require_root("run --target lab")
         try:
             state = await asyncio.to_thread(lab.find_usable, self.root)
@@ -59,73 +57,96 @@ class LabDispatcher:
                     )
                 )
                 state = await asyncio.shield(up_task)
-            token = await asyncio.to_thread(state.token)
-            for node in state.nodes:
-                session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
-                sessions.append(session)
-                clients[node.name] = AgentClient(node.name, session, AGENT_BASE_URL, token)
-            reasons = await asyncio.gather(*(self._wait_healthy(node, clients[node.name]) for node in state.nodes))
-            unready = {node.name: reason for node, reason in zip(state.nodes, reasons) if reason is not None}
-            yield Fleet(
-                run_id=run_id,
-                nodes=state.cluster_nodes(),
-                agents={name: client for name, client in clients.items() if name not in unready},
-                unready=unready,
-                target="lab",
-                metadata={
-                    "lab_id": state.lab_id,
-                    "lab_dir": str(state.lab_dir),
-                    "lab_owned_by_run": owned is not None,
-                    "delays": {d.node: {"delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms} for d in state.delays},
-                },
-            )
+            async with lab_fleet(
+                state, run_id, ready_timeout=self.agent_ready_timeout, release_timeout=self.release_timeout,
+                owned=owned is not None,
+            ) as fleet:
+                yield fleet
         finally:
-            await asyncio.shield(self._finish(run_id, clients, sessions, owned, up_task))
-
-    async def _finish(
-        self,
-        run_id: str,
-        clients: dict[str, AgentClient],
-        sessions: list[aiohttp.ClientSession],
-        owned: str | None,
-        up_task: asyncio.Future[LabState] | None,
-    ) -> None:
-        try:
-            if clients:
-                await asyncio.gather(*(self._release(client, run_id) for client in clients.values()))
-        finally:
-            for session in sessions:
-                await session.close()
             if owned is not None:
-                if up_task is not None:
-                    await asyncio.wait({up_task})  # the thread runs on even when we were cancelled
-                    if not up_task.cancelled():
-                        up_task.exception()  # retrieved: up() already removed what it built
-                await asyncio.to_thread(lab.down, self.root, owned)
+                await asyncio.shield(self._remove_owned(owned, up_task))
 
-    async def _release(self, client: AgentClient, run_id: str) -> None:
+    async def _remove_owned(self, owned: str, up_task: asyncio.Future[LabState] | None) -> None:
+        if up_task is not None:
+            await asyncio.wait({up_task})  # the thread runs on even when we were cancelled
+            if not up_task.cancelled():
+                up_task.exception()  # retrieved: up() already removed what it built
+        await asyncio.to_thread(lab.down, self.root, owned)
+
+
+@contextlib.asynccontextmanager
+async def lab_fleet(
+    state: LabState,
+    run_id: str,
+    *,
+    ready_timeout: float = 20.0,
+    release_timeout: float = 10.0,
+    owned: bool = False,
+) -> AsyncIterator[Fleet]:
+    """The agents of a lab that is up, as a Fleet: one unix-socket session per node, health
+    waited for (bounded), and in ``finally`` the run released on every agent and the sessions
+    closed.  What the lab dispatcher yields; tests use it on a lab they built."""
+    sessions: list[aiohttp.ClientSession] = []
+    clients: dict[str, AgentClient] = {}
+    try:
+        token = await asyncio.to_thread(state.token)
+        for node in state.nodes:
+            session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
+            sessions.append(session)
+            clients[node.name] = AgentClient(node.name, session, AGENT_BASE_URL, token)
+        reasons = await asyncio.gather(*(_wait_healthy(node, clients[node.name], ready_timeout) for node in state.nodes))
+        unready = {node.name: reason for node, reason in zip(state.nodes, reasons) if reason is not None}
+        yield Fleet(
+            run_id=run_id,
+            nodes=state.cluster_nodes(),
+            agents={name: client for name, client in clients.items() if name not in unready},
+            unready=unready,
+            target="lab",
+            agent_port=state.nodes[0].port,
+            metadata={
+                "lab_id": state.lab_id,
+                "lab_dir": str(state.lab_dir),
+                "lab_owned_by_run": owned,
+                "delays": {d.node: {"delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms} for d in state.delays},
+            },
+        )
+    finally:
+        await asyncio.shield(_close(run_id, clients, sessions, release_timeout))
+
+
+async def _close(run_id: str, clients: dict[str, AgentClient], sessions: list[aiohttp.ClientSession], release_timeout: float) -> None:
+    try:
+        if clients:
+            await asyncio.gather(*(_release(client, run_id, release_timeout) for client in clients.values()))
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+async def _release(client: AgentClient, run_id: str, release_timeout: float) -> None:
+    try:
+        await asyncio.wait_for(client.release_run(run_id), release_timeout)
+    except (AgentError, asyncio.TimeoutError, OSError):
+        pass
+
+
+async def _wait_healthy(node: LabNode, client: AgentClient, ready_timeout: float) -> str | None:
+    """None once the agent answers health; else (at the deadline) why it did not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ready_timeout
+    reason = "no answer"
+    while True:
+        if node.pid is not None and not processes.alive(node.pid):
+            tail = processes.log_tail(node.log, 3)
+            return "agent exited" + (f": {tail}" if tail else "")
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return f"agent not healthy within {ready_timeout:g}s ({reason})"
         try:
-            await asyncio.wait_for(client.release_run(run_id), self.release_timeout)
-        except (AgentError, asyncio.TimeoutError, OSError):
-            pass
-
-    async def _wait_healthy(self, node: LabNode, client: AgentClient) -> str | None:
-        """None once the agent answers health; else (at the deadline) why it did not."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.agent_ready_timeout
-        reason = "no answer"
-        while True:
-            if node.pid is not None and not processes.alive(node.pid):
-                tail = processes.log_tail(node.log, 3)
-                return "agent exited" + (f": {tail}" if tail else "")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return f"agent not healthy within {self.agent_ready_timeout:g}s ({reason})"
-            try:
-                answer = await asyncio.wait_for(client.health(), min(remaining, 5.0))
-                if answer.get("status") == "ok":
-                    return None
-                reason = f"health status {answer.get('status')!r}"
-            except (AgentError, asyncio.TimeoutError) as exc:
-                reason = str(exc) or type(exc).__name__
-            await asyncio.sleep(min(HEALTH_POLL_INTERVAL, max(0.0, deadline - loop.time())))
+            answer = await asyncio.wait_for(client.health(), min(remaining, 5.0))
+            if answer.get("status") == "ok":
+                return None
+            reason = f"health status {answer.get('status')!r}"
+        except (AgentError, asyncio.TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+        await asyncio.sleep(min(HEALTH_POLL_INTERVAL, max(0.0, deadline - loop.time())))

@@ -6,15 +6,12 @@ raising the member RTT, the write latency and the recommended heartbeat."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import AsyncIterator, Callable
+from typing import Callable
 
-import aiohttp
 import psutil
 import pytest
 
-from talbench.bench.agent_client import AgentClient
-from talbench.bench.dispatch.base import Fleet
+from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
@@ -33,22 +30,6 @@ DRIVERS = {"etcd": EtcdDriver()}
 METRICS = metrics_of(DRIVERS)
 
 
-@contextlib.asynccontextmanager
-async def fleet_of(state: LabState, run_id: str) -> AsyncIterator[Fleet]:
-    token = state.token()
-    sessions, clients = [], {}
-    for node in state.nodes:
-        session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
-        sessions.append(session)
-        clients[node.name] = AgentClient(node.name, session, "http://agent", token)
-    try:
-        yield Fleet(run_id, state.cluster_nodes(), clients, agent_port=state.nodes[0].port)
-    finally:
-        try:
-            await asyncio.gather(*(c.release_run(run_id) for c in clients.values()), return_exceptions=True)
-        finally:
-            for session in sessions:
-                await session.close()
 
 
 def leftovers(state: LabState) -> list[str]:
@@ -66,7 +47,7 @@ def leftovers(state: LabState) -> list[str]:
 async def run_etcd(state: LabState, run_id: str, duration: str = "6s") -> tuple[dict[str, Verdict], dict]:
     scenario = parse(SNIPPET, "snippet.yaml", METRICS)
     settings = {"etcd": DRIVERS["etcd"].settings({**scenario.probes["etcd"], "duration": duration}, quick=True)}
-    async with fleet_of(state, run_id) as fleet:
+    async with lab_fleet(state, run_id) as fleet:
         plan = make_plan(scenario.checks, fleet.nodes, METRICS)
         execution = await execute(plan, fleet, DRIVERS, settings, NullProgress())
     verdicts = {f"{v.check}/{v.subject}": v for v in judge(plan, execution.results, fleet.nodes, METRICS)}

@@ -4,17 +4,12 @@ verdicts, nothing is left in any data directory.  Also the node sampler spanning
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
-from typing import AsyncIterator
 
-import aiohttp
 import pytest
 
 from talbench.agents.probes.fsync import SCRATCH_PREFIX
-from talbench.bench.agent_client import AgentClient
-from talbench.bench.dispatch.base import Fleet
+from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
@@ -33,22 +28,6 @@ DRIVERS = {"fsync": FsyncDriver(), "node": NodeDriver()}
 METRICS = metrics_of(DRIVERS)
 
 
-@contextlib.asynccontextmanager
-async def fleet_of(state: LabState, run_id: str) -> AsyncIterator[Fleet]:
-    token = state.token()
-    sessions, clients = [], {}
-    for node in state.nodes:
-        session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
-        sessions.append(session)
-        clients[node.name] = AgentClient(node.name, session, "http://agent", token)
-    try:
-        yield Fleet(run_id, state.cluster_nodes(), clients, agent_port=state.nodes[0].port)
-    finally:
-        try:
-            await asyncio.gather(*(c.release_run(run_id) for c in clients.values()), return_exceptions=True)
-        finally:
-            for session in sessions:
-                await session.close()
 
 
 def scratch_left(state: LabState) -> list[str]:
@@ -60,7 +39,7 @@ async def test_storage_scenario_on_the_lab(lab: LabState) -> None:
     settings = {probe: DRIVERS[probe].settings(raw, quick=True) for probe, raw in scenario.probes.items()}
     nodes = lab.cluster_nodes()
     plan = make_plan(scenario.checks, nodes, METRICS)
-    async with fleet_of(lab, "lab-storage") as fleet:
+    async with lab_fleet(lab, "lab-storage") as fleet:
         execution = await execute(plan, fleet, DRIVERS, settings, NullProgress())
     verdicts = judge(plan, execution.results, nodes, METRICS)
     control_planes = sorted(n.name for n in nodes if n.is_control_plane)
@@ -84,7 +63,7 @@ async def test_node_sampling_spans_the_fsync_runs(lab: LabState) -> None:
     node_keys = frozenset(ResultKey("node", n.name) for n in nodes)
     fsync_settings = FsyncDriver().settings({"size": "1MiB"}, quick=True)
     node_settings = NodeDriver().settings({"interval": "500ms"}, quick=False)
-    async with fleet_of(lab, "lab-span") as fleet:
+    async with lab_fleet(lab, "lab-span") as fleet:
         async with NodeDriver().spanning(node_keys, fleet, node_settings, NullProgress()) as span:
             measured = await FsyncDriver().run(fsync_keys, fleet, fsync_settings, NullProgress())
     assert all(m.ok for m in measured)

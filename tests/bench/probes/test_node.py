@@ -174,7 +174,7 @@ async def test_spanning_samples_while_the_body_runs(start_agent) -> None:  # noq
 def detached_burner(seconds: float) -> psutil.Process:
     """A CPU-burning process outside this process's tree (its parent shell exits at once)."""
     code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
-    shell = subprocess.run(["sh", "-c", f'"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable, code],
+    shell = subprocess.run(["sh", "-c", '"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable, code],
                            capture_output=True, text=True, timeout=10, check=True)
     burner = psutil.Process(int(shell.stdout.strip()))
     assert burner.pid not in {p.pid for p in psutil.Process().children(recursive=True)}

@@ -5,19 +5,16 @@ cancellation.  The judge rules that depend on a measurement are checked on real 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Callable
 
-import aiohttp
 import psutil
 import pytest
 
 from talbench.agents import wireguard as agent_wireguard
-from talbench.bench.agent_client import AgentClient
-from talbench.bench.dispatch.base import Fleet
+from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
@@ -36,28 +33,11 @@ DRIVERS = {"wireguard": WireguardDriver()}  # this probe alone: the scenario use
 METRICS = metrics_of(DRIVERS)
 
 
-@contextlib.asynccontextmanager
-async def fleet_of(state: LabState, run_id: str) -> AsyncIterator[Fleet]:
-    """The lab's agents as a Fleet (what the lab dispatcher yields), run released at the end."""
-    token = state.token()
-    sessions, clients = [], {}
-    for node in state.nodes:
-        session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
-        sessions.append(session)
-        clients[node.name] = AgentClient(node.name, session, "http://agent", token)
-    try:
-        yield Fleet(run_id, state.cluster_nodes(), clients, agent_port=state.nodes[0].port)
-    finally:
-        try:
-            await asyncio.gather(*(c.release_run(run_id) for c in clients.values()), return_exceptions=True)
-        finally:
-            for session in sessions:
-                await session.close()
 
 
 async def run_scenario(state: LabState, scenario, run_id: str) -> tuple[list[Verdict], dict]:
     settings = {p: DRIVERS[p].settings(raw, quick=True) for p, raw in scenario.probes.items()}
-    async with fleet_of(state, run_id) as fleet:
+    async with lab_fleet(state, run_id) as fleet:
         plan = make_plan(scenario.checks, fleet.nodes, METRICS)
         execution = await execute(plan, fleet, DRIVERS, settings, NullProgress())
     return list(judge(plan, execution.results, fleet.nodes, METRICS)), dict(execution.results)
