@@ -14,7 +14,7 @@ from aiohttp import web
 
 from talbench.agents import wire
 
-TOKEN_HEADER_ALT = "X-Talbench-Token"
+TOKEN_HEADER_ALT = wire.TOKEN_HEADER_ALT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

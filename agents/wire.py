@@ -23,6 +23,7 @@ API = "v1"
 SCHEMA_VERSION = 1
 PREFIX = "/v1"
 TOKEN_HEADER = "Authorization"  # "Bearer <token>"
+TOKEN_HEADER_ALT = "X-Talbench-Token"  # the same token; survives proxies that consume Authorization
 
 JOB_RUNNING = "running"
 JOB_DONE = "done"

@@ -17,7 +17,7 @@ import aiohttp
 
 from talbench.agents import wire
 
-TOKEN_HEADER_ALT = "X-Talbench-Token"  # survives proxies that consume Authorization
+TOKEN_HEADER_ALT = wire.TOKEN_HEADER_ALT
 
 
 class AgentError(Exception):

@@ -41,3 +41,16 @@ async def test_a_busy_loop_shows_as_busy_and_an_idle_one_as_idle():
     assert busy["cpu_process_percent_max"] >= busy["cpu_process_percent"] - 0.1
     assert busy["cpus"] == psutil.cpu_count() and 0 <= idle["cpu_system_percent"] <= 100
     assert busy["cpu_system_percent"] * busy["cpus"] >= busy["cpu_process_percent"] - 15
+
+
+async def test_meter_counts_the_wake_ups_a_blocked_loop_made_late():
+    meter = CpuMeter(interval=0.5, tick=0.02)
+    meter.start()
+    await asyncio.sleep(0.3)  # an idle loop: wake-ups on time
+    for _ in range(3):
+        time.sleep(0.05)  # the loop is blocked: the sampler's next wake-up is >= 5 ms late
+        await asyncio.sleep(0.03)
+    resources = await meter.stop()
+    assert resources["loop_ticks"] >= 10
+    assert 3 <= resources["loop_ticks_late"] < resources["loop_ticks"]
+    assert resources["loop_lag_max_ms"] >= 20

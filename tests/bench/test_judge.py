@@ -71,9 +71,14 @@ def test_too_few_samples_or_a_saturated_agent_is_invalid_not_judged():
     results = both("cp1", "cp2", [30.0] * 200)
     stalled_key = ResultKey("rtt", "cp2", "cp1")
     stalled = results[stalled_key]
-    results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources={"loop_lag_max_ms": 38.0, "cpu_system_percent": 86.0})
+    stalls = {"loop_lag_max_ms": 38.0, "loop_ticks": 150, "loop_ticks_late": 9, "loop_late_ms": 5.0, "cpu_system_percent": 86.0}
+    results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources=stalls)
     lagging = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
-    assert lagging.status is Status.INVALID and "cp2 stalled up to 38 ms, host CPU 86 %" in lagging.message
+    assert lagging.status is Status.INVALID
+    assert "cp2 was stalled >= 5 ms in 9 of 150 wake-ups (worst 38 ms, host CPU 86 %)" in lagging.message
+    # one stall in a long job touches a sample or two: judged
+    results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources={**stalls, "loop_ticks_late": 1})
+    assert judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER).status is Status.FAIL
 
 
 def test_no_replies_at_all_fails_as_unbounded_latency():
