@@ -23,7 +23,7 @@ SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its time
 # path into a 53 ms p99).  Such figures are not judged.  A single stall touches a sample or two
 # and is left alone.
 STALLED_SHARE = 0.01
-MIN_TICKS = 20  # below this many wake-ups the share says nothing
+MIN_LATE_TICKS = 3  # fewer late wake-ups than this say nothing about a share (short jobs have ~30)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int,
 
 def _stalled(resources: Mapping[str, Any]) -> str | None:
     ticks, late = resources.get("loop_ticks"), resources.get("loop_ticks_late")
-    if not isinstance(ticks, int) or not isinstance(late, int) or ticks < MIN_TICKS or late / ticks <= STALLED_SHARE:
+    if not isinstance(ticks, int) or not isinstance(late, int) or late < MIN_LATE_TICKS or late / ticks <= STALLED_SHARE:
         return None
     host = resources.get("cpu_system_percent")
     busy = f", host CPU {host:.0f} %" if isinstance(host, (int, float)) else ""

@@ -77,7 +77,7 @@ def test_too_few_samples_or_a_saturated_agent_is_invalid_not_judged():
     assert lagging.status is Status.INVALID
     assert "cp2 was stalled >= 5 ms in 9 of 150 wake-ups (worst 38 ms, host CPU 86 %)" in lagging.message
     # one stall in a long job touches a sample or two: judged
-    results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources={**stalls, "loop_ticks_late": 1})
+    results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources={**stalls, "loop_ticks_late": 2})
     assert judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER).status is Status.FAIL
 
 

@@ -164,6 +164,9 @@ def test_an_agent_killed_mid_run_yields_no_data_for_what_it_owed_in_bounded_time
     _, by_check = verdicts(out)
     statuses = by_check["control-plane-rtt"]
     assert statuses["cp1-cp3"] == "no_data" and statuses["cp2-cp3"] == "no_data"
-    assert statuses["cp1-cp2"] == "pass"
+    # what the live agents owed each other was measured and judged: a pass, or "invalid" when
+    # this host's scheduler stalled the agents (seen once in CI: 8 of 158 wake-ups >= 5 ms late,
+    # 1 % of the RTT samples above 5 ms) - never a missing result
+    assert statuses["cp1-cp2"] in ("pass", "invalid")
     assert lab_namespaces() - before == set()
     assert lab_processes(root) == []
