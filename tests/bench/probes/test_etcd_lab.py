@@ -91,6 +91,10 @@ async def test_a_delayed_control_plane_raises_rtt_latency_and_the_heartbeat(make
     fast, _ = await run_etcd(plain, "run-etcd-fast")
     delayed_lab = make_lab(LabSpec(control_planes=3, workers=0, delays=(NodeDelay("cp3", 10.0),)))
     slow, results = await run_etcd(delayed_lab, "run-etcd-slow")
+    if slow["etcd-latency-p99/cluster"].status is Status.INVALID:
+        # the generator fell behind its schedule (a loaded 2-core CI host): talbench rightly
+        # refuses to judge that; measure once more rather than assert on an untrusted figure
+        slow, results = await run_etcd(delayed_lab, "run-etcd-slow-2")
     assert leftovers(plain) == [] and leftovers(delayed_lab) == []
     fast_rtt, slow_rtt = fast["etcd-member-rtt/cluster"], slow["etcd-member-rtt/cluster"]
     # the plain lab's HTTP round trips are ~1.5 ms idle and were seen at 5.7 ms on a loaded CI host;
@@ -102,6 +106,8 @@ async def test_a_delayed_control_plane_raises_rtt_latency_and_the_heartbeat(make
     assert fast_hb.observed <= 0.010 and slow_hb.observed >= 0.020, (fast_hb, slow_hb)
     assert slow["etcd-recommended-election-timeout/cluster"].observed == pytest.approx(10 * slow_hb.observed)
     # a third of the writes go to cp3's client URL: 20 ms there and back, 20 more to the leader
+    for verdict in (fast["etcd-latency-p99/cluster"], slow["etcd-latency-p99/cluster"]):
+        assert verdict.observed is not None, verdict  # (invalid when the generator fell behind)
     assert slow["etcd-latency-p99/cluster"].observed >= 0.03, slow["etcd-latency-p99/cluster"]
     assert slow["etcd-latency-p99/cluster"].observed > fast["etcd-latency-p99/cluster"].observed
     assert results[ResultKey("etcd", "cluster")].ok

@@ -168,7 +168,7 @@ async def test_spanning_samples_while_the_body_runs(start_agent) -> None:  # noq
     # the burner kept a CPU busy for most of the span and, outside the agent's process tree, it
     # counts as the node's load, not as talbench's own
     assert found.cpu_mean >= 0.2 / cpus
-    assert found.cpu_own_mean < 0.2 / cpus
+    assert found.cpu_mean - found.cpu_own_mean >= 0.2 / cpus  # the burner is outside talbench's own share
 
 
 def detached_burner(seconds: float) -> psutil.Process:
