@@ -36,6 +36,7 @@ class RichProgress:
             transient=False,
         )
         self._tasks: dict[str, int] = {}
+        self._totals: dict[str, float] = {}
 
     def __enter__(self) -> "RichProgress":
         self._progress.start()
@@ -50,11 +51,9 @@ class RichProgress:
         task_id = self._tasks[task]
         fields: dict[str, object] = {"note": note}
         if total is not None:
-            fields["total"] = total
+            fields["total"] = self._totals[task] = total
         if done is not None:
             fields["completed"] = done
-        if note == "done":
-            current = self._progress.tasks[[t.id for t in self._progress.tasks].index(task_id)]
-            fields["total"] = current.total or 1
-            fields["completed"] = current.total or 1
+        if note == "done":  # a finished task shows a full bar, whatever it counted
+            fields["total"] = fields["completed"] = self._totals.get(task) or 1
         self._progress.update(task_id, **fields)

@@ -136,25 +136,9 @@ def merge_histograms(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any] | N
     return {"labels": {}, "buckets": [[_wire_le(le), c] for le, c in sorted(total.items())], "sum": value_sum, "count": count}
 
 
-def quantile_upper_bound(entry: Mapping[str, Any], q: float) -> float | None:
-    """Upper bound of the bucket holding the q-quantile (0..1); None without observations,
-    +inf when it lies above the largest finite bucket."""
-    if not 0 <= q <= 1:
-        raise ValueError(f"quantile {q} outside 0..1")
-    count = entry["count"]
-    if count <= 0:
-        return None
-    rank = q * count
-    for le, cumulative in sorted(((_le(le), c) for le, c in entry["buckets"]), key=lambda pair: pair[0]):
-        if cumulative >= rank and cumulative > 0:
-            return le
-    return math.inf
-
-
-def quantile_interpolated(entry: Mapping[str, Any], q: float) -> float | None:
-    """The q-quantile (0..1) the way Prometheus' histogram_quantile() reads it: linear
-    interpolation inside the bucket that holds it (the first bucket starts at 0).  Its accuracy
-    is the bucket's width; when it falls in the +Inf bucket, the largest finite bound."""
+def _bucket_of(entry: Mapping[str, Any], q: float) -> tuple[float, float, float, float, float] | None:
+    """(lower bound, upper bound, count below, cumulative count, rank) of the bucket holding the
+    q-quantile (0..1), buckets in ascending order; None without observations."""
     if not 0 <= q <= 1:
         raise ValueError(f"quantile {q} outside 0..1")
     count = entry["count"]
@@ -164,11 +148,29 @@ def quantile_interpolated(entry: Mapping[str, Any], q: float) -> float | None:
     lower, below = 0.0, 0.0
     for le, cumulative in sorted(((_le(le), c) for le, c in entry["buckets"]), key=lambda pair: pair[0]):
         if cumulative >= rank and cumulative > below:
-            if math.isinf(le):
-                return lower
-            return lower + (le - lower) * (rank - below) / (cumulative - below)
+            return lower, le, below, cumulative, rank
         lower, below = le, cumulative
-    return lower
+    return lower, math.inf, below, float(count), rank
+
+
+def quantile_upper_bound(entry: Mapping[str, Any], q: float) -> float | None:
+    """Upper bound of the bucket holding the q-quantile (0..1); None without observations,
+    +inf when it lies above the largest finite bucket."""
+    found = _bucket_of(entry, q)
+    return None if found is None else found[1]
+
+
+def quantile_interpolated(entry: Mapping[str, Any], q: float) -> float | None:
+    """The q-quantile (0..1) the way Prometheus' histogram_quantile() reads it: linear
+    interpolation inside the bucket that holds it (the first bucket starts at 0).  Its accuracy
+    is the bucket's width; when it falls in the +Inf bucket, the largest finite bound."""
+    found = _bucket_of(entry, q)
+    if found is None:
+        return None
+    lower, upper, below, cumulative, rank = found
+    if math.isinf(upper):
+        return lower
+    return lower + (upper - lower) * (rank - below) / (cumulative - below)
 
 
 def mean(entry: Mapping[str, Any]) -> float | None:

@@ -31,7 +31,7 @@ import hashlib
 import ipaddress
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient, JobOutcome
@@ -382,6 +382,18 @@ def _not_sampled(data: Mapping[str, Any]) -> Observation | None:
     return None
 
 
+def _pair_metric(
+    name: str, dimension: Dimension, lower_is_better: bool, observe_data: Callable[[Mapping[str, Any]], Observation], description: str
+) -> Metric:
+    """A per-pair metric over the pair's one result; a pair outside the bounded sample says so."""
+
+    def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+        data = measurements[0].data
+        return _not_sampled(data) or observe_data(data)
+
+    return Metric(name, PROBE, SubjectKind.PAIR, dimension, lower_is_better, observe, description, needs=_pair_key)
+
+
 def _bps(path: Mapping[str, Any]) -> tuple[float | None, str | None]:
     iperf = path.get("iperf") or {}
     if iperf.get("error"):
@@ -411,11 +423,7 @@ def _tunnel_untrusted(data: Mapping[str, Any]) -> str | None:
 
 
 def _throughput_metric(name: str, path: str, description: str) -> Metric:
-    def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-        data = measurements[0].data
-        skipped = _not_sampled(data)
-        if skipped:
-            return skipped
+    def observe(data: Mapping[str, Any]) -> Observation:
         section = data.get(path) or {}
         value, error = _bps(section)
         via = section.get("via", path)
@@ -429,14 +437,10 @@ def _throughput_metric(name: str, path: str, description: str) -> Metric:
         detail = f"via {via}, {client.get('retransmits', '?')} retransmits, {client.get('seconds', 0):.3g}s"
         return Observation(value, len(client.get("intervals_bps") or ()), detail=detail, extra={"via": via})
 
-    return Metric(name, PROBE, SubjectKind.PAIR, Dimension.BITRATE, False, observe, description, needs=_pair_key)
+    return _pair_metric(name, Dimension.BITRATE, False, observe, description)
 
 
-def _observe_ratio(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-    data = measurements[0].data
-    skipped = _not_sampled(data)
-    if skipped:
-        return skipped
+def _observe_ratio(data: Mapping[str, Any]) -> Observation:
     node_path, tunnel = data.get("node_path") or {}, data.get("tunnel") or {}
     plain, plain_error = _bps(node_path)
     tunneled, tunnel_error = _bps(tunnel)
@@ -469,25 +473,17 @@ def _rtt_summary(data: Mapping[str, Any], path: str) -> tuple[Summary | None, st
 
 
 def _rtt_metric(name: str, path: str, field: str, description: str) -> Metric:
-    def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-        data = measurements[0].data
-        skipped = _not_sampled(data)
-        if skipped:
-            return skipped
+    def observe(data: Mapping[str, Any]) -> Observation:
         summary, detail, untrusted = _rtt_summary(data, path)
         if summary is None:
             return Observation(None, invalid=untrusted, detail=detail)
         via = (data.get(path) or {}).get("via", path)
         return Observation(getattr(summary, field), summary.count, detail=f"via {via}, {detail}")
 
-    return Metric(name, PROBE, SubjectKind.PAIR, Dimension.DURATION, True, observe, description, needs=_pair_key)
+    return _pair_metric(name, Dimension.DURATION, True, observe, description)
 
 
-def _observe_rtt_added(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-    data = measurements[0].data
-    skipped = _not_sampled(data)
-    if skipped:
-        return skipped
+def _observe_rtt_added(data: Mapping[str, Any]) -> Observation:
     plain, plain_detail, plain_bad = _rtt_summary(data, "node_path")
     tunnel, tunnel_detail, tunnel_bad = _rtt_summary(data, "tunnel")
     if plain is None or tunnel is None:
@@ -515,11 +511,7 @@ def _cpu_cores(iperf: Mapping[str, Any]) -> tuple[float | None, str]:
 
 
 def _cpu_metric(name: str, path: str, description: str) -> Metric:
-    def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-        data = measurements[0].data
-        skipped = _not_sampled(data)
-        if skipped:
-            return skipped
+    def observe(data: Mapping[str, Any]) -> Observation:
         section = data.get(path) or {}
         bps, error = _bps(section)
         if bps is None:
@@ -529,7 +521,7 @@ def _cpu_metric(name: str, path: str, description: str) -> Metric:
             return Observation(None, detail=how)
         return Observation(cores / (bps / 1e9), 1, detail=f"{cores:.2f} cores busy at {_gbit(bps)} ({how})")
 
-    return Metric(name, PROBE, SubjectKind.PAIR, Dimension.COUNT, True, observe, description, needs=_pair_key)
+    return _pair_metric(name, Dimension.COUNT, True, observe, description)
 
 
 def _observe_kubespan_cluster(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
@@ -557,13 +549,11 @@ def _observe_kubespan_storage(subject: Subject, measurements: Sequence[Measureme
 WIREGUARD_METRICS: tuple[Metric, ...] = (
     _throughput_metric("wireguard.node_throughput", "node_path", "TCP throughput between the node addresses (plain, or KubeSpan where it routes them)"),
     _throughput_metric("wireguard.tunnel_throughput", "tunnel", "TCP throughput through a WireGuard test tunnel between the two nodes"),
-    Metric("wireguard.throughput_ratio", PROBE, SubjectKind.PAIR, Dimension.RATIO, False, _observe_ratio,
-           "tunnel throughput as a share of the plain path's", needs=_pair_key),
+    _pair_metric("wireguard.throughput_ratio", Dimension.RATIO, False, _observe_ratio, "tunnel throughput as a share of the plain path's"),
     _rtt_metric("wireguard.node_rtt_p50", "node_path", "p50", "median RTT between the node addresses"),
     _rtt_metric("wireguard.tunnel_rtt_p50", "tunnel", "p50", "median RTT through the WireGuard test tunnel"),
     _rtt_metric("wireguard.tunnel_rtt_p99", "tunnel", "p99", "99th percentile RTT through the WireGuard test tunnel"),
-    Metric("wireguard.rtt_added", PROBE, SubjectKind.PAIR, Dimension.DURATION, True, _observe_rtt_added,
-           "median RTT the tunnel adds to the node path (p50 difference of raw samples)", needs=_pair_key),
+    _pair_metric("wireguard.rtt_added", Dimension.DURATION, True, _observe_rtt_added, "median RTT the tunnel adds to the node path (p50 difference of raw samples)"),
     _cpu_metric("wireguard.tunnel_cpu_per_gbit", "tunnel", "CPU cores busy per Gbit/s through the tunnel (both nodes)"),
     _cpu_metric("wireguard.node_cpu_per_gbit", "node_path", "CPU cores busy per Gbit/s over the node path (both nodes)"),
     Metric("wireguard.kubespan_cluster_nodes", PROBE, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_kubespan_cluster,
