@@ -30,23 +30,18 @@ import sys
 import time
 from typing import Any
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from talbench.agents.etcdload.connection import ConnectionFailed, GatewayConnection, RequestTimeout
 from talbench.agents.etcdload.histogram import LatencyHistogram
 from yarl import URL
 
 PUT_PATH = "/v3/kv/put"
 RANGE_PATH = "/v3/kv/range"
-# Built once: aiohttp copies these per request; a proxy of a CIMultiDict is copied as is.
-HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
-# Headers aiohttp would add to every request that the gateway does not need (it answers JSON
-# either way): fewer bytes for the generator to build and for etcd to parse.
-SKIPPED_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
 KEPT_ERRORS = 5
-# Young-generation GC threshold during the run.  aiohttp allocates dozens of objects per request;
-# at the default (700) the collector cost this worker about a quarter of its CPU per write
-# (3 loopback members, 500 clients, paired runs): CPU taken from etcd on a shared host.  Cycles
-# are still collected, just in larger batches.
+RECONNECT_PAUSE = 0.05  # seconds a client waits after a failed connection: a refused port is no spin
+# Young-generation GC threshold during the run.  Every write allocates a few container objects
+# (futures, the answer's payload stream); at the default (700) the collector ran every few dozen
+# writes and cost a measurable share of the worker's CPU: CPU taken from etcd on a shared host.
+# Cycles are still collected, just in larger batches.
 GC_YOUNG_THRESHOLD = 100_000
 WARMUP_TIMEOUT = 15.0
 
@@ -56,9 +51,10 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext | bool:
-    if not tls:
-        return True  # https endpoints: verified against the system's CAs
+def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext:
+    """For https endpoints: verified against the given CA (else the system's), with the client
+    certificate when one is given."""
+    tls = tls or {}
     context = ssl.create_default_context(cafile=tls.get("cacert") or None)
     if tls.get("cert"):
         context.load_cert_chain(tls["cert"], tls.get("key") or None)
@@ -68,8 +64,7 @@ def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext | bool:
 class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        # Parsed once: aiohttp would parse a str URL on every request.
-        self.endpoints = [URL(url.rstrip("/") + PUT_PATH) for url in config["endpoints"]]
+        self.endpoints = [URL(url.rstrip("/")) for url in config["endpoints"]]
         self.prefix = config["prefix"].encode("utf-8")
         self.random_len = int(config["key_size"]) - len(self.prefix)
         if self.random_len < 8:
@@ -87,7 +82,15 @@ class Worker:
         self.error_samples: list[str] = []
         self.first_send: float | None = None
         self.last_done: float | None = None
-        self.session: aiohttp.ClientSession | None = None
+        # One keep-alive connection per client, clients spread over the members in turn.
+        tls_context = _ssl_context(config.get("tls")) if any(url.scheme == "https" for url in self.endpoints) else None
+        body_length = len(self.body())
+        first = int(config["client_offset"])
+        self.connections = [
+            GatewayConnection(self.endpoints[(first + i) % len(self.endpoints)], PUT_PATH, body_length,
+                              timeout=float(config["request_timeout"]), ssl_context=tls_context)
+            for i in range(int(config["clients"]))
+        ]
 
     def body(self) -> bytes:
         key = self.prefix + self.rng.randbytes(self.random_len)
@@ -98,47 +101,36 @@ class Worker:
         if len(self.error_samples) < KEPT_ERRORS:
             self.error_samples.append(f"{kind}: {message}"[:300])
 
-    async def put(self, url: URL, body: bytes) -> bool:
-        assert self.session is not None
+    async def put(self, connection: GatewayConnection, body: bytes) -> bool:
         try:
-            async with self.session.post(url, data=body, headers=HEADERS) as response:
-                payload = await response.read()
-                if response.status != 200:
-                    self._error(f"http-{response.status}", payload[:200].decode("utf-8", "replace"))
-                    return False
-                return True
-        except asyncio.TimeoutError:
-            self._error("timeout", f"no answer within {self.config['request_timeout']}s from {url}")
-        except aiohttp.ClientError as exc:
-            self._error("connection", f"{type(exc).__name__}: {exc}")
-        return False
+            answer = await connection.post(body)
+        except RequestTimeout as exc:
+            self._error("timeout", str(exc))
+            return False
+        except ConnectionFailed as exc:
+            self._error("connection", str(exc))
+            await asyncio.sleep(RECONNECT_PAUSE)
+            return False
+        if answer.status != 200:
+            self._error(f"http-{answer.status}", answer.body.decode("utf-8", "replace"))
+            return False
+        return True
 
-    async def open_session(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=int(self.config["clients"]) + 4, limit_per_host=0, ssl=_ssl_context(self.config.get("tls")),
-            ttl_dns_cache=3600, enable_cleanup_closed=False,
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=float(self.config["request_timeout"])),
-            skip_auto_headers=SKIPPED_HEADERS,
-            auto_decompress=False,
-        )
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
 
     async def warm_up(self) -> None:
-        """Open one keep-alive connection per client (serializable count-only reads of the
-        prefix: no write, no raft round)."""
-        assert self.session is not None
+        """Open every client's connection and ask each member one serializable count-only read
+        of the prefix over it (no write, no raft round): the members answer before t0."""
         probe = json.dumps({"key": base64.b64encode(self.prefix).decode(), "count_only": True, "serializable": True}).encode()
-        urls = [url.rstrip("/") + RANGE_PATH for url in self.config["endpoints"]]
 
-        async def one(index: int) -> None:
-            async with self.session.post(urls[index % len(urls)], data=probe, headers=HEADERS) as response:  # type: ignore[union-attr]
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{urls[index % len(urls)]}: HTTP {response.status}")
+        async def one(connection: GatewayConnection) -> None:
+            answer = await connection.post_to(RANGE_PATH, probe)
+            if answer.status != 200:
+                raise RuntimeError(f"{connection.url}: HTTP {answer.status}")
 
-        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(int(self.config["clients"])))), WARMUP_TIMEOUT)
+        await asyncio.wait_for(asyncio.gather(*(one(c) for c in self.connections)), WARMUP_TIMEOUT)
 
     # ---- the two loops ---------------------------------------------------------------------
 
@@ -147,12 +139,10 @@ class Worker:
         workers, index, total = int(config["workers"]), int(config["index"]), int(config["total"])
         rate = float(config["rate"])
         end = t0 + float(config["duration"])
-        endpoints = self.endpoints
-        count = len(endpoints)
         state = {"next": index}
         clock = time.monotonic
 
-        async def client() -> None:
+        async def client(connection: GatewayConnection) -> None:
             while True:
                 j = state["next"]
                 if j >= total:
@@ -170,7 +160,7 @@ class Worker:
                 if self.first_send is None:
                     self.first_send = sent
                 self.sent += 1
-                ok = await self.put(endpoints[j % count], body)
+                ok = await self.put(connection, body)
                 done = clock()
                 self.last_done = done
                 if ok:
@@ -178,17 +168,14 @@ class Worker:
                     self.latency.record(done - due)
                     self.service.record(done - sent)
 
-        await asyncio.gather(*(client() for _ in range(int(config["clients"]))))
+        await asyncio.gather(*(client(c) for c in self.connections))
 
     async def closed_loop(self, t0: float) -> None:
         config = self.config
         end = t0 + float(config["duration"])
-        endpoints = self.endpoints
         clock = time.monotonic
-        first_client = int(config["client_offset"])
 
-        async def client(number: int) -> None:
-            url = endpoints[number % len(endpoints)]
+        async def client(connection: GatewayConnection) -> None:
             now = clock()
             if now < t0:
                 await asyncio.sleep(t0 - now)
@@ -198,7 +185,7 @@ class Worker:
                 if self.first_send is None:
                     self.first_send = sent
                 self.sent += 1
-                ok = await self.put(url, body)
+                ok = await self.put(connection, body)
                 done = clock()
                 self.last_done = done
                 if ok:
@@ -206,7 +193,7 @@ class Worker:
                     self.latency.record(done - sent)
                     self.service.record(done - sent)
 
-        await asyncio.gather(*(client(first_client + i) for i in range(int(config["clients"]))))
+        await asyncio.gather(*(client(c) for c in self.connections))
 
     def result(self, t0: float, cpu_start: float, cpu_end: float, wall_end: float) -> dict[str, Any]:
         return {
@@ -245,7 +232,6 @@ async def amain() -> int:
     if config is None:
         return 2
     worker = Worker(config)
-    await worker.open_session()
     try:
         try:
             await worker.warm_up()
@@ -253,7 +239,7 @@ async def amain() -> int:
             _write({"ready": False, "error": f"warm-up failed: {type(exc).__name__}: {exc}"[:300]})
             return 1
         gc.collect()
-        gc.freeze()  # what exists now (sessions, connections) lives for the whole run
+        gc.freeze()  # what exists now (connections, buffers) lives for the whole run
         gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 1000)
         _write({"ready": True})
         go = await _read_line(reader)
@@ -276,8 +262,7 @@ async def amain() -> int:
         _write(worker.result(t0, cpu_start, _cpu_seconds(), time.monotonic()))
         return 0
     finally:
-        if worker.session is not None:
-            await worker.session.close()
+        worker.close()
 
 
 def _loop_factory() -> Any:

@@ -7,8 +7,9 @@ same scratch cluster layout in one run.
 On a lab (root; 3 control planes, no worker): every round starts a fresh 3-member scratch
 cluster through the agents (etcd-member), runs `etcdctl check perf --load=l` from inside cp1's
 namespace against the three client URLs (60 s, etcdctl's own rate limit 8000/s, 500 clients),
-stops the members; then a fresh cluster again and talbench's etcd-load from cp1's agent in
-closed-loop mode (the ceiling) for the same duration, stops the members.  Without root, or with
+stops the members; and a fresh cluster again for talbench's etcd-load from cp1's agent in
+closed-loop mode (the ceiling) for the same duration, stops the members.  Which tool goes first
+alternates from round to round.  Without root, or with
 --loopback, the same on 3 members on 127.0.0.1.  Prints both achieved rates and their ratio
 (target: talbench >= 0.9 of etcdctl's) and writes results/bench/etcd.json.
 """
@@ -22,6 +23,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,18 +97,28 @@ async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argpars
     async with LabDispatcher(root, spec).deploy(f"bench-etcd-{int(time.time())}-{index}") as fleet:
         members = control_planes(fleet)
         namespace = state.node(members[0].name).namespace
-        async with scratch_cluster(fleet, members, settings) as cluster:
-            if cluster.failed:
-                raise RuntimeError(f"members did not start: {cluster.failed}")
-            out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, [cluster.client_urls[n.name] for n in members], namespace, 200)
-        async with scratch_cluster(fleet, members, settings) as cluster:
-            if cluster.failed:
-                raise RuntimeError(f"members did not start: {cluster.failed}")
-            urls = [cluster.client_urls[n.name] for n in members]
-            outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
-            if not outcome.ok:
-                raise RuntimeError(f"talbench load failed: {outcome.error}")
-            out["talbench"] = summarize(outcome.result["load"])
+
+        async def with_etcdctl() -> None:
+            async with scratch_cluster(fleet, members, settings) as cluster:
+                if cluster.failed:
+                    raise RuntimeError(f"members did not start: {cluster.failed}")
+                out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, [cluster.client_urls[n.name] for n in members], namespace, 200)
+
+        async def with_talbench() -> None:
+            async with scratch_cluster(fleet, members, settings) as cluster:
+                if cluster.failed:
+                    raise RuntimeError(f"members did not start: {cluster.failed}")
+                urls = [cluster.client_urls[n.name] for n in members]
+                outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
+                if not outcome.ok:
+                    raise RuntimeError(f"talbench load failed: {outcome.error}")
+                out["talbench"] = summarize(outcome.result["load"])
+
+        # Alternate which tool goes first, so a host that slows down (or warms up) over the run
+        # does not favour one of them.
+        for measure in ((with_etcdctl, with_talbench) if index % 2 == 0 else (with_talbench, with_etcdctl)):
+            await measure()
+        out["first"] = "etcdctl" if index % 2 == 0 else "talbench"
     return out
 
 
@@ -148,11 +160,14 @@ def main() -> int:
         cpu = ", ".join(f"{c * 100:.0f}%" for c in row["talbench"]["cpu_per_worker"])
         print(f"{index + 1:>5} {row['etcdctl']['achieved_rate']:>14.0f} {row['talbench']['achieved_rate']:>13.0f} "
               f"{row['ratio']:>6.2f} {row['talbench']['workers']:>7} {cpu:>13} {row['talbench']['p99_ms']:>7.1f}")
+    ratios = [row["ratio"] for row in rounds]
+    median_ratio = statistics.median(ratios)
+    print(f"median ratio {median_ratio:.2f} over {len(ratios)} round(s), lowest {min(ratios):.2f} (target >= 0.9)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "schema": "talbench/bench-etcd/v1", "when": time.time(), "host": platform.node(), "kernel": platform.release(),
         "cores": os.cpu_count(), "where": where, "duration_s": args.duration, "clients": args.clients, "workers": args.workers,
-        "rounds": rounds, "command": " ".join(sys.argv),
+        "rounds": rounds, "median_ratio": median_ratio, "min_ratio": min(ratios), "command": " ".join(sys.argv),
     }, indent=1))
     print(f"written: {args.out}")
     return 0
