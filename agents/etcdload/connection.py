@@ -47,9 +47,14 @@ class Answer:
 def request_head(url: URL, path: str, content_length: int) -> bytes:
     """The request line and headers of a POST of ``content_length`` bytes of JSON to ``path``
     on ``url``'s host.  Nothing else: the gateway answers JSON whatever the client accepts."""
+    host = url.raw_host or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    if not url.is_default_port():
+        host = f"{host}:{url.port}"
     return (
         f"POST {path} HTTP/1.1\r\n"
-        f"Host: {url.host_port_subcomponent}\r\n"
+        f"Host: {host}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {content_length}\r\n"
         "\r\n"

@@ -51,6 +51,14 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _allow_open_files(needed: int) -> None:
+    """One socket per client: raise the soft open-files limit (often 1024) towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext:
     """For https endpoints: verified against the given CA (else the system's), with the client
     certificate when one is given."""
@@ -231,6 +239,7 @@ async def amain() -> int:
     config = await _read_line(reader)
     if config is None:
         return 2
+    _allow_open_files(int(config["clients"]) + 64)
     worker = Worker(config)
     try:
         try:

@@ -153,7 +153,9 @@ async def test_an_unreachable_member_fails_fast_and_a_wrong_body_is_refused() ->
         GatewayConnection(URL("unix:///tmp/x"), "/v3/kv/put", 1, timeout=1, ssl_context=None)
 
 
-def test_the_host_header_of_an_ipv6_member_is_bracketed() -> None:
+def test_the_host_header_names_the_member_as_a_browser_would() -> None:
     head = request_head(URL("http://[fd00::1]:12379"), "/v3/kv/put", 42)
     assert head == (b"POST /v3/kv/put HTTP/1.1\r\nHost: [fd00::1]:12379\r\n"
                     b"Content-Type: application/json\r\nContent-Length: 42\r\n\r\n")
+    assert b"Host: etcd.example:2379\r\n" in request_head(URL("https://etcd.example:2379"), "/", 1)
+    assert b"Host: etcd.example\r\n" in request_head(URL("https://etcd.example"), "/", 1)

@@ -55,6 +55,18 @@ def etcdctl_perf(endpoints: list[str], namespace: str | None, timeout: float) ->
     return {"achieved_rate": float(match.group(1)), "exit": done.returncode, "elapsed_s": elapsed, "lines": verdict_lines}
 
 
+def etcd_revision(endpoints: list[str], namespace: str | None) -> int:
+    """The cluster's current revision: every committed put adds one, so the revisions a load
+    added check the writes a tool says it made."""
+    argv = ["etcdctl", "--endpoints", endpoints[0], "endpoint", "status", "-w", "json"]
+    if namespace:
+        argv = ["ip", "netns", "exec", namespace, *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+    if done.returncode != 0:
+        raise RuntimeError(f"etcdctl endpoint status failed: {done.stderr.strip()[-300:]}")
+    return int(json.loads(done.stdout)[0]["Status"]["header"]["revision"])
+
+
 def summarize(load: dict[str, Any]) -> dict[str, Any]:
     latency = LatencyHistogram.from_wire(load["latency"])
     return {
@@ -79,10 +91,16 @@ async def loopback_round(args: argparse.Namespace, index: int) -> dict[str, Any]
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tb-bench-etcd-", dir="/var/tmp") as data:
         async with local_cluster(3, Path(data), f"bench-etcdctl-{index}") as cluster:
-            out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, list(cluster.client_urls), None, args.duration + 120)
+            urls = list(cluster.client_urls)
+            before = etcd_revision(urls, None)
+            out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, urls, None, args.duration + 120)
+            out["etcdctl"]["revisions_added"] = etcd_revision(urls, None) - before
         async with local_cluster(3, Path(data), f"bench-talbench-{index}") as cluster:
+            urls = list(cluster.client_urls)
+            before = etcd_revision(urls, None)
             load = await run_load(LoadSpec(cluster.client_urls, PREFIX, "closed", clients=args.clients, duration=args.duration, workers=args.workers))
             out["talbench"] = summarize(load)
+            out["talbench"]["revisions_added"] = etcd_revision(urls, None) - before
     return out
 
 
@@ -102,17 +120,22 @@ async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argpars
             async with scratch_cluster(fleet, members, settings) as cluster:
                 if cluster.failed:
                     raise RuntimeError(f"members did not start: {cluster.failed}")
-                out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, [cluster.client_urls[n.name] for n in members], namespace, 200)
+                urls = [cluster.client_urls[n.name] for n in members]
+                before = await asyncio.to_thread(etcd_revision, urls, namespace)
+                out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, urls, namespace, 200)
+                out["etcdctl"]["revisions_added"] = await asyncio.to_thread(etcd_revision, urls, namespace) - before
 
         async def with_talbench() -> None:
             async with scratch_cluster(fleet, members, settings) as cluster:
                 if cluster.failed:
                     raise RuntimeError(f"members did not start: {cluster.failed}")
                 urls = [cluster.client_urls[n.name] for n in members]
+                before = await asyncio.to_thread(etcd_revision, urls, namespace)
                 outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
                 if not outcome.ok:
                     raise RuntimeError(f"talbench load failed: {outcome.error}")
                 out["talbench"] = summarize(outcome.result["load"])
+                out["talbench"]["revisions_added"] = await asyncio.to_thread(etcd_revision, urls, namespace) - before
 
         # Alternate which tool goes first, so a host that slows down (or warms up) over the run
         # does not favour one of them.
@@ -160,6 +183,11 @@ def main() -> int:
         cpu = ", ".join(f"{c * 100:.0f}%" for c in row["talbench"]["cpu_per_worker"])
         print(f"{index + 1:>5} {row['etcdctl']['achieved_rate']:>14.0f} {row['talbench']['achieved_rate']:>13.0f} "
               f"{row['ratio']:>6.2f} {row['talbench']['workers']:>7} {cpu:>13} {row['talbench']['p99_ms']:>7.1f}")
+    for index, row in enumerate(rounds):
+        etcdctl_writes = row["etcdctl"]["achieved_rate"] * 60  # check perf runs 60 s
+        print(f"  round {index + 1}: etcd revisions added: etcdctl {row['etcdctl']['revisions_added']} "
+              f"(its rate x 60 s = {etcdctl_writes:.0f}), talbench {row['talbench']['revisions_added']} "
+              f"(writes it counted: {row['talbench']['ok']}; each tool also deletes its prefix at the end)")
     ratios = [row["ratio"] for row in rounds]
     median_ratio = statistics.median(ratios)
     print(f"median ratio {median_ratio:.2f} over {len(ratios)} round(s), lowest {min(ratios):.2f} (target >= 0.9)")
