@@ -78,6 +78,18 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _listen_of(listen: str | None, address: str | None, port: str | None) -> tuple[str, int]:
+    if listen is not None:
+        if address is not None or port is not None:
+            raise ArgumentError("--listen: give either --listen ADDR:PORT or --listen-address/--listen-port, not both")
+        return parse_listen(listen)
+    if address is None:
+        raise ArgumentError("--listen ADDR:PORT (or --listen-address ADDR) is required")
+    if ":" in address:
+        return parse_listen(f"[{address}]:{port or wire.DEFAULT_PORT}")
+    return parse_listen(f"{address}:{port or wire.DEFAULT_PORT}")
+
+
 def read_token(path: str) -> str:
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
@@ -92,14 +104,18 @@ def read_token(path: str) -> str:
 
 def parse_args(argv: list[str]) -> Options:
     parser = _Parser(prog="talbench agent", description="Run the talbench probe agent.")
-    parser.add_argument("--listen", required=True, metavar="ADDR:PORT", help=f"HTTP API and UDP echo address (default port {wire.DEFAULT_PORT})")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", metavar="ADDR:PORT", help=f"HTTP API and UDP echo address, [IPv6]:PORT for IPv6 (default port {wire.DEFAULT_PORT})")
+    where.add_argument("--listen-address", metavar="ADDR", help="the same as an address alone (IPv4, IPv6 or hostname), with --listen-port: "
+                        "what a DaemonSet passes from status.hostIP, which carries no brackets")
+    parser.add_argument("--listen-port", metavar="PORT", help=f"with --listen-address (default {wire.DEFAULT_PORT})")
     parser.add_argument("--token-file", required=True, metavar="FILE", help="file holding the bearer token")
     parser.add_argument("--node", default=None, help="node name (default: the hostname)")
     parser.add_argument("--data-dir", default=None, metavar="DIR", help="scratch directory (default: a new temporary one)")
     parser.add_argument("--unix", default=None, metavar="PATH", help="also serve the HTTP API on this unix socket (mode 0600)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    host, port = parse_listen(args.listen)
+    host, port = _listen_of(args.listen, args.listen_address, args.listen_port)
     token = read_token(args.token_file)
     node = args.node if args.node is not None else socket.gethostname()
     if not node or not node.isprintable() or len(node) > 253:

@@ -144,7 +144,8 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["python", "-m", "talbench.agents"],
         "args": [
-            "--listen", f"$(NODE_IP):{spec.port}",
+            "--listen-address", "$(NODE_IP)",  # an IPv6 hostIP comes without brackets
+            "--listen-port", str(spec.port),
             "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}",
             "--node", "$(NODE_NAME)",
             "--data-dir", DATA_DIR,

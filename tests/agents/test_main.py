@@ -114,7 +114,12 @@ async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_f
 @pytest.mark.parametrize(
     "args,needle",
     [
-        ([], "--listen"),
+        ([], "required"),
+        (["--token-file", "TOKEN"], "--listen"),
+        (["--listen", "127.0.0.1:8946", "--listen-address", "127.0.0.1", "--token-file", "TOKEN"], "not allowed with"),
+        (["--listen", "127.0.0.1:8946", "--listen-port", "80", "--token-file", "TOKEN"], "not both"),
+        (["--listen-address", "127.0.0.1", "--listen-port", "0", "--token-file", "TOKEN"], "port"),
+        (["--listen-address", "fd00::zz", "--token-file", "TOKEN"], "IPv6"),
         (["--listen", "127.0.0.1:8946"], "--token-file"),
         (["--listen", "127.0.0.1", "--token-file", "TOKEN"], "ADDR:PORT"),
         (["--listen", "127.0.0.1:99999", "--token-file", "TOKEN"], "port"),
@@ -134,6 +139,19 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, token_file, capsys, args, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize(
+    "address,port,expected",
+    [("fd00::10", "8946", ("fd00::10", 8946)), ("10.5.0.2", "9000", ("10.5.0.2", 9000)), ("10.5.0.2", None, ("10.5.0.2", 8946))],
+)
+def test_a_daemonset_passes_the_node_address_unbracketed(token_file, address, port, expected):
+    """status.hostIP of an IPv6 node is a bare address: --listen-address takes it as is."""
+    from talbench.agents.main import parse_args
+
+    argv = ["--listen-address", address, "--token-file", str(token_file)] + (["--listen-port", port] if port else [])
+    options = parse_args(argv)
+    assert (options.host, options.port) == expected
 
 
 def test_bad_arguments_exit_2_as_a_process(tmp_path):
