@@ -32,8 +32,8 @@ def judge_value(check: Check, metric: Metric, observation: Observation) -> Statu
     """Status for one observation: INVALID and NO_DATA before any comparison."""
     if observation.invalid:
         return Status.INVALID
-    if observation.value is None and observation.extra.get("not_sampled"):
-        return Status.INFO  # outside the probe's bounded, deterministic sample: planned not to measure
+    if observation.not_measured is not None:
+        return Status.INFO
     if observation.value is None:
         return Status.NO_DATA
     if _crosses(observation.value, check.fail, metric.lower_is_better):
@@ -72,8 +72,8 @@ def judge_subject(
         message = f"not judged: {observation.invalid}"
     elif status is Status.NO_DATA:
         message = "the results hold no value for this metric"
-    elif status is Status.INFO and observation.value is None:
-        message = "not measured: outside the bounded sample of pairs"
+    elif observation.not_measured is not None:
+        message = f"not measured: {observation.not_measured}"
     elif status is Status.INFO:
         message = f"{shown} (reported, not judged)"
     else:

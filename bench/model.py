@@ -166,6 +166,9 @@ class Observation:
     samples: int = 0
     invalid: str | None = None  # why it cannot be trusted (too few samples, saturated CPU)
     detail: str = ""  # extra figures for the report ("loss 0.2 %, n=400")
+    # Why the probe deliberately did not measure this subject (a bounded sample that the plan
+    # expected and the driver answered for): reported, not judged, and never a pass.
+    not_measured: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 

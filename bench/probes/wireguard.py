@@ -378,7 +378,7 @@ def _node_key(subject: Subject) -> tuple[ResultKey, ...]:
 
 def _not_sampled(data: Mapping[str, Any]) -> Observation | None:
     if data.get("sampled") is False:
-        return Observation(None, detail=f"not measured: {data.get('reason', 'outside the sample')}", extra={"not_sampled": True})
+        return Observation(None, not_measured=str(data.get("reason") or "outside the bounded sample"))
     return None
 
 

@@ -92,6 +92,18 @@ def test_a_check_without_limits_reports_info():
     assert verdict.status is Status.INFO
 
 
+@pytest.mark.parametrize("value", [None, 0.001, 0.5])
+def test_a_subject_the_probe_chose_not_to_measure_is_reported_never_judged(value):
+    from dataclasses import replace
+
+    from talbench.bench.model import Observation
+
+    skipped = replace(P99, observe=lambda subject, measurements, nodes: Observation(value, not_measured="outside the sample"))
+    verdict = judge_subject(cp_check(), skipped, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 200), CLUSTER)
+    assert (verdict.status, verdict.message) == (Status.INFO, "not measured: outside the sample")
+    assert exit_code([verdict]) == 0
+
+
 def test_judge_gives_every_planned_subject_one_verdict_and_the_exit_code_follows():
     plan = make_plan([cp_check()], CLUSTER, METRICS)
     results = {}

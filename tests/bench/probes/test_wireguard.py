@@ -114,7 +114,7 @@ def test_unsampled_pairs_say_so() -> None:
     rule = check("wireguard.tunnel_throughput", Scope.OTHER_PAIRS)
     verdict = judge_subject(rule, METRICS[rule.metric], Subject(("w1", "w2")), {key: Measurement(key, True, data=data)}, cluster(1, 2))
     # planned not to be measured: reported as such, neither a pass nor a missing result
-    assert verdict.status is Status.INFO and "outside the bounded sample" in verdict.detail
+    assert verdict.status is Status.INFO and verdict.message == "not measured: outside the bounded sample of other pairs (max_other_pairs=0)"
 
 
 # -- settings, sample, addresses ------------------------------------------------------------------
