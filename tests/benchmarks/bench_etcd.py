@@ -2,7 +2,7 @@
 same scratch cluster layout in one run.
 
     .venv/bin/python tests/benchmarks/bench_etcd.py [--duration 60] [--clients 500] [--workers 0]
-                                                    [--rounds 1] [--loopback]
+                                                    [--rounds 3] [--loopback]
 
 On a lab (root; 3 control planes, no worker): every round starts a fresh 3-member scratch
 cluster through the agents (etcd-member), runs `etcdctl check perf --load=l` from inside cp1's
@@ -150,7 +150,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="talbench's run; etcdctl check perf always runs 60 s")
     parser.add_argument("--clients", type=int, default=500, help="talbench's closed-loop clients (etcdctl's l profile: 500)")
     parser.add_argument("--workers", type=int, default=0, help="talbench's load processes (0: one per core)")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="the median ratio of this many rounds is the figure")
     parser.add_argument("--loopback", action="store_true", help="3 members on 127.0.0.1 instead of a lab")
     parser.add_argument("--out", type=Path, default=Path("results/bench/etcd.json"))
     args = parser.parse_args()
