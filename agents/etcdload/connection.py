@@ -68,6 +68,8 @@ class GatewayConnection:
                  ssl_context: ssl.SSLContext | None) -> None:
         if url.scheme not in ("http", "https") or not url.host or url.port is None:
             raise ValueError(f"not an http(s) endpoint: {url}")
+        if url.scheme == "https" and ssl_context is None:
+            raise ValueError(f"{url}: an https endpoint needs an SSL context")
         self.url = url
         self.timeout = timeout
         self._ssl = ssl_context if url.scheme == "https" else None

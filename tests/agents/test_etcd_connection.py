@@ -151,6 +151,8 @@ async def test_an_unreachable_member_fails_fast_and_a_wrong_body_is_refused() ->
         await conn.post(BODY + b" ")
     with pytest.raises(ValueError, match="not an http"):
         GatewayConnection(URL("unix:///tmp/x"), "/v3/kv/put", 1, timeout=1, ssl_context=None)
+    with pytest.raises(ValueError, match="needs an SSL context"):  # never plaintext to an https member
+        GatewayConnection(URL("https://127.0.0.1:2379"), "/v3/kv/put", 1, timeout=1, ssl_context=None)
 
 
 def test_the_host_header_names_the_member_as_a_browser_would() -> None:
