@@ -79,15 +79,15 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def _listen_of(listen: str | None, address: str | None, port: str | None) -> tuple[str, int]:
+    """``--listen ADDR:PORT``, or ``--listen-address ADDR [--listen-port PORT]`` (argparse has
+    made sure exactly one of --listen and --listen-address is given)."""
     if listen is not None:
-        if address is not None or port is not None:
-            raise ArgumentError("--listen: give either --listen ADDR:PORT or --listen-address/--listen-port, not both")
+        if port is not None:
+            raise ArgumentError("--listen-port goes with --listen-address, not with --listen ADDR:PORT")
         return parse_listen(listen)
-    if address is None:
-        raise ArgumentError("--listen ADDR:PORT (or --listen-address ADDR) is required")
-    if ":" in address:
-        return parse_listen(f"[{address}]:{port or wire.DEFAULT_PORT}")
-    return parse_listen(f"{address}:{port or wire.DEFAULT_PORT}")
+    assert address is not None
+    host = f"[{address}]" if ":" in address else address
+    return parse_listen(f"{host}:{port or wire.DEFAULT_PORT}")
 
 
 def read_token(path: str) -> str:

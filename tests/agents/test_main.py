@@ -117,7 +117,7 @@ async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_f
         ([], "required"),
         (["--token-file", "TOKEN"], "--listen"),
         (["--listen", "127.0.0.1:8946", "--listen-address", "127.0.0.1", "--token-file", "TOKEN"], "not allowed with"),
-        (["--listen", "127.0.0.1:8946", "--listen-port", "80", "--token-file", "TOKEN"], "not both"),
+        (["--listen", "127.0.0.1:8946", "--listen-port", "80", "--token-file", "TOKEN"], "goes with --listen-address"),
         (["--listen-address", "127.0.0.1", "--listen-port", "0", "--token-file", "TOKEN"], "port"),
         (["--listen-address", "fd00::zz", "--token-file", "TOKEN"], "IPv6"),
         (["--listen", "127.0.0.1:8946"], "--token-file"),
