@@ -9,9 +9,10 @@ cluster through the agents (etcd-member), runs `etcdctl check perf --load=l` fro
 namespace against the three client URLs (60 s, etcdctl's own rate limit 8000/s, 500 clients),
 stops the members; and a fresh cluster again for talbench's etcd-load from cp1's agent in
 closed-loop mode (the ceiling) for the same duration, stops the members.  Which tool goes first
-alternates from round to round.  Without root, or with
---loopback, the same on 3 members on 127.0.0.1.  Prints both achieved rates and their ratio
-(target: talbench >= 0.9 of etcdctl's) and writes results/bench/etcd.json.
+alternates from round to round.  Without root, or with --loopback, the same on 3 members on
+127.0.0.1.  Both tools' counts are checked against the revisions etcd committed.  Prints both
+achieved rates, their ratio per round and the median (target: talbench >= 0.9 of etcdctl's) and
+writes results/bench/etcd.json.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from talbench.agents.etcdload.generator import LoadSpec, run_load
 from talbench.agents.etcdload.histogram import LatencyHistogram
@@ -40,12 +41,17 @@ THROUGHPUT = re.compile(r"Throughput (?:is|too low:) (\d+(?:\.\d+)?) writes/s")
 PREFIX = "/talbench/bench-etcd/"
 
 
-def etcdctl_perf(endpoints: list[str], namespace: str | None, timeout: float) -> dict[str, Any]:
-    argv = ["etcdctl", "--endpoints", ",".join(endpoints), "check", "perf", "--load", "l"]
+def etcdctl(args: list[str], namespace: str | None, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Debian's etcdctl (v3 API), run inside ``namespace`` when one is given."""
+    argv = ["etcdctl", *args]
     if namespace:
         argv = ["ip", "netns", "exec", namespace, *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, "ETCDCTL_API": "3"})
+
+
+def etcdctl_perf(endpoints: list[str], namespace: str | None, timeout: float) -> dict[str, Any]:
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, "ETCDCTL_API": "3"})
+    done = etcdctl(["--endpoints", ",".join(endpoints), "check", "perf", "--load", "l"], namespace, timeout)
     elapsed = time.monotonic() - started
     text = done.stdout + done.stderr
     match = THROUGHPUT.search(text)
@@ -58,13 +64,24 @@ def etcdctl_perf(endpoints: list[str], namespace: str | None, timeout: float) ->
 def etcd_revision(endpoints: list[str], namespace: str | None) -> int:
     """The cluster's current revision: every committed put adds one, so the revisions a load
     added check the writes a tool says it made."""
-    argv = ["etcdctl", "--endpoints", endpoints[0], "endpoint", "status", "-w", "json"]
-    if namespace:
-        argv = ["ip", "netns", "exec", namespace, *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+    done = etcdctl(["--endpoints", endpoints[0], "endpoint", "status", "-w", "json"], namespace, 30)
     if done.returncode != 0:
         raise RuntimeError(f"etcdctl endpoint status failed: {done.stderr.strip()[-300:]}")
     return int(json.loads(done.stdout)[0]["Status"]["header"]["revision"])
+
+
+async def counted(measure: Callable[[], Awaitable[dict[str, Any]]], urls: list[str], namespace: str | None) -> dict[str, Any]:
+    """``measure()``'s figures plus the revisions etcd committed meanwhile."""
+    before = await asyncio.to_thread(etcd_revision, urls, namespace)
+    figures = await measure()
+    figures["revisions_added"] = await asyncio.to_thread(etcd_revision, urls, namespace) - before
+    return figures
+
+
+def tools_in_order(index: int) -> tuple[str, str]:
+    """Which tool goes first alternates, so a host that slows down (or warms up) over the run
+    favours neither."""
+    return ("etcdctl", "talbench") if index % 2 == 0 else ("talbench", "etcdctl")
 
 
 def summarize(load: dict[str, Any]) -> dict[str, Any]:
@@ -88,19 +105,19 @@ def summarize(load: dict[str, Any]) -> dict[str, Any]:
 
 
 async def loopback_round(args: argparse.Namespace, index: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"first": tools_in_order(index)[0]}
     with tempfile.TemporaryDirectory(prefix="tb-bench-etcd-", dir="/var/tmp") as data:
-        async with local_cluster(3, Path(data), f"bench-etcdctl-{index}") as cluster:
-            urls = list(cluster.client_urls)
-            before = etcd_revision(urls, None)
-            out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, urls, None, args.duration + 120)
-            out["etcdctl"]["revisions_added"] = etcd_revision(urls, None) - before
-        async with local_cluster(3, Path(data), f"bench-talbench-{index}") as cluster:
-            urls = list(cluster.client_urls)
-            before = etcd_revision(urls, None)
-            load = await run_load(LoadSpec(cluster.client_urls, PREFIX, "closed", clients=args.clients, duration=args.duration, workers=args.workers))
-            out["talbench"] = summarize(load)
-            out["talbench"]["revisions_added"] = etcd_revision(urls, None) - before
+        for tool in tools_in_order(index):
+            async with local_cluster(3, Path(data), f"bench-{tool}-{index}") as cluster:
+                urls = list(cluster.client_urls)
+
+                async def measure() -> dict[str, Any]:
+                    if tool == "etcdctl":
+                        return await asyncio.to_thread(etcdctl_perf, urls, None, args.duration + 120)
+                    spec = LoadSpec(cluster.client_urls, PREFIX, "closed", clients=args.clients, duration=args.duration, workers=args.workers)
+                    return summarize(await run_load(spec))
+
+                out[tool] = await counted(measure, urls, None)
     return out
 
 
@@ -115,33 +132,22 @@ async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argpars
     async with LabDispatcher(root, spec).deploy(f"bench-etcd-{int(time.time())}-{index}") as fleet:
         members = control_planes(fleet)
         namespace = state.node(members[0].name).namespace
-
-        async def with_etcdctl() -> None:
+        out["first"] = tools_in_order(index)[0]
+        for tool in tools_in_order(index):
             async with scratch_cluster(fleet, members, settings) as cluster:
                 if cluster.failed:
                     raise RuntimeError(f"members did not start: {cluster.failed}")
                 urls = [cluster.client_urls[n.name] for n in members]
-                before = await asyncio.to_thread(etcd_revision, urls, namespace)
-                out["etcdctl"] = await asyncio.to_thread(etcdctl_perf, urls, namespace, 200)
-                out["etcdctl"]["revisions_added"] = await asyncio.to_thread(etcd_revision, urls, namespace) - before
 
-        async def with_talbench() -> None:
-            async with scratch_cluster(fleet, members, settings) as cluster:
-                if cluster.failed:
-                    raise RuntimeError(f"members did not start: {cluster.failed}")
-                urls = [cluster.client_urls[n.name] for n in members]
-                before = await asyncio.to_thread(etcd_revision, urls, namespace)
-                outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
-                if not outcome.ok:
-                    raise RuntimeError(f"talbench load failed: {outcome.error}")
-                out["talbench"] = summarize(outcome.result["load"])
-                out["talbench"]["revisions_added"] = await asyncio.to_thread(etcd_revision, urls, namespace) - before
+                async def measure() -> dict[str, Any]:
+                    if tool == "etcdctl":
+                        return await asyncio.to_thread(etcdctl_perf, urls, namespace, 200)
+                    outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
+                    if not outcome.ok:
+                        raise RuntimeError(f"talbench load failed: {outcome.error}")
+                    return summarize(outcome.result["load"])
 
-        # Alternate which tool goes first, so a host that slows down (or warms up) over the run
-        # does not favour one of them.
-        for measure in ((with_etcdctl, with_talbench) if index % 2 == 0 else (with_talbench, with_etcdctl)):
-            await measure()
-        out["first"] = "etcdctl" if index % 2 == 0 else "talbench"
+                out[tool] = await counted(measure, urls, namespace)
     return out
 
 
