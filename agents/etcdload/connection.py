@@ -4,7 +4,7 @@ The write path runs on aiohttp's own client protocol (``ResponseHandler``: the l
 parser, payload streams, the socket read timeout) over a connection this module opens, instead
 of going through ``ClientSession`` for every write.  The session's per-request machinery
 (request object, header merging, cookie filtering, timers, connector bookkeeping, a writer task)
-cost 77-97 us of CPU per write here, even tuned as far as its public API goes, against 27-30 us
+cost 77-97 us of CPU per write here, even tuned as far as its public API goes, against 25-30 us
 this way (``make bench``: tests/benchmarks/bench_etcd_client.py).  On a control plane that CPU
 is taken from the etcd member under test, so a cheaper client measures etcd rather than itself.
 

@@ -269,8 +269,8 @@ async def amain() -> int:
 
 
 def _loop_factory() -> Any:
-    """uvloop's event loop when it is installed (about 13 % less CPU per write for this worker,
-    paired runs on 3 loopback members, 500 clients), else asyncio's own."""
+    """uvloop's event loop when it is installed (24.8 against 49.0 us of CPU per write with
+    asyncio's, on bench_etcd_client.py's stand-in gateway, 4 alternating rounds), else asyncio's."""
     try:
         import uvloop
     except ImportError:
