@@ -1,20 +1,28 @@
-"""What a probe is, agent side.
+"""What a probe is, agent side: one declared unit.
 
-A probe measures and returns raw, JSON-able results.  It knows nothing of Kubernetes, the
-coordinator or reports.  Every probe parses its own parameters into a bounded frozen record
-(raising ProbeParamError for anything out of range) and states its time limit: the agent cancels
-a job that runs past it.
+A probe module under ``talbench.agents.probes`` declares a module-level ``PROBE``
+(``ProbeDeclaration``): its name, its parameters (one ``Params`` model, see agents/params.py), the
+jobs the agent runs for it, the external tools it drives and the Linux capabilities it needs.
+The agent's job table, the coordinator's driver table, the tools the Makefile and the image
+install and the DaemonSet's capabilities are all read from (or checked against) these
+declarations; nothing else lists probes.
+
+A job measures and returns raw, JSON-able results.  It knows nothing of Kubernetes, the
+coordinator or reports.  Its parameters are validated from the untrusted request body by the
+declared model (``ProbeParamError``, HTTP 400, for anything out of range) and it states its time
+limit: the agent cancels a job that runs past it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
+from talbench.agents.params import ParamError, Params, validate
 
-class ProbeParamError(ValueError):
-    """Parameters that are missing, malformed or out of bounds (HTTP 400)."""
+ProbeParamError = ParamError  # parameters missing, malformed or out of bounds (HTTP 400)
 
 
 class ProbeUnavailable(RuntimeError):
@@ -44,13 +52,63 @@ class ProbeContext:
 
 
 class Probe(Protocol):
+    """What the agent's job table holds: one runnable kind of job (``AgentJob`` is one)."""
+
     name: str
 
     def parse(self, params: Mapping[str, Any]) -> Any:
-        """Validated, bounded parameters (a frozen dataclass); ProbeParamError otherwise."""
+        """Validated, bounded parameters (a frozen record); ProbeParamError otherwise."""
 
     def time_limit(self, params: Any) -> float:
         """Seconds after which the agent cancels the job."""
 
     async def run(self, params: Any, ctx: ProbeContext) -> dict[str, Any]:
         """Measure and return the raw result (JSON-able)."""
+
+
+J = TypeVar("J", bound=Params)
+
+
+@dataclass(frozen=True)
+class AgentJob(Generic[J]):
+    """One kind of job an agent runs for a probe.  Its name is the probe's name, or
+    ``probe.part`` when a probe has several (``wireguard.iperf``, ``etcd.member``)."""
+
+    name: str
+    params: type[J]
+    measure: Callable[[J, ProbeContext], Awaitable[dict[str, Any]]]
+    limit: Callable[[J], float]
+
+    def parse(self, params: Mapping[str, Any]) -> J:
+        return validate(self.params, params)
+
+    def time_limit(self, params: J) -> float:
+        return self.limit(params)
+
+    async def run(self, params: J, ctx: ProbeContext) -> dict[str, Any]:
+        return await self.measure(params, ctx)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An external program a probe drives: the binary and the Debian package that ships it."""
+
+    binary: str
+    debian_package: str
+
+
+@dataclass(frozen=True)
+class ProbeDeclaration:
+    """One probe: everything the rest of talbench needs to know to run, install and document it."""
+
+    name: str
+    summary: str
+    settings: type[Params]  # the scenario's ``probes.<name>`` block, defaults and bounds
+    jobs: tuple[AgentJob[Any], ...] = ()
+    tools: tuple[Tool, ...] = ()
+    capabilities: tuple[str, ...] = ()  # Linux capabilities its jobs need (NET_ADMIN, NET_RAW)
+
+    def __post_init__(self) -> None:
+        for job in self.jobs:
+            if job.name != self.name and not job.name.startswith(self.name + "."):
+                raise ValueError(f"job {job.name!r} of probe {self.name!r} must be named {self.name!r} or {self.name}.<part>")

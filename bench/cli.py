@@ -214,7 +214,7 @@ def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], ru
         if any(live_options) or args.allow_live_etcd_writes:
             raise UsageError("the --etcd-* options need --etcd-endpoints")
         return ()
-    from talbench.bench.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config
+    from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config
 
     config = live_etcd_config(
         args.etcd_endpoints, run_id=run_id, cacert=args.etcd_cacert, cert=args.etcd_cert, key=args.etcd_key,
@@ -278,7 +278,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     if args.target == "kube" and args.keep_results > 0:
         _run_async(dispatcher.keep_summary(record.run_id, _summary_document(record, run_dir, code), keep=args.keep_results), err)
     if args.pushgateway:
-        from talbench.bench.kube.pushgateway import push
+        from talbench.bench.report.pushgateway import push
 
         _run_async(push(args.pushgateway, record.scenario.name, record.run_id, record.verdicts, ended=record.ended), err)
     unavailable = _first_unavailable(record)

@@ -10,9 +10,10 @@ from typing import Any, Awaitable, Mapping
 
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun
-from talbench.bench.model import Measurement, ResultKey
+from talbench.bench.model import CLUSTER_NODE, Measurement, ResultKey
 from talbench.bench.plan import Plan
-from talbench.bench.probes.base import ProbeDriver, Progress
+from talbench.bench.metric import Progress
+from talbench.bench.probes.base import ProbeDriver
 
 
 @dataclass(frozen=True)
@@ -87,5 +88,5 @@ def _collect(results: dict[ResultKey, Measurement], keys: frozenset[ResultKey], 
 
 
 def _owner_ready(key: ResultKey, fleet: Fleet) -> bool:
-    """Cluster-scoped keys (node "cluster") belong to no single agent."""
-    return key.node not in fleet.unready and (key.node in fleet.agents or key.node == "cluster")
+    """Cluster-scoped keys (CLUSTER_NODE) belong to no single agent."""
+    return key.node not in fleet.unready and (key.node in fleet.agents or key.node == CLUSTER_NODE)

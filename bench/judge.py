@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from talbench.bench.model import Check, Measurement, Node, Observation, ResultKey, Status, Subject, Verdict
 from talbench.bench.plan import Plan
-from talbench.bench.probes.base import Metric
+from talbench.bench.metric import Metric
 from talbench.bench.units import Quantity, format_value
 
 

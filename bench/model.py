@@ -14,6 +14,8 @@ from talbench.bench.units import Dimension, Quantity
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 STORAGE_LABEL = "node-role.kubernetes.io/storage"
+# The node name of a cluster-wide result (ResultKey("etcd", CLUSTER_NODE)): no agent owns it.
+CLUSTER_NODE = "cluster"
 
 
 class Role(str, Enum):
@@ -122,7 +124,7 @@ class Subject:
         return (SubjectKind.CLUSTER, SubjectKind.NODE, SubjectKind.PAIR)[len(self.nodes)]
 
     def __str__(self) -> str:
-        return "cluster" if not self.nodes else "-".join(self.nodes)
+        return CLUSTER_NODE if not self.nodes else "-".join(self.nodes)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, Sequence
 
 from talbench.bench.errors import UsageError
 from talbench.bench.model import STORAGE_LABEL, Check, Node, ResultKey, Role, Scenario, Scope, Subject
-from talbench.bench.probes.base import Metric
+from talbench.bench.metric import Metric
 
 
 @dataclass(frozen=True)

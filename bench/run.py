@@ -17,7 +17,8 @@ from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.model import Check, ResultKey, RunRecord, Scenario
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.base import Metric, ProbeDriver, Progress
+from talbench.bench.metric import Metric, Progress
+from talbench.bench.probes.base import ProbeDriver
 
 
 def tool_version() -> str:
@@ -93,6 +94,8 @@ async def run(
 
 
 def _plain(settings: Any) -> Any:
+    if hasattr(settings, "model_dump"):  # declared parameters (agents/params.py)
+        return settings.model_dump(mode="json")
     if hasattr(settings, "__dataclass_fields__"):
         return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     return settings

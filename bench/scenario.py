@@ -11,7 +11,7 @@ import yaml
 
 from talbench.bench.errors import ScenarioError, UsageError
 from talbench.bench.model import SCOPE_KIND, Check, Scenario, Scope
-from talbench.bench.probes.base import Metric
+from talbench.bench.metric import Metric
 from talbench.bench.units import Quantity, UnitError, parse_quantity
 
 SCHEMA_VERSION = 1

@@ -1,10 +1,10 @@
 """RTT probe: UDP request/response to every peer's echo responder, all peers at once.
 
 Per peer: one connected UDP socket; ``warmup`` packets (discarded) then ``count`` measured ones,
-``interval_s`` apart with +/- ``jitter`` relative randomisation, starting at a random offset in
-[0, ``stagger_s``) so agents do not fire in lock-step.  Each packet carries a stream id, its
+``interval`` apart with +/- ``jitter`` relative randomisation, starting at a random offset in
+[0, ``stagger``) so agents do not fire in lock-step.  Each packet carries a stream id, its
 sequence number and its send time (time.perf_counter_ns); the RTT is the local receive time
-minus that.  A reply later than ``timeout_s`` is counted as late (and lost), not sampled.
+minus that.  A reply later than ``timeout`` is counted as late (and lost), not sampled.
 
 Result per peer: raw samples in send order (answered packets only), sent, received,
 lost (= count - received), late, duplicates, the first few socket errors (an ICMP port
@@ -15,13 +15,14 @@ its schedule.  Summaries are the coordinator's business.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
 
-from talbench.agents.probe import ProbeContext, ProbeParamError
+from pydantic import field_validator, model_validator
+
+from talbench.agents.params import SECONDS, Params, param, validate
+from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration
 from talbench.agents.rtt_packet import HEADER_SIZE, RttPacket, decode, encode
 
 MAX_PEERS = 1000
@@ -32,98 +33,55 @@ TIME_LIMIT_SLACK = 5.0
 _UNSENT, _SENT, _ANSWERED, _LATE = 0, 1, 2, 3
 
 
-@dataclass(frozen=True)
-class Peer:
-    name: str
-    host: str
-    port: int
+NAME = r"^[^\s\x00-\x1f\x7f]+$"  # printable, no blanks (node names, hosts)
 
 
-@dataclass(frozen=True)
-class RttParams:
-    peers: tuple[Peer, ...]
-    count: int = 200
-    interval_s: float = 0.05
-    warmup: int = 10
-    timeout_s: float = 1.0
-    jitter: float = 0.2
-    stagger_s: float = 0.5
-    payload_bytes: int = 64
+class Peer(Params):
+    name: str = param(help="the peer's node name", min_length=1, max_length=253, pattern=NAME)
+    host: str = param(help="the peer's address (brackets around IPv6 allowed)", min_length=1, max_length=253, pattern=NAME)
+    port: int = param(help="the peer's echo port (UDP)", ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _unbracketed(cls, host: str) -> str:
+        return host.strip("[]")
 
 
-# ---- parameter parsing ----------------------------------------------------------------------
+class RttSettings(Params):
+    """The scenario's ``probes.rtt`` block; the agent takes the same fields (less the
+    coordinator's own) plus the peers."""
+
+    count: int = param(300, ge=1, le=100_000, help="measured packets per direction and pair")
+    interval: float = param(0.02, ge=0.001, le=10.0, unit=SECONDS, help="gap between packets of one stream")
+    warmup: int = param(5, ge=0, le=1000, help="packets sent first and discarded")
+    timeout: float = param(1.0, ge=0.01, le=10.0, unit=SECONDS, help="a later reply counts as lost")
+    jitter: float = param(0.2, ge=0.0, le=1.0, help="relative randomisation of every gap (0.2: +/- 20 %)")
+    stagger: float = param(1.0, ge=0.0, le=30.0, unit=SECONDS, help="each stream starts at a random offset within this")
+    payload: int = param(64, ge=HEADER_SIZE, le=1400, help="UDP payload bytes per packet")
+    min_samples: int = param(
+        100, ge=1, le=100_000, coordinator_only=True, help="fewer replies than this: invalid, not judged"
+    )
 
 
-def _int(raw: Mapping[str, Any], key: str, default: int, lo: int, hi: int, label: str = "") -> int:
-    value = raw.get(key, default)
-    label = label or key
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProbeParamError(f"{label} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ProbeParamError(f"{label} must be between {lo} and {hi}, got {value}")
-    return value
+class RttParams(RttSettings):
+    """One agent's job: the settings and the peers it owes."""
 
+    peers: tuple[Peer, ...] = param(..., sequence=True, min_length=1, max_length=MAX_PEERS, help="peers to measure")
 
-def _float(raw: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProbeParamError(f"{key} must be a number, got {value!r}")
-    if not lo <= value <= hi:
-        raise ProbeParamError(f"{key} must be between {lo:g} and {hi:g}, got {value:g}")
-    return float(value)
-
-
-def _text(value: Any, what: str, max_len: int = 253) -> str:
-    if not isinstance(value, str) or not value or len(value) > max_len or not value.isprintable() or value != value.strip():
-        raise ProbeParamError(f"{what} must be a non-empty printable string of at most {max_len} characters, got {value!r}")
-    return value
-
-
-def _peers(value: Any) -> tuple[Peer, ...]:
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_PEERS:
-        raise ProbeParamError(f"peers must be a list of 1 to {MAX_PEERS} {{name, host, port}} objects")
-    peers: list[Peer] = []
-    seen: set[str] = set()
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise ProbeParamError(f"peers[{i}] must be an object with name, host and port")
-        extra = sorted(set(item) - {"name", "host", "port"})
-        if extra:
-            raise ProbeParamError(f"peers[{i}]: unknown field(s) {', '.join(map(str, extra))}")
-        name = _text(item.get("name"), f"peers[{i}].name")
-        host = _text(item.get("host"), f"peers[{i}].host")
-        if "port" not in item:
-            raise ProbeParamError(f"peers[{i}].port is missing")
-        port = _int(item, "port", 0, 1, 65535, label=f"peers[{i}].port")
-        if name in seen:
-            raise ProbeParamError(f"peer name {name!r} appears twice")
-        seen.add(name)
-        peers.append(Peer(name, host.strip("[]"), port))
-    return tuple(peers)
+    @model_validator(mode="after")
+    def _bounded(self) -> RttParams:
+        names = [peer.name for peer in self.peers]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"peer name {twice[0]!r} appears twice")
+        total = len(self.peers) * (self.warmup + self.count)
+        if total > MAX_PACKETS_TOTAL:
+            raise ValueError(f"peers x (warmup + count) = {total} packets, more than {MAX_PACKETS_TOTAL}")
+        return self
 
 
 def parse_params(raw: Mapping[str, Any]) -> RttParams:
-    known = {"peers", "count", "interval_s", "warmup", "timeout_s", "jitter", "stagger_s", "payload_bytes"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ProbeParamError(f"unknown parameter(s): {', '.join(map(str, unknown))}")
-    if "peers" not in raw:
-        raise ProbeParamError("peers is missing")
-    d = RttParams(peers=())
-    params = RttParams(
-        peers=_peers(raw["peers"]),
-        count=_int(raw, "count", d.count, 1, 100_000),
-        interval_s=_float(raw, "interval_s", d.interval_s, 0.001, 10.0),
-        warmup=_int(raw, "warmup", d.warmup, 0, 1000),
-        timeout_s=_float(raw, "timeout_s", d.timeout_s, 0.01, 10.0),
-        jitter=_float(raw, "jitter", d.jitter, 0.0, 1.0),
-        stagger_s=_float(raw, "stagger_s", d.stagger_s, 0.0, 30.0),
-        payload_bytes=_int(raw, "payload_bytes", d.payload_bytes, HEADER_SIZE, 1400),
-    )
-    total = len(params.peers) * (params.warmup + params.count)
-    if total > MAX_PACKETS_TOTAL:
-        raise ProbeParamError(f"peers x (warmup + count) = {total} packets, more than {MAX_PACKETS_TOTAL}")
-    return params
+    return validate(RttParams, raw)
 
 
 # ---- one peer's stream ----------------------------------------------------------------------
@@ -136,7 +94,7 @@ class _Stream(asyncio.DatagramProtocol):
         self.params = params
         self.stream_id = stream_id
         self.total = params.warmup + params.count
-        self.timeout_ns = int(params.timeout_s * 1e9)
+        self.timeout_ns = int(params.timeout * 1e9)
         self.sent_ns = [0] * self.total
         self.state = bytearray(self.total)
         self.rtt_ns: list[int | None] = [None] * self.total
@@ -213,8 +171,8 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
         stream.note_error(exc)
         return stream.result(peer)
     try:
-        if params.stagger_s > 0:
-            await asyncio.sleep(rng.uniform(0.0, params.stagger_s))
+        if params.stagger > 0:
+            await asyncio.sleep(rng.uniform(0.0, params.stagger))
         next_at = loop.time()
         last_sent = next_at
         for seq in range(stream.total):
@@ -227,13 +185,13 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
             stream.sent_ns[seq] = sent_ns
             stream.state[seq] = _SENT
             stream.sent += 1
-            transport.sendto(encode(RttPacket(stream.stream_id, seq, sent_ns), params.payload_bytes))
-            next_at += params.interval_s * (1.0 + params.jitter * rng.uniform(-1.0, 1.0))
+            transport.sendto(encode(RttPacket(stream.stream_id, seq, sent_ns), params.payload))
+            next_at += params.interval * (1.0 + params.jitter * rng.uniform(-1.0, 1.0))
             if next_at < last_sent:  # fell behind (busy loop): resume the schedule from now
                 next_at = last_sent
         stream.sending_done = True
         if stream.answered < stream.sent:
-            remaining = last_sent + params.timeout_s - loop.time()
+            remaining = last_sent + params.timeout - loop.time()
             if remaining > 0:
                 try:
                     await asyncio.wait_for(stream.all_answered.wait(), remaining)
@@ -244,25 +202,28 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
     return stream.result(peer)
 
 
-class RttProbe:
-    name = "rtt"
+def time_limit(params: RttParams) -> float:
+    sending = (params.warmup + params.count) * params.interval * (1.0 + params.jitter)
+    return params.stagger + sending + params.timeout + TIME_LIMIT_SLACK
 
-    def parse(self, params: Mapping[str, Any]) -> RttParams:
-        return parse_params(params)
 
-    def time_limit(self, params: RttParams) -> float:
-        sending = (params.warmup + params.count) * params.interval_s * (1.0 + params.jitter)
-        return params.stagger_s + sending + params.timeout_s + TIME_LIMIT_SLACK
+async def measure(params: RttParams, ctx: ProbeContext) -> dict[str, Any]:
+    rng = random.Random()  # seeded from the OS: agents must not share a schedule
+    results = await asyncio.gather(*(_measure_peer(peer, params, rng) for peer in params.peers))
+    return {
+        "count": params.count,
+        "warmup": params.warmup,
+        "interval_s": params.interval,
+        "jitter": params.jitter,
+        "timeout_s": params.timeout,
+        "payload_bytes": params.payload,
+        "peers": {peer.name: result for peer, result in zip(params.peers, results, strict=True)},
+    }
 
-    async def run(self, params: RttParams, ctx: ProbeContext) -> dict[str, Any]:
-        rng = random.Random()  # seeded from the OS: agents must not share a schedule
-        results = await asyncio.gather(*(_measure_peer(peer, params, rng) for peer in params.peers))
-        return {
-            "count": params.count,
-            "warmup": params.warmup,
-            "interval_s": params.interval_s,
-            "jitter": params.jitter,
-            "timeout_s": params.timeout_s,
-            "payload_bytes": params.payload_bytes,
-            "peers": {peer.name: result for peer, result in zip(params.peers, results)},
-        }
+
+PROBE = ProbeDeclaration(
+    name="rtt",
+    summary="UDP round trips between node pairs, raw samples per direction",
+    settings=RttSettings,
+    jobs=(AgentJob("rtt", RttParams, measure, time_limit),),
+)

@@ -1,6 +1,11 @@
 """What a probe is, coordinator side: a driver that orchestrates agents, and the metrics that
 turn its raw results into observations.
 
+A driver module under ``talbench.bench.probes`` exposes a module-level ``DRIVER``; the registry
+(bench/probes/__init__.py) finds it there.  A driver names the agent-side declaration it drives
+(``declaration``: the probe's parameters, jobs, tools and capabilities) or, for a probe that needs
+no agent (topology, live etcd), declares its settings model itself.
+
 The plan (bench.plan) computes every expected ResultKey up front from the scenario and the
 nodes; a driver is handed the keys of its probe and returns Measurements for them.  Keys it does
 not return become no_data: a missing result is never a pass.
@@ -8,55 +13,23 @@ not return become no_data: a missing result is never a pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
+from talbench.agents.params import Params
+from talbench.agents.probe import ProbeDeclaration
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
-from talbench.bench.units import Dimension
+from talbench.bench.metric import Metric, NullProgress, Progress
+from talbench.bench.model import Measurement, ResultKey
+from talbench.bench.probes.declared import from_scenario
 
-
-class Progress(Protocol):
-    """Live progress sink passed in by the caller (the CLI renders it; tests collect it)."""
-
-    def update(self, task: str, *, done: int | None = None, total: int | None = None, note: str = "") -> None: ...
-
-
-class NullProgress:
-    def update(self, task: str, *, done: int | None = None, total: int | None = None, note: str = "") -> None:
-        return None
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A named figure derived from one probe's raw results for one subject.
-
-    ``needs`` lists the ResultKeys a subject requires (default: for a pair both directions, for
-    a node the node's own result); ``observe`` turns those measurements into an Observation.
-    """
-
-    name: str  # "rtt.p99"
-    probe: str  # "rtt"
-    kind: SubjectKind
-    dimension: Dimension
-    lower_is_better: bool
-    observe: Callable[[Subject, Sequence[Measurement], Sequence[Node]], Observation]
-    description: str = ""
-    needs: Callable[[Subject], tuple[ResultKey, ...]] | None = field(default=None, compare=False)
-
-    def keys_for(self, subject: Subject) -> tuple[ResultKey, ...]:
-        if self.needs is not None:
-            return self.needs(subject)
-        if self.kind is SubjectKind.PAIR:
-            a, b = subject.nodes
-            return (ResultKey(self.probe, a, b), ResultKey(self.probe, b, a))
-        if self.kind is SubjectKind.NODE:
-            return (ResultKey(self.probe, subject.nodes[0]),)
-        return (ResultKey(self.probe, "cluster"),)
+__all__ = ["DeclaredDriver", "Metric", "NullProgress", "ProbeDriver", "Progress"]
 
 
 class ProbeDriver(Protocol):
     name: str  # "rtt"
+    declaration: ProbeDeclaration | None  # the agent side it drives; None: coordinator-only
+    settings_model: type[Params]
 
     def settings(self, raw: Mapping[str, Any], *, quick: bool) -> Any:
         """Validate the scenario's settings for this probe (raise ScenarioError); ``quick``
@@ -70,3 +43,20 @@ class ProbeDriver(Protocol):
 
     def metrics(self) -> Sequence[Metric]:
         """The metrics this probe provides."""
+
+
+class DeclaredDriver:
+    """Settings read from the declaration: the scenario block validated by ``settings_model``,
+    then ``quicken`` for ``--quick``.  Drivers subclass it and add ``run`` and ``metrics``."""
+
+    name: str
+    declaration: ProbeDeclaration | None = None
+    settings_model: type[Params]
+
+    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> Any:
+        settings = from_scenario(self.settings_model, raw)
+        return self.quicken(settings) if quick else settings
+
+    def quicken(self, settings: Any) -> Any:
+        """Shorter durations for demos and tests; the report says the run was quick."""
+        return settings

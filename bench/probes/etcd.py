@@ -34,7 +34,7 @@ from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.model import Measurement, Node, ResultKey
-from talbench.bench.probes.base import Metric, NullProgress, Progress
+from talbench.bench.metric import Metric, NullProgress, Progress
 from talbench.bench.probes.etcd_metrics import ETCD_METRICS
 from talbench.bench.probes.settings import seconds, unknown_setting, whole_number
 from talbench.bench.units import Dimension, UnitError, parse_quantity
@@ -372,3 +372,6 @@ class EtcdDriver:
                 out.append(Measurement(key, False, error=f"{key.node} is not a control plane: it runs no etcd member"))
         return out
 
+
+
+DRIVER = EtcdDriver()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 from talbench.agents.etcdload import promtext
 from talbench.agents.etcdload.histogram import LatencyHistogram
 from talbench.bench.model import Measurement, Node, Observation, Subject, SubjectKind
-from talbench.bench.probes.base import Metric
+from talbench.bench.metric import Metric
 from talbench.bench.units import Dimension, format_value
 
 PROBE = "etcd"

@@ -16,7 +16,7 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.probes.settings import absolute_path_or_empty, byte_count, seconds, unknown_setting, whole_number
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.metric import Metric, Progress
 from talbench.bench.units import Dimension, format_value
 
 MiB = 1 << 20
@@ -304,3 +304,6 @@ FSYNC_METRICS: tuple[Metric, ...] = (
            "1 when the disk under etcd's filesystem is locally attached NVMe, 0 otherwise or unknown"),
 )
 
+
+
+DRIVER = FsyncDriver()

@@ -27,7 +27,7 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.probes.settings import absolute_path_or_empty, seconds, unknown_setting
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.metric import Metric, Progress
 from talbench.bench.units import Dimension, format_value
 
 # Reference architecture, "Best Practices for Provisioning Control Plane Nodes" (seed 000/001):
@@ -292,3 +292,6 @@ NODE_METRICS: tuple[Metric, ...] = (
     Metric("node.memory_utilisation", "node", SubjectKind.NODE, Dimension.RATIO, True, _observe_memory_utilisation,
            "peak memory in use (total - available) over the sampled span, talbench's own excluded"),
 )
+
+
+DRIVER = NodeDriver()

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from talbench.agents.params import wire
+from talbench.agents.probes import rtt as rtt_agent
+from talbench.agents.probes.rtt import RttSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.metric import Metric, Progress
+from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.stats import Summary, jitter
-from talbench.bench.probes.settings import seconds, unknown_setting, whole_number
 from talbench.bench.units import Dimension
 
 SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
@@ -26,68 +28,30 @@ STALLED_SHARE = 0.01
 MIN_LATE_TICKS = 3  # fewer late wake-ups than this say nothing about a share (short jobs have ~30)
 
 
-@dataclass(frozen=True)
-class RttSettings:
-    count: int = 300
-    interval: float = 0.02  # seconds
-    warmup: int = 5
-    timeout: float = 1.0
-    jitter: float = 0.2
-    stagger: float = 1.0
-    payload: int = 64
-    min_samples: int = 100  # fewer replies than this: invalid, not judged
-    quick: bool = False
-
-    def as_params(self, peers: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "peers": peers,
-            "count": self.count,
-            "interval_s": self.interval,
-            "warmup": self.warmup,
-            "timeout_s": self.timeout,
-            "jitter": self.jitter,
-            "stagger_s": self.stagger,
-            "payload_bytes": self.payload,
-        }
-
-    @property
-    def deadline(self) -> float:
-        """How long the coordinator waits for one agent's job, slack included."""
-        return self.stagger + (self.warmup + self.count) * self.interval * (1 + self.jitter) + self.timeout + 15.0
+def deadline(settings: RttSettings) -> float:
+    """How long the coordinator waits for one agent's job, slack included."""
+    return rtt_agent.time_limit(_as_job(settings, [])) + 10.0
 
 
-_INTS = {"count": (1, 100_000), "warmup": (0, 1000), "payload": (32, 1400), "min_samples": (1, 100_000)}
-_DURATIONS = {"interval": (0.001, 10.0), "timeout": (0.01, 10.0), "stagger": (0.0, 30.0)}
+def _as_job(settings: RttSettings, peers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**wire(settings), "peers": peers}
 
 
-def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> RttSettings:
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _INTS:
-            values[key] = whole_number(key, value, *_INTS[key])
-        elif key in _DURATIONS:
-            values[key] = seconds(key, value, *_DURATIONS[key])
-        elif key == "jitter":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-                raise ScenarioError(f"jitter is a fraction from 0 to 1, not {value!r}")
-            values[key] = float(value)
-        else:
-            raise unknown_setting(key, [*_INTS, *_DURATIONS, "jitter"])
-    settings = RttSettings(**values)
-    if quick:
-        # Demos and tests: a third of the samples (never below what p99 needs), short stagger.
-        count = max(settings.min_samples + 20, settings.count // 3)
-        settings = RttSettings(**{**settings.__dict__, "count": count, "stagger": min(settings.stagger, 0.3), "quick": True})
-    if settings.min_samples > settings.count:
-        raise ScenarioError(f"min_samples {settings.min_samples} exceeds count {settings.count}")
-    return settings
-
-
-class RttDriver:
+class RttDriver(DeclaredDriver):
     name = "rtt"
+    declaration = rtt_agent.PROBE
+    settings_model = RttSettings
 
     def settings(self, raw: Mapping[str, Any], *, quick: bool) -> RttSettings:
-        return parse_settings(raw, quick=quick)
+        settings: RttSettings = super().settings(raw, quick=quick)
+        if settings.min_samples > settings.count:
+            raise ScenarioError(f"min_samples {settings.min_samples} exceeds count {settings.count}")
+        return settings
+
+    def quicken(self, settings: RttSettings) -> RttSettings:
+        # Demos and tests: a third of the samples (never below what p99 needs), short stagger.
+        count = max(settings.min_samples + 20, settings.count // 3)
+        return settings.model_copy(update={"count": count, "stagger": min(settings.stagger, 0.3)})
 
     async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress) -> list[Measurement]:
         peers_of: dict[str, list[str]] = {}
@@ -102,9 +66,7 @@ class RttDriver:
             nonlocal done
             client = fleet.agents[node]
             spec = [{"name": p, "host": fleet.node(p).address, "port": fleet.agent_port} for p in sorted(peers)]
-            outcome = await client.run_job(
-                "rtt", settings.as_params(spec), fleet.run_id, deadline=settings.deadline
-            )
+            outcome = await client.run_job("rtt", _as_job(settings, spec), fleet.run_id, deadline=deadline(settings))
             done += 1
             progress.update("rtt", done=done, total=total, note=f"{node} done")
             results = []
@@ -199,3 +161,6 @@ RTT_METRICS: tuple[Metric, ...] = (
     _latency_metric("rtt.jitter", "jitter", "mean difference between consecutive RTTs (worse direction)"),
     Metric("rtt.loss", "rtt", SubjectKind.PAIR, Dimension.RATIO, True, _observe_loss, "share of probes without reply"),
 )
+
+
+DRIVER = RttDriver()

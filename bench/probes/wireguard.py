@@ -38,7 +38,7 @@ from talbench.bench.agent_client import AgentClient, JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.model import STORAGE_LABEL, Measurement, Node, Observation, ResultKey, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.metric import Metric, Progress
 from talbench.bench.stats import Summary
 from talbench.bench.probes.settings import seconds, unknown_setting, whole_number
 from talbench.bench.units import Dimension
@@ -562,3 +562,6 @@ WIREGUARD_METRICS: tuple[Metric, ...] = (
            "1 when KubeSpan is active on a node labelled node-role.kubernetes.io/storage", needs=_node_key),
 )
 
+
+
+DRIVER = WireguardDriver()

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.agents.helpers import AUTH, TOKEN, free_port
 from talbench.agents.app import JOBS, AgentConfig, make_app
 
-RTT_PARAMS = {"peers": [{"name": "a", "host": "127.0.0.1", "port": 9}], "count": 1, "interval_s": 0.01, "stagger_s": 0}
+RTT_PARAMS = {"peers": [{"name": "a", "host": "127.0.0.1", "port": 9}], "count": 1, "interval": 0.01, "stagger": 0}
 
 PROTECTED = [
     ("GET", "/v1/facts", None),
@@ -74,12 +74,12 @@ async def test_facts_come_from_the_callable_passed_in(tmp_path):
         ({"schema": 1, "run_id": "x" * 65, "probe": "rtt", "params": RTT_PARAMS}, "run_id"),
         ({"schema": 1, "probe": "rtt", "params": RTT_PARAMS}, "run_id"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "count": 0}}, "count"),
-        ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "interval_s": "fast"}}, "interval_s"),
+        ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "interval": "fast"}}, "interval"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "countt": 5}}, "countt"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {"count": 5}}, "peers"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": [1]}, "params"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": RTT_PARAMS, "extra": 1}, "extra"),
-        ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "count": 100000, "interval_s": 10}}, "allows"),
+        ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "count": 100000, "interval": 10}}, "allows"),
         ([1, 2], "object"),
     ],
 )

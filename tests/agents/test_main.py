@@ -74,7 +74,7 @@ async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp
             async with session.get(url) as response:
                 assert response.status == 401
             # a long RTT job is running when SIGTERM comes: it is cancelled, the exit is prompt
-            job = {"schema": 1, "run_id": "r1", "probe": "rtt", "params": {"peers": [{"name": "self", "host": "127.0.0.1", "port": port}], "count": 10000, "interval_s": 0.01}}
+            job = {"schema": 1, "run_id": "r1", "probe": "rtt", "params": {"peers": [{"name": "self", "host": "127.0.0.1", "port": port}], "count": 10000, "interval": 0.01}}
             async with session.post(f"http://127.0.0.1:{port}/v1/jobs", json=job, headers={"X-Talbench-Token": TOKEN}) as response:
                 assert response.status == 202
         await asyncio.sleep(0.3)

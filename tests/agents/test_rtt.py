@@ -9,7 +9,9 @@ import pytest
 
 from talbench.agents.app import ECHO
 from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes.rtt import RttParams, RttProbe
+from talbench.agents.probes.rtt import PROBE, RttParams
+
+RTT_JOB = PROBE.jobs[0]
 from talbench.agents.rtt_packet import MAGIC, MAX_PACKET, RttPacket, decode, encode
 from tests.agents.helpers import dead_udp_port
 
@@ -17,13 +19,13 @@ PEER = {"name": "a", "host": "127.0.0.1", "port": 9}
 
 
 def parse(**params):
-    return RttProbe().parse({"peers": [PEER], **params})
+    return RTT_JOB.parse({"peers": [PEER], **params})
 
 
 def test_defaults_and_time_limit():
-    params = RttProbe().parse({"peers": [PEER, {"name": "b", "host": "[::1]", "port": 8946}], "count": 100, "interval_s": 0.01, "warmup": 10, "jitter": 0.5, "stagger_s": 2, "timeout_s": 0.5})
+    params = RTT_JOB.parse({"peers": [PEER, {"name": "b", "host": "[::1]", "port": 8946}], "count": 100, "interval": 0.01, "warmup": 10, "jitter": 0.5, "stagger": 2, "timeout": 0.5})
     assert isinstance(params, RttParams) and params.peers[1].host == "::1"
-    assert RttProbe().time_limit(params) == pytest.approx(2 + 110 * 0.01 * 1.5 + 0.5 + 5)
+    assert RTT_JOB.time_limit(params) == pytest.approx(2 + 110 * 0.01 * 1.5 + 0.5 + 5)
 
 
 @pytest.mark.parametrize(
@@ -32,14 +34,14 @@ def test_defaults_and_time_limit():
         ({"count": 0}, "count"),
         ({"count": 100_001}, "count"),
         ({"count": True}, "count"),
-        ({"interval_s": 0.0005}, "interval_s"),
-        ({"interval_s": float("nan")}, "interval_s"),
+        ({"interval": 0.0005}, "interval"),
+        ({"interval": float("nan")}, "interval"),
         ({"warmup": 1001}, "warmup"),
-        ({"timeout_s": 11}, "timeout_s"),
+        ({"timeout": 11}, "timeout"),
         ({"jitter": 1.5}, "jitter"),
-        ({"stagger_s": -1}, "stagger_s"),
-        ({"payload_bytes": 31}, "payload_bytes"),
-        ({"payload_bytes": 1401}, "payload_bytes"),
+        ({"stagger": -1}, "stagger"),
+        ({"payload": 31}, "payload"),
+        ({"payload": 1401}, "payload"),
         ({"peers": []}, "peers"),
         ({"peers": [PEER, dict(PEER, host="127.0.0.2")]}, "twice"),
         ({"peers": [dict(PEER, port=0)]}, "port"),
@@ -54,7 +56,7 @@ def test_defaults_and_time_limit():
 )
 def test_params_out_of_bounds_are_refused(params, needle):
     with pytest.raises(ProbeParamError, match=needle):
-        RttProbe().parse({"peers": [PEER], **params})
+        RTT_JOB.parse({"peers": [PEER], **params})
 
 
 def test_packet_round_trip():
@@ -72,11 +74,11 @@ async def test_rtt_between_agents_on_loopback(start_agent):
         "peers": [{"name": "cp2", "host": "127.0.0.1", "port": b.port}, {"name": "cp3", "host": "127.0.0.1", "port": c.port}],
         "count": 50,
         "warmup": 5,
-        "interval_s": 0.002,
+        "interval": 0.002,
         "jitter": 0.3,
-        "stagger_s": 0.05,
-        "timeout_s": 0.5,
-        "payload_bytes": 200,
+        "stagger": 0.05,
+        "timeout": 0.5,
+        "payload": 200,
     }
     job = await a.wait((await a.submit("rtt", params))["id"])
     assert job["state"] == "done", job["error"]
@@ -99,7 +101,7 @@ async def test_rtt_between_agents_on_loopback(start_agent):
 
 async def test_a_peer_without_responder_is_all_lost_not_an_error(start_agent):
     a = await start_agent()
-    params = {"peers": [{"name": "ghost", "host": "127.0.0.1", "port": dead_udp_port()}], "count": 20, "warmup": 2, "interval_s": 0.002, "timeout_s": 0.1, "stagger_s": 0}
+    params = {"peers": [{"name": "ghost", "host": "127.0.0.1", "port": dead_udp_port()}], "count": 20, "warmup": 2, "interval": 0.002, "timeout": 0.1, "stagger": 0}
     job = await a.wait((await a.submit("rtt", params))["id"])
     assert job["state"] == "done", job["error"]
     ghost = job["result"]["peers"]["ghost"]
@@ -112,7 +114,7 @@ async def test_a_silent_peer_is_lost_after_the_timeout(start_agent):
     a = await start_agent()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
-        params = {"peers": [{"name": "sink", "host": "127.0.0.1", "port": sink.getsockname()[1]}], "count": 5, "warmup": 0, "interval_s": 0.001, "timeout_s": 0.2, "stagger_s": 0}
+        params = {"peers": [{"name": "sink", "host": "127.0.0.1", "port": sink.getsockname()[1]}], "count": 5, "warmup": 0, "interval": 0.001, "timeout": 0.2, "stagger": 0}
         job = await a.wait((await a.submit("rtt", params))["id"])
     peer = job["result"]["peers"]["sink"]
     assert peer["sent"] == 5 and peer["received"] == 0 and peer["lost"] == 5 and peer["errors"] == []
@@ -141,7 +143,7 @@ async def test_late_and_duplicate_replies_are_not_samples(start_agent):
     transport, _ = await loop.create_datagram_endpoint(Odd, local_addr=("127.0.0.1", 0))
     try:
         port = transport.get_extra_info("sockname")[1]
-        params = {"peers": [{"name": "odd", "host": "127.0.0.1", "port": port}], "count": 5, "warmup": 0, "interval_s": 0.05, "jitter": 0, "timeout_s": 0.1, "stagger_s": 0}
+        params = {"peers": [{"name": "odd", "host": "127.0.0.1", "port": port}], "count": 5, "warmup": 0, "interval": 0.05, "jitter": 0, "timeout": 0.1, "stagger": 0}
         job = await a.wait((await a.submit("rtt", params))["id"])
     finally:
         transport.close()
@@ -223,7 +225,7 @@ async def test_rtt_over_ipv6_loopback(start_agent):
     a = await start_agent()
     echo = await start_echo("::1", 0)
     try:
-        params = {"peers": [{"name": "v6", "host": "[::1]", "port": echo.address[1]}], "count": 10, "warmup": 1, "interval_s": 0.002, "stagger_s": 0}
+        params = {"peers": [{"name": "v6", "host": "[::1]", "port": echo.address[1]}], "count": 10, "warmup": 1, "interval": 0.002, "stagger": 0}
         job = await a.wait((await a.submit("rtt", params))["id"])
     finally:
         echo.close()

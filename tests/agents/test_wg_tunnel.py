@@ -93,7 +93,7 @@ async def test_tunnel_carries_rtt_and_throughput_and_is_torn_down(tmp_path: Path
         # RTT through the tunnel: the RTT probe against b's echo responder on its tunnel address.
         rtt = await env.clients["a"].run_job("rtt", {
             "peers": [{"name": "b", "host": TUNNEL_ADDRESSES["b"], "port": ECHO_PORT}],
-            "count": 30, "interval_s": 0.01, "warmup": 3, "stagger_s": 0}, RUN, deadline=30)
+            "count": 30, "interval": 0.01, "warmup": 3, "stagger": 0}, RUN, deadline=30)
         assert rtt.ok, rtt.error
         assert rtt.result["peers"]["b"]["received"] == 30
 

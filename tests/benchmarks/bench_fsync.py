@@ -32,7 +32,7 @@ from talbench.agents import devices
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.model import Node, ResultKey, Role, Subject
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.fsync import FsyncDriver, histogram_percentile
 from talbench.bench.run import metrics_of
 

@@ -25,7 +25,7 @@ from talbench.bench.dispatch.lab import LabDispatcher
 from talbench.bench.lab import lab as labs
 from talbench.bench.lab.topology import make_spec
 from talbench.bench.model import ResultKey
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.rtt import RttDriver
 from talbench.bench.stats import Summary
 

@@ -38,7 +38,7 @@ from talbench.bench.lab import lab
 from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec
 from talbench.bench.model import ResultKey, Subject
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.wireguard import WireguardDriver, parse_settings
 from talbench.bench.run import metrics_of
 from talbench.bench.stats import Summary

@@ -8,7 +8,7 @@ from talbench.bench.dispatch.base import Dispatcher
 from talbench.bench.model import RunRecord
 from talbench.bench.plan import select_checks
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.run import RunRequest, metrics_of, run
 from talbench.bench.scenario import parse
 

@@ -22,7 +22,7 @@ from talbench.bench.execute import execute
 from talbench.bench.judge import judge, judge_subject
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.etcd import EtcdDriver, member_ports, parse_settings
 from talbench.bench.probes.etcd_metrics import recommended_timing
 from talbench.bench.run import metrics_of

@@ -18,7 +18,7 @@ from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec, NodeDelay
 from talbench.bench.model import ResultKey, Status, Verdict
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.etcd import EtcdDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse

@@ -21,7 +21,7 @@ from talbench.bench.execute import execute
 from talbench.bench.judge import judge, judge_subject
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.fsync import (
     MIN_SYNCS,
     FsyncDriver,

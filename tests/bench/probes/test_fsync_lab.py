@@ -15,7 +15,7 @@ from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
 from talbench.bench.model import ResultKey, Status
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.fsync import FsyncDriver
 from talbench.bench.probes.node import NodeDriver
 from talbench.bench.run import metrics_of

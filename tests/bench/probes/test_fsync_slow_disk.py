@@ -22,7 +22,7 @@ from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import Node, ResultKey, Role, Status, Subject
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.fsync import FsyncDriver
 from talbench.bench.probes.node import NodeDriver
 from talbench.bench.run import metrics_of

@@ -20,7 +20,7 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import Check, Measurement, Node, ResultKey, Role, Scope, Status, Subject
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 from talbench.bench.probes.node import NodeDriver, parse_settings, utilisation
 from talbench.bench.run import metrics_of
 from talbench.bench.units import parse_quantity

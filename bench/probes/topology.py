@@ -25,7 +25,7 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.kube.facts import ClusterFacts, NodeFacts
 from talbench.bench.model import CONTROL_PLANE_LABEL, Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.metric import Metric, Progress
 from talbench.bench.units import Dimension
 
 PROBE = "topology"
@@ -200,3 +200,6 @@ class TopologyDriver:
 
     def metrics(self) -> Sequence[Metric]:
         return topology_metrics()
+
+
+DRIVER = TopologyDriver()

@@ -6,7 +6,7 @@ import pytest
 
 from talbench.bench.judge import judge_subject
 from talbench.bench.kube.facts import ClusterFacts, NodeFacts, PodPlacement, cluster_facts, parse_k8s_quantity, talos_version
-from talbench.bench.kube.topology import CLUSTER_KEY, TopologySettings, facts_data, facts_from_nodes, parse_settings, topology_metrics
+from talbench.bench.probes.topology import CLUSTER_KEY, TopologySettings, facts_data, facts_from_nodes, parse_settings, topology_metrics
 from talbench.bench.model import Check, Measurement, Role, Scope, Status, Subject
 from talbench.bench.units import Dimension, parse_quantity
 from talbench.bench.errors import ScenarioError

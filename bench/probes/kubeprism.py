@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, Progress
+from talbench.bench.metric import Metric, Progress
 from talbench.bench.units import Dimension, UnitError, parse_duration
 
 PROBE = "kubeprism"
@@ -98,3 +98,6 @@ class KubePrismDriver:
             Metric("kubeprism.answered", PROBE, SubjectKind.NODE, Dimension.RATIO, False, observe_answered,
                    "share of attempts KubePrism (127.0.0.1:7445) answered on the node"),
         )
+
+
+DRIVER = KubePrismDriver()

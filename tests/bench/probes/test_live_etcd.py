@@ -23,10 +23,10 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
-from talbench.bench.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config, measure_live_etcd
+from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config, measure_live_etcd
 from talbench.bench.model import Status
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.base import NullProgress
+from talbench.bench.metric import NullProgress
 
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
 RUN = "run-live"

@@ -16,7 +16,7 @@ from aiohttp import web
 from talbench.agents.probe import ProbeParamError
 from talbench.agents.probes.kubeprism import KubePrismProbe
 from talbench.bench.judge import judge_subject
-from talbench.bench.kube.kubeprism import KubePrismDriver
+from talbench.bench.probes.kubeprism import KubePrismDriver
 from talbench.bench.model import Check, Measurement, ResultKey, Scope, Status, Subject
 from talbench.bench.units import Dimension, parse_quantity
 from tests.bench.kube.conftest import free_port

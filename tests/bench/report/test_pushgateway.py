@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from talbench.bench.errors import CouldNotRun, UsageError
-from talbench.bench.kube.pushgateway import exposition, push
+from talbench.bench.report.pushgateway import exposition, push
 from talbench.bench.model import Status, Subject, Verdict
 from talbench.bench.units import Dimension
 from tests.bench.kube.conftest import free_port

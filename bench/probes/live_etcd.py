@@ -36,7 +36,7 @@ from talbench.agents.etcdload.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.model import Check, Measurement, Node, Observation, ResultKey, Scope, Subject, SubjectKind
-from talbench.bench.probes.base import Metric, NullProgress, Progress
+from talbench.bench.metric import Metric, NullProgress, Progress
 from talbench.bench.probes.etcd_metrics import disk_detail, disk_p99, load_metrics
 from talbench.bench.units import Dimension, format_value, parse_quantity
 
