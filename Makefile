@@ -1,6 +1,9 @@
 # talbench: everything a fresh Debian/Ubuntu machine needs, installed by the project itself.
 #   make run    install, build the lab, run the control-plane scenario on it, remove the lab
-#   make test   install what the tests need and run them
+#   make test   install what the tests need; the static checks (make lint, make typecheck), then the tests
+#   make lint   formatter check (ruff format), ruff's rules, import-linter's layer contracts (.importlinter)
+#   make typecheck  mypy (strict on the pure layers; pyproject.toml [tool.mypy])
+#   make fmt    format the tree and apply ruff's safe fixes
 #   make bench  benchmarks (talbench next to the reference tools), written to results/bench/
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +15,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 etcd-server etcd-client wireguard-go wireguard-tools
 RUN_ARGS ?=
 
-.PHONY: run test bench system-deps venv lab-down clean
+.PHONY: run test lint typecheck fmt bench system-deps venv lab-down clean
 
 system-deps:
 	@missing=""; \
@@ -41,9 +44,21 @@ run: venv
 	@rc=0; $(BIN)/talbench run --scenario control-plane --target lab $(RUN_ARGS) || rc=$$?; \
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
-test: venv
-	$(BIN)/ruff check --select F,E9 --quiet bench agents tests
+test: lint typecheck
 	$(BIN)/pytest -q -ra
+
+lint: venv
+	$(BIN)/ruff format --check --quiet
+	$(BIN)/ruff check --quiet
+	$(BIN)/lint-imports --no-logo
+
+# mypy reads talbench/ (symlinks to bench/, agents/): module names are the installed ones.
+typecheck: venv
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format
+	$(BIN)/ruff check --fix
 
 bench: venv
 	@mkdir -p results/bench
@@ -53,4 +68,4 @@ lab-down: venv
 	$(BIN)/talbench lab down
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .import_linter_cache

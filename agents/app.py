@@ -9,12 +9,13 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
+from pydantic import Field
+from pydantic_core import from_json
 
 from talbench.agents import wire
 from talbench.agents.auth import auth_middleware
@@ -22,14 +23,16 @@ from talbench.agents.cleanup import Cleanups
 from talbench.agents.echo import EchoResponder, start_echo
 from talbench.agents.facts import basic_facts, talbench_version
 from talbench.agents.jobs import JobRegistry, TooManyJobs
+from talbench.agents.params import Params, param, validate
 from talbench.agents.probe import Probe, ProbeContext, ProbeParamError
 
 log = logging.getLogger(__name__)
 
-RUN_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 FACTS_TIMEOUT = 30.0
 RELEASE_TIMEOUT = 30.0
 REAPER_INTERVAL = 30.0
+MAX_BODY_BYTES = 4 * 1024 * 1024
+BODY_LINGER = 10.0  # seconds a body left unread after the answer may take to arrive (aiohttp's lingering)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class AgentConfig:
     # What a run left running (CleanupRegistry) is released when none of its jobs ran for this
     # long: its coordinator is gone.  0 disables.
     run_idle_release_s: float = 3600.0
+    max_body_bytes: int = MAX_BODY_BYTES  # a larger request body is refused (413)
 
 
 CONFIG = web.AppKey("config", AgentConfig)
@@ -55,8 +59,30 @@ CLEANUPS = web.AppKey("cleanups", Cleanups)
 ECHO = web.AppKey("echo", EchoResponder)
 
 
-class BadRequest(Exception):
+class ApiError(Exception):
+    """An error answer: ``status`` and a one-line message (the middleware writes the JSON)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadRequest(ApiError):
     """400 with a one-line message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+class JobRequest(Params):
+    """The body of ``POST /v1/jobs`` (the envelope); ``params`` is checked by the job's own model."""
+
+    schema_version: Annotated[int, Field(alias="schema")] = param(
+        ge=wire.SCHEMA_VERSION, le=wire.SCHEMA_VERSION, help="the wire schema version"
+    )
+    run_id: str = param(pattern=wire.RUN_ID_PATTERN, help="the coordinator's run id")
+    probe: str = param(min_length=1, max_length=200, help="the job's name: a probe's, or probe.part")
+    params: dict[str, Any] = param(default={}, help="the job's parameters")
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -74,18 +100,35 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
-    except BadRequest as exc:
-        return json_error(400, str(exc))
+        response = await handler(request)
+    except ApiError as exc:
+        response = json_error(exc.status, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason)
-    except asyncio.CancelledError:
-        raise
+        response = json_error(exc.status, exc.reason)
     except Exception as exc:  # a bug: log it, answer one line
         log.exception("%s %s failed", request.method, request.path)
-        return json_error(500, f"internal error: {type(exc).__name__}")
+        response = json_error(500, f"internal error: {type(exc).__name__}")
+    if not request.content.is_eof():
+        await _answer_then_discard_body(request, response)
+    return response
+
+
+async def _answer_then_discard_body(request: web.Request, response: web.StreamResponse) -> None:
+    """Answered before the body was read (401, 404, 413, a body that cannot be decoded): send the
+    answer with ``Connection: close``, then read the rest of the body away as aiohttp's lingering
+    would (a client still sending gets its answer, not a reset), but stop at once when the body is
+    broken or too slow, where aiohttp would log an unhandled error."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    try:
+        async with asyncio.timeout(BODY_LINGER):
+            while not request.content.is_eof():
+                await request.content.readany()
+    except (Exception, asyncio.TimeoutError):
+        request.protocol.force_close()
 
 
 # ---- handlers -------------------------------------------------------------------------------
@@ -106,49 +149,78 @@ async def get_facts(request: web.Request) -> web.Response:
 
 
 def _run_id(value: Any) -> str:
-    if not isinstance(value, str) or not RUN_ID.fullmatch(value):
-        raise BadRequest("run_id must be 1 to 64 characters of A-Z, a-z, 0-9 and '-'")
-    return value
+    if not wire.valid_run_id(value):
+        raise BadRequest("run_id must be 1 to 54 characters of a-z, 0-9 and '-', starting and ending with a letter or digit")
+    return str(value)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object.  Bounded: at most ``max_body_bytes`` (413), not compressed
+    (415), nested at most 200 deep (pydantic_core's decoder refuses deeper with a ValueError,
+    where the standard library's would overflow the stack); UTF-8 whatever the Content-Type
+    says; no NaN or Infinity."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ApiError(415, f"Content-Encoding {encoding[:40]!r} is not accepted: send the JSON as is")
     try:
-        body = await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from exc
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, f"body larger than {request.app[CONFIG].max_body_bytes} bytes") from None
+    except web.RequestPayloadError as exc:  # a body its Content-Encoding cannot decode, say
+        detail = getattr(exc.__cause__, "message", "") or "broken"
+        raise BadRequest(f"body cannot be read: {detail}") from None
+    try:
+        body = from_json(raw, allow_inf_nan=False)
+    except (ValueError, RecursionError) as exc:
+        problem = "nested too deeply" if "recursion" in str(exc) else "not JSON"
+        raise BadRequest(f"body is {problem}: {exc}") from None
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise BadRequest(f"body must be a JSON object, not {_json_type(body)}")
     return body
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
+
+
+def _job_params(probe: Probe, raw: Mapping[str, Any], max_time_limit: float) -> tuple[Any, float]:
+    """The job's params, validated by its own model, and its time limit; BadRequest otherwise,
+    whatever the job's parse or limit raise on input they did not foresee."""
+    name = probe.name
+    try:
+        params = probe.parse(raw)
+        limit = float(probe.time_limit(params))
+    except ProbeParamError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
+    except Exception as exc:  # still the body's fault; a type the job did not expect is its bug
+        if not isinstance(exc, (ValueError, TypeError, RecursionError, ArithmeticError)):
+            log.exception("%s: parsing params failed", name)
+        raise BadRequest(f"{name}: invalid params ({type(exc).__name__}: {exc})") from None
+    if not math.isfinite(limit) or limit <= 0:
+        raise BadRequest(f"{name}: time limit {limit!r} is not a positive number of seconds")
+    if limit > max_time_limit:
+        raise BadRequest(f"{name}: these params need {limit:.1f}s, more than this agent allows ({max_time_limit:g}s)")
+    return params, limit
 
 
 async def submit_job(request: web.Request) -> web.Response:
     app = request.app
     config = app[CONFIG]
-    body = await _json_body(request)
-    if body.get("schema") != wire.SCHEMA_VERSION:
-        raise BadRequest(f"schema must be {wire.SCHEMA_VERSION}, got {body.get('schema')!r}")
-    unknown = sorted(set(body) - {"schema", "run_id", "probe", "params"})
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(map(str, unknown))}")
-    run_id = _run_id(body.get("run_id"))
-    name = body.get("probe")
-    if not isinstance(name, str):
-        raise BadRequest("probe must be a string")
+    try:
+        job = validate(JobRequest, await _json_body(request))
+    except ProbeParamError as exc:
+        raise BadRequest(str(exc)) from None
+    name, run_id = job.probe, job.run_id
     probe = app[PROBES].get(name)
     if probe is None:
-        raise web.HTTPNotFound(reason=f"unknown probe {name!r} (this agent has: {', '.join(sorted(app[PROBES])) or 'none'})")
-    raw = body.get("params", {})
-    if not isinstance(raw, dict):
-        raise BadRequest("params must be a JSON object")
-    try:
-        params = probe.parse(raw)
-        limit = float(probe.time_limit(params))
-    except ProbeParamError as exc:
-        raise BadRequest(f"{name}: {exc}") from exc
-    if not math.isfinite(limit) or limit <= 0:
-        raise BadRequest(f"{name}: time limit {limit!r} is not a positive number of seconds")
-    if limit > config.max_time_limit:
-        raise BadRequest(f"{name}: these params need {limit:.1f}s, more than this agent allows ({config.max_time_limit:g}s)")
+        raise ApiError(404, f"unknown probe {name!r} (this agent has: {', '.join(sorted(app[PROBES])) or 'none'})")
+    params, limit = _job_params(probe, job.params, config.max_time_limit)
     ctx = ProbeContext(
         node=config.node,
         run_id=run_id,
@@ -160,7 +232,7 @@ async def submit_job(request: web.Request) -> web.Response:
     try:
         record = app[JOBS].submit(probe, params, limit, ctx)
     except TooManyJobs as exc:
-        raise web.HTTPConflict(reason=str(exc)) from exc
+        raise ApiError(409, str(exc)) from None
     log.info("job %s: %s for run %s, limit %.1fs", record.id, name, run_id, limit)
     return ok({"job": record.to_wire()}, status=202)
 
@@ -168,14 +240,14 @@ async def submit_job(request: web.Request) -> web.Response:
 def _job_or_404(request: web.Request) -> str:
     job_id = request.match_info["job_id"]
     if request.app[JOBS].get(job_id) is None:
-        raise web.HTTPNotFound(reason=f"no job {job_id!r}")
+        raise ApiError(404, f"no job {job_id!r}")
     return job_id
 
 
 async def get_job(request: web.Request) -> web.Response:
     record = request.app[JOBS].get(_job_or_404(request))
     if record is None:  # dropped in between
-        raise web.HTTPNotFound(reason="job gone")
+        raise ApiError(404, "job gone")
     return ok({"job": record.to_wire()})
 
 
@@ -183,7 +255,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     job_id = _job_or_404(request)
     record = await request.app[JOBS].cancel(job_id)
     if record is None:
-        raise web.HTTPNotFound(reason=f"no job {job_id!r}")
+        raise ApiError(404, f"no job {job_id!r}")
     return ok({"job": record.to_wire()})
 
 
@@ -252,7 +324,10 @@ def make_app(
         raise ValueError("the agent token must not be empty")
     app = web.Application(
         middlewares=[errors_as_json, auth_middleware(config.token, open_paths=frozenset({f"{wire.PREFIX}/health"}))],
-        client_max_size=4 * 1024 * 1024,
+        client_max_size=config.max_body_bytes,
+        # Bodies are taken as sent: a Content-Encoding is refused in one JSON line (_json_body)
+        # rather than decoded by aiohttp, whose decoding errors end in its own text and traceback.
+        handler_args={"auto_decompress": False},
     )
     app[CONFIG] = config
     app[PROBES] = dict(probes)

@@ -35,7 +35,9 @@ def token_matches(expected: str, presented: Iterable[str]) -> bool:
     want = expected.encode()
     ok = False
     for token in presented:
-        ok |= hmac.compare_digest(want, token.encode())  # no short-circuit: constant work
+        # A header's bytes that are not UTF-8 arrive as lone surrogates (surrogateescape): encode
+        # them back rather than fail; such a token never matches.
+        ok |= hmac.compare_digest(want, token.encode("utf-8", "surrogatepass"))  # no short-circuit: constant work
     return ok
 
 

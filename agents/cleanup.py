@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,13 @@ class Cleanups:
         for item in reversed(chosen):
             try:
                 await asyncio.wait_for(item.release(), self._release_timeout)
-            except asyncio.TimeoutError:
-                log.error("release of %s (run %s) took more than %gs; abandoned", item.name, item.run_id, self._release_timeout)
+            except TimeoutError:
+                log.error(
+                    "release of %s (run %s) took more than %gs; abandoned",
+                    item.name,
+                    item.run_id,
+                    self._release_timeout,
+                )
                 failed.append(item.name)
             except Exception:
                 log.exception("release of %s (run %s) failed", item.name, item.run_id)

@@ -16,11 +16,26 @@ import os
 from pathlib import Path
 from typing import Any
 
+from talbench.agents.params import param
+
 SYS_DEV_BLOCK = Path("/sys/dev/block")
 SYS_CLASS_BLOCK = Path("/sys/class/block")
 MOUNTINFO = Path("/proc/self/mountinfo")
 SECTOR = 512  # /sys/.../size is in 512-byte sectors whatever the disk's block size
 MAX_DEPTH = 8  # device-mapper stacks are shallow; this bounds a malformed sysfs
+DEFAULT_ETCD_DIR = "/var/lib/etcd"
+ABSOLUTE_OR_EMPTY = r"^(/.*)?$"
+
+
+def etcd_dir_param() -> Any:
+    """The ``etcd_dir`` parameter of the probes that look at etcd's disk (fsync, node), declared
+    once: an absolute path, or empty to not look."""
+    return param(
+        DEFAULT_ETCD_DIR,
+        pattern=ABSOLUTE_OR_EMPTY,
+        max_length=4096,
+        help="etcd's data directory; where the agent can see it, its disk and filesystem are reported (empty: skip)",
+    )
 
 
 def filesystem_usage(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -70,6 +85,17 @@ def describe_path(path: str | os.PathLike[str], *, sys_root: Path = Path("/")) -
         "nvme": bool(disks) and all(disk["nvme"] for disk in disks),
         "note": "",
     }
+
+
+def describe_visible(path: str) -> dict[str, Any] | None:
+    """``describe_path`` of ``path`` when it is a directory the agent can see, else None (an
+    empty path, a directory of another container or host, a disappearing one)."""
+    if not path or not os.path.isdir(path):
+        return None
+    try:
+        return describe_path(path)
+    except OSError:
+        return None
 
 
 def describe_disk(sysfs: Path) -> dict[str, Any]:

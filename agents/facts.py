@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
+import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psutil
-import sh
 
 from talbench.agents import devices
 
@@ -54,12 +55,7 @@ def node_facts(data_dir: str | os.PathLike[str], etcd_dir: str | None) -> dict[s
     is etcd's when visible, else the data directory's (on Talos both live on /var by default)."""
     facts = basic_facts()
     data = devices.describe_path(data_dir)
-    etcd = None
-    if etcd_dir and os.path.isdir(etcd_dir):
-        try:
-            etcd = devices.describe_path(etcd_dir)
-        except OSError:
-            etcd = None
+    etcd = devices.describe_visible(etcd_dir or "")
     chosen = etcd or data
     return {
         **facts,
@@ -95,16 +91,31 @@ def cpu_model() -> str:
 
 
 def tool_version(binary: str, *args: str) -> str | None:
-    """First line of ``binary --version`` (None when missing or not answering in time)."""
-    try:
-        command = sh.Command(binary)
-        output = command(*(args or ("--version",)), _timeout=TOOL_TIMEOUT, _ok_code=list(range(256)), _err_to_out=True)
-    except (sh.CommandNotFound, sh.TimeoutException, sh.ErrorReturnCode, OSError):
+    """First line of ``binary --version`` (None when missing, not answering in time or not
+    knowing ``--version``: a non-zero exit)."""
+    path = shutil.which(binary)
+    if path is None:
         return None
-    lines = [line.strip() for line in str(output).splitlines() if line.strip()]
+    try:
+        done = subprocess.run(
+            [path, *(args or ("--version",))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, timeout=TOOL_TIMEOUT, check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    if done.returncode != 0:
+        return None
+    lines = [line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
     return lines[0] if lines else None
 
 
 def tool_versions() -> dict[str, str | None]:
-    """Versions of the measuring tools this agent drives."""
-    return {"fio": tool_version("fio")}
+    """Versions of the measuring tools this agent drives: those its probes declare."""
+    return {binary: tool_version(binary) for binary in declared_tools()}
+
+
+def declared_tools() -> tuple[str, ...]:
+    """The binaries of every tool the probes declare (agents/probes: each module's ``PROBE``)."""
+    from talbench.agents.probes import declarations  # here, not above: the node probe imports this module
+
+    return tuple(sorted({tool.binary for declaration in declarations().values() for tool in declaration.tools}))

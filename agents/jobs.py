@@ -12,8 +12,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from talbench.agents import wire
 from talbench.agents.probe import Probe, ProbeContext, ProbeParamError, ProbeUnavailable
@@ -99,7 +100,9 @@ class JobRegistry:
         running = len(self._tasks)
         if running >= self._max_concurrent:
             raise TooManyJobs(f"{running} jobs are running already (at most {self._max_concurrent})")
-        record = JobRecord(id=uuid.uuid4().hex[:16], probe=probe.name, run_id=ctx.run_id, time_limit=time_limit, started=self._clock())
+        record = JobRecord(
+            id=uuid.uuid4().hex[:16], probe=probe.name, run_id=ctx.run_id, time_limit=time_limit, started=self._clock()
+        )
         self._records[record.id] = record
         self._tasks[record.id] = asyncio.get_running_loop().create_task(
             self._run(record.id, probe, params, time_limit, ctx), name=f"job-{record.id}-{probe.name}"
@@ -160,7 +163,9 @@ class JobRegistry:
                 log.error("job %s (%s) failed", job_id, probe.name, exc_info=exc)
                 outcome = self._failed(wire.ERROR_FAILED, one_line(exc))
         except ProbeUnavailable as exc:
-            outcome = self._failed(wire.ERROR_UNAVAILABLE, str(exc).strip().splitlines()[0] if str(exc).strip() else "unavailable")
+            outcome = self._failed(
+                wire.ERROR_UNAVAILABLE, str(exc).strip().splitlines()[0] if str(exc).strip() else "unavailable"
+            )
         except ProbeParamError as exc:
             outcome = self._failed(wire.ERROR_PARAMS, one_line(exc))
         except Exception as exc:
@@ -178,7 +183,14 @@ class JobRegistry:
                 self._update(job_id, ended=self._clock(), resources=resources, **outcome)
                 self._on_change(self._records[job_id])
                 self._forget_old()
-            log.info("job %s (%s, run %s) ended: %s %s", job_id, probe.name, ctx.run_id, outcome["state"], outcome.get("error") or "")
+            log.info(
+                "job %s (%s, run %s) ended: %s %s",
+                job_id,
+                probe.name,
+                ctx.run_id,
+                outcome["state"],
+                outcome.get("error") or "",
+            )
 
     @staticmethod
     def _failed(kind: str, message: str) -> dict[str, Any]:

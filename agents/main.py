@@ -105,14 +105,26 @@ def read_token(path: str) -> str:
 def parse_args(argv: list[str]) -> Options:
     parser = _Parser(prog="talbench agent", description="Run the talbench probe agent.")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--listen", metavar="ADDR:PORT", help=f"HTTP API and UDP echo address, [IPv6]:PORT for IPv6 (default port {wire.DEFAULT_PORT})")
-    where.add_argument("--listen-address", metavar="ADDR", help="the same as an address alone (IPv4, IPv6 or hostname), with --listen-port: "
-                        "what a DaemonSet passes from status.hostIP, which carries no brackets")
+    where.add_argument(
+        "--listen",
+        metavar="ADDR:PORT",
+        help=f"HTTP API and UDP echo address, [IPv6]:PORT for IPv6 (default port {wire.DEFAULT_PORT})",
+    )
+    where.add_argument(
+        "--listen-address",
+        metavar="ADDR",
+        help="the same as an address alone (IPv4, IPv6 or hostname), with --listen-port: "
+        "what a DaemonSet passes from status.hostIP, which carries no brackets",
+    )
     parser.add_argument("--listen-port", metavar="PORT", help=f"with --listen-address (default {wire.DEFAULT_PORT})")
     parser.add_argument("--token-file", required=True, metavar="FILE", help="file holding the bearer token")
     parser.add_argument("--node", default=None, help="node name (default: the hostname)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR", help="scratch directory (default: a new temporary one)")
-    parser.add_argument("--unix", default=None, metavar="PATH", help="also serve the HTTP API on this unix socket (mode 0600)")
+    parser.add_argument(
+        "--data-dir", default=None, metavar="DIR", help="scratch directory (default: a new temporary one)"
+    )
+    parser.add_argument(
+        "--unix", default=None, metavar="PATH", help="also serve the HTTP API on this unix socket (mode 0600)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     host, port = _listen_of(args.listen, args.listen_address, args.listen_port)
@@ -127,7 +139,9 @@ def parse_args(argv: list[str]) -> Options:
         if not unix.parent.is_dir():
             raise ArgumentError(f"--unix {unix}: directory {unix.parent} does not exist")
     if args.data_dir is None:
-        return Options(host, port, token, node, Path(tempfile.mkdtemp(prefix="talbench-agent-")), True, unix, args.log_level)
+        return Options(
+            host, port, token, node, Path(tempfile.mkdtemp(prefix="talbench-agent-")), True, unix, args.log_level
+        )
     data_dir = Path(args.data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +204,9 @@ async def serve(options: Options) -> None:
         listen_port=options.port,
     )
     app = make_app(config, default_probes())
-    runner = web.AppRunner(app, access_log=log if options.log_level == "debug" else None, shutdown_timeout=2.0, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=log if options.log_level == "debug" else None, shutdown_timeout=2.0, handle_signals=False
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -213,7 +229,11 @@ async def serve(options: Options) -> None:
             await web.SockSite(runner, unix_sock).start()
         log.info(
             "agent %s serving on %s:%d%s (data %s)",
-            options.node, options.host, options.port, f" and {options.unix}" if options.unix else "", options.data_dir,
+            options.node,
+            options.host,
+            options.port,
+            f" and {options.unix}" if options.unix else "",
+            options.data_dir,
         )
         await stop.wait()
         log.info("stopping")
@@ -222,7 +242,7 @@ async def serve(options: Options) -> None:
             loop.remove_signal_handler(sig)
         try:
             await asyncio.wait_for(runner.cleanup(), SHUTDOWN_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("shutdown took more than %gs; exiting anyway", SHUTDOWN_TIMEOUT)
         finally:
             if unix_sock is not None:

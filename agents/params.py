@@ -52,7 +52,7 @@ class Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
-P = TypeVar("P", bound=Params)
+P = TypeVar("P", bound=BaseModel)  # a Params model, or a RootModel over a union of them (a job's actions)
 
 
 def param(
@@ -113,7 +113,7 @@ def error_line(exc: ValidationError, model: type[BaseModel]) -> str:
     kind = first["type"]
     context = first.get("ctx") or {}
     if kind == "extra_forbidden":
-        known = ", ".join(sorted(model.model_fields)) if len(first["loc"]) == 1 else ""
+        known = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items())) if len(first["loc"]) == 1 else ""
         message = f"unknown parameter {loc!r}" + (f" (known: {known})" if known else "")
     elif kind == "missing":
         message = f"{loc} is missing"
@@ -134,7 +134,10 @@ def error_line(exc: ValidationError, model: type[BaseModel]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested thousands deep, or an int too long to print
+        return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

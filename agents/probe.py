@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel
+
 from talbench.agents.params import ParamError, Params, validate
 
 ProbeParamError = ParamError  # parameters missing, malformed or out of bounds (HTTP 400)
@@ -66,7 +68,7 @@ class Probe(Protocol):
         """Measure and return the raw result (JSON-able)."""
 
 
-J = TypeVar("J", bound=Params)
+J = TypeVar("J", bound=BaseModel)  # a Params model, or a RootModel over a union of them (a job's actions)
 
 
 @dataclass(frozen=True)

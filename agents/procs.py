@@ -41,12 +41,12 @@ async def kill_and_reap(proc: sh.RunningCommand, *, grace: float = 2.0) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(_finished(proc)), wait)
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
     if not is_running(proc):
         try:
             await asyncio.wait_for(_finished(proc), 2.0)  # output threads done, exit status collected
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

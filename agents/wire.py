@@ -19,6 +19,8 @@ The RTT echo responder listens on UDP at the same port number as the HTTP API.
 
 from __future__ import annotations
 
+import re
+
 API = "v1"
 SCHEMA_VERSION = 1
 PREFIX = "/v1"
@@ -42,3 +44,15 @@ ERROR_CANCELLED = "cancelled"
 # Default agent port: clashes with nothing Talos uses (2379-2383, 2380, 6443, 7445, 10250,
 # 50000-50001, 51820, 4789, 8472).
 DEFAULT_PORT = 8946
+
+# A run id names the run's Kubernetes namespace (``talbench-<run-id>``: a DNS label of at most 63
+# characters) and stands in label values, directory names and etcd key prefixes: 1 to 54
+# lowercase letters, digits and '-', starting and ending with a letter or digit
+# (bench.run.new_run_id makes ``20261121-153000-a1b2``).
+RUN_ID_MAX = 54
+RUN_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,52}[a-z0-9])?$"
+
+
+def valid_run_id(value: object) -> bool:
+    """Whether ``value`` is a run id (see RUN_ID_PATTERN)."""
+    return isinstance(value, str) and re.fullmatch(RUN_ID_PATTERN, value) is not None

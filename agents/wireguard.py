@@ -16,21 +16,22 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import sh
 
 from talbench.agents.probe import ProbeUnavailable
 from talbench.agents.procs import is_running, kill_and_reap, set_parent_death_term
 
-KERNEL = "kernel"
-USERSPACE = "wireguard-go"
-IMPLEMENTATIONS = ("auto", KERNEL, USERSPACE)
+Implementation = Literal["auto", "kernel", "wireguard-go"]  # auto: the kernel's, else wireguard-go
+IMPLEMENTATIONS: tuple[Implementation, ...] = get_args(Implementation)
+KERNEL: Implementation = "kernel"
+USERSPACE: Implementation = "wireguard-go"
 SOCKET_DIR = Path("/var/run/wireguard")
 COMMAND_TIMEOUT = 10.0
 READY_TIMEOUT = 10.0
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
-OUR_SOCKET = re.compile(r"^tb[0-9a-f]{10}\.sock$")  # wg_tunnel's link names
+OUR_SOCKET = re.compile(r"^tb[0-9a-f]{10}\.sock$")  # the wireguard.tunnel job's link names
 
 
 class WireGuardError(RuntimeError):
@@ -65,7 +66,7 @@ async def _run(command: sh.Command, *args: str, stdin: str | None = None, timeou
 def sweep_stale_sockets(socket_dir: Path = SOCKET_DIR) -> list[str]:
     """Remove control sockets of test links whose wireguard-go is gone (killed hard with its
     agent): a socket nobody listens on.  Only names of the test tunnels' form are touched."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(socket_dir.iterdir())
     except OSError:
@@ -98,7 +99,7 @@ class WgLink:
     """One WireGuard link this agent created (mutable only in ``process`` being reaped)."""
 
     name: str
-    implementation: str
+    implementation: Implementation
     process: Any = None  # sh.RunningCommand of wireguard-go, None for the kernel link
 
 
@@ -144,11 +145,11 @@ async def _create_userspace(name: str) -> WgLink:
 def _output(proc: Any) -> str:
     try:
         return (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()[:200]
-    except Exception:  # noqa: BLE001 - only for a message
+    except Exception:  # any failure: this only builds a message
         return "no output"
 
 
-async def create(name: str, implementation: str = "auto") -> WgLink:
+async def create(name: str, implementation: Implementation = "auto") -> WgLink:
     """Create the link ``name``: the kernel's WireGuard, or wireguard-go when the kernel has none
     (``auto``).  Raises ProbeUnavailable when neither can be used."""
     if not NAME_PATTERN.match(name):
@@ -182,8 +183,9 @@ async def configure(link: WgLink, *, private_key: str, listen_port: int, address
     await _run(ip, "link", "set", "dev", link.name, "mtu", str(mtu), "up")
 
 
-async def add_peer(link: WgLink, *, public_key: str, endpoint: str, allowed_ips: str, keepalive: int = 0) -> None:
-    args = ["set", link.name, "peer", public_key, "endpoint", endpoint, "allowed-ips", allowed_ips]
+async def add_peer(name: str, *, public_key: str, endpoint: str, allowed_ips: str, keepalive: int = 0) -> None:
+    """Give the link ``name`` its peer: the other side's public key, endpoint and tunnel address."""
+    args = ["set", name, "peer", public_key, "endpoint", endpoint, "allowed-ips", allowed_ips]
     if keepalive:
         args += ["persistent-keepalive", str(keepalive)]
     await _run(_wg(), *args)

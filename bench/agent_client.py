@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -73,7 +74,7 @@ class AgentClient:
                 if not isinstance(payload, dict):
                     raise AgentError(f"agent {self.node}: unexpected answer to {method} {path}")
                 return payload
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise AgentError(f"agent {self.node}: no answer within {self._request_timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise AgentError(f"agent {self.node}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
@@ -99,13 +100,17 @@ class AgentClient:
         job_id: str | None = None
         try:
             answer = await self._call(
-                "POST", "/jobs", body={"schema": wire.SCHEMA_VERSION, "run_id": run_id, "probe": probe, "params": dict(params)}
+                "POST",
+                "/jobs",
+                body={"schema": wire.SCHEMA_VERSION, "run_id": run_id, "probe": probe, "params": dict(params)},
             )
             job = answer["job"]
             job_id = job["id"]
             while job["state"] not in wire.JOB_FINAL_STATES:
                 if time.monotonic() >= give_up:
-                    return JobOutcome(False, error=f"no result from {self.node} within {deadline:g}s", started=job.get("started"))
+                    return JobOutcome(
+                        False, error=f"no result from {self.node} within {deadline:g}s", started=job.get("started")
+                    )
                 await asyncio.sleep(poll_interval)
                 job = (await self._call("GET", f"/jobs/{job_id}"))["job"]
             job_id = None  # finished: nothing to cancel

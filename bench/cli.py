@@ -25,7 +25,7 @@ from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.report import junit, runjson, table
 from talbench.bench.report.files import write_atomically
-from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, run, tool_version
+from talbench.bench.run import RunRequest, check_run_id, exit_code, metrics_of, new_run_id, run, tool_version
 
 EXIT_INTERRUPTED = 130
 DEFAULT_LAB_ROOT = "/var/tmp/talbench/labs"
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean_p = commands.add_parser("clean", help="remove what a crashed kube run left in the cluster")
     _kube_options(clean_p)
-    clean_p.add_argument("--run-id", default=None, help="only this run's objects")
+    clean_p.add_argument("--run-id", default=None, type=check_run_id, help="only this run's objects")
 
     manifests_p = commands.add_parser("manifests", help="print the Kubernetes manifests (agents, or the CronJob mode)")
     manifests_p.add_argument("--cronjob", action="store_true", help="the scheduled in-cluster coordinator (CronJob)")
@@ -214,13 +214,22 @@ def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], ru
         if any(live_options) or args.allow_live_etcd_writes:
             raise UsageError("the --etcd-* options need --etcd-endpoints")
         return ()
-    from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config
+    from talbench.agents.params import ParamError, validate
+    from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks
+    from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings, url_list
 
-    config = live_etcd_config(
-        args.etcd_endpoints, run_id=run_id, cacert=args.etcd_cacert, cert=args.etcd_cert, key=args.etcd_key,
-        allow_writes=args.allow_live_etcd_writes, profile=args.etcd_profile, metrics_urls=args.etcd_metrics_urls or (),
-        quick=args.quick,
-    )
+    given = {"cacert": args.etcd_cacert, "cert": args.etcd_cert, "key": args.etcd_key, "profile": args.etcd_profile}
+    raw = {
+        "endpoints": url_list(args.etcd_endpoints),
+        "metrics_urls": url_list(args.etcd_metrics_urls),
+        "run_id": run_id,
+        "allow_writes": args.allow_live_etcd_writes,
+        **{name: value for name, value in given.items() if value is not None},
+    }
+    try:
+        config = validate(LiveEtcdSettings, raw)
+    except ParamError as exc:
+        raise UsageError(f"live etcd: {exc}") from None
     driver = LiveEtcdDriver(config)
     drivers[driver.name] = driver
     return tuple(live_checks(config))
@@ -376,22 +385,24 @@ def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace, err: Console) -> int:
+    """Every built-in scenario from its declaration: checks (each once, one source) and the
+    parameters of the probes it uses (bench/report/scenarios_text.py)."""
+    from talbench.bench.report.scenarios_text import scenario_lines
+
     drivers = default_drivers()
     metrics = metrics_of(drivers)
     out = Console(highlight=False, soft_wrap=True)
     for name, path in sorted(scenario_files.builtin_scenarios().items()):
         try:
-            scenario = scenario_files.load(path, metrics)
+            composition = scenario_files.load_composition(path, metrics)
         except ScenarioError as exc:
             err.print(f"talbench: scenario {name} is not usable: {exc}", markup=False)
             continue
-        out.print(f"[bold]{scenario.name}[/]: {scenario.description}")
-        for check in scenario.checks:
-            metric = metrics[check.metric]
-            out.print(f"  [bold]{check.name}[/]  {check.metric} over {check.scope.value}: {threshold_text(check, metric)}")
-            if check.description:
-                out.print(f"      {check.description}", markup=False)
-            out.print(f"      source: {check.source}", markup=False)
+        thresholds = {c.name: threshold_text(c, metrics[c.metric]) for c in composition.scenario.checks}
+        header, *lines = scenario_lines(composition, thresholds, drivers)
+        out.print(header, style="bold", markup=False)
+        for line in lines:
+            out.print(line, markup=False)
         out.print("")
     return 0
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Mapping
+from typing import Any
 
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun
+from talbench.bench.metric import Progress
 from talbench.bench.model import CLUSTER_NODE, Measurement, ResultKey
 from talbench.bench.plan import Plan
-from talbench.bench.metric import Progress
 from talbench.bench.probes.base import ProbeDriver
 
 
@@ -45,7 +46,9 @@ async def execute(
         keys = plan.keys_of(probe)
         runnable[probe] = frozenset(k for k in keys if _owner_ready(k, fleet))
         for key in keys - runnable[probe]:
-            results[key] = Measurement(key, False, error=f"agent not ready: {fleet.unready.get(key.node, 'not deployed')}")
+            results[key] = Measurement(
+                key, False, error=f"agent not ready: {fleet.unready.get(key.node, 'not deployed')}"
+            )
     # A driver that can span (node utilisation) samples through all the other probes, so that
     # "utilisation during the run" means the whole run; alone, it runs its own window.
     spanning = [p for p in plan.probes if hasattr(drivers[p], "spanning") and runnable[p] and len(plan.probes) > 1]
@@ -53,13 +56,18 @@ async def execute(
     async with contextlib.AsyncExitStack() as stack:
         spans = {}
         for probe in spanning:
-            spans[probe] = (time.time(), await stack.enter_async_context(
-                drivers[probe].spanning(runnable[probe], fleet, settings[probe], progress)  # type: ignore[attr-defined]
-            ))
+            spans[probe] = (
+                time.time(),
+                await stack.enter_async_context(
+                    drivers[probe].spanning(runnable[probe], fleet, settings[probe], progress)  # type: ignore[attr-defined]
+                ),
+            )
         for probe in sequential:
             started = time.time()
             if runnable[probe]:
-                measured = await _guarded(probe, drivers[probe].run(runnable[probe], fleet, settings[probe], progress), runnable[probe])
+                measured = await _guarded(
+                    probe, drivers[probe].run(runnable[probe], fleet, settings[probe], progress), runnable[probe]
+                )
                 _collect(results, runnable[probe], measured)
             timings.append(ProbeTiming(probe, started, time.time()))
             progress.update(probe, note="done")
@@ -69,7 +77,9 @@ async def execute(
     return Execution(results, tuple(timings))
 
 
-async def _guarded(probe: str, measuring: Awaitable[list[Measurement]], keys: frozenset[ResultKey]) -> list[Measurement]:
+async def _guarded(
+    probe: str, measuring: Awaitable[list[Measurement]], keys: frozenset[ResultKey]
+) -> list[Measurement]:
     try:
         return await measuring
     except CouldNotRun:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from talbench.bench.metric import Metric
 from talbench.bench.model import Check, Measurement, Node, Observation, ResultKey, Status, Subject, Verdict
 from talbench.bench.plan import Plan
-from talbench.bench.metric import Metric
 from talbench.bench.units import Quantity, format_value
 
 
@@ -56,7 +56,18 @@ def judge_subject(
     threshold = threshold_text(check, metric)
 
     def verdict(status: Status, observed: float | None, message: str, detail: str = "") -> Verdict:
-        return Verdict(check.name, check.metric, subject, status, observed, metric.dimension, threshold, message, check.source, detail)
+        return Verdict(
+            check.name,
+            check.metric,
+            subject,
+            status,
+            observed,
+            metric.dimension,
+            threshold,
+            message,
+            check.source,
+            detail,
+        )
 
     missing = [key for key in needed if key not in results]
     failed = [results[key] for key in needed if key in results and not results[key].ok]
@@ -65,8 +76,10 @@ def judge_subject(
         return verdict(Status.NO_DATA, None, "; ".join(reasons))
     observation = metric.observe(subject, [results[key] for key in needed], nodes)
     status = judge_value(check, metric, observation)
-    shown = format_value(observation.value, metric.dimension) if observation.value is not None and math.isfinite(observation.value) else (
-        "none" if observation.value is None else "unbounded"
+    shown = (
+        format_value(observation.value, metric.dimension)
+        if observation.value is not None and math.isfinite(observation.value)
+        else ("none" if observation.value is None else "unbounded")
     )
     if status is Status.INVALID:
         message = f"not judged: {observation.invalid}"
@@ -81,7 +94,9 @@ def judge_subject(
     return verdict(status, observation.value, message, observation.detail)
 
 
-def judge(plan: Plan, results: Mapping[ResultKey, Measurement], nodes: Sequence[Node], metrics: Mapping[str, Metric]) -> tuple[Verdict, ...]:
+def judge(
+    plan: Plan, results: Mapping[ResultKey, Measurement], nodes: Sequence[Node], metrics: Mapping[str, Metric]
+) -> tuple[Verdict, ...]:
     """Every planned (check, subject) gets exactly one verdict.  A check whose scope holds no
     subject (a control-plane-pairs check on one control plane) gets one INFO verdict saying so."""
     verdicts: list[Verdict] = []
@@ -89,8 +104,17 @@ def judge(plan: Plan, results: Mapping[ResultKey, Measurement], nodes: Sequence[
         metric = metrics[check.metric]
         if not subjects:
             verdicts.append(
-                Verdict(check.name, check.metric, Subject(()), Status.INFO, None, metric.dimension,
-                        threshold_text(check, metric), f"nothing in scope {check.scope.value} on this cluster", check.source)
+                Verdict(
+                    check.name,
+                    check.metric,
+                    Subject(()),
+                    Status.INFO,
+                    None,
+                    metric.dimension,
+                    threshold_text(check, metric),
+                    f"nothing in scope {check.scope.value} on this cluster",
+                    check.source,
+                )
             )
             continue
         verdicts.extend(judge_subject(check, metric, subject, results, nodes) for subject in subjects)

@@ -6,9 +6,10 @@ records are what moves between layers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 from talbench.bench.units import Dimension, Quantity
 

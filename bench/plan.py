@@ -6,13 +6,13 @@ that never comes is visible as missing (no_data), never silently absent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Iterable, Mapping, Sequence
 
 from talbench.bench.errors import UsageError
-from talbench.bench.model import STORAGE_LABEL, Check, Node, ResultKey, Role, Scenario, Scope, Subject
 from talbench.bench.metric import Metric
+from talbench.bench.model import STORAGE_LABEL, Check, Node, ResultKey, Role, Scenario, Scope, Subject
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import time
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 
 class LineProgress:
@@ -35,10 +35,10 @@ class RichProgress:
             console=console,
             transient=False,
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self._totals: dict[str, float] = {}
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self._progress.start()
         return self
 
@@ -49,11 +49,11 @@ class RichProgress:
         if task not in self._tasks:
             self._tasks[task] = self._progress.add_task(task, name=task, note=note, total=total)
         task_id = self._tasks[task]
-        fields: dict[str, object] = {"note": note}
+        bar_total: float | None = total
+        completed: float | None = done
         if total is not None:
-            fields["total"] = self._totals[task] = total
-        if done is not None:
-            fields["completed"] = done
+            self._totals[task] = total
         if note == "done":  # a finished task shows a full bar, whatever it counted
-            fields["total"] = fields["completed"] = self._totals.get(task) or 1
-        self._progress.update(task_id, **fields)
+            bar_total = completed = self._totals.get(task) or 1
+        # None leaves a figure as it was
+        self._progress.update(task_id, total=bar_total, completed=completed, note=note)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Mapping, Sequence
 
+from talbench.agents import wire
 from talbench.bench.dispatch.base import Dispatcher
-from talbench.bench.errors import CouldNotRun
+from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.model import Check, ResultKey, RunRecord, Scenario
@@ -29,9 +30,22 @@ def tool_version() -> str:
 
 
 def new_run_id(now: float | None = None) -> str:
-    """``20261121-153000-a1b2``: sortable, unique enough, a valid Kubernetes label value."""
+    """``20261121-153000-a1b2``: sortable, unique enough, and a run id as ``agents.wire`` defines
+    it (``valid_run_id``: 1 to 54 characters of a-z, 0-9 and '-', a letter or digit at both ends),
+    so it is a Kubernetes label value and, after ``talbench-``, a namespace name."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
     return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def check_run_id(value: str) -> str:
+    """A run id given from outside (``talbench clean --run-id``): returned when valid, UsageError
+    otherwise (the agent refuses the same ids)."""
+    if not wire.valid_run_id(value):
+        raise UsageError(
+            f"run id {value!r}: expected 1 to 54 characters of a-z, 0-9 and '-', starting and ending with a letter "
+            "or digit (as 'talbench run' prints it)"
+        )
+    return value
 
 
 @dataclass(frozen=True)

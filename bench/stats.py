@@ -4,8 +4,9 @@ averaged from other percentiles."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from itertools import pairwise
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -34,7 +35,7 @@ class Summary:
     stdev: float
 
     @classmethod
-    def of(cls, values: Iterable[float]) -> "Summary":
+    def of(cls, values: Iterable[float]) -> Summary:
         ordered = sorted(values)
         if not ordered:
             raise ValueError("summary of no values")
@@ -58,4 +59,4 @@ def jitter(series: Sequence[float]) -> float:
     inter-arrival variation of RFC 3550 without its smoothing.  0 for fewer than two samples."""
     if len(series) < 2:
         return 0.0
-    return math.fsum(abs(b - a) for a, b in zip(series, series[1:])) / (len(series) - 1)
+    return math.fsum(abs(b - a) for a, b in pairwise(series)) / (len(series) - 1)

@@ -132,7 +132,7 @@ def format_value(value: float | None, dimension: Dimension) -> str:
                 return f"{value / factor:.3g} {unit}"
         return f"{value:.0f} B"
     if dimension == Dimension.BITRATE:
-        for unit, factor in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("Kbit/s", 1e3)):
+        for unit, factor in (("Gbit/s", 10**9), ("Mbit/s", 10**6), ("Kbit/s", 10**3)):
             if abs(value) >= factor:
                 return f"{value / factor:.3g} {unit}"
         return f"{value:.0f} bit/s"

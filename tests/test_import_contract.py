@@ -1,62 +1,141 @@
-"""The layering contract (as kopf keeps one): imports point one way only.
+"""The layering contract: imports point one way only, checked by import-linter on the whole graph.
 
-- talbench.agents never imports talbench.bench (the agent knows nothing of the coordinator);
-- only bench/kube and bench/dispatch/kube.py may import a Kubernetes client;
-- the judge, plan, stats, units and model import no I/O layer (dispatch, lab, report, cli, aiohttp);
-- nothing but the CLI (and the agent's own entry point) prints or exits.
+The contracts live in .importlinter (the agent imports nothing of the coordinator; the pure layers
+do no I/O, even indirectly; the coordinator's and the agent's layers; only bench.kube talks to
+the Kubernetes API; only the terminal layer imports rich).  The tests below run `lint-imports`
+on this checkout, then on a copy of the package with one deliberate upward import added, and
+check that the copy is refused with the offending chain named.  A last test keeps library code
+from printing or exiting (only the entry points do).
 """
 
+from __future__ import annotations
+
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 SOURCES = sorted([*ROOT.joinpath("bench").rglob("*.py"), *ROOT.joinpath("agents").rglob("*.py")])
-PURE = {"bench/judge.py", "bench/plan.py", "bench/stats.py", "bench/units.py", "bench/model.py", "bench/scenario.py"}
-KUBE_CLIENTS = ("kubernetes", "kubernetes_asyncio", "kr8s", "lightkube")
 ENTRY_POINTS = {"bench/cli.py", "agents/main.py", "agents/__main__.py", "agents/etcdload/worker.py"}
+
+
+def lint_imports(root: Path, *contracts: str) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` on the tree at `root` (its .importlinter, its talbench/ package first)."""
+    argv = [str(LINT_IMPORTS), "--no-cache", *(arg for c in contracts for arg in ("--contract", c))]
+    env = {**os.environ, "PYTHONPATH": str(root), "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def rel(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-def imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+def test_the_checkout_keeps_every_contract():
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
-@pytest.mark.parametrize("path", [p for p in SOURCES if rel(p).startswith("agents/")], ids=rel)
-def test_agents_import_nothing_from_the_coordinator(path):
-    assert not {n for n in imports(path) if n.startswith("talbench.bench")}
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the package as a checkout lays it out: talbench/{bench,agents} and .importlinter."""
+    for folder in ("bench", "agents"):
+        shutil.copytree(ROOT / folder, tmp_path / "talbench" / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path)
+    return tmp_path
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=rel)
-def test_only_the_kube_dispatcher_talks_to_kubernetes(path):
-    if rel(path).startswith("bench/kube/") or rel(path) == "bench/dispatch/kube.py":
-        return
-    assert not {n for n in imports(path) if n.split(".")[0] in KUBE_CLIENTS}
+# (contract id, module file to add the import to, the import, modules the report must name)
+BREACHES = [
+    pytest.param(
+        "pure-layers",
+        "bench/judge.py",
+        "from talbench.bench.dispatch.base import Fleet",
+        ["talbench.bench.judge -> talbench.bench.dispatch.base", "talbench.bench.agent_client -> aiohttp"],
+        id="judge-reaches-aiohttp-through-fleet",
+    ),
+    pytest.param(
+        "pure-layers",
+        "agents/params.py",
+        "import asyncio",
+        ["talbench.agents.params -> asyncio"],
+        id="params-imports-asyncio",
+    ),
+    pytest.param(
+        "agent-knows-no-coordinator",
+        "agents/wire.py",
+        "from talbench.bench.model import Node",
+        ["talbench.agents.wire -> talbench.bench.model"],
+        id="agent-imports-the-coordinator",
+    ),
+    pytest.param(
+        "coordinator-layers",
+        "bench/model.py",
+        "from talbench.bench import judge",
+        ["talbench.bench.model -> talbench.bench.judge"],
+        id="model-imports-judge",
+    ),
+    pytest.param(
+        "agent-layers",
+        "agents/probe.py",
+        "from talbench.agents import jobs",
+        ["talbench.agents.probe -> talbench.agents.jobs"],
+        id="probe-protocol-imports-the-job-runner",
+    ),
+    pytest.param(
+        "only-kube-talks-to-kubernetes",
+        "bench/execute.py",
+        "from talbench.bench.kube import deploy",
+        [
+            "talbench.bench.execute -> talbench.bench.kube.deploy",
+            "talbench.bench.kube.deploy -> talbench.bench.kube.client",
+        ],
+        id="executor-reaches-the-api-client",
+    ),
+    pytest.param(
+        "rich-only-in-the-terminal-layer",
+        "bench/report/runjson.py",
+        "from rich.console import Console",
+        ["talbench.bench.report.runjson -> rich"],
+        id="report-writer-imports-rich",
+    ),
+]
 
 
-@pytest.mark.parametrize("path", [ROOT / p for p in sorted(PURE) if (ROOT / p).exists()], ids=rel)
-def test_pure_layers_import_no_io_layer(path):
-    forbidden = ("talbench.bench.dispatch", "talbench.bench.lab", "talbench.bench.report", "talbench.bench.cli", "aiohttp")
-    # scenario.py reads its file; the probes.base import is for the Metric record only
-    assert not {n for n in imports(path) if n.startswith(forbidden)}
+@pytest.mark.parametrize(("contract", "module", "statement", "chain"), BREACHES)
+def test_an_upward_import_breaks_its_contract(tree: Path, contract: str, module: str, statement: str, chain: list[str]):
+    assert lint_imports(tree, contract).returncode == 0, "the copy must keep the contract before the breach"
+    path = tree / "talbench" / module
+    path.write_text(f"{path.read_text()}\n{statement}\n")
+
+    done = lint_imports(tree, contract)
+
+    assert done.returncode != 0
+    assert "BROKEN" in done.stdout
+    report = " ".join(done.stdout.split())
+    for link in chain:
+        assert link in report, done.stdout
 
 
-@pytest.mark.parametrize("path", [p for p in SOURCES if rel(p) not in ENTRY_POINTS and not rel(p).startswith("bench/lab/delayline")], ids=rel)
-def test_library_code_neither_prints_nor_exits(path):
+@pytest.mark.parametrize(
+    "path", [p for p in SOURCES if rel(p) not in ENTRY_POINTS and not rel(p).startswith("bench/lab/delayline")], ids=rel
+)
+def test_library_code_neither_prints_nor_exits(path: Path):
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
-            name = func.id if isinstance(func, ast.Name) else f"{getattr(func.value, 'id', '')}.{func.attr}" if isinstance(func, ast.Attribute) else ""
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else f"{getattr(func.value, 'id', '')}.{func.attr}"
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
             assert name not in ("print", "sys.exit", "exit", "os._exit"), f"{rel(path)}:{node.lineno} calls {name}"

@@ -119,7 +119,7 @@ def wait_for_leader(urls: list[str], tls: TlsFiles | None, deadline_s: float) ->
         if all(entry["ok"] for entry in last) and len(leaders) == 1 and "0" not in leaders:
             return last
         if time.monotonic() >= give_up:
-            problems = [f"{e['endpoint']}: {e['error']}" for e in last if not e["ok"]] or [f"leaders seen: {sorted(leaders)}"]
+            problems = [f"{e['endpoint']}: {e['error']}" for e in last if not e["ok"]] or [f"leaders seen: {sorted(str(leader) for leader in leaders)}"]
             raise EtcdUnreachable(f"no healthy etcd leader within {deadline_s:g}s ({'; '.join(problems)})")
         time.sleep(0.25)
 

@@ -84,12 +84,15 @@ class GatewayConnection:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        host, port = self.url.host, self.url.port
+        if host is None or port is None:
+            raise ConnectionFailed(f"{self.url} names no host and port")
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: ResponseHandler(loop), self.url.host, self.url.port,
-                                       ssl=self._ssl, server_hostname=self.url.host if self._ssl else None),
+                loop.create_connection(lambda: ResponseHandler(loop), host, port,
+                                       ssl=self._ssl, server_hostname=host if self._ssl else None),
                 CONNECT_TIMEOUT)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise ConnectionFailed(f"no connection to {self.url} within {CONNECT_TIMEOUT:.0f}s") from exc
         except (OSError, ssl.SSLError) as exc:
             raise ConnectionFailed(f"cannot connect to {self.url}: {exc}") from exc
@@ -124,7 +127,7 @@ class GatewayConnection:
             protocol.transport.write(request)
             message, payload = await protocol.read()
             data = await payload.read()
-        except asyncio.TimeoutError as exc:  # aiohttp's socket read timeout is one
+        except TimeoutError as exc:  # aiohttp's socket read timeout is one
             self.close()
             raise RequestTimeout(f"no answer within {self.timeout:g}s from {self.url}") from exc
         except (ClientError, HttpProcessingError, EofStream, OSError) as exc:

@@ -125,9 +125,12 @@ class _Worker:
         if not line:
             raise LoadError(f"load worker {self.config['index']} exited early: {await self._stderr_tail()}")
         try:
-            return json.loads(line)
+            message = json.loads(line)
         except ValueError as exc:
             raise LoadError(f"load worker {self.config['index']} wrote {line[:100]!r}") from exc
+        if not isinstance(message, dict):
+            raise LoadError(f"load worker {self.config['index']} wrote {line[:100]!r}")
+        return message
 
     async def _stderr_tail(self) -> str:
         assert self.process.stderr is not None
@@ -146,7 +149,7 @@ class _Worker:
                 self.process.terminate()
             try:
                 await asyncio.wait_for(self.process.wait(), 3.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await asyncio.wait_for(self.process.wait(), 5.0)
@@ -191,7 +194,7 @@ async def run_load(spec: LoadSpec, *, start_timeout: float = 30.0) -> dict[str, 
         t0 = time.monotonic() + START_MARGIN
         await asyncio.gather(*(w.send({"t0": t0}) for w in workers))
         results = await asyncio.gather(*(w.receive(spec.duration + spec.request_timeout + 30.0) for w in workers))
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise LoadError("a load worker did not answer in time") from exc
     finally:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)

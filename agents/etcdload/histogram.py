@@ -13,7 +13,8 @@ Wire form (schema 1): {"schema", "unit": "us", "sub_bits": 5, "count", "sum", "s
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 SCHEMA = 1
 SUB_BITS = 5
@@ -41,7 +42,7 @@ class LatencyHistogram:
     """Accumulates latencies (seconds in, microseconds inside).  Mutable while recording; the
     wire dict is what leaves the process."""
 
-    __slots__ = ("buckets", "count", "total", "total_sq", "minimum", "maximum")
+    __slots__ = ("buckets", "count", "maximum", "minimum", "total", "total_sq")
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
@@ -66,7 +67,7 @@ class LatencyHistogram:
         if micros > self.maximum:
             self.maximum = micros
 
-    def merge(self, other: "LatencyHistogram") -> "LatencyHistogram":
+    def merge(self, other: LatencyHistogram) -> LatencyHistogram:
         for index, count in other.buckets.items():
             self.buckets[index] = self.buckets.get(index, 0) + count
         self.count += other.count
@@ -147,7 +148,7 @@ class LatencyHistogram:
         }
 
     @classmethod
-    def from_wire(cls, raw: Mapping[str, Any]) -> "LatencyHistogram":
+    def from_wire(cls, raw: Mapping[str, Any]) -> LatencyHistogram:
         if not isinstance(raw, Mapping) or raw.get("schema") != SCHEMA or raw.get("sub_bits") != SUB_BITS or raw.get("unit") != "us":
             raise ValueError("not a schema-1 latency histogram")
         histogram = cls()
@@ -170,7 +171,7 @@ class LatencyHistogram:
         return histogram
 
     @classmethod
-    def merged(cls, parts: Iterable["LatencyHistogram"]) -> "LatencyHistogram":
+    def merged(cls, parts: Iterable[LatencyHistogram]) -> LatencyHistogram:
         result = cls()
         for part in parts:
             result.merge(part)

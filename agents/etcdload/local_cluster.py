@@ -1,5 +1,5 @@
 """A scratch etcd cluster of N members on one host (loopback), started through the real
-``etcd-member`` probe: for tests and for the benchmark when no lab is at hand.
+``etcd.member`` job: for tests and for the benchmark when no lab is at hand.
 
     async with local_cluster(3, data_dir, "run-1") as cluster:
         cluster.client_urls  # ("http://127.0.0.1:41234", ...)
@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any
 
 from talbench.agents.cleanup import Cleanups
+from talbench.agents.etcdload.settings import port_is_reserved
 from talbench.agents.probe import ProbeContext
-from talbench.agents.probes.etcd_member import EtcdMemberProbe, cleanup_name, port_is_reserved, url_host
+from talbench.agents.probes.etcd_member import JOB, cleanup_name, url_host
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -49,7 +51,7 @@ class LocalCluster:
     names: tuple[str, ...]
     client_urls: tuple[str, ...]
     peer_urls: tuple[str, ...]
-    start_results: tuple[dict, ...]
+    start_results: tuple[dict[str, Any], ...]
     cleanups: Cleanups
 
 
@@ -60,22 +62,21 @@ async def local_cluster(
     run_id: str,
     *,
     host: str = "127.0.0.1",
-    heartbeat_ms: int = 100,
-    election_ms: int = 1000,
-    start_timeout_s: float = 30.0,
+    heartbeat_interval: float = 0.1,
+    election_timeout: float = 1.0,
+    start_timeout: float = 30.0,
 ) -> AsyncIterator[LocalCluster]:
-    probe = EtcdMemberProbe()
     cleanups = Cleanups()
     ports = free_ports(2 * size, host)
     names = tuple(f"m{i + 1}" for i in range(size))
     client_ports = ports[0::2]
     peer_ports = ports[1::2]
-    initial = {name: f"http://{url_host(host)}:{peer}" for name, peer in zip(names, peer_ports)}
+    initial = {name: f"http://{url_host(host)}:{peer}" for name, peer in zip(names, peer_ports, strict=True)}
     context = ProbeContext(node="local", run_id=run_id, data_dir=data_dir, listen_host=host, listen_port=0, cleanup=cleanups)
     try:
         starts = [
-            probe.run(
-                probe.parse(
+            JOB.run(
+                JOB.parse(
                     {
                         "action": "start",
                         "name": name,
@@ -84,14 +85,14 @@ async def local_cluster(
                         "peer_port": peer,
                         "initial_cluster": initial,
                         "cluster_token": run_id,
-                        "heartbeat_ms": heartbeat_ms,
-                        "election_ms": election_ms,
-                        "start_timeout_s": start_timeout_s,
+                        "heartbeat_interval": heartbeat_interval,
+                        "election_timeout": election_timeout,
+                        "start_timeout": start_timeout,
                     }
                 ),
                 context,
             )
-            for name, client, peer in zip(names, client_ports, peer_ports)
+            for name, client, peer in zip(names, client_ports, peer_ports, strict=True)
         ]
         outcomes = await asyncio.gather(*starts, return_exceptions=True)
         for outcome in outcomes:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
@@ -33,8 +34,8 @@ async def _one_peer(url: str, count: int, interval: float) -> dict[str, Any]:
                 async with session.get(f"{url}/raft/probing") as response:
                     await response.read()
                     ok = response.status == 200
-                    status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    status: int | str = response.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 ok, status = False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             elapsed = time.perf_counter_ns() - started
             if index >= WARMUP:
@@ -52,4 +53,4 @@ async def probe_peers(peers: Mapping[str, str], count: int, interval: float) -> 
     """name -> {"url", "samples_ns", "failed", "errors"}; all peers at once."""
     names = sorted(peers)
     results = await asyncio.gather(*(_one_peer(peers[name], count, interval) for name in names))
-    return dict(zip(names, results))
+    return dict(zip(names, results, strict=True))

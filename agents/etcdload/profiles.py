@@ -22,8 +22,8 @@ class LoadProfile:
 
 
 PROFILES: dict[str, LoadProfile] = {
-    "s": LoadProfile("s", 150, 50),
-    "m": LoadProfile("m", 1000, 200),
-    "l": LoadProfile("l", 8000, 500),
-    "xl": LoadProfile("xl", 15000, 1000),
+    "s": LoadProfile("s", 150.0, 50),
+    "m": LoadProfile("m", 1000.0, 200),
+    "l": LoadProfile("l", 8000.0, 500),
+    "xl": LoadProfile("xl", 15000.0, 1000),
 }

@@ -30,9 +30,10 @@ import sys
 import time
 from typing import Any
 
+from yarl import URL
+
 from talbench.agents.etcdload.connection import ConnectionFailed, GatewayConnection, RequestTimeout
 from talbench.agents.etcdload.histogram import LatencyHistogram
-from yarl import URL
 
 PUT_PATH = "/v3/kv/put"
 RANGE_PATH = "/v3/kv/range"
@@ -218,7 +219,8 @@ async def _read_line(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     line = await reader.readline()
     if not line:
         return None
-    return json.loads(line)
+    message: dict[str, Any] = json.loads(line)
+    return message
 
 
 def _write(message: dict[str, Any]) -> None:

@@ -1,10 +1,11 @@
-"""Probe ``etcd-member``: one member of a scratch etcd cluster on this node.
+"""Job ``etcd.member``: one member of a scratch etcd cluster on this node.
 
 Members outlive the job that starts them: ``action: start`` launches the etcd binary as a child
 of the agent (own session, killed if the agent dies), waits until it serves its client URL (which
 etcd only does once the cluster has a leader), registers a release in the cleanup registry under
 the run id and returns.  ``action: stop`` releases it: SIGTERM, a bounded wait, SIGKILL, and the
-data directory is removed always.  ``action: status`` reports whether it is still running.
+data directory is removed always.  ``action: status`` reports whether it is still running;
+``action: peers`` measures the round trip to the other members' peer listeners.
 
 The data directory lives below the node's data directory (the disk under test), named by run id
 and member name.  Ports are chosen by the coordinator and must not clash with what Talos uses.
@@ -14,48 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import ConfigDict, Field, IPvAnyAddress, RootModel, model_validator
 
 from talbench.agents.etcdload import peer_rtt
-from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
-
-NAME = "etcd-member"
-ACTIONS = ("start", "stop", "status", "peers")
-
-# Talos (and Kubernetes) ports a scratch member must never take.
-RESERVED_PORTS: tuple[tuple[int, int], ...] = (
-    (2379, 2383),
-    (4789, 4789),
-    (6443, 6443),
-    (7445, 7445),
-    (8472, 8472),
-    (10250, 10250),
-    (50000, 50001),
-    (51820, 51820),
+from talbench.agents.etcdload.settings import (
+    MAX_MEMBERS,
+    MEMBER_NAME,
+    MemberName,
+    MemberPorts,
+    MemberTiming,
+    MemberUrl,
+    Startup,
 )
+from talbench.agents.params import BYTES, SECONDS, Params, param
+from talbench.agents.probe import AgentJob, ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.wire import RUN_ID_PATTERN, valid_run_id
 
-MAX_MEMBERS = 9
 STOP_TERM_WAIT = 10.0  # seconds after SIGTERM before SIGKILL
 STOP_KILL_WAIT = 5.0
 LOG_TAIL_BYTES = 1500
-_MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def port_is_reserved(port: int) -> bool:
-    return any(low <= port <= high for low, high in RESERVED_PORTS)
 
 
 def url_host(host: str) -> str:
@@ -64,7 +53,7 @@ def url_host(host: str) -> str:
 
 
 def cleanup_name(member: str) -> str:
-    return f"{NAME}/{member}"
+    return f"{JOB.name}/{member}"
 
 
 def member_dir(data_dir: Path, run_id: str, member: str) -> Path:
@@ -72,128 +61,71 @@ def member_dir(data_dir: Path, run_id: str, member: str) -> Path:
     return data_dir / f"etcd-{run_id}-{member}"
 
 
-@dataclass(frozen=True)
-class MemberParams:
-    action: str
-    name: str
-    host: str = ""  # the address peers and clients use (the node address)
-    client_port: int = 0
-    peer_port: int = 0
-    initial_cluster: tuple[tuple[str, str], ...] = ()  # (member name, peer URL)
-    cluster_token: str = ""
-    heartbeat_ms: int = 100
-    election_ms: int = 1000
-    quota_bytes: int = 8 * 2**30
-    start_timeout_s: float = 30.0
-    peers: tuple[tuple[str, str], ...] = ()  # action "peers": (member name, peer URL) to measure
-    count: int = 20
-    interval_s: float = 0.05
+# ---- parameters: one model per action ----------------------------------------------------------
+
+
+class Named(Params):
+    name: str = param(help="the member's name (etcd --name)", pattern=MEMBER_NAME)
+
+
+class StartMember(Named, MemberPorts, MemberTiming, Startup):
+    """Start this node's member of a new cluster (the scenario's timing, the driver's ports)."""
+
+    action: Literal["start"] = param(help="start the member; it runs until stopped or the run is released")
+    host: IPvAnyAddress = param(help="the address peers and clients use (the node address)")
+    initial_cluster: dict[MemberName, MemberUrl] = param(
+        min_length=1, max_length=MAX_MEMBERS, help="every member of the new cluster: name -> peer URL (http://ADDRESS:PORT)"
+    )
+    cluster_token: str = param(pattern=RUN_ID_PATTERN, help="etcd --initial-cluster-token: the run id")
+    quota_bytes: int = param(8 * 2**30, ge=2**20, le=64 * 2**30, unit=BYTES, help="etcd --quota-backend-bytes")
 
     @property
     def client_url(self) -> str:
-        return f"http://{url_host(self.host)}:{self.client_port}"
+        return f"http://{url_host(str(self.host))}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{url_host(self.host)}:{self.peer_port}"
+        return f"http://{url_host(str(self.host))}:{self.peer_port}"
+
+    @property
+    def heartbeat_ms(self) -> int:
+        return round(self.heartbeat_interval * 1000)
+
+    @property
+    def election_ms(self) -> int:
+        return round(self.election_timeout * 1000)
+
+    @model_validator(mode="after")
+    def _in_its_own_cluster(self) -> Self:
+        if self.initial_cluster.get(self.name) != self.peer_url:
+            raise ValueError(f"initial_cluster must contain {self.name}={self.peer_url}")
+        return self
 
 
-def _int(raw: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ProbeParamError(f"{key} must be a whole number from {lo} to {hi}, got {value!r}")
-    return value
+class StopMember(Named):
+    action: Literal["stop"] = param(help="stop the member and remove its data (idempotent)")
 
 
-def _port(raw: Mapping[str, Any], key: str) -> int:
-    port = _int(raw, key, 0, 1024, 65535)
-    if port_is_reserved(port):
-        raise ProbeParamError(f"{key} {port} is a port Talos or Kubernetes uses; choose another")
-    return port
+class MemberStatus(Named):
+    action: Literal["status"] = param(help="whether the member is still running")
 
 
-def _host(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ProbeParamError(f"host must be an IP address, got {value!r}")
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError as exc:
-        raise ProbeParamError(f"host must be an IP address, got {value!r}") from exc
-
-
-def _peer_url(value: Any, member: str, what: str = "initial_cluster") -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"http://(\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d{1,5}", value):
-        raise ProbeParamError(f"{what}[{member}] must be http://ADDRESS:PORT, got {value!r}")
-    return value
-
-
-def _members(raw: Any, what: str, *, minimum: int) -> tuple[tuple[str, str], ...]:
-    if not isinstance(raw, Mapping) or not minimum <= len(raw) <= MAX_MEMBERS:
-        raise ProbeParamError(f"{what} must map {minimum} to {MAX_MEMBERS} member names to peer URLs")
-    members = []
-    for member, url in sorted(raw.items()):
-        if not isinstance(member, str) or not _MEMBER_NAME.match(member):
-            raise ProbeParamError(f"{what}: bad member name {member!r}")
-        members.append((member, _peer_url(url, member, what)))
-    return tuple(members)
-
-
-def _seconds_param(raw: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ProbeParamError(f"{key} must be a number from {lo:g} to {hi:g}, got {value!r}")
-    return float(value)
-
-
-def parse_params(raw: Mapping[str, Any]) -> MemberParams:
-    action = raw.get("action")
-    if action not in ACTIONS:
-        raise ProbeParamError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not _MEMBER_NAME.match(name):
-        raise ProbeParamError(f"name must be 1-63 letters, digits, '.', '_' or '-', got {name!r}")
-    known = {"action", "name", "host", "client_port", "peer_port", "initial_cluster", "cluster_token",
-             "heartbeat_ms", "election_ms", "quota_bytes", "start_timeout_s", "peers", "count", "interval_s"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ProbeParamError(f"unknown parameter(s): {', '.join(unknown)}")
-    if action == "peers":
-        return MemberParams(
-            action=action,
-            name=name,
-            peers=_members(raw.get("peers"), "peers", minimum=0),
-            count=_int(raw, "count", 20, 1, 500),
-            interval_s=_seconds_param(raw, "interval_s", 0.05, 0.001, 1.0),
-        )
-    if action != "start":
-        return MemberParams(action=action, name=name)
-    cluster = _members(raw.get("initial_cluster"), "initial_cluster", minimum=1)
-    token = raw.get("cluster_token")
-    if not isinstance(token, str) or not _RUN_ID.match(token):
-        raise ProbeParamError(f"cluster_token must be 1-128 letters, digits, '.', '_' or '-', got {token!r}")
-    heartbeat = _int(raw, "heartbeat_ms", 100, 10, 5000)
-    election = _int(raw, "election_ms", 1000, 50, 50000)
-    if election < 5 * heartbeat:
-        raise ProbeParamError(f"election_ms ({election}) must be at least 5x heartbeat_ms ({heartbeat})")
-    timeout = _seconds_param(raw, "start_timeout_s", 30.0, 1.0, 300.0)
-    params = MemberParams(
-        action=action,
-        name=name,
-        host=_host(raw.get("host")),
-        client_port=_port(raw, "client_port"),
-        peer_port=_port(raw, "peer_port"),
-        initial_cluster=tuple(cluster),
-        cluster_token=token,
-        heartbeat_ms=heartbeat,
-        election_ms=election,
-        quota_bytes=_int(raw, "quota_bytes", 8 * 2**30, 2**20, 64 * 2**30),
-        start_timeout_s=float(timeout),
+class MeasurePeers(Named):
+    action: Literal["peers"] = param(help="HTTP round trips from this node to the other members' peer listeners")
+    peers: dict[MemberName, MemberUrl] = param(
+        max_length=MAX_MEMBERS, help="the other members: name -> peer URL (http://ADDRESS:PORT)"
     )
-    if params.client_port == params.peer_port:
-        raise ProbeParamError("client_port and peer_port must differ")
-    if dict(params.initial_cluster).get(name) != params.peer_url:
-        raise ProbeParamError(f"initial_cluster must contain {name}={params.peer_url}")
-    return params
+    count: int = param(20, ge=1, le=500, help="measured round trips per peer")
+    interval: float = param(0.05, ge=0.001, le=1.0, unit=SECONDS, help="gap between round trips")
+
+
+MemberRequest = StartMember | StopMember | MemberStatus | MeasurePeers
+
+
+class MemberParams(RootModel[Annotated[MemberRequest, Field(discriminator="action")]]):
+    """One ``etcd.member`` job: the action names the model."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
 
 
 def find_etcd() -> str:
@@ -209,9 +141,9 @@ def find_etcd() -> str:
     return found
 
 
-def etcd_command(binary: str, params: MemberParams, data: Path, listen_host: str) -> list[str]:
+def etcd_command(binary: str, params: StartMember, data: Path, listen_host: str) -> list[str]:
     listen = url_host(listen_host)
-    cluster = ",".join(f"{member}={url}" for member, url in params.initial_cluster)
+    cluster = ",".join(f"{member}={url}" for member, url in sorted(params.initial_cluster.items()))
     command = [
         binary,
         "--name", params.name,
@@ -262,7 +194,7 @@ def _short_log_line(line: str) -> str:
 class Member:
     """One running etcd member process and the directory it owns."""
 
-    def __init__(self, params: MemberParams, root: Path, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, params: StartMember, root: Path, process: subprocess.Popen[bytes]) -> None:
         self.params = params
         self.root = root
         self.process = process
@@ -308,7 +240,7 @@ async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> bool:
 
 
 def _get_json(url: str, timeout: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http to our member
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read().decode("utf-8"))
 
 
@@ -332,78 +264,79 @@ async def _wait_serving(member: Member, deadline: float) -> dict[str, Any]:
     raise TimeoutError(f"member not serving within the start timeout ({last}); log: {_log_tail(member.log_path)}")
 
 
-class EtcdMemberProbe:
-    name = NAME
+def time_limit(params: MemberParams) -> float:
+    request = params.root
+    if isinstance(request, MeasurePeers):
+        return (request.count + 2) * (request.interval + peer_rtt.REQUEST_TIMEOUT) + 10.0
+    if isinstance(request, StartMember):
+        return request.start_timeout + STOP_TERM_WAIT + STOP_KILL_WAIT + 5.0
+    return STOP_TERM_WAIT + STOP_KILL_WAIT + 10.0
 
-    def parse(self, params: Mapping[str, Any]) -> MemberParams:
-        return parse_params(params)
 
-    def time_limit(self, params: MemberParams) -> float:
-        if params.action == "peers":
-            return (params.count + 2) * (params.interval_s + peer_rtt.REQUEST_TIMEOUT) + 10.0
-        if params.action == "start":
-            return params.start_timeout_s + STOP_TERM_WAIT + STOP_KILL_WAIT + 5.0
-        return STOP_TERM_WAIT + STOP_KILL_WAIT + 10.0
-
-    async def run(self, params: MemberParams, ctx: ProbeContext) -> dict[str, Any]:
-        if not _RUN_ID.match(ctx.run_id):
-            raise ProbeParamError(f"run id {ctx.run_id!r} cannot name a directory")
-        registered = cleanup_name(params.name)
-        root = member_dir(ctx.data_dir, ctx.run_id, params.name)
-        if params.action == "stop":
-            was_running = registered in ctx.cleanup.names(ctx.run_id)
-            await ctx.cleanup.release(ctx.run_id, registered)
-            if root.exists():  # a member of a crashed agent, or a release that failed: clean anyway
-                shutil.rmtree(root, ignore_errors=True)
-            return {"name": params.name, "was_running": was_running, "data_removed": not root.exists()}
-        if params.action == "peers":
-            return {"name": params.name, "peers": await peer_rtt.probe_peers(dict(params.peers), params.count, params.interval_s)}
-        if params.action == "status":
-            return {"name": params.name, "running": registered in ctx.cleanup.names(ctx.run_id), "data_dir_exists": root.exists()}
-        if registered in ctx.cleanup.names(ctx.run_id):
-            raise ProbeParamError(f"member {params.name} of run {ctx.run_id} is already running")
-        return await self._start(params, ctx, root, registered)
-
-    async def _start(self, params: MemberParams, ctx: ProbeContext, root: Path, registered: str) -> dict[str, Any]:
-        binary = find_etcd()
-        shutil.rmtree(root, ignore_errors=True)  # left by a crashed agent with the same run id
-        data = root / "data"
-        try:
-            root.mkdir(parents=True, mode=0o700)
-            data.mkdir(mode=0o700)
-        except OSError as exc:
+async def measure(params: MemberParams, ctx: ProbeContext) -> dict[str, Any]:
+    if not valid_run_id(ctx.run_id):
+        raise ProbeParamError(f"run id {ctx.run_id!r} cannot name a directory")
+    request = params.root
+    registered = cleanup_name(request.name)
+    root = member_dir(ctx.data_dir, ctx.run_id, request.name)
+    if isinstance(request, StopMember):
+        was_running = registered in ctx.cleanup.names(ctx.run_id)
+        await ctx.cleanup.release(ctx.run_id, registered)
+        if root.exists():  # a member of a crashed agent, or a release that failed: clean anyway
             shutil.rmtree(root, ignore_errors=True)
-            raise RuntimeError(f"cannot create the member's data directory {root}: {exc.strerror}") from exc
-        command = etcd_command(binary, params, data, ctx.listen_host)
-        log_file = (root / "etcd.log").open("wb")
-        try:
-            process = subprocess.Popen(  # noqa: S603 - fixed binary, validated arguments
-                command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
-            )
-        except OSError as exc:
-            shutil.rmtree(root, ignore_errors=True)
-            raise ProbeUnavailable(f"cannot start {binary}: {exc.strerror}") from exc
-        finally:
-            log_file.close()
-        member = Member(params, root, process)
-        ctx.cleanup.add(ctx.run_id, registered, member.stop)
-        started = time.monotonic()
-        try:
-            health = await _wait_serving(member, started + params.start_timeout_s)
-        except BaseException:
-            # the registry still owns it: release now so nothing outlives the failed start
-            await asyncio.shield(ctx.cleanup.release(ctx.run_id, registered))
-            raise
-        return {
-            "name": params.name,
-            "pid": process.pid,
-            "client_url": params.client_url,
-            "peer_url": params.peer_url,
-            "data_dir": str(data),
-            "ready_after_s": round(time.monotonic() - started, 3),
-            "health": health,
-            "heartbeat_ms": params.heartbeat_ms,
-            "election_ms": params.election_ms,
-            "binary": binary,
-        }
+        return {"name": request.name, "was_running": was_running, "data_removed": not root.exists()}
+    if isinstance(request, MeasurePeers):
+        return {"name": request.name, "peers": await peer_rtt.probe_peers(dict(request.peers), request.count, request.interval)}
+    if isinstance(request, MemberStatus):
+        return {"name": request.name, "running": registered in ctx.cleanup.names(ctx.run_id), "data_dir_exists": root.exists()}
+    if registered in ctx.cleanup.names(ctx.run_id):
+        raise ProbeParamError(f"member {request.name} of run {ctx.run_id} is already running")
+    return await _start(request, ctx, root, registered)
+
+
+async def _start(params: StartMember, ctx: ProbeContext, root: Path, registered: str) -> dict[str, Any]:
+    binary = find_etcd()
+    shutil.rmtree(root, ignore_errors=True)  # left by a crashed agent with the same run id
+    data = root / "data"
+    try:
+        root.mkdir(parents=True, mode=0o700)  # noqa: ASYNC240 - two directories on the local disk
+        data.mkdir(mode=0o700)
+    except OSError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"cannot create the member's data directory {root}: {exc.strerror}") from exc
+    command = etcd_command(binary, params, data, ctx.listen_host)
+    log_file = (root / "etcd.log").open("wb")
+    try:
+        process = subprocess.Popen(  # noqa: ASYNC220 - returns once forked; the member outlives this job
+            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    except OSError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise ProbeUnavailable(f"cannot start {binary}: {exc.strerror}") from exc
+    finally:
+        log_file.close()
+    member = Member(params, root, process)
+    ctx.cleanup.add(ctx.run_id, registered, member.stop)
+    started = time.monotonic()
+    try:
+        health = await _wait_serving(member, started + params.start_timeout)
+    except BaseException:
+        # the registry still owns it: release now so nothing outlives the failed start
+        await asyncio.shield(ctx.cleanup.release(ctx.run_id, registered))
+        raise
+    return {
+        "name": params.name,
+        "pid": process.pid,
+        "client_url": params.client_url,
+        "peer_url": params.peer_url,
+        "data_dir": str(data),
+        "ready_after_s": round(time.monotonic() - started, 3),
+        "health": health,
+        "heartbeat_ms": params.heartbeat_ms,
+        "election_ms": params.election_ms,
+        "binary": binary,
+    }
+
+
+JOB = AgentJob("etcd.member", MemberParams, measure, time_limit)

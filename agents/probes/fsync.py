@@ -19,24 +19,20 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from pydantic import model_validator
 
 from talbench.agents import devices
-from talbench.agents.fio import FioError, fio_command, fio_version, job_figures, load_json, failure_message, run_fio
-from talbench.agents.probe import ProbeContext, ProbeParamError
+from talbench.agents.fio import FioError, failure_message, fio_command, fio_version, job_figures, load_json, run_fio
+from talbench.agents.params import BYTES, SECONDS, Params, param
+from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration, Tool
 
 SCHEMA_VERSION = 1
 MiB = 1 << 20
 GiB = 1 << 30
-
-DEFAULT_SIZE = 22 * MiB  # the etcd recipe
-DEFAULT_BLOCK_SIZE = 2300  # about one etcd WAL entry
-DEFAULT_TIME_LIMIT = 120.0  # seconds of fio --runtime
-MAX_TIME_LIMIT = 600.0  # with the grace below, well inside the agent's 900 s job limit
-DEFAULT_RESERVE = 256 * MiB  # free space that must remain beside the test file
-DEFAULT_ETCD_DIR = "/var/lib/etcd"
 
 HARD_GRACE = 10.0  # seconds after --runtime before fio is killed
 SETUP_ALLOWANCE = 15.0  # fio --version, device resolution, clean-up
@@ -48,43 +44,38 @@ class ScratchError(RuntimeError):
     """The scratch directory cannot be used (missing, unwritable, too little free space)."""
 
 
-@dataclass(frozen=True)
-class FsyncParams:
-    size: int = DEFAULT_SIZE  # bytes written
-    block_size: int = DEFAULT_BLOCK_SIZE  # bytes per write (each followed by fdatasync)
-    time_limit: float = DEFAULT_TIME_LIMIT  # seconds; fio stops there (result incomplete)
-    reserve: int = DEFAULT_RESERVE  # bytes that must stay free beside the test file
-    etcd_dir: str = DEFAULT_ETCD_DIR  # compared with the scratch dir's disk when visible; "" skips
+class FsyncParams(Params):
+    """What one agent runs: the etcd recipe's sizes, fio's time limit and the free-space reserve."""
+
+    size: int = param(22 * MiB, ge=64 * 1024, le=4 * GiB, unit=BYTES, help="bytes written (the etcd recipe: --size=22m)")
+    block_size: int = param(
+        2300, ge=512, le=16 * MiB, unit=BYTES, help="bytes per write, each followed by fdatasync (about one etcd WAL entry)"
+    )
+    time_limit: float = param(
+        120.0, ge=1.0, le=600.0, unit=SECONDS, help="fio stops there; an unfinished recipe is invalid, not judged"
+    )
+    reserve: int = param(
+        256 * MiB, ge=0, le=1 << 50, unit=BYTES, help="refuse to start unless this much stays free beside the test file"
+    )
+    etcd_dir: str = devices.etcd_dir_param()
+
+    @model_validator(mode="after")
+    def _fits(self) -> FsyncParams:
+        if self.block_size > self.size:
+            raise ValueError(f"block_size {self.block_size} exceeds size {self.size}")
+        return self
 
     @property
     def expected_writes(self) -> int:
         return self.size // self.block_size
 
 
-def parse_params(raw: Mapping[str, Any]) -> FsyncParams:
-    known = set(FsyncParams.__dataclass_fields__)
-    unknown = set(raw) - known
-    if unknown:
-        raise ProbeParamError(f"unknown fsync parameter(s): {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    size = _int(raw, "size", DEFAULT_SIZE, 64 * 1024, 4 * GiB)
-    block_size = _int(raw, "block_size", DEFAULT_BLOCK_SIZE, 512, 16 * MiB)
-    if block_size > size:
-        raise ProbeParamError(f"block_size {block_size} is larger than size {size}")
-    time_limit = raw.get("time_limit", DEFAULT_TIME_LIMIT)
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 1 <= time_limit <= MAX_TIME_LIMIT:
-        raise ProbeParamError(f"time_limit must be a number of seconds between 1 and {MAX_TIME_LIMIT:g}, not {time_limit!r}")
-    reserve = _int(raw, "reserve", DEFAULT_RESERVE, 0, 1 << 50)
-    etcd_dir = raw.get("etcd_dir", DEFAULT_ETCD_DIR)
-    if not isinstance(etcd_dir, str) or (etcd_dir and not os.path.isabs(etcd_dir)):
-        raise ProbeParamError(f"etcd_dir must be an absolute path or empty, not {etcd_dir!r}")
-    return FsyncParams(size, block_size, float(time_limit), reserve, etcd_dir)
+class FsyncSettings(FsyncParams):
+    """The scenario's ``probes.fsync`` block: the job's parameters and the coordinator's own."""
 
-
-def _int(raw: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProbeParamError(f"{name} must be an integer number of bytes between {low} and {high}, not {value!r}")
-    return value
+    parallel: int = param(
+        1, ge=1, le=256, coordinator_only=True, help="nodes measured at once (lab nodes share one disk: keep 1 there)"
+    )
 
 
 def recipe_args(params: FsyncParams, data_file: Path) -> list[str]:
@@ -108,76 +99,77 @@ def scratch_name(run_id: str) -> str:
     return f"{SCRATCH_PREFIX}{safe}-{secrets.token_hex(4)}"
 
 
-class FsyncProbe:
-    name = "fsync"
+def time_limit(params: FsyncParams) -> float:
+    return params.time_limit + HARD_GRACE + SETUP_ALLOWANCE
 
-    def __init__(self, fio: str = "fio") -> None:
-        self._fio = fio  # fio binary (name on PATH or path)
 
-    def parse(self, params: Mapping[str, Any]) -> FsyncParams:
-        return parse_params(params)
-
-    def time_limit(self, params: FsyncParams) -> float:
-        return params.time_limit + HARD_GRACE + SETUP_ALLOWANCE
-
-    async def run(self, params: FsyncParams, ctx: ProbeContext) -> dict[str, Any]:
-        fio = fio_command(self._fio)  # ProbeUnavailable with the install hint
-        version = await fio_version(fio)
-        base = Path(ctx.data_dir)
-        free_before = _check_space(base, params)
-        scratch = base / scratch_name(ctx.run_id)
+async def measure(params: FsyncParams, ctx: ProbeContext, *, fio_binary: str = "fio") -> dict[str, Any]:
+    fio = fio_command(fio_binary)  # ProbeUnavailable with the install hint
+    version = await fio_version(fio)
+    base = Path(ctx.data_dir)
+    free_before = _check_space(base, params)
+    scratch = base / scratch_name(ctx.run_id)
+    try:
         try:
-            try:
-                scratch.mkdir(mode=0o700)
-            except OSError as exc:
-                raise ScratchError(f"cannot create scratch directory in {base}: {exc.strerror or exc}") from exc
-            device = devices.describe_path(scratch)
-            etcd = _etcd_device(params.etcd_dir)
-            args = recipe_args(params, scratch / DATA_FILE)
-            outcome = await run_fio(fio, args, hard_timeout=params.time_limit + HARD_GRACE, cwd=str(scratch))
-            result: dict[str, Any] = {
-                "schema": SCHEMA_VERSION,
-                "params": asdict(params),
-                "command": ["fio", *args],
-                "fio_version": version,
-                "directory": str(base),
-                "free_before_bytes": free_before,
-                "expected_writes": params.expected_writes,
-                "device": device,
-                "etcd_device": etcd,
-                "etcd_same_disk": devices.same_disks(device, etcd) if etcd else None,
-            }
-            if outcome.killed:
-                return {
-                    **result,
-                    "complete": False,
-                    "stopped": f"fio did not stop at its {params.time_limit:g}s runtime and was killed "
-                    f"{HARD_GRACE:g}s later (disk stalled?)",
-                    "write": None,
-                    "sync": None,
-                    "summary": None,
-                }
-            if outcome.exit_code != 0:
-                raise FioError(failure_message(outcome))
-            figures = job_figures(load_json(outcome.stdout))
-            if figures["error"]:
-                raise FioError(f"fio reported error {figures['error']}: {os.strerror(figures['error'])}")
-            complete = figures["write"]["ios"] >= params.expected_writes
+            scratch.mkdir(mode=0o700)
+        except OSError as exc:
+            raise ScratchError(f"cannot create scratch directory in {base}: {exc.strerror or exc}") from exc
+        device = devices.describe_path(scratch)
+        etcd = devices.describe_visible(params.etcd_dir)
+        args = recipe_args(params, scratch / DATA_FILE)
+        outcome = await run_fio(fio, args, hard_timeout=params.time_limit + HARD_GRACE, cwd=str(scratch))
+        result: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "params": params.model_dump(mode="json"),
+            "command": ["fio", *args],
+            "fio_version": version,
+            "directory": str(base),
+            "free_before_bytes": free_before,
+            "expected_writes": params.expected_writes,
+            "device": device,
+            "etcd_device": etcd,
+            "etcd_same_disk": devices.same_disks(device, etcd) if etcd else None,
+        }
+        if outcome.killed:
             return {
                 **result,
-                "fio_version": figures["fio_version"] or version,
-                "complete": complete,
-                "stopped": None
-                if complete
-                else f"fio stopped at its {params.time_limit:g}s time limit after "
-                f"{figures['write']['ios']} of {params.expected_writes} writes",
-                "runtime_ms": figures["runtime_ms"],
-                "write": figures["write"],
-                "sync": figures["sync"],
-                "summary": summarise(figures),
+                "complete": False,
+                "stopped": f"fio did not stop at its {params.time_limit:g}s runtime and was killed "
+                f"{HARD_GRACE:g}s later (disk stalled?)",
+                "write": None,
+                "sync": None,
+                "summary": None,
             }
-        finally:
-            _remove(scratch)
+        if outcome.exit_code != 0:
+            raise FioError(failure_message(outcome))
+        figures = job_figures(load_json(outcome.stdout))
+        if figures["error"]:
+            raise FioError(f"fio reported error {figures['error']}: {os.strerror(figures['error'])}")
+        complete = figures["write"]["ios"] >= params.expected_writes
+        return {
+            **result,
+            "fio_version": figures["fio_version"] or version,
+            "complete": complete,
+            "stopped": None
+            if complete
+            else f"fio stopped at its {params.time_limit:g}s time limit after "
+            f"{figures['write']['ios']} of {params.expected_writes} writes",
+            "runtime_ms": figures["runtime_ms"],
+            "write": figures["write"],
+            "sync": figures["sync"],
+            "summary": summarise(figures),
+        }
+    finally:
+        _remove(scratch)
+
+
+def fsync_job(fio_binary: str = "fio") -> AgentJob[FsyncParams]:
+    """The fsync job, driving ``fio_binary`` (a name on PATH or a path; tests point it elsewhere)."""
+
+    async def run(params: FsyncParams, ctx: ProbeContext) -> dict[str, Any]:
+        return await measure(params, ctx, fio_binary=fio_binary)
+
+    return AgentJob("fsync", FsyncParams, run, time_limit)
 
 
 def _check_space(base: Path, params: FsyncParams) -> int:
@@ -196,15 +188,6 @@ def _check_space(base: Path, params: FsyncParams) -> int:
             f"plus {_mib(params.reserve)} kept free"
         )
     return free
-
-
-def _etcd_device(etcd_dir: str) -> dict[str, Any] | None:
-    if not etcd_dir or not os.path.isdir(etcd_dir):
-        return None
-    try:
-        return devices.describe_path(etcd_dir)
-    except OSError:
-        return None
 
 
 def _remove(scratch: Path) -> None:
@@ -239,3 +222,12 @@ def summarise(figures: Mapping[str, Any]) -> dict[str, Any]:
         "write_p99_s": pct(clat, "99"),
         "write_iops": figures["write"]["iops"],
     }
+
+
+PROBE = ProbeDeclaration(
+    name="fsync",
+    summary="fdatasync latency of the disk under etcd's data (fio's etcd recipe) and what kind of disk it is",
+    settings=FsyncSettings,
+    jobs=(fsync_job(),),
+    tools=(Tool("fio", "fio"),),
+)

@@ -1,15 +1,19 @@
-"""Throughput probe: TCP throughput between two agents with iperf3 (JSON output, driven by ``sh``).
+"""The wireguard probe's throughput job (``wireguard.iperf``): TCP throughput between two agents
+with iperf3 (JSON output, driven by ``sh``).
 
 One agent runs a one-off server (``role: server``) bound to the address it serves, on a per-run
-port; the other runs the client (``role: client``) for ``duration_s`` seconds.  Both jobs are
-bounded: the server gives up when no client came within ``accept_within_s`` and is killed in
+port; the other runs the client (``role: client``) for ``duration`` seconds.  Both jobs are
+bounded: the server gives up when no client came within ``accept_within`` and is killed in
 ``finally`` (and registered in the run's cleanup registry, so DELETE /v1/runs/{run_id} and agent
 shutdown remove it); the client retries only "connection refused" (the server is not listening
-yet) until ``connect_within_s``.
+yet) until ``connect_within``.
 
 Each side also measures the whole machine's CPU (psutil) during the transfer: with WireGuard the
 encryption work is done outside iperf3 (wireguard-go or kernel threads), so iperf3's own
 ``cpu_utilization_percent`` (kept too) does not show it.
+
+The job is declared by the wireguard probe (agents/probes/wireguard.py); this module holds its
+parameters, its time limit and its run.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ import ipaddress
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal
 
 import psutil
 import sh
+from pydantic import AfterValidator, ConfigDict, Field, RootModel
 
-from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.params import SECONDS, Params, param
+from talbench.agents.probe import ProbeContext, ProbeUnavailable
 from talbench.agents.procs import kill_and_reap, set_parent_death_signal
 
 IPERF3 = "iperf3"
@@ -34,89 +41,59 @@ MISSING_HINT = "iperf3 not found: apt-get install iperf3"
 CONNECT_RETRY_INTERVAL = 0.2
 SERVER_POLL_INTERVAL = 0.05
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+PORT_MIN, PORT_MAX = 1024, 65535  # the servers and tunnels a run opens use unprivileged ports
 
 
 # ---------------------------------------------------------------------------------------------
 # parameters
 
 
-@dataclass(frozen=True)
-class ServerParams:
-    bind: str  # the address the server listens on (this node's, or a tunnel address)
-    port: int
-    duration_s: float  # the transfer the client will run
-    accept_within_s: float  # give up when no client came by then
+def _normalised_address(text: str) -> str:
+    return str(ipaddress.ip_address(text))
 
 
-@dataclass(frozen=True)
-class ClientParams:
-    host: str
-    port: int
-    duration_s: float
-    connect_within_s: float
-    streams: int = 1
-    omit_s: int = 0  # iperf3 -O: seconds of TCP slow start left out of the figures
-    bind: str | None = None
+# An IPv4 or IPv6 address written as text (no host names: the path must be the one asked for).
+IpAddress = Annotated[str, AfterValidator(_normalised_address)]
 
 
-def _address(raw: Any, name: str) -> str:
-    try:
-        return str(ipaddress.ip_address(str(raw)))
-    except ValueError as exc:
-        raise ProbeParamError(f"{name} must be an IP address, not {raw!r}") from exc
+class IperfSettings(Params):
+    """The transfer, as the scenario's ``probes.wireguard`` block sets it (both paths alike)."""
+
+    duration: float = param(10.0, ge=1.0, le=60.0, unit=SECONDS, help="iperf3 -t: transfer time per path")
+    omit: int = param(1, ge=0, le=10, help="iperf3 -O: whole seconds of TCP slow start left out of the figures")
+    streams: int = param(1, ge=1, le=16, help="iperf3 -P: parallel TCP streams")
 
 
-def _number(params: Mapping[str, Any], name: str, low: float, high: float, default: float | None = None) -> float:
-    raw = params.get(name, default)
-    if raw is None:
-        raise ProbeParamError(f"{name} is required")
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
-        raise ProbeParamError(f"{name} must be a number from {low:g} to {high:g}, not {raw!r}")
-    return float(raw)
+class IperfSide(IperfSettings):
+    """What both sides of one transfer are given: the settings and the server's port."""
+
+    port: int = param(ge=PORT_MIN, le=PORT_MAX, help="the server's TCP port")
 
 
-def _port(params: Mapping[str, Any]) -> int:
-    port = params.get("port")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
-        raise ProbeParamError(f"port must be a whole number from 1024 to 65535, not {port!r}")
-    return port
+class IperfServer(IperfSide):
+    role: Literal["server"] = param(help="a one-off iperf3 server: returns after one client's transfer")
+    bind: IpAddress = param(max_length=64, help="the address it listens on (this node's, or its tunnel address)")
+    accept_within: float = param(20.0, ge=1.0, le=120.0, unit=SECONDS, help="give up when no client came by then")
 
 
-def parse_params(params: Mapping[str, Any]) -> ServerParams | ClientParams:
-    role = params.get("role")
-    if role == "server":
-        known = {"role", "bind", "port", "duration_s", "accept_within_s"}
-    elif role == "client":
-        known = {"role", "host", "port", "duration_s", "connect_within_s", "streams", "omit_s", "bind"}
-    else:
-        raise ProbeParamError(f"role must be 'server' or 'client', not {role!r}")
-    unknown = set(params) - known
-    if unknown:
-        raise ProbeParamError(f"unknown parameter(s) for iperf {role}: {', '.join(sorted(unknown))}")
-    duration = _number(params, "duration_s", 1, 60)
-    if role == "server":
-        return ServerParams(
-            bind=_address(params.get("bind"), "bind"),
-            port=_port(params),
-            duration_s=duration,
-            accept_within_s=_number(params, "accept_within_s", 1, 120, 20),
-        )
-    streams = params.get("streams", 1)
-    if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= 16:
-        raise ProbeParamError(f"streams must be a whole number from 1 to 16, not {streams!r}")
-    omit = params.get("omit_s", 0)
-    if isinstance(omit, bool) or not isinstance(omit, int) or not 0 <= omit <= 10:
-        raise ProbeParamError(f"omit_s must be a whole number from 0 to 10, not {omit!r}")
-    bind = params.get("bind")
-    return ClientParams(
-        host=_address(params.get("host"), "host"),
-        port=_port(params),
-        duration_s=duration,
-        connect_within_s=_number(params, "connect_within_s", 0, 60, 10),
-        streams=streams,
-        omit_s=omit,
-        bind=None if bind is None else _address(bind, "bind"),
-    )
+class IperfClient(IperfSide):
+    role: Literal["client"] = param(help="the transfer, from this node to the server")
+    host: IpAddress = param(max_length=64, help="the server's address")
+    connect_within: float = param(10.0, ge=0.0, le=60.0, unit=SECONDS, help="retry a refused connection until then")
+    bind: IpAddress | None = param(None, max_length=64, help="the source address (default: the kernel's choice)")
+
+
+class IperfParams(RootModel[Annotated[IperfServer | IperfClient, Field(discriminator="role")]]):
+    """One side of one transfer (``role``): the settings plus what the driver fills in."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def time_limit(params: IperfParams) -> float:
+    side = params.root
+    if isinstance(side, IperfServer):
+        return side.accept_within + side.duration + 20.0
+    return side.connect_within + side.duration + side.omit + 25.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,13 +230,13 @@ async def _established(pid: int) -> bool:
     return any(c.status == psutil.CONN_ESTABLISHED for c in connections)
 
 
-async def run_server(params: ServerParams, ctx: ProbeContext) -> dict[str, Any]:
+async def run_server(params: IperfServer, ctx: ProbeContext) -> dict[str, Any]:
     """One-off iperf3 server: returns after one client's transfer (or raises when none came)."""
     iperf3 = _iperf3()
     name = f"iperf3-server:{params.bind}:{params.port}"
     proc = iperf3(
         "-s", "-1", "-J", "-B", params.bind, "-p", str(params.port),
-        "--idle-timeout", str(int(params.accept_within_s) + 1),
+        "--idle-timeout", str(int(params.accept_within) + 1),
         _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_signal,
     )
 
@@ -268,7 +245,7 @@ async def run_server(params: ServerParams, ctx: ProbeContext) -> dict[str, Any]:
 
     ctx.cleanup.add(ctx.run_id, name, release)
     try:
-        give_up = time.monotonic() + params.accept_within_s
+        give_up = time.monotonic() + params.accept_within
         start: CpuMark | None = None
         # Wait for the client's connection (the transfer starts with it) or the process's end.
         while proc.process.is_alive()[0]:
@@ -276,19 +253,19 @@ async def run_server(params: ServerParams, ctx: ProbeContext) -> dict[str, Any]:
                 start = cpu_mark()
                 break
             if time.monotonic() >= give_up:
-                raise RuntimeError(f"no iperf3 client came within {params.accept_within_s:g}s")
+                raise RuntimeError(f"no iperf3 client came within {params.accept_within:g}s")
             await asyncio.sleep(SERVER_POLL_INTERVAL)
-        finish_by = params.duration_s + params.accept_within_s + 10.0
+        finish_by = params.duration + params.accept_within + 10.0
         try:
-            out = await asyncio.wait_for(proc, finish_by)
+            out = str(await asyncio.wait_for(proc, finish_by))
         except sh.ErrorReturnCode as exc:
             out = exc.stdout.decode(errors="replace") or exc.stderr.decode(errors="replace")
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise RuntimeError(f"iperf3 server still running after {finish_by:g}s") from exc
         end = cpu_mark()
         if start is None:
-            raise RuntimeError(f"iperf3 server ended before any client connected: {str(out).strip()[:200]!r}")
-        summary = summarize_server(_parse_json(str(out)))
+            raise RuntimeError(f"iperf3 server ended before any client connected: {out.strip()[:200]!r}")
+        summary = summarize_server(_parse_json(out))
         return {
             "role": "server",
             "bind": params.bind,
@@ -306,17 +283,17 @@ def _refused(text: str) -> bool:
     return "Connection refused" in text
 
 
-async def run_client(params: ClientParams, ctx: ProbeContext) -> dict[str, Any]:
+async def run_client(params: IperfClient, ctx: ProbeContext) -> dict[str, Any]:
     iperf3 = _iperf3()
-    args = ["-c", params.host, "-p", str(params.port), "-J", "-t", str(int(params.duration_s)),
+    args = ["-c", params.host, "-p", str(params.port), "-J", "-t", str(int(params.duration)),
             "-P", str(params.streams), "--connect-timeout", "3000"]
-    if params.omit_s:
-        args += ["-O", str(params.omit_s)]
+    if params.omit:
+        args += ["-O", str(params.omit)]
     if params.bind:
         args += ["-B", params.bind]
     route = await route_of(params.host)
-    give_up = time.monotonic() + params.connect_within_s
-    limit = params.duration_s + params.omit_s + 15.0
+    give_up = time.monotonic() + params.connect_within
+    limit = params.duration + params.omit + 15.0
     attempts = 0
     while True:
         attempts += 1
@@ -328,7 +305,7 @@ async def run_client(params: ClientParams, ctx: ProbeContext) -> dict[str, Any]:
         except sh.ErrorReturnCode as exc:
             out = exc.stdout.decode(errors="replace") + exc.stderr.decode(errors="replace")
             failed = True
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise RuntimeError(f"iperf3 client still running after {limit:g}s") from exc
         finally:
             await kill_and_reap(proc)
@@ -348,7 +325,7 @@ async def run_client(params: ClientParams, ctx: ProbeContext) -> dict[str, Any]:
         "role": "client",
         "host": params.host,
         "port": params.port,
-        "duration_s": params.duration_s,
+        "duration_s": params.duration,
         "streams": params.streams,
         "connect_attempts": attempts,
         **summary,
@@ -358,18 +335,8 @@ async def run_client(params: ClientParams, ctx: ProbeContext) -> dict[str, Any]:
     }
 
 
-class IperfProbe:
-    name = "iperf"
-
-    def parse(self, params: Mapping[str, Any]) -> ServerParams | ClientParams:
-        return parse_params(params)
-
-    def time_limit(self, params: ServerParams | ClientParams) -> float:
-        if isinstance(params, ServerParams):
-            return params.accept_within_s + params.duration_s + 20.0
-        return params.connect_within_s + params.duration_s + params.omit_s + 25.0
-
-    async def run(self, params: ServerParams | ClientParams, ctx: ProbeContext) -> dict[str, Any]:
-        if isinstance(params, ServerParams):
-            return await run_server(params, ctx)
-        return await run_client(params, ctx)
+async def measure(params: IperfParams, ctx: ProbeContext) -> dict[str, Any]:
+    side = params.root
+    if isinstance(side, IperfServer):
+        return await run_server(side, ctx)
+    return await run_client(side, ctx)

@@ -11,46 +11,25 @@ API server answered through KubePrism).  The raw attempts are returned; the coor
 from __future__ import annotations
 
 import asyncio
-import math
 import ssl
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from talbench.agents.probe import ProbeContext, ProbeParamError
+from talbench.agents.params import SECONDS, Params, param
+from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration
 
 SCHEMA_VERSION = 1
 HOST = "127.0.0.1"  # KubePrism listens on the node's loopback only
 DEFAULT_PORT = 7445
 
 
-@dataclass(frozen=True)
-class KubePrismParams:
-    port: int = DEFAULT_PORT
-    attempts: int = 3
-    timeout: float = 3.0  # seconds per attempt (connect, handshake, answer)
-    interval: float = 0.5  # seconds between attempts
+class KubePrismSettings(Params):
+    """The scenario's ``probes.kubeprism`` block; the agent's job takes the same fields."""
 
-
-def parse_params(raw: Mapping[str, Any]) -> KubePrismParams:
-    known = {"port", "attempts", "timeout_s", "interval_s"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ProbeParamError(f"unknown kubeprism parameter(s): {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    port = raw.get("port", DEFAULT_PORT)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ProbeParamError(f"port must be a number from 1 to 65535, not {port!r}")
-    attempts = raw.get("attempts", 3)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
-        raise ProbeParamError(f"attempts must be a whole number from 1 to 20, not {attempts!r}")
-    return KubePrismParams(port, attempts, _seconds(raw, "timeout_s", 3.0, 0.1, 30.0), _seconds(raw, "interval_s", 0.5, 0.0, 10.0))
-
-
-def _seconds(raw: Mapping[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-        raise ProbeParamError(f"{name} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
-    return float(value)
+    port: int = param(DEFAULT_PORT, ge=1, le=65535, help="KubePrism's port on the node's loopback")
+    attempts: int = param(3, ge=1, le=20, help="connections tried, one after the other")
+    timeout: float = param(3.0, ge=0.1, le=10.0, unit=SECONDS, help="per attempt: connect, TLS handshake and answer")
+    interval: float = param(0.5, ge=0.0, le=10.0, unit=SECONDS, help="pause between attempts")
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -94,25 +73,28 @@ async def attempt(port: int, timeout: float) -> dict[str, Any]:
     return result
 
 
-class KubePrismProbe:
-    name = "kubeprism"
+def time_limit(params: KubePrismSettings) -> float:
+    return params.attempts * (params.timeout + 1.0 + params.interval) + 5.0
 
-    def parse(self, params: Mapping[str, Any]) -> KubePrismParams:
-        return parse_params(params)
 
-    def time_limit(self, params: KubePrismParams) -> float:
-        return params.attempts * (params.timeout + 1.0 + params.interval) + 5.0
+async def measure(params: KubePrismSettings, ctx: ProbeContext) -> dict[str, Any]:
+    attempts: list[dict[str, Any]] = []
+    for index in range(params.attempts):
+        if index:
+            await asyncio.sleep(params.interval)
+        attempts.append(await attempt(params.port, params.timeout))
+    return {
+        "schema": SCHEMA_VERSION,
+        "host": HOST,
+        "port": params.port,
+        "attempts": attempts,
+        "answered": sum(1 for a in attempts if a["http_status"] is not None),
+    }
 
-    async def run(self, params: KubePrismParams, ctx: ProbeContext) -> dict[str, Any]:
-        attempts = []
-        for index in range(params.attempts):
-            if index:
-                await asyncio.sleep(params.interval)
-            attempts.append(await attempt(params.port, params.timeout))
-        return {
-            "schema": SCHEMA_VERSION,
-            "host": HOST,
-            "port": params.port,
-            "attempts": attempts,
-            "answered": sum(1 for a in attempts if a["http_status"] is not None),
-        }
+
+PROBE = ProbeDeclaration(
+    name="kubeprism",
+    summary="KubePrism (127.0.0.1:7445) answers on every node: TCP, TLS and GET /version",
+    settings=KubePrismSettings,
+    jobs=(AgentJob("kubeprism", KubePrismSettings, measure, time_limit),),
+)

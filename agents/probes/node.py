@@ -7,7 +7,10 @@ Two ways to span time:
 * ``mode: start`` then ``mode: collect``: the first job starts a sampler for the run and returns
   at once; the sampler keeps going (bounded by ``max_duration``) while the run's other probes
   measure; the second job stops it and returns facts and samples.  The sampler is registered in
-  the run's CleanupRegistry, so a run that never collects still stops it.
+  the run's CleanupRegistry, so a run that never collects still stops it.  Its samples go to a
+  journal file in the node's data directory (``talbench-node-<run id>-....jsonl``) that the
+  collect job reads and removes: nothing of a run is kept in the agent process but the sampler the
+  registry holds.
 
 Samples are cumulative counters (columns of equal length): machine CPU busy and total seconds
 (summed over CPUs), the CPU seconds of the agent's own process tree (fio, etcd, iperf3 it
@@ -19,57 +22,55 @@ subtract talbench's own load.
 from __future__ import annotations
 
 import asyncio
-import math
+import contextlib
+import hashlib
+import json
 import os
+import re
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
 import psutil
+from pydantic import model_validator
 
+from talbench.agents import devices
 from talbench.agents.facts import node_facts
-from talbench.agents.probe import ProbeContext, ProbeParamError
+from talbench.agents.params import SECONDS, Params, param
+from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration, ProbeParamError
 
 SCHEMA_VERSION = 1
-MODES = ("window", "start", "collect")
 CLEANUP_NAME = "node-sampler"
 COLUMNS = ("t", "cpu_busy_s", "cpu_total_s", "own_cpu_s", "mem_used_bytes", "own_rss_bytes")
 FACTS_ALLOWANCE = 15.0  # seconds for facts (tool versions, device resolution)
+JOURNAL_PREFIX = "talbench-node-"
 
 
-@dataclass(frozen=True)
-class NodeParams:
-    mode: str = "window"
-    duration: float = 10.0  # window: seconds of sampling
-    interval: float = 1.0  # seconds between samples
-    max_duration: float = 3600.0  # start: the sampler stops by itself after this
-    etcd_dir: str = "/var/lib/etcd"
+class NodeSettings(Params):
+    """The scenario's ``probes.node`` block."""
+
+    duration: float = param(
+        10.0, ge=0.5, le=600.0, unit=SECONDS, help="utilisation window when run alone (otherwise sampled through the whole run)"
+    )
+    interval: float = param(1.0, ge=0.1, le=60.0, unit=SECONDS, help="seconds between samples")
+    max_duration: float = param(
+        7200.0, ge=1.0, le=6 * 3600.0, unit=SECONDS, help="sampling through a run: the agents stop by themselves after this"
+    )
+    etcd_dir: str = devices.etcd_dir_param()
 
 
-def parse_params(raw: Mapping[str, Any]) -> NodeParams:
-    known = set(NodeParams.__dataclass_fields__)
-    unknown = set(raw) - known
-    if unknown:
-        raise ProbeParamError(f"unknown node parameter(s): {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    mode = raw.get("mode", "window")
-    if mode not in MODES:
-        raise ProbeParamError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    duration = _seconds(raw, "duration", 10.0, 0.5, 600.0)
-    interval = _seconds(raw, "interval", 1.0, 0.1, 60.0)
-    max_duration = _seconds(raw, "max_duration", 3600.0, 1.0, 6 * 3600.0)
-    if mode == "window" and interval > duration:
-        raise ProbeParamError(f"interval {interval:g}s is longer than duration {duration:g}s")
-    etcd_dir = raw.get("etcd_dir", "/var/lib/etcd")
-    if not isinstance(etcd_dir, str) or (etcd_dir and not os.path.isabs(etcd_dir)):
-        raise ProbeParamError(f"etcd_dir must be an absolute path or empty, not {etcd_dir!r}")
-    return NodeParams(mode, duration, interval, max_duration, etcd_dir)
+class NodeParams(NodeSettings):
+    """One agent's job: the settings and which part of the sampling it is (the driver says)."""
 
+    mode: Literal["window", "start", "collect"] = param(
+        "window", help="window: sample for duration and return; start: sample until collect (or max_duration); collect: stop, return"
+    )
 
-def _seconds(raw: Mapping[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-        raise ProbeParamError(f"{name} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
-    return float(value)
+    @model_validator(mode="after")
+    def _window_holds_an_interval(self) -> NodeParams:
+        if self.mode == "window" and self.interval > self.duration:
+            raise ValueError(f"interval {self.interval:g}s is longer than duration {self.duration:g}s")
+        return self
 
 
 def take_sample() -> tuple[float, ...]:
@@ -104,17 +105,20 @@ def _own_tree() -> tuple[float, int]:
 
 
 class Sampler:
-    """Samples every ``interval`` seconds until stopped or ``max_duration`` has passed."""
+    """Samples every ``interval`` seconds until stopped or ``max_duration`` has passed; with a
+    ``journal`` it also writes each sample there (one JSON line), between a header and a footer."""
 
-    def __init__(self, interval: float, max_duration: float) -> None:
+    def __init__(self, interval: float, max_duration: float, journal: TextIO | None = None) -> None:
         self.interval = interval
         self.max_duration = max_duration
         self.rows: list[tuple[float, ...]] = []
         self.missed = 0  # ticks skipped because a sample took longer than the interval
+        self._journal = journal
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.rows.append(await asyncio.to_thread(take_sample))
+        self._write({"interval_s": self.interval})
+        self._record(await asyncio.to_thread(take_sample))
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="node-sampler")
 
     async def _loop(self) -> None:
@@ -124,84 +128,161 @@ class Sampler:
         while loop.time() - begun < self.max_duration:
             due = begun + tick * self.interval
             await asyncio.sleep(max(0.0, due - loop.time()))
-            self.rows.append(await asyncio.to_thread(take_sample))
+            self._record(await asyncio.to_thread(take_sample))
             late = int((loop.time() - due) // self.interval)
             self.missed += late
             tick += 1 + late
 
     async def stop(self) -> dict[str, Any]:
-        """Stop (idempotent), take a last sample, return the columns."""
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            self.rows.append(await asyncio.to_thread(take_sample))
-        return self.columns()
-
-    def columns(self) -> dict[str, Any]:
-        return {
-            "interval_s": self.interval,
-            "missed": self.missed,
-            "columns": {name: [_round(row[i]) for row in self.rows] for i, name in enumerate(COLUMNS)},
-        }
-
-
-def _round(value: float) -> float:
-    return round(value, 3)
-
-
-class NodeProbe:
-    name = "node"
-
-    def __init__(self) -> None:
-        # run id -> sampler started by a "start" job, until "collect" or the run's release
-        self._samplers: dict[str, Sampler] = {}
-
-    def parse(self, params: Mapping[str, Any]) -> NodeParams:
-        return parse_params(params)
-
-    def time_limit(self, params: NodeParams) -> float:
-        if params.mode == "window":
-            return params.duration + params.interval + FACTS_ALLOWANCE
-        return FACTS_ALLOWANCE + params.interval
-
-    async def run(self, params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
-        if params.mode == "start":
-            return await self._start(params, ctx)
-        if params.mode == "collect":
-            return await self._collect(params, ctx)
-        sampler = Sampler(params.interval, params.duration)
-        await sampler.start()
+        """Stop (idempotent), take a last sample, close the journal, return the columns."""
         try:
-            facts = await asyncio.to_thread(node_facts, ctx.data_dir, params.etcd_dir)
-            await asyncio.sleep(max(0.0, params.duration - (time.time() - sampler.rows[0][0])))
+            if self._task is not None:
+                task, self._task = self._task, None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                self._record(await asyncio.to_thread(take_sample))
+                self._write({"missed": self.missed})
         finally:
-            sampling = await sampler.stop()
-        return {"schema": SCHEMA_VERSION, "mode": "window", "facts": facts, "sampling": sampling}
+            self.close()
+        return columns_of(self.interval, self.missed, self.rows)
 
-    async def _start(self, params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
-        if ctx.run_id in self._samplers:
-            raise ProbeParamError(f"node sampling already runs for run {ctx.run_id}")
-        sampler = Sampler(params.interval, params.max_duration)
-        await sampler.start()
-        self._samplers[ctx.run_id] = sampler
+    def close(self) -> None:
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            with contextlib.suppress(OSError):
+                journal.close()
 
-        async def release() -> None:
-            dropped = self._samplers.pop(ctx.run_id, None)
-            if dropped is not None:
-                await dropped.stop()
+    def _record(self, row: tuple[float, ...]) -> None:
+        self.rows.append(row)
+        self._write(list(row))
 
-        ctx.cleanup.add(ctx.run_id, CLEANUP_NAME, release)
-        return {"schema": SCHEMA_VERSION, "mode": "start", "interval_s": params.interval, "max_duration_s": params.max_duration}
+    def _write(self, item: Any) -> None:
+        """One journal line, written on the event loop (so a cancelled sample is never half
+        written); a journal that cannot be written is dropped and then lacks its footer."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.write(json.dumps(item) + "\n")
+            self._journal.flush()
+        except (OSError, ValueError):
+            self.close()
 
-    async def _collect(self, params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
-        sampler = self._samplers.get(ctx.run_id)
-        if sampler is None:
-            raise ProbeParamError(f"no node sampling runs for run {ctx.run_id} (start it first)")
+
+def columns_of(interval: float, missed: int, rows: list[tuple[float, ...]]) -> dict[str, Any]:
+    return {
+        "interval_s": interval,
+        "missed": missed,
+        "columns": {name: [round(row[i], 3) for row in rows] for i, name in enumerate(COLUMNS)},
+    }
+
+
+def journal_path(ctx: ProbeContext) -> Path:
+    """``<data dir>/talbench-node-<run id>-<hash>.jsonl`` (only characters shells take literally)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", ctx.run_id)[:64] or "run"
+    digest = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]
+    return Path(ctx.data_dir) / f"{JOURNAL_PREFIX}{safe}-{digest}.jsonl"
+
+
+def read_journal(path: Path) -> dict[str, Any]:
+    """The columns a stopped sampler wrote to ``path``; RuntimeError when it is damaged or was
+    not finished (a full disk)."""
+    interval: float | None = None
+    missed: int | None = None
+    rows: list[tuple[float, ...]] = []
+    try:
+        with path.open(encoding="utf-8") as journal:
+            for line in journal:
+                item = json.loads(line)
+                if isinstance(item, list) and len(item) == len(COLUMNS):
+                    rows.append(tuple(float(value) for value in item))
+                elif isinstance(item, dict) and "interval_s" in item:
+                    interval = float(item["interval_s"])
+                elif isinstance(item, dict) and "missed" in item:
+                    missed = int(item["missed"])
+                else:
+                    raise ValueError(f"unexpected line {line[:60]!r}")
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"cannot read the node sampling journal {path}: {exc}") from exc
+    if interval is None or missed is None:
+        raise RuntimeError(f"the node sampling journal {path} is incomplete (could the sampler write it? disk full?)")
+    return columns_of(interval, missed, rows)
+
+
+def time_limit(params: NodeParams) -> float:
+    if params.mode == "window":
+        return params.duration + params.interval + FACTS_ALLOWANCE
+    return FACTS_ALLOWANCE + params.interval
+
+
+async def measure(params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
+    if params.mode == "start":
+        return await _start(params, ctx)
+    if params.mode == "collect":
+        return await _collect(params, ctx)
+    sampler = Sampler(params.interval, params.duration)
+    await sampler.start()
+    # The facts are gathered meanwhile; however long they take, the window is ``duration``.
+    facts = asyncio.ensure_future(asyncio.to_thread(node_facts, ctx.data_dir, params.etcd_dir))
+    try:
+        await asyncio.sleep(max(0.0, params.duration - (time.time() - sampler.rows[0][0])))
         sampling = await sampler.stop()
+        return {"schema": SCHEMA_VERSION, "mode": "window", "facts": await facts, "sampling": sampling}
+    finally:
+        await sampler.stop()  # idempotent: here for a cancelled job
+        facts.cancel()
+
+
+async def _start(params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
+    # No await between this check and ``cleanup.add``: of two starts at once, one is refused.
+    if CLEANUP_NAME in ctx.cleanup.names(ctx.run_id):
+        raise ProbeParamError(f"node sampling already runs for run {ctx.run_id}")
+    path = journal_path(ctx)
+    try:
+        journal = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise RuntimeError(f"cannot write the node sampling journal in {ctx.data_dir}: {exc.strerror or exc}") from exc
+    sampler = Sampler(params.interval, params.max_duration, journal)
+
+    async def release() -> None:
+        try:
+            await sampler.stop()
+        finally:
+            path.unlink(missing_ok=True)  # a collect has moved it aside first: then this is a no-op
+
+    ctx.cleanup.add(ctx.run_id, CLEANUP_NAME, release)
+    try:
+        await sampler.start()
+    except BaseException:
+        await asyncio.shield(ctx.cleanup.release(ctx.run_id, CLEANUP_NAME))
+        raise
+    return {"schema": SCHEMA_VERSION, "mode": "start", "interval_s": params.interval, "max_duration_s": params.max_duration}
+
+
+async def _collect(params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
+    if CLEANUP_NAME not in ctx.cleanup.names(ctx.run_id):
+        raise ProbeParamError(f"no node sampling runs for run {ctx.run_id} (start it first)")
+    path = journal_path(ctx)
+    taken = path.with_name(path.name + ".collected")
+    try:
+        # Moved aside, the journal outlives the release below, which stops the sampler (its last
+        # sample and footer still reach the open file) and removes whatever is at ``path``.
+        os.replace(path, taken)
+    except OSError as exc:
         await ctx.cleanup.release(ctx.run_id, CLEANUP_NAME)
-        facts = await asyncio.to_thread(node_facts, ctx.data_dir, params.etcd_dir)
-        return {"schema": SCHEMA_VERSION, "mode": "span", "facts": facts, "sampling": sampling}
+        raise RuntimeError(f"the node sampling journal {path} is gone: {exc.strerror or exc}") from exc
+    try:
+        await ctx.cleanup.release(ctx.run_id, CLEANUP_NAME)
+        sampling = await asyncio.to_thread(read_journal, taken)
+    finally:
+        taken.unlink(missing_ok=True)
+    facts = await asyncio.to_thread(node_facts, ctx.data_dir, params.etcd_dir)
+    return {"schema": SCHEMA_VERSION, "mode": "span", "facts": facts, "sampling": sampling}
+
+
+PROBE = ProbeDeclaration(
+    name="node",
+    summary="the node's size (cores, memory, etcd's filesystem) and its CPU and memory utilisation over time",
+    settings=NodeSettings,
+    jobs=(AgentJob("node", NodeParams, measure, time_limit),),
+)

@@ -202,7 +202,7 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
     return stream.result(peer)
 
 
-def time_limit(params: RttParams) -> float:
+def time_limit(params: RttSettings) -> float:
     sending = (params.warmup + params.count) * params.interval * (1.0 + params.jitter)
     return params.stagger + sending + params.timeout + TIME_LIMIT_SLACK
 

@@ -1,38 +1,40 @@
-"""WireGuard test tunnel between two agents, set up for one run and pair, torn down always.
+"""The wireguard probe's tunnel job (``wireguard.tunnel``): a WireGuard test tunnel between two
+agents, set up for one run and pair, torn down always.
 
 The coordinator drives it in steps (one job each, ``action``):
 
 ``up``      create this node's link (kernel WireGuard, else wireguard-go), a fresh key pair, the
             listen port and tunnel address given, and a UDP echo responder bound to the tunnel
-            address (so the RTT probe can measure through the tunnel); returns the public key.
-            When KubeSpan is active the link's own UDP carries mark 0x20 so it bypasses KubeSpan
-            (no tunnel-in-tunnel).  Everything is registered in the run's cleanup registry.
+            address (so the RTT probe's job can measure through the tunnel); returns the public
+            key.  When KubeSpan is active the link's own UDP carries mark 0x20 so it bypasses
+            KubeSpan (no tunnel-in-tunnel).  Everything is registered in the run's cleanup registry.
 ``peer``    add the other side (public key, endpoint, its tunnel address).
 ``stats``   per-peer handshake and byte counters (to prove traffic went through the tunnel).
 ``down``    release the tunnel (link, wireguard-go process, echo responder).
 ``detect``  KubeSpan's state on this node.
 
 Link names are ``tb`` + a hash of (run id, node, tunnel): unique per run and node, 12 characters.
-The private key exists only in memory and on ``wg``'s standard input.
+The private key exists only in memory and on ``wg``'s standard input.  The job is declared by the
+wireguard probe (agents/probes/wireguard.py); this module holds its parameters and its run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, RootModel
 
 from talbench.agents import kubespan, wireguard
 from talbench.agents.echo import start_echo
+from talbench.agents.params import Params, param
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.iperf import boot_id
+from talbench.agents.probes.iperf import PORT_MAX, PORT_MIN, IpAddress, boot_id
 
-ACTIONS = ("up", "peer", "stats", "down", "detect")
-TUNNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-DEFAULT_MTU = 1420
+TUNNEL_ID = r"^[a-z0-9][a-z0-9-]{0,39}$"
+WG_PUBLIC_KEY = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"  # 32 bytes, base64
 MAX_PREFIX_HOSTS = 1024  # tunnel subnets are small test ranges
 
 
@@ -45,138 +47,109 @@ def cleanup_name(tunnel: str) -> str:
     return f"wg-tunnel:{tunnel}"
 
 
-@dataclass(frozen=True)
-class TunnelParams:
-    action: str
-    tunnel: str = ""
-    address: str = ""  # up: this side's tunnel address, CIDR
-    listen_port: int = 0
-    echo_port: int = 0
-    implementation: str = "auto"
-    mtu: int = DEFAULT_MTU
-    bypass_mark: int | None = None  # None: 0x20 when KubeSpan is active, no mark otherwise
-    public_key: str = ""  # peer: the other side's
-    endpoint_host: str = ""
-    endpoint_port: int = 0
-    allowed_ip: str = ""  # peer: the other side's tunnel address
+def _host_in_test_subnet(text: str) -> str:
+    interface = ipaddress.ip_interface(text)
+    if interface.network.num_addresses > MAX_PREFIX_HOSTS or interface.ip == interface.network.network_address:
+        raise ValueError(f"{interface} must be a host address in a small test subnet (at most {MAX_PREFIX_HOSTS} addresses)")
+    return str(interface)
 
 
-def _int(params: Mapping[str, Any], name: str, low: int, high: int, default: int | None = None) -> int:
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProbeParamError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
-    return value
-
-
-def _port(params: Mapping[str, Any], name: str) -> int:
-    port = _int(params, name, 1024, 65535)
+def _not_kubespans(port: int) -> int:
     if port == kubespan.WIREGUARD_PORT:
-        raise ProbeParamError(f"{name} {port} is KubeSpan's port: use another one")
+        raise ValueError(f"{port} is KubeSpan's port: use another one")
     return port
 
 
-_KEYS = {
-    "up": {"action", "tunnel", "address", "listen_port", "echo_port", "implementation", "mtu", "bypass_mark"},
-    "peer": {"action", "tunnel", "public_key", "endpoint_host", "endpoint_port", "allowed_ip"},
-    "stats": {"action", "tunnel"},
-    "down": {"action", "tunnel"},
-    "detect": {"action"},
-}
-_WG_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+# A tunnel address with its prefix (198.18.0.1/30), normalised.
+TunnelAddress = Annotated[str, AfterValidator(_host_in_test_subnet)]
+# A port of the test tunnel: never KubeSpan's (its bounds are the field's).
+TunnelPort = Annotated[int, AfterValidator(_not_kubespans)]
 
 
-def parse_params(params: Mapping[str, Any]) -> TunnelParams:
-    action = params.get("action")
-    if action not in ACTIONS:
-        raise ProbeParamError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
-    unknown = set(params) - _KEYS[action]
-    if unknown:
-        raise ProbeParamError(f"unknown parameter(s) for wg_tunnel {action}: {', '.join(sorted(unknown))}")
-    if action == "detect":
-        return TunnelParams(action)
-    tunnel = params.get("tunnel")
-    if not isinstance(tunnel, str) or not TUNNEL_ID.match(tunnel):
-        raise ProbeParamError(f"tunnel must be 1-40 of [a-z0-9-], not {tunnel!r}")
-    if action in ("stats", "down"):
-        return TunnelParams(action, tunnel)
-    if action == "up":
-        try:
-            interface = ipaddress.ip_interface(str(params.get("address")))
-        except ValueError as exc:
-            raise ProbeParamError(f"address must be an address with prefix (198.18.0.1/30), not {params.get('address')!r}") from exc
-        if interface.network.num_addresses > MAX_PREFIX_HOSTS or interface.ip in (interface.network.network_address,):
-            raise ProbeParamError(f"address {interface} must be a host address in a small test subnet")
-        implementation = params.get("implementation", "auto")
-        if implementation not in wireguard.IMPLEMENTATIONS:
-            raise ProbeParamError(f"implementation must be one of {', '.join(wireguard.IMPLEMENTATIONS)}")
-        mark = params.get("bypass_mark")
-        return TunnelParams(
-            action,
-            tunnel,
-            address=str(interface),
-            listen_port=_port(params, "listen_port"),
-            echo_port=_port(params, "echo_port"),
-            implementation=implementation,
-            mtu=_int(params, "mtu", 1280, 9000, DEFAULT_MTU),
-            bypass_mark=None if mark is None else _int(params, "bypass_mark", 1, 0xFFFFFFFF),
-        )
-    public_key = params.get("public_key")
-    if not isinstance(public_key, str) or not _WG_KEY.match(public_key):
-        raise ProbeParamError("public_key must be a WireGuard public key (base64, 44 characters)")
-    try:
-        host = str(ipaddress.ip_address(str(params.get("endpoint_host"))))
-        allowed = ipaddress.ip_address(str(params.get("allowed_ip")))
-    except ValueError as exc:
-        raise ProbeParamError(f"endpoint_host and allowed_ip must be IP addresses ({exc})") from exc
-    return TunnelParams(
-        action,
-        tunnel,
-        public_key=public_key,
-        endpoint_host=host,
-        endpoint_port=_port(params, "endpoint_port"),
-        allowed_ip=f"{allowed}/{allowed.max_prefixlen}",
+class TunnelLink(Params):
+    """The test link, as the scenario's ``probes.wireguard`` block sets it (every pair's alike)."""
+
+    implementation: wireguard.Implementation = param(
+        "auto", help="WireGuard implementation: auto (the kernel's when it has one, else wireguard-go), kernel, wireguard-go"
+    )
+    mtu: int = param(1420, ge=1280, le=9000, help="the test link's MTU")
+
+
+class OneTunnel(Params):
+    tunnel: str = param(pattern=TUNNEL_ID, help="the tunnel's id within the run (1-40 of [a-z0-9-])")
+
+
+class TunnelUp(TunnelLink, OneTunnel):
+    """Create this side: the link's settings plus this side's address and ports."""
+
+    action: Literal["up"] = param(help="create this side's link, keys and echo responder")
+    address: TunnelAddress = param(max_length=64, help="this side's tunnel address with prefix (198.18.0.1/30)")
+    listen_port: TunnelPort = param(ge=PORT_MIN, le=PORT_MAX, help="WireGuard's UDP port")
+    echo_port: TunnelPort = param(ge=PORT_MIN, le=PORT_MAX, help="the echo responder's UDP port on the tunnel address")
+    bypass_mark: int | None = param(
+        None, ge=1, le=0xFFFFFFFF, help="fwmark of the link's own UDP (default: 0x20 when KubeSpan is active, else none)"
     )
 
 
-class WgTunnelProbe:
-    name = "wg_tunnel"
+class TunnelPeer(OneTunnel):
+    """Give this side the other one."""
+
+    action: Literal["peer"] = param(help="add the other side as this link's peer")
+    public_key: str = param(pattern=WG_PUBLIC_KEY, help="the other side's public key (base64)")
+    endpoint_host: IpAddress = param(max_length=64, help="the other side's node address")
+    endpoint_port: TunnelPort = param(ge=PORT_MIN, le=PORT_MAX, help="the other side's WireGuard port")
+    allowed_ip: IpAddress = param(max_length=64, help="the other side's tunnel address")
+
+
+class TunnelOf(OneTunnel):
+    action: Literal["stats", "down"] = param(help="stats: the peers' counters; down: release the tunnel")
+
+
+class KubeSpanDetect(Params):
+    action: Literal["detect"] = param(help="KubeSpan's state on this node")
+
+
+class TunnelParams(RootModel[Annotated[TunnelUp | TunnelPeer | TunnelOf | KubeSpanDetect, Field(discriminator="action")]]):
+    """One step of one pair's tunnel (``action``): the link's settings plus what the driver fills in."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def time_limit(params: TunnelParams) -> float:
+    return 30.0 if params.root.action in ("up", "down") else 15.0
+
+
+class Tunnel:
+    """Runs the steps; ``sys_root`` is where KubeSpan's link is looked for (tests pass a tree)."""
 
     def __init__(self, *, sys_root: Path = Path("/sys")) -> None:
         self._sys_root = sys_root
 
-    def parse(self, params: Mapping[str, Any]) -> TunnelParams:
-        return parse_params(params)
-
-    def time_limit(self, params: TunnelParams) -> float:
-        return 30.0 if params.action in ("up", "down") else 15.0
-
-    async def run(self, params: TunnelParams, ctx: ProbeContext) -> dict[str, Any]:
-        if params.action == "detect":
+    async def measure(self, params: TunnelParams, ctx: ProbeContext) -> dict[str, Any]:
+        step = params.root
+        if isinstance(step, KubeSpanDetect):
             return {"kubespan": kubespan.detect(self._sys_root).as_dict(), "boot_id": boot_id()}
-        name = link_name(ctx.run_id, ctx.node, params.tunnel)
-        registered = cleanup_name(params.tunnel) in ctx.cleanup.names(ctx.run_id)
-        if params.action == "up":
+        name = link_name(ctx.run_id, ctx.node, step.tunnel)
+        registered = cleanup_name(step.tunnel) in ctx.cleanup.names(ctx.run_id)
+        if isinstance(step, TunnelUp):
             if registered:
-                raise ProbeParamError(f"tunnel {params.tunnel} is up already in run {ctx.run_id}")
-            return await self._up(params, ctx, name)
-        if params.action == "down":
+                raise ProbeParamError(f"tunnel {step.tunnel} is up already in run {ctx.run_id}")
+            return await self._up(step, ctx, name)
+        if step.action == "down":
             if registered:
-                await ctx.cleanup.release(ctx.run_id, cleanup_name(params.tunnel))
+                await ctx.cleanup.release(ctx.run_id, cleanup_name(step.tunnel))
             return {"interface": name, "released": registered, "exists": await wireguard.link_exists(name)}
         if not registered:
-            raise ProbeParamError(f"no tunnel {params.tunnel} in run {ctx.run_id} on {ctx.node}")
-        if params.action == "peer":
-            link = wireguard.WgLink(name, "")
-            await wireguard.add_peer(
-                link,
-                public_key=params.public_key,
-                endpoint=_endpoint(params.endpoint_host, params.endpoint_port),
-                allowed_ips=params.allowed_ip,
-            )
-            return {"interface": name, "peer": params.public_key, "allowed_ip": params.allowed_ip}
+            raise ProbeParamError(f"no tunnel {step.tunnel} in run {ctx.run_id} on {ctx.node}")
+        if isinstance(step, TunnelPeer):
+            allowed = ipaddress.ip_address(step.allowed_ip)
+            allowed_ip = f"{allowed}/{allowed.max_prefixlen}"
+            endpoint = _endpoint(step.endpoint_host, step.endpoint_port)
+            await wireguard.add_peer(name, public_key=step.public_key, endpoint=endpoint, allowed_ips=allowed_ip)
+            return {"interface": name, "peer": step.public_key, "allowed_ip": allowed_ip}
         return {"interface": name, "peers": await wireguard.peer_stats(name)}
 
-    async def _up(self, params: TunnelParams, ctx: ProbeContext, name: str) -> dict[str, Any]:
+    async def _up(self, params: TunnelUp, ctx: ProbeContext, name: str) -> dict[str, Any]:
         state = kubespan.detect(self._sys_root)
         mark = params.bypass_mark if params.bypass_mark is not None else (kubespan.BYPASS_MARK if state.active else None)
         link = await wireguard.create(name, params.implementation)

@@ -1,4 +1,5 @@
-"""The one small interface every dispatcher (lab, kubernetes, local) implements.
+"""The one small interface both dispatchers implement: the lab's (bench.dispatch.lab: agents in
+network namespaces on this host) and the Kubernetes one (bench.dispatch.kube: a DaemonSet).
 
 A dispatcher deploys agents for a run and yields a Fleet: the nodes found and a client for each
 node's agent.  Only the Kubernetes dispatcher talks to the Kubernetes API.

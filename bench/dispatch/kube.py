@@ -17,13 +17,13 @@ import aiohttp
 
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient, AgentError
+from talbench.bench.cluster_facts import NodeFacts
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
 from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
 from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary
-from talbench.bench.kube.facts import NodeFacts
 from talbench.bench.kube.readiness import untolerated_taints
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
 

@@ -1,13 +1,14 @@
-"""Running talbench on a real Kubernetes cluster.
-
-The only package (with bench.dispatch.kube) that talks to the Kubernetes API:
+"""Running talbench on a real Kubernetes cluster: only what talks to the Kubernetes API or builds
+and reads its objects.  With bench.dispatch.kube, the only code that does:
     config       kubeconfig / in-cluster credentials (KUBECONFIG, --kubeconfig, --context)
     client       the thin JSON-over-HTTP API layer (aiohttp)
     manifests    pure builders of the run's objects (namespace, SA, Secret, DaemonSet)
     rbac         the least RBAC the coordinator needs (rules, Role/ClusterRole documents)
-    cronjob      CronJob mode: manifests, results kept in ConfigMaps
-    pushgateway  pushing a run's figures to a Prometheus Pushgateway
-    facts        what the API says about the cluster (nodes, versions, pods on control planes)
-    topology     reference-architecture topology metrics and their driver
-    kubeprism    coordinator side of the agent's KubePrism check
+    cronjob      CronJob mode: its manifests, and the results kept in ConfigMaps
+    facts        the cluster's facts (bench.cluster_facts) read from Node and Pod objects
+    readiness    why an agent pod is (not) ready, read from Pod and Event objects
+    deploy       the run's life on the cluster: read the facts, create, wait for, remove, clean
+
+What the API says becomes plain records (bench.cluster_facts) that the topology probe
+(bench.probes.topology) judges; the Pushgateway client is a report (bench.report.pushgateway).
 """

@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from talbench.bench.errors import CouldNotRun
+from talbench.agents import wire
+from talbench.bench.cluster_facts import ClusterFacts, NodeFacts
+from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
-from talbench.bench.kube.facts import ClusterFacts, NodeFacts, cluster_facts
+from talbench.bench.kube.facts import cluster_facts
 from talbench.bench.kube.readiness import creation_failure, is_pod_security_rejection, pod_state, untolerated_taints
 from talbench.bench.model import Role
 
@@ -192,6 +194,8 @@ async def clean(
     """Remove what earlier runs left, by label: their namespaces, or (``namespace`` given) their
     DaemonSets, Secrets and ServiceAccounts in that namespace.  Returns what was removed; raises
     CouldNotRun naming what is still there after ``timeout``."""
+    if run_id is not None and not wire.valid_run_id(run_id):
+        raise UsageError(f"not a run id: {run_id!r}")  # it goes into a label selector
     deadline = time.monotonic() + timeout
     selector = f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY}," + (f"{m.LABEL_RUN_ID}={run_id}" if run_id else m.LABEL_RUN_ID)
     removed: list[str] = []

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from talbench.agents import wire
+from talbench.agents.probes import declarations
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -32,6 +33,7 @@ PSA_LABELS = {
 }
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/talbench/talbench"
+REFUSED_CAPABILITIES = frozenset({"SYS_MODULE", "SYS_BOOT"})  # Talos refuses pods asking for them
 
 
 def tool_version() -> str:
@@ -58,6 +60,16 @@ def run_labels(run_id: str, component: str = "agent") -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_RUN_ID: run_id,
     }
+
+
+def agent_capabilities() -> list[str]:
+    """The Linux capabilities the agents' probes declare (their ``ProbeDeclaration``), and no other;
+    Talos refuses SYS_MODULE and SYS_BOOT, so no probe may ask for them."""
+    wanted = sorted({cap for declaration in declarations().values() for cap in declaration.capabilities})
+    refused = sorted(set(wanted) & REFUSED_CAPABILITIES)
+    if refused:
+        raise ValueError(f"probes declare {', '.join(refused)}, which Talos refuses to grant")
+    return wanted
 
 
 def label_selector(labels: Mapping[str, str]) -> str:
@@ -92,6 +104,10 @@ class AgentSpec:
     own_namespace: bool = True
     resources: Resources = Resources()
     image_pull_policy: str = "IfNotPresent"
+
+    def __post_init__(self) -> None:
+        if not wire.valid_run_id(self.run_id):  # it names the run's objects and labels them
+            raise ValueError(f"not a run id: {self.run_id!r}")
 
     @property
     def name(self) -> str:
@@ -171,8 +187,8 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
             "privileged": False,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
-            # tc/ip link and raw ICMP; never SYS_MODULE or SYS_BOOT (Talos refuses them)
-            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
+            # what the probes declare (WireGuard links: NET_ADMIN); never SYS_MODULE or SYS_BOOT
+            "capabilities": {"add": agent_capabilities()},
         },
         "volumeMounts": [
             {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},

@@ -1,6 +1,9 @@
 """The talbench lab: a multi-node cluster stand-in made of network namespaces on this host.
 
 topology (spec, --delay parsing, address plan; pure), netns (bounded ``ip`` wrapper),
-state (lab.json and the host-wide lab index), processes (agents and the delay line),
-delayline (the userspace TUN delay program), lab (up / down / status).
+state (lab.json and the host-wide lab index), processes (spawning, signalling, health over the
+agents' unix sockets), delayline (the userspace TUN delay program), network (building the lab's
+namespaces, bridge, veths and routes), launch (starting the delay line and the agents),
+status (a lab's condition and health), teardown (down, and crashed labs' leftovers),
+lab (up, and the entry points: up / down / status / find_usable).
 """

@@ -20,15 +20,17 @@ members, election timeout at least 10x.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from talbench.agents.etcdload import promtext
 from talbench.agents.etcdload.histogram import LatencyHistogram
-from talbench.bench.model import Measurement, Node, Observation, Subject, SubjectKind
+from talbench.agents.probes import etcd as etcd_agent
 from talbench.bench.metric import Metric
+from talbench.bench.model import Measurement, Node, Observation, Subject, SubjectKind
 from talbench.bench.units import Dimension, format_value
 
-PROBE = "etcd"
+NAME = etcd_agent.PROBE.name
 ETCD_DEFAULT_HEARTBEAT = 0.1
 ETCD_DEFAULT_ELECTION = 1.0
 
@@ -228,7 +230,7 @@ def _timing_metric(name: str, index: int, description: str) -> Metric:
         )
         return Observation((heartbeat, election)[index], len(rtts), detail=detail)
 
-    return Metric(name, PROBE, SubjectKind.CLUSTER, Dimension.DURATION, True, observe, description)
+    return Metric(name, NAME, SubjectKind.CLUSTER, Dimension.DURATION, True, observe, description)
 
 
 def _counter_delta(snap: Mapping[str, Any] | None, name: str) -> float | None:
@@ -284,7 +286,7 @@ def _disk_metric(name: str, histogram: str, description: str) -> Metric:
             return Observation(None, 0, invalid=reason)
         return Observation(promtext.quantile_interpolated(merged, 0.99), int(merged["count"]), detail=disk_detail(merged) + " during the load")
 
-    return Metric(name, PROBE, SubjectKind.NODE, Dimension.DURATION, True, observe, description)
+    return Metric(name, NAME, SubjectKind.NODE, Dimension.DURATION, True, observe, description)
 
 
 def load_metrics(probe: str) -> tuple[Metric, ...]:
@@ -305,13 +307,13 @@ def load_metrics(probe: str) -> tuple[Metric, ...]:
 
 
 ETCD_METRICS: tuple[Metric, ...] = (
-    *load_metrics(PROBE),
-    Metric("etcd.leader_changes", PROBE, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_leader_changes,
+    *load_metrics(NAME),
+    Metric(f"{NAME}.leader_changes", NAME, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_leader_changes,
            "leader elections any member saw during the load"),
-    Metric("etcd.peer_rtt", PROBE, SubjectKind.CLUSTER, Dimension.DURATION, True, _observe_peer_rtt,
+    Metric(f"{NAME}.peer_rtt", NAME, SubjectKind.CLUSTER, Dimension.DURATION, True, _observe_peer_rtt,
            "largest mean round-trip time between two members (HTTP to the peer listener)"),
-    _timing_metric("etcd.recommended_heartbeat", 0, "heartbeat-interval the etcd tuning guide recommends for the measured RTT"),
-    _timing_metric("etcd.recommended_election_timeout", 1, "election-timeout the etcd tuning guide recommends for the measured RTT"),
-    _disk_metric("etcd.wal_fsync_p99", promtext.WAL_FSYNC, "99th percentile WAL fsync of this member during the load"),
-    _disk_metric("etcd.backend_commit_p99", promtext.BACKEND_COMMIT, "99th percentile backend commit of this member during the load"),
+    _timing_metric(f"{NAME}.recommended_heartbeat", 0, "heartbeat-interval the etcd tuning guide recommends for the measured RTT"),
+    _timing_metric(f"{NAME}.recommended_election_timeout", 1, "election-timeout the etcd tuning guide recommends for the measured RTT"),
+    _disk_metric(f"{NAME}.wal_fsync_p99", promtext.WAL_FSYNC, "99th percentile WAL fsync of this member during the load"),
+    _disk_metric(f"{NAME}.backend_commit_p99", promtext.BACKEND_COMMIT, "99th percentile backend commit of this member during the load"),
 )

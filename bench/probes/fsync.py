@@ -9,87 +9,50 @@ rule, so they agree with what fio prints for the same run; fio's table stays in 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from talbench.agents.params import wire
+from talbench.agents.probes import fsync as fsync_agent
+from talbench.agents.probes.fsync import FsyncSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.probes.settings import absolute_path_or_empty, byte_count, seconds, unknown_setting, whole_number
-from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.metric import Metric, Progress
+from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
+from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.units import Dimension, format_value
 
 MiB = 1 << 20
 MIN_SYNCS = 100  # fewer fdatasyncs than this: a p99 is not a p99
 COORDINATOR_SLACK = 15.0  # seconds beyond the agent's own time limit
-AGENT_GRACE = 25.0  # the agent's limit is time_limit + this (HARD_GRACE + SETUP_ALLOWANCE)
 QUICK_SIZE = 4 * MiB  # quick: about 1800 fdatasyncs, enough for p99.9
 QUICK_TIME_LIMIT = 60.0
 
 
-@dataclass(frozen=True)
-class FsyncSettings:
-    size: int = 22 * MiB  # the etcd recipe: --size=22m
-    block_size: int = 2300  # --bs=2300
-    time_limit: float = 120.0  # seconds; fio stops there and the result is invalid
-    reserve: int = 256 * MiB  # free space that must remain beside the test file
-    etcd_dir: str = "/var/lib/etcd"  # compared with the scratch directory's disk where visible
-    parallel: int = 1  # nodes measured at once (lab nodes share one disk: keep 1 there)
-    quick: bool = False
-
-    def as_params(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "block_size": self.block_size,
-            "time_limit": self.time_limit,
-            "reserve": self.reserve,
-            "etcd_dir": self.etcd_dir,
-        }
-
-    @property
-    def deadline(self) -> float:
-        return self.time_limit + AGENT_GRACE + COORDINATOR_SLACK
+def deadline(settings: FsyncSettings) -> float:
+    """How long the coordinator waits for one agent's job: the agent's own limit plus slack."""
+    return fsync_agent.time_limit(settings) + COORDINATOR_SLACK
 
 
-def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> FsyncSettings:
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "size":
-            values[key] = byte_count(key, value, 64 * 1024, 4 << 30)
-        elif key == "block_size":
-            values[key] = byte_count(key, value, 512, 16 * MiB)
-        elif key == "reserve":
-            values[key] = byte_count(key, value, 0, 1 << 50)
-        elif key == "time_limit":
-            values[key] = seconds(key, value, 1.0, 600.0)
-        elif key == "etcd_dir":
-            values[key] = absolute_path_or_empty(key, value)
-        elif key == "parallel":
-            values[key] = whole_number(key, value, 1, 256)
-        else:
-            raise unknown_setting(key, ["block_size", "etcd_dir", "parallel", "reserve", "size", "time_limit"])
-    settings = FsyncSettings(**values)
-    if settings.block_size > settings.size:
-        raise ScenarioError(f"block_size {settings.block_size} exceeds size {settings.size}")
-    if quick:
-        settings = replace(
-            settings,
-            size=min(settings.size, QUICK_SIZE),
-            time_limit=min(settings.time_limit, QUICK_TIME_LIMIT),
-            quick=True,
-        )
-    if settings.size // settings.block_size < MIN_SYNCS:
-        raise ScenarioError(
-            f"size {settings.size} / block_size {settings.block_size} gives fewer than {MIN_SYNCS} fdatasyncs"
-        )
-    return settings
-
-
-class FsyncDriver:
+class FsyncDriver(DeclaredDriver):
     name = "fsync"
+    declaration = fsync_agent.PROBE
+    settings_model = FsyncSettings
 
     def settings(self, raw: Mapping[str, Any], *, quick: bool) -> FsyncSettings:
-        return parse_settings(raw, quick=quick)
+        settings: FsyncSettings = super().settings(raw, quick=quick)
+        if settings.expected_writes < MIN_SYNCS:
+            raise ScenarioError(
+                f"size {settings.size} / block_size {settings.block_size} gives fewer than {MIN_SYNCS} fdatasyncs"
+            )
+        return settings
+
+    def quicken(self, settings: FsyncSettings) -> FsyncSettings:
+        # Demos and tests: a smaller file (still enough fdatasyncs for a p99.9), a shorter limit.
+        # Not re-validated here: ``settings`` checks the fdatasyncs that are left.
+        return settings.model_copy(
+            update={"size": min(settings.size, QUICK_SIZE), "time_limit": min(settings.time_limit, QUICK_TIME_LIMIT)}
+        )
 
     async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: FsyncSettings, progress: Progress) -> list[Measurement]:
         nodes = sorted({key.node for key in keys if key.probe == self.name})
@@ -101,7 +64,7 @@ class FsyncDriver:
             nonlocal done
             async with gate:
                 progress.update("fsync", done=done, total=len(nodes), note=f"{node} running")
-                outcome = await fleet.agents[node].run_job("fsync", settings.as_params(), fleet.run_id, deadline=settings.deadline)
+                outcome = await fleet.agents[node].run_job("fsync", wire(settings), fleet.run_id, deadline=deadline(settings))
             done += 1
             progress.update("fsync", done=done, total=len(nodes), note=f"{node} done")
             key = ResultKey("fsync", node)
@@ -303,7 +266,6 @@ FSYNC_METRICS: tuple[Metric, ...] = (
     Metric("fsync.nvme", "fsync", SubjectKind.NODE, Dimension.COUNT, False, _observe_nvme,
            "1 when the disk under etcd's filesystem is locally attached NVMe, 0 otherwise or unknown"),
 )
-
 
 
 DRIVER = FsyncDriver()

@@ -5,55 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
+from talbench.agents.params import wire
+from talbench.agents.probes import kubeprism as kubeprism_agent
+from talbench.agents.probes.kubeprism import KubePrismSettings
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.errors import ScenarioError
-from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.metric import Metric, Progress
-from talbench.bench.units import Dimension, UnitError, parse_duration
+from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
+from talbench.bench.probes.base import DeclaredDriver
+from talbench.bench.units import Dimension
 
-PROBE = "kubeprism"
-
-
-@dataclass(frozen=True)
-class KubePrismSettings:
-    port: int = 7445
-    attempts: int = 3
-    timeout: float = 3.0
-    interval: float = 0.5
-
-    def as_params(self) -> dict[str, Any]:
-        return {"port": self.port, "attempts": self.attempts, "timeout_s": self.timeout, "interval_s": self.interval}
-
-    @property
-    def deadline(self) -> float:
-        return self.attempts * (self.timeout + 1.0 + self.interval) + 15.0
+PROBE = kubeprism_agent.PROBE.name
 
 
-def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> KubePrismSettings:
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in ("port", "attempts"):
-            low, high = (1, 65535) if key == "port" else (1, 20)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ScenarioError(f"{key} must be a whole number from {low} to {high}, not {value!r}")
-            values[key] = value
-        elif key in ("timeout", "interval"):
-            try:
-                seconds = parse_duration(value)
-            except UnitError as exc:
-                raise ScenarioError(f"{key}: {exc}") from exc
-            if not (0.1 if key == "timeout" else 0.0) <= seconds <= 10.0:
-                raise ScenarioError(f"{key} must lie between {0.1 if key == 'timeout' else 0:g}s and 10s, not {value}")
-            values[key] = seconds
-        else:
-            raise ScenarioError(f"unknown setting {key!r} (known: attempts, interval, port, timeout)")
-    settings = KubePrismSettings(**values)
-    if quick:
-        settings = replace(settings, interval=min(settings.interval, 0.1), timeout=min(settings.timeout, 1.0))
-    return settings
+def deadline(settings: KubePrismSettings) -> float:
+    """How long the coordinator waits for one agent's job, slack included."""
+    return kubeprism_agent.time_limit(settings) + 10.0
 
 
 def observe_answered(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
@@ -62,7 +30,7 @@ def observe_answered(subject: Subject, measurements: Sequence[Measurement], node
     if not attempts:
         return Observation(None, invalid="no attempt made")
     answered = [a for a in attempts if a.get("http_status") is not None]
-    where = f"{data.get('host', '127.0.0.1')}:{data.get('port', 7445)}"
+    where = f"{data.get('host', kubeprism_agent.HOST)}:{data.get('port', kubeprism_agent.DEFAULT_PORT)}"
     if answered:
         median_ms = statistics.median(a.get("elapsed_s", 0.0) for a in answered) * 1e3
         detail = f"{len(answered)}/{len(attempts)} attempts on {where} answered (HTTP {answered[-1]['http_status']}, median {median_ms:.1f} ms)"
@@ -71,20 +39,22 @@ def observe_answered(subject: Subject, measurements: Sequence[Measurement], node
     return Observation(len(answered) / len(attempts), samples=len(attempts), detail=detail)
 
 
-class KubePrismDriver:
+class KubePrismDriver(DeclaredDriver):
     name = PROBE
+    declaration = kubeprism_agent.PROBE
+    settings_model = KubePrismSettings
 
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> KubePrismSettings:
-        return parse_settings(raw, quick=quick)
+    def quicken(self, settings: KubePrismSettings) -> KubePrismSettings:
+        return settings.model_copy(update={"interval": min(settings.interval, 0.1), "timeout": min(settings.timeout, 1.0)})
 
     async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: KubePrismSettings, progress: Progress) -> list[Measurement]:
         nodes = sorted(key.node for key in keys if key.node in fleet.agents)
         done = 0
-        progress.update(PROBE, done=0, total=len(nodes), note=f"127.0.0.1:{settings.port} on every node")
+        progress.update(PROBE, done=0, total=len(nodes), note=f"{kubeprism_agent.HOST}:{settings.port} on every node")
 
         async def one(node: str) -> Measurement:
             nonlocal done
-            outcome = await fleet.agents[node].run_job(PROBE, settings.as_params(), fleet.run_id, deadline=settings.deadline)
+            outcome = await fleet.agents[node].run_job(PROBE, wire(settings), fleet.run_id, deadline=deadline(settings))
             done += 1
             progress.update(PROBE, done=done, total=len(nodes), note=f"{node} done")
             return Measurement(ResultKey(PROBE, node), outcome.ok, data=dict(outcome.result), error=outcome.error,

@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from talbench.agents.params import validate, wire
+from talbench.agents.probes import node as node_agent
+from talbench.agents.probes.node import NodeParams, NodeSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.probes.settings import absolute_path_or_empty, seconds, unknown_setting
-from talbench.bench.model import Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
 from talbench.bench.metric import Metric, Progress
+from talbench.bench.model import Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
+from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.units import Dimension, format_value
 
 # Reference architecture, "Best Practices for Provisioning Control Plane Nodes" (seed 000/001):
@@ -36,43 +40,22 @@ LARGE_CLUSTER_WORKERS = 100
 SMALL_CLUSTER = {"cores": 4, "memory_bytes": 8e9, "disk_bytes": 40e9}
 LARGE_CLUSTER = {"cores": 8, "memory_bytes": 32e9, "disk_bytes": 40e9}
 
-FACTS_ALLOWANCE = 15.0  # the agent's allowance for facts (agents/probes/node.py)
 COORDINATOR_SLACK = 15.0
 MIN_INTERVALS = 2  # utilisation needs at least this many sampling intervals
+QUICK_DURATION = 3.0
+QUICK_INTERVAL = 0.5
+
+Mode = Literal["window", "start", "collect"]
 
 
-@dataclass(frozen=True)
-class NodeSettings:
-    duration: float = 10.0  # window sampled by ``run`` (seconds)
-    interval: float = 1.0  # seconds between samples
-    max_duration: float = 7200.0  # ``spanning``: the agents stop sampling after this
-    etcd_dir: str = "/var/lib/etcd"
-    quick: bool = False
-
-    def window_params(self) -> dict[str, Any]:
-        return {"mode": "window", "duration": self.duration, "interval": self.interval, "etcd_dir": self.etcd_dir}
-
-    @property
-    def window_deadline(self) -> float:
-        return self.duration + self.interval + FACTS_ALLOWANCE + COORDINATOR_SLACK
+def job_params(settings: NodeSettings, mode: Mode) -> dict[str, Any]:
+    """What each agent is sent: the settings and the part of the sampling the job is."""
+    return {**wire(settings), "mode": mode}
 
 
-def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> NodeSettings:
-    limits = {"duration": (1.0, 600.0), "interval": (0.1, 60.0), "max_duration": (10.0, 6 * 3600.0)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in limits:
-            values[key] = seconds(key, value, *limits[key])
-        elif key == "etcd_dir":
-            values[key] = absolute_path_or_empty(key, value)
-        else:
-            raise unknown_setting(key, [*limits, "etcd_dir"])
-    settings = NodeSettings(**values)
-    if quick:
-        settings = replace(settings, duration=min(settings.duration, 3.0), interval=min(settings.interval, 0.5), quick=True)
-    if settings.interval * MIN_INTERVALS > settings.duration:
-        raise ScenarioError(f"duration {settings.duration:g}s holds fewer than {MIN_INTERVALS} intervals of {settings.interval:g}s")
-    return settings
+def deadline(settings: NodeSettings, mode: Mode) -> float:
+    """How long the coordinator waits for one agent's job: the agent's own limit plus slack."""
+    return node_agent.time_limit(validate(NodeParams, job_params(settings, mode))) + COORDINATOR_SLACK
 
 
 @dataclass
@@ -82,11 +65,22 @@ class Span:
     measurements: list[Measurement] = field(default_factory=list)
 
 
-class NodeDriver:
+class NodeDriver(DeclaredDriver):
     name = "node"
+    declaration = node_agent.PROBE
+    settings_model = NodeSettings
 
     def settings(self, raw: Mapping[str, Any], *, quick: bool) -> NodeSettings:
-        return parse_settings(raw, quick=quick)
+        settings: NodeSettings = super().settings(raw, quick=quick)
+        if settings.interval * MIN_INTERVALS > settings.duration:
+            raise ScenarioError(f"duration {settings.duration:g}s holds fewer than {MIN_INTERVALS} intervals of {settings.interval:g}s")
+        return settings
+
+    def quicken(self, settings: NodeSettings) -> NodeSettings:
+        # Demos and tests: a short window, sampled more often.
+        return settings.model_copy(
+            update={"duration": min(settings.duration, QUICK_DURATION), "interval": min(settings.interval, QUICK_INTERVAL)}
+        )
 
     async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress) -> list[Measurement]:
         """Facts and a ``duration`` window of samples from every node at once."""
@@ -94,7 +88,7 @@ class NodeDriver:
         progress.update("node", done=0, total=len(nodes), note=f"sizing and {settings.duration:g}s of utilisation")
 
         async def one(node: str) -> Measurement:
-            outcome = await fleet.agents[node].run_job("node", settings.window_params(), fleet.run_id, deadline=settings.window_deadline)
+            outcome = await fleet.agents[node].run_job("node", job_params(settings, "window"), fleet.run_id, deadline=deadline(settings, "window"))
             return _measurement(node, outcome)
 
         measured = list(await asyncio.gather(*(one(node) for node in nodes)))
@@ -111,21 +105,21 @@ class NodeDriver:
         """
         nodes = _nodes(keys)
         span = Span()
-        start = {"mode": "start", "interval": settings.interval, "max_duration": settings.max_duration, "etcd_dir": settings.etcd_dir}
         progress.update("node", done=0, total=len(nodes), note="sampling utilisation through the run")
         outcomes = await asyncio.gather(
-            *(fleet.agents[node].run_job("node", start, fleet.run_id, deadline=FACTS_ALLOWANCE + COORDINATOR_SLACK) for node in nodes)
+            *(fleet.agents[node].run_job("node", job_params(settings, "start"), fleet.run_id, deadline=deadline(settings, "start"))
+              for node in nodes)
         )
-        started = [node for node, outcome in zip(nodes, outcomes) if outcome.ok]
-        span.measurements.extend(_measurement(node, outcome) for node, outcome in zip(nodes, outcomes) if not outcome.ok)
+        started = [node for node, outcome in zip(nodes, outcomes, strict=True) if outcome.ok]
+        span.measurements.extend(_measurement(node, outcome) for node, outcome in zip(nodes, outcomes, strict=True) if not outcome.ok)
         try:
             yield span
         finally:
-            collect = {"mode": "collect", "interval": settings.interval, "etcd_dir": settings.etcd_dir}
+            collect = job_params(settings, "collect")
             collected = await asyncio.gather(
-                *(fleet.agents[node].run_job("node", collect, fleet.run_id, deadline=FACTS_ALLOWANCE + COORDINATOR_SLACK) for node in started)
+                *(fleet.agents[node].run_job("node", collect, fleet.run_id, deadline=deadline(settings, "collect")) for node in started)
             )
-            span.measurements.extend(_measurement(node, outcome) for node, outcome in zip(started, collected))
+            span.measurements.extend(_measurement(node, outcome) for node, outcome in zip(started, collected, strict=True))
             progress.update("node", done=len(nodes), total=len(nodes), note="done")
 
     def metrics(self) -> Sequence[Metric]:

@@ -30,7 +30,7 @@ MIN_LATE_TICKS = 3  # fewer late wake-ups than this say nothing about a share (s
 
 def deadline(settings: RttSettings) -> float:
     """How long the coordinator waits for one agent's job, slack included."""
-    return rtt_agent.time_limit(_as_job(settings, [])) + 10.0
+    return rtt_agent.time_limit(settings) + 10.0
 
 
 def _as_job(settings: RttSettings, peers: list[dict[str, Any]]) -> dict[str, Any]:

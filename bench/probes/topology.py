@@ -2,7 +2,7 @@
 
 The facts come from the Kubernetes API (the kube dispatcher puts them in
 ``Fleet.metadata["kubernetes"]``) or, on a lab, from the Node records and the agents' facts.
-The topology driver turns them into one Measurement, ResultKey("topology", "cluster"); every
+The topology driver turns them into one Measurement, ResultKey("topology", CLUSTER_NODE); every
 metric below reads that measurement, so the judge stays generic:
 
     topology.control_planes                count (5 or more: replication overhead)
@@ -18,44 +18,46 @@ run.json with the rest of the facts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Annotated, Any, Mapping, Sequence
 
+from pydantic import Field
+
+from talbench.agents.params import Params, param
+from talbench.bench.cluster_facts import ClusterFacts, NodeFacts
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.errors import ScenarioError
-from talbench.bench.kube.facts import ClusterFacts, NodeFacts
-from talbench.bench.model import CONTROL_PLANE_LABEL, Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
 from talbench.bench.metric import Metric, Progress
+from talbench.bench.model import (
+    CLUSTER_NODE,
+    CONTROL_PLANE_LABEL,
+    Measurement,
+    Node,
+    Observation,
+    ResultKey,
+    Role,
+    Subject,
+    SubjectKind,
+)
+from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.units import Dimension
 
 PROBE = "topology"
-CLUSTER_KEY = ResultKey(PROBE, "cluster")
+CLUSTER_KEY = ResultKey(PROBE, CLUSTER_NODE)
 SCHEMA_VERSION = 1
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+MAX_NAMESPACES = 100
+# a Kubernetes namespace name (an RFC 1123 label)
+NamespaceName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
-@dataclass(frozen=True)
-class TopologySettings:
-    system_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
-    ignore_daemonsets: bool = True  # node agents (CNI, log shippers) are not workloads
+class TopologySettings(Params):
+    """The scenario's ``probes.topology`` block (coordinator-only: no agent job)."""
 
-
-def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> TopologySettings:
-    del quick  # nothing to scale
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "system_namespaces":
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise ScenarioError("system_namespaces is a list of namespace names")
-            values[key] = tuple(value)
-        elif key == "ignore_daemonsets":
-            if not isinstance(value, bool):
-                raise ScenarioError(f"ignore_daemonsets is true or false, not {value!r}")
-            values[key] = value
-        else:
-            raise ScenarioError(f"unknown setting {key!r} (known: ignore_daemonsets, system_namespaces)")
-    return TopologySettings(**values)
+    system_namespaces: tuple[NamespaceName, ...] = param(
+        SYSTEM_NAMESPACES, sequence=True, max_length=MAX_NAMESPACES,
+        help="pods in these namespaces are the platform's, not workloads",
+    )
+    ignore_daemonsets: bool = param(True, help="pods of DaemonSets (CNI, log shippers) are not workloads")
 
 
 def is_workload(pod: Mapping[str, Any], settings: TopologySettings) -> bool:
@@ -71,7 +73,7 @@ def is_workload(pod: Mapping[str, Any], settings: TopologySettings) -> bool:
 def facts_data(facts: ClusterFacts, settings: TopologySettings, source: str) -> dict[str, Any]:
     """The raw result of the topology probe: the nodes and, per control plane, its workloads."""
     raw = facts.as_dict()
-    workloads = None
+    workloads: dict[str, list[str]] | None = None
     if raw["control_plane_pods"] is not None:
         workloads = {n.name: [] for n in facts.control_planes}
         for pod in raw["control_plane_pods"]:
@@ -180,11 +182,10 @@ def facts_from_nodes(nodes: Sequence[Node]) -> ClusterFacts:
     )
 
 
-class TopologyDriver:
+class TopologyDriver(DeclaredDriver):
     name = PROBE
-
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> TopologySettings:
-        return parse_settings(raw, quick=quick)
+    declaration = None  # coordinator-only: the facts come from the API or the Node records
+    settings_model = TopologySettings
 
     async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: TopologySettings, progress: Progress) -> list[Measurement]:
         if CLUSTER_KEY not in keys:

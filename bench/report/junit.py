@@ -26,19 +26,25 @@ def dumps(record: RunRecord) -> str:
     for name, value in (("run_id", record.run_id), ("target", record.target), ("quick", str(record.quick).lower())):
         ET.SubElement(properties, "property", name=name, value=value)
     for v in verdicts:
-        case = ET.SubElement(suite, "testcase", classname=f"{record.scenario.name}.{v.check}", name=str(v.subject), time="0")
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{record.scenario.name}.{v.check}", name=str(v.subject), time="0"
+        )
         text = f"{v.status.value}: {v.message}" + (f" [{v.detail}]" if v.detail else "") + f"\nsource: {v.source}"
         if v.status is Status.FAIL:
             ET.SubElement(case, "failure", message=f"{v.check} {v.subject}: {v.message}", type="fail").text = text
         elif v.status in (Status.NO_DATA, Status.INVALID):
-            ET.SubElement(case, "error", message=f"{v.check} {v.subject}: {v.status.value}: {v.message}", type=v.status.value).text = text
+            ET.SubElement(
+                case, "error", message=f"{v.check} {v.subject}: {v.status.value}: {v.message}", type=v.status.value
+            ).text = text
         else:
             ET.SubElement(case, "system-out").text = text
-    suites = ET.Element("testsuites", name="talbench", tests=str(len(verdicts)), failures=str(failures), errors=str(errors))
+    suites = ET.Element(
+        "testsuites", name="talbench", tests=str(len(verdicts)), failures=str(failures), errors=str(errors)
+    )
     suites.append(suite)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
 def _iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -9,10 +9,9 @@ scenario: ``PUT /metrics/job/talbench/scenario/<name>`` replaces the previous ru
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import aiohttp
@@ -23,8 +22,12 @@ from talbench.bench.units import Dimension
 
 STATUS_CODE = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.NO_DATA: 3, Status.INVALID: 4, Status.INFO: 5}
 UNIT = {
-    Dimension.DURATION: "seconds", Dimension.RATIO: "ratio", Dimension.BYTES: "bytes",
-    Dimension.BITRATE: "bits_per_second", Dimension.RATE: "per_second", Dimension.COUNT: "count",
+    Dimension.DURATION: "seconds",
+    Dimension.RATIO: "ratio",
+    Dimension.BYTES: "bytes",
+    Dimension.BITRATE: "bits_per_second",
+    Dimension.RATE: "per_second",
+    Dimension.COUNT: "count",
 }
 
 
@@ -44,13 +47,17 @@ def exposition(run_id: str, verdicts: Sequence[Verdict], *, ended: float | None 
     ]
     for v in verdicts:
         if v.observed is not None and math.isfinite(v.observed):
-            lines.append(f"talbench_check_value{_labels(check=v.check, metric=v.metric, subject=str(v.subject), unit=UNIT[v.dimension], run_id=run_id)} {v.observed!r}")
+            lines.append(
+                f"talbench_check_value{_labels(check=v.check, metric=v.metric, subject=str(v.subject), unit=UNIT[v.dimension], run_id=run_id)} {v.observed!r}"
+            )
     lines += [
         "# HELP talbench_check_status Verdict: 0 pass, 1 warn, 2 fail, 3 no_data, 4 invalid, 5 info.",
         "# TYPE talbench_check_status gauge",
     ]
     for v in verdicts:
-        lines.append(f"talbench_check_status{_labels(check=v.check, metric=v.metric, subject=str(v.subject), run_id=run_id)} {STATUS_CODE[v.status]}")
+        lines.append(
+            f"talbench_check_status{_labels(check=v.check, metric=v.metric, subject=str(v.subject), run_id=run_id)} {STATUS_CODE[v.status]}"
+        )
     blocking = sum(1 for v in verdicts if v.status.blocks)
     lines += [
         "# HELP talbench_run_blocking_verdicts Verdicts that make the run fail (fail, no_data, invalid).",
@@ -63,8 +70,15 @@ def exposition(run_id: str, verdicts: Sequence[Verdict], *, ended: float | None 
     return "\n".join(lines) + "\n"
 
 
-async def push(url: str, scenario: str, run_id: str, verdicts: Sequence[Verdict], *, ended: float | None = None,
-               timeout: float = 10.0) -> str:
+async def push(
+    url: str,
+    scenario: str,
+    run_id: str,
+    verdicts: Sequence[Verdict],
+    *,
+    ended: float | None = None,
+    timeout: float = 10.0,
+) -> str:
     """PUT the run's figures to the Pushgateway at ``url``; returns the URL pushed to.  CouldNotRun
     (one line) when the gateway cannot be reached or refuses."""
     if not url.startswith(("http://", "https://")):
@@ -73,13 +87,22 @@ async def push(url: str, scenario: str, run_id: str, verdicts: Sequence[Verdict]
     body = exposition(run_id, verdicts, ended=ended)
     try:
         async with aiohttp.ClientSession() as session:
-            async with session.put(target, data=body.encode(), headers={"Content-Type": "text/plain; version=0.0.4"},
-                                   timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
+            async with session.put(
+                target,
+                data=body.encode(),
+                headers={"Content-Type": "text/plain; version=0.0.4"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as answer:
                 if answer.status >= 400:
                     text = (await answer.text()).strip().splitlines()
-                    raise CouldNotRun(f"the Pushgateway at {url} refused the push: HTTP {answer.status}" + (f": {text[0]}" if text else ""))
-    except asyncio.TimeoutError as exc:
+                    raise CouldNotRun(
+                        f"the Pushgateway at {url} refused the push: HTTP {answer.status}"
+                        + (f": {text[0]}" if text else "")
+                    )
+    except TimeoutError as exc:
         raise CouldNotRun(f"the Pushgateway at {url} did not answer within {timeout:g}s") from exc
     except aiohttp.ClientError as exc:
-        raise CouldNotRun(f"cannot reach the Pushgateway at {url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise CouldNotRun(
+            f"cannot reach the Pushgateway at {url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     return target

@@ -19,17 +19,24 @@ def _number(value: float | None) -> float | str | None:
 
 
 def node_dict(node: Node) -> dict[str, Any]:
-    return {"name": node.name, "role": node.role.value, "address": node.address, "labels": dict(node.labels), "taints": list(node.taints)}
+    return {
+        "name": node.name,
+        "role": node.role.value,
+        "address": node.address,
+        "labels": dict(node.labels),
+        "taints": list(node.taints),
+    }
 
 
 def check_dict(check: Check) -> dict[str, Any]:
+    threshold = check.fail or check.warn
     return {
         "name": check.name,
         "metric": check.metric,
         "scope": check.scope.value,
         "warn": None if check.warn is None else {"text": check.warn.text, "value": check.warn.value},
         "fail": None if check.fail is None else {"text": check.fail.text, "value": check.fail.value},
-        "unit": (check.fail or check.warn).dimension.value if (check.fail or check.warn) else None,
+        "unit": threshold.dimension.value if threshold else None,
         "source": check.source,
     }
 
@@ -76,7 +83,11 @@ def to_dict(record: RunRecord) -> dict[str, Any]:
     return {
         "schema": RUN_SCHEMA,
         "run_id": record.run_id,
-        "scenario": {"name": record.scenario.name, "path": record.scenario.path, "description": record.scenario.description},
+        "scenario": {
+            "name": record.scenario.name,
+            "path": record.scenario.path,
+            "description": record.scenario.description,
+        },
         "target": record.target,
         "quick": record.quick,
         "started": record.started,

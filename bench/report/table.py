@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from talbench.bench.model import RunRecord, Status
-from talbench.bench.units import format_value
+from talbench.bench.units import Dimension, format_value
 
 STYLE = {
     Status.PASS: "green",
@@ -20,7 +20,7 @@ STYLE = {
 }
 
 
-def observed_text(value: float | None, dimension) -> str:
+def observed_text(value: float | None, dimension: Dimension) -> str:
     if value is None:
         return "-"
     if not math.isfinite(value):
@@ -33,15 +33,12 @@ def render(record: RunRecord, console: Console) -> None:
     if record.quick:
         title += " (QUICK: shortened durations, figures are indicative)"
     table = Table(title=title, title_justify="left", show_lines=False)
-    for column, options in (
-        ("check", {}),
-        ("subject", {}),
-        ("observed", {"justify": "right"}),
-        ("threshold", {}),
-        ("verdict", {}),
-        ("detail", {"overflow": "fold"}),
-    ):
-        table.add_column(column, **options)
+    table.add_column("check")
+    table.add_column("subject")
+    table.add_column("observed", justify="right")
+    table.add_column("threshold")
+    table.add_column("verdict")
+    table.add_column("detail", overflow="fold")
     for v in record.verdicts:
         detail = v.detail
         if v.status in (Status.NO_DATA, Status.INVALID):

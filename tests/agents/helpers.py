@@ -7,7 +7,7 @@ import asyncio
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp.test_utils import TestClient
 
@@ -71,3 +71,4 @@ class Agent:
             await asyncio.sleep(0.02)
 
 
+StartAgent = Callable[..., Awaitable[Agent]]  # the ``start_agent`` fixture (conftest.py)

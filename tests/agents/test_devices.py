@@ -12,8 +12,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -49,6 +49,14 @@ def test_tmpfs_has_no_disk_and_nvme_cannot_be_told() -> None:
 def test_mount_of_picks_the_longest_mount_point() -> None:
     assert devices.mount_of("/proc/self")["mount_point"] == "/proc"
     assert devices.mount_of("/")["mount_point"] == "/"
+
+
+def test_describe_visible_only_describes_directories_the_agent_sees(tmp_path: Path) -> None:
+    assert devices.describe_visible("") is None
+    assert devices.describe_visible(str(tmp_path / "not-here")) is None
+    (tmp_path / "a-file").write_text("x")
+    assert devices.describe_visible(str(tmp_path / "a-file")) is None
+    assert devices.describe_visible(str(tmp_path))["path"] == devices.describe_path(tmp_path)["path"]
 
 
 def test_same_disks() -> None:

@@ -1,4 +1,4 @@
-"""The etcd load generator and the ``etcd-load`` probe against a real 3-member etcd cluster on
+"""The etcd load generator and the ``etcd.load`` job against a real 3-member etcd cluster on
 127.0.0.1; the latency histogram and the Prometheus parser on real and known inputs."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import random
 import shutil
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import etcd3gw
 import pytest
@@ -20,7 +20,9 @@ from talbench.agents.etcdload.generator import LoadError, LoadSpec, TlsFiles, ru
 from talbench.agents.etcdload.histogram import LatencyHistogram, bucket_bounds, bucket_index
 from talbench.agents.etcdload.local_cluster import LocalCluster, free_ports, local_cluster
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.etcd_load import EtcdLoadProbe, parse_params, run_prefix
+from talbench.agents.probes.etcd import LOAD
+from talbench.agents.probes.etcd_load import run_prefix
+from talbench.agents.probes.etcd_member import cleanup_name
 
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
 
@@ -30,7 +32,7 @@ needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd
 
 def test_buckets_tile_the_line_and_stay_narrow() -> None:
     previous_high = 0
-    for index in range(0, 600):
+    for index in range(600):
         low, high = bucket_bounds(index)
         assert low == previous_high, index
         assert bucket_index(low) == index and bucket_index(high - 1) == index
@@ -145,13 +147,33 @@ def test_saturation_rules() -> None:
     assert "stalled 300 ms" in saturation([0.2], 0.1, stall, "open", 1000)
 
 
-def test_load_parameters_are_bounded() -> None:
-    assert parse_params({"endpoints": ["http://127.0.0.1:4000"]}).rate == 150
-    for bad in ({"endpoints": []}, {"endpoints": ["https://x:1"]}, {"endpoints": ["http://127.0.0.1:4000"], "mode": "fast"},
-                {"endpoints": ["http://127.0.0.1:4000"], "clients": 0}, {"endpoints": ["http://127.0.0.1:4000"], "nope": 1},
-                {"endpoints": ["http://127.0.0.1:4000"], "rate": 100000, "duration_s": 600}):
-        with pytest.raises(ProbeParamError):
-            parse_params(bad)
+def test_load_parameters_are_the_scenarios() -> None:
+    params = LOAD.parse({"endpoints": ["http://127.0.0.1:4000", "http://[::1]:4002"]})
+    assert (params.rate, params.clients, params.duration, params.mode, params.start_timeout) == (150, 50, 60.0, "open", 30.0)
+    assert LOAD.time_limit(params) > params.duration + params.start_timeout
+
+
+ENDPOINT = ["http://127.0.0.1:4000"]
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"endpoints": []}, "endpoints"),
+        ({"endpoints": ["https://x:1"]}, "endpoints.0"),
+        ({"endpoints": ["http://127.0.0.1:70000"]}, "endpoints.0"),
+        ({"endpoints": ENDPOINT * 10}, "endpoints"),
+        ({"endpoints": ENDPOINT, "mode": "closed"}, "mode: must be 'open' or 'ceiling'"),
+        ({"endpoints": ENDPOINT, "clients": 0}, "clients must be at least 1"),
+        ({"endpoints": ENDPOINT, "duration": "2s"}, "duration"),
+        ({"endpoints": ENDPOINT, "nope": 1}, "unknown parameter 'nope'"),
+        ({"endpoints": ENDPOINT, "rate": 100000, "duration": 600}, "rate x duration"),
+        ({"endpoints": ENDPOINT, "min_requests": 5}, "unknown parameter 'min_requests'"),
+    ],
+)
+def test_load_parameters_are_bounded(raw: dict, words: str) -> None:
+    with pytest.raises(ProbeParamError, match=words):
+        LOAD.parse(raw)
 
 
 # ---- against a real cluster --------------------------------------------------------------------
@@ -214,9 +236,13 @@ async def test_closed_loop_ceiling_spreads_over_workers_and_members(cluster: Loc
 async def test_losing_quorum_mid_load_shows_up_as_errors(cluster: LocalCluster) -> None:
     spec = LoadSpec(cluster.client_urls, "/talbench/run-load/", "open", clients=10, duration=4.0, rate=100, request_timeout=1.0)
     load = asyncio.ensure_future(run_load(spec))
-    await asyncio.sleep(1.5)
+    give_up = asyncio.get_running_loop().time() + 30
+    # until the writes flow (the workers' start takes seconds on a loaded host), then pull quorum
+    while await asyncio.to_thread(admin.prefix_count, cluster.client_urls[0], "/talbench/run-load/") < 20:
+        assert asyncio.get_running_loop().time() < give_up and not load.done(), "the load never started"
+        await asyncio.sleep(0.1)
     for name in cluster.names[1:]:  # two of three gone: no quorum, writes cannot commit
-        await cluster.cleanups.release("run-load", f"etcd-member/{name}")
+        await cluster.cleanups.release("run-load", cleanup_name(name))
     result = await asyncio.wait_for(load, 30)
     errors = result["requests"]["errors"]
     assert sum(errors.values()) > 0, result["requests"]
@@ -232,9 +258,9 @@ async def test_an_unreachable_endpoint_stops_the_load_before_it_starts() -> None
 
 @needs_etcd
 async def test_the_probe_reports_members_metrics_and_cleans_its_prefix(cluster: LocalCluster, tmp_path: Path) -> None:
-    probe = EtcdLoadProbe()
+    probe = LOAD
     ctx = ProbeContext("cp1", "run-load", tmp_path, "127.0.0.1", 0, Cleanups())
-    params = probe.parse({"endpoints": list(cluster.client_urls), "rate": 100, "clients": 10, "duration_s": 2})
+    params = probe.parse({"endpoints": list(cluster.client_urls), "rate": 100, "clients": 10, "duration": 2})
     result = await probe.run(params, ctx)
     assert result["prefix"] == run_prefix("run-load") == "/talbench/run-load/"
     assert sorted(m["name"] for m in result["members"]) == ["m1", "m2", "m3"]
@@ -256,10 +282,10 @@ async def test_the_probe_refuses_a_prefix_that_holds_keys(cluster: LocalCluster,
     gateway = etcd3gw.Etcd3Client(port=int(url.rsplit(":", 1)[1]), host="127.0.0.1", api_path="/v3/")
     gateway.put("/talbench/run-load/someone-elses", "x")
     gateway.session.close()
-    probe = EtcdLoadProbe()
+    probe = LOAD
     ctx = ProbeContext("cp1", "run-load", tmp_path, "127.0.0.1", 0, Cleanups())
     with pytest.raises(RuntimeError, match="already holds keys"):
-        await probe.run(probe.parse({"endpoints": list(cluster.client_urls), "duration_s": 1}), ctx)
+        await probe.run(probe.parse({"endpoints": list(cluster.client_urls), "duration": 1}), ctx)
     assert await asyncio.to_thread(admin.prefix_count, url, "/talbench/run-load/") == 1
 
 
@@ -286,3 +312,13 @@ def test_tls_files_travel_to_the_workers() -> None:
     configs = worker_configs(spec, 2)
     assert [c["clients"] for c in configs] == [2, 1] and [c["client_offset"] for c in configs] == [0, 2]
     assert configs[0]["tls"] == {"cacert": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}
+
+
+@needs_etcd
+async def test_the_ceiling_is_a_closed_loop(cluster: LocalCluster, tmp_path: Path) -> None:
+    ctx = ProbeContext("cp1", "run-load", tmp_path, "127.0.0.1", 0, Cleanups())
+    params = LOAD.parse({"endpoints": list(cluster.client_urls), "mode": "ceiling", "clients": 5, "duration": 1, "metrics": False})
+    result = await LOAD.run(params, ctx)
+    assert result["load"]["mode"] == "closed" and result["load"]["requests"]["planned"] == 0
+    assert result["load"]["requests"]["ok"] > 0 and result["metrics"] == {}
+    assert result["cleanup"]["remaining"] == 0

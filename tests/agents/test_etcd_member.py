@@ -1,4 +1,4 @@
-"""The ``etcd-member`` probe against real etcd processes on 127.0.0.1: members form one cluster,
+"""The ``etcd.member`` job against real etcd processes on 127.0.0.1: members form one cluster,
 live in the node's data directory named by run id, and leave nothing behind (process, data)
 when released, when a start fails, and when the agent releases the run."""
 
@@ -15,7 +15,9 @@ from talbench.agents.cleanup import Cleanups
 from talbench.agents.etcdload import admin
 from talbench.agents.etcdload.local_cluster import free_ports, local_cluster
 from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
-from talbench.agents.probes.etcd_member import EtcdMemberProbe, cleanup_name, member_dir, parse_params
+from talbench.agents.probes.etcd import MEMBER, PROBE
+from talbench.agents.probes.etcd_member import MeasurePeers, StartMember, StopMember, cleanup_name, member_dir
+from talbench.agents.wire import valid_run_id
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1
 from tests.agents.helpers import AUTH
 
@@ -53,28 +55,75 @@ def etcd_processes_of(root: Path) -> list[psutil.Process]:
 @pytest.mark.parametrize(
     "changes, words",
     [
-        ({"client_port": 2379}, "Talos"),
-        ({"peer_port": 50000}, "Talos"),
-        ({"client_port": 6443}, "Talos"),
-        ({"peer_port": 40001}, "differ"),
-        ({"initial_cluster": {"m2": "http://127.0.0.1:40002"}}, "must contain m1"),
-        ({"initial_cluster": {"m1": "http://evil.example:40002"}}, "http://ADDRESS:PORT"),
-        ({"name": "../x"}, "name"),
-        ({"heartbeat_ms": 100, "election_ms": 200}, "5x"),
-        ({"host": "localhost"}, "IP address"),
+        ({"client_port": 2379}, "client_port 2379 is a port Talos"),
+        ({"peer_port": 50000}, "peer_port 50000 is a port Talos"),
+        ({"client_port": 6443}, "client_port 6443 is a port Talos"),
+        ({"client_port": 80}, "client_port must be at least 1024"),
+        ({"peer_port": 40001}, "client_port and peer_port must differ"),
+        ({"initial_cluster": {"m2": "http://127.0.0.1:40002"}}, "initial_cluster must contain m1"),
+        ({"initial_cluster": {"m1": "http://evil.example:40002"}}, r"initial_cluster\.m1: String should match pattern"),
+        ({"initial_cluster": {}}, "initial_cluster"),
+        ({"name": "../x"}, r"start\.name: String should match pattern"),
+        ({"heartbeat_interval": 0.1, "election_timeout": 0.2}, "election_timeout .* at least 5x heartbeat_interval"),
+        ({"heartbeat_interval": "100ms"}, "heartbeat_interval"),
+        ({"host": "localhost"}, "host: value is not a valid IPv4 or IPv6 address"),
         ({"cluster_token": "a b"}, "cluster_token"),
-        ({"surprise": 1}, "unknown"),
+        ({"cluster_token": "Run_1"}, "cluster_token"),
+        ({"quota_bytes": 1024}, "quota_bytes must be at least"),
+        ({"surprise": 1}, "unknown parameter 'start.surprise'"),
     ],
 )
 def test_bad_parameters_are_refused(changes: dict, words: str) -> None:
     with pytest.raises(ProbeParamError, match=words):
-        parse_params({**start_params(), **changes})
+        MEMBER.parse({**start_params(), **changes})
 
 
-def test_stop_and_status_need_only_a_name() -> None:
-    assert parse_params({"action": "stop", "name": "m1"}).action == "stop"
-    with pytest.raises(ProbeParamError, match="action"):
-        parse_params({"action": "restart", "name": "m1"})
+def test_the_action_picks_the_parameters() -> None:
+    start = MEMBER.parse(start_params(heartbeat_interval=0.05, election_timeout=0.5)).root
+    assert isinstance(start, StartMember)
+    assert (start.heartbeat_ms, start.election_ms, start.start_timeout) == (50, 500, 30.0)
+    assert start.client_url == "http://127.0.0.1:40001" and start.peer_url == "http://127.0.0.1:40002"
+    assert isinstance(MEMBER.parse({"action": "stop", "name": "m1"}).root, StopMember)
+    peers = MEMBER.parse({"action": "peers", "name": "m1", "peers": {"m2": "http://[::1]:40004"}, "interval": 0.01}).root
+    assert isinstance(peers, MeasurePeers) and (peers.count, peers.interval) == (20, 0.01)
+    assert MEMBER.time_limit(MEMBER.parse({"action": "status", "name": "m1"})) > 0
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"action": "restart", "name": "m1"}, "action"),
+        ({"name": "m1"}, "action"),
+        ({"action": "stop"}, "stop.name is missing"),
+        ({"action": "stop", "name": "m1", "host": "127.0.0.1"}, "unknown parameter 'stop.host'"),
+        ({"action": "peers", "name": "m1", "peers": {}, "count": 0}, "peers.count must be at least 1"),
+        ({"action": "peers", "name": "m1", "peers": {"m2": "https://10.0.0.2:2380"}}, r"peers\.peers\.m2"),
+    ],
+)
+def test_every_action_is_checked_by_its_own_model(raw: dict, words: str) -> None:
+    with pytest.raises(ProbeParamError, match=words):
+        MEMBER.parse(raw)
+
+
+def test_the_declaration_names_both_jobs_and_the_tools() -> None:
+    assert [job.name for job in PROBE.jobs] == ["etcd.member", "etcd.load"]
+    assert {tool.binary: tool.debian_package for tool in PROBE.tools} == {"etcd": "etcd-server", "etcdctl": "etcd-client"}
+    assert cleanup_name("m1") == "etcd.member/m1"
+
+
+@pytest.mark.parametrize(
+    "run_id, valid",
+    [("20261121-153000-a1b2", True), ("run-1", True), ("a" * 54, True), ("a" * 55, False), ("Run-1", False),
+     ("run_1", False), ("run.1", False), ("-run", False), ("run-", False), ("", False), ("run-1\n", False), (7, False)],
+)
+def test_run_ids_are_what_a_kubernetes_namespace_takes(run_id: object, valid: bool) -> None:
+    assert valid_run_id(run_id) is valid
+
+
+async def test_a_member_refuses_a_run_id_that_cannot_name_its_directory(tmp_path: Path) -> None:
+    ctx = ProbeContext("n1", "Run_1", tmp_path, "127.0.0.1", 0, Cleanups())
+    with pytest.raises(ProbeParamError, match="run id 'Run_1'"):
+        await MEMBER.run(MEMBER.parse({"action": "status", "name": "m1"}), ctx)
 
 
 def test_free_ports_avoid_talos_ports() -> None:
@@ -105,11 +154,11 @@ async def test_three_members_form_one_cluster_and_leave_nothing(tmp_path: Path) 
 
 async def test_peers_action_measures_round_trips_to_the_peer_listeners(tmp_path: Path) -> None:
     async with local_cluster(3, tmp_path, "run-peers") as cluster:
-        probe = EtcdMemberProbe()
+        probe = MEMBER
         ctx = ProbeContext("n1", "run-peers", tmp_path, "127.0.0.1", 0, cluster.cleanups)
         dead = free_ports(1)[0]
         peers = {"m2": cluster.peer_urls[1], "m3": cluster.peer_urls[2], "gone": f"http://127.0.0.1:{dead}"}
-        result = await probe.run(probe.parse({"action": "peers", "name": "m1", "peers": peers, "count": 5, "interval_s": 0.01}), ctx)
+        result = await probe.run(probe.parse({"action": "peers", "name": "m1", "peers": peers, "count": 5, "interval": 0.01}), ctx)
     for name in ("m2", "m3"):
         measured = result["peers"][name]
         assert len(measured["samples_ns"]) == 5 and measured["failed"] == 0
@@ -118,11 +167,11 @@ async def test_peers_action_measures_round_trips_to_the_peer_listeners(tmp_path:
 
 
 async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path: Path) -> None:
-    probe = EtcdMemberProbe()
+    probe = MEMBER
     cleanups = Cleanups()
     ctx = ProbeContext("n1", "run-lonely", tmp_path, "127.0.0.1", 0, cleanups)
     client, peer, other = free_ports(3)
-    params = start_params(client=client, peer=peer, start_timeout_s=2, initial_cluster={
+    params = start_params(client=client, peer=peer, start_timeout=2.0, initial_cluster={
         "m1": f"http://127.0.0.1:{peer}", "m2": f"http://127.0.0.1:{other}", "m3": f"http://127.0.0.1:{other + 1}"})
     with pytest.raises(TimeoutError, match="not serving"):
         await probe.run(probe.parse(params), ctx)
@@ -132,7 +181,7 @@ async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path
 
 
 async def test_stop_releases_one_member_and_is_idempotent(tmp_path: Path) -> None:
-    probe = EtcdMemberProbe()
+    probe = MEMBER
     cleanups = Cleanups()
     ctx = ProbeContext("n1", "run-stop", tmp_path, "127.0.0.1", 0, cleanups)
     client, peer = free_ports(2)
@@ -154,7 +203,7 @@ async def test_stop_releases_one_member_and_is_idempotent(tmp_path: Path) -> Non
 
 async def test_a_missing_etcd_binary_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TALBENCH_ETCD", str(tmp_path / "no-etcd"))
-    probe = EtcdMemberProbe()
+    probe = MEMBER
     cleanups = Cleanups()
     ctx = ProbeContext("n1", "run-x", tmp_path, "127.0.0.1", 0, cleanups)
     with pytest.raises(ProbeUnavailable, match="not an executable"):
@@ -165,7 +214,7 @@ async def test_a_missing_etcd_binary_is_unavailable(tmp_path: Path, monkeypatch:
 async def test_the_agent_releases_a_member_when_the_run_is_deleted(start_agent) -> None:  # noqa: F811
     agent = await start_agent(node="cp1")
     client, peer = free_ports(2)
-    job = await agent.submit("etcd-member", start_params(client=client, peer=peer, cluster_token="run-agent"), run_id="run-agent")
+    job = await agent.submit(MEMBER.name, start_params(client=client, peer=peer, cluster_token="run-agent"), run_id="run-agent")
     done = await agent.wait(job["id"], timeout=40)
     assert done["state"] == "done", done
     root = member_dir(agent.config.data_dir, "run-agent", "m1")

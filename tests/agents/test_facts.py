@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from talbench.agents.facts import basic_facts, cpu_model, node_facts, tool_version
+from talbench.agents.facts import basic_facts, cpu_model, node_facts, tool_version, tool_versions
+from talbench.agents.probes import declarations
 from tests.agents.helpers import AUTH
 
 
@@ -32,6 +33,17 @@ def test_tool_versions_are_what_the_tools_print() -> None:
 
 def test_a_missing_tool_has_no_version(tmp_path: Path) -> None:
     assert tool_version(str(tmp_path / "nope")) is None
+
+
+def test_a_tool_without_version_flag_has_no_version() -> None:
+    # ``false`` exits 1 whatever it is asked: an error text is not a version
+    assert tool_version("false") is None
+
+
+def test_versions_are_those_of_the_declared_tools() -> None:
+    declared = {tool.binary for declaration in declarations().values() for tool in declaration.tools}
+    assert "fio" in declared
+    assert set(tool_versions()) == declared
 
 
 def test_cpu_model_matches_proc_cpuinfo() -> None:

@@ -9,19 +9,20 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.fsync import SCRATCH_PREFIX, FsyncProbe, parse_params, recipe_args
+from talbench.agents.probes.fsync import PROBE, SCRATCH_PREFIX, fsync_job, recipe_args
 from tests.agents.helpers import AUTH
 
 pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")
 
 SMALL = {"size": 256 * 1024, "reserve": 0, "time_limit": 30}
+FSYNC = PROBE.jobs[0]
 
 
 def context(data_dir: Path, run_id: str = "run-1") -> ProbeContext:
@@ -33,7 +34,7 @@ def scratch_left(data_dir: Path) -> list[str]:
 
 
 def test_defaults_are_the_etcd_recipe() -> None:
-    params = parse_params({})
+    params = FSYNC.parse({})
     args = recipe_args(params, Path("/d/f"))
     for flag in ("--rw=write", "--ioengine=sync", "--fdatasync=1", f"--size={22 * 1024 * 1024}", "--bs=2300", "--output-format=json+"):
         assert flag in args
@@ -41,17 +42,25 @@ def test_defaults_are_the_etcd_recipe() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [{"size": 10}, {"block_size": 1 << 30}, {"size": 65536, "block_size": 131072}, {"time_limit": 0}, {"time_limit": 601}, {"time_limit": "1m"},
-     {"etcd_dir": "relative"}, {"bogus": 1}, {"size": True}],
+    ("raw", "field"),
+    [({"size": 10}, "size"), ({"block_size": 1 << 30}, "block_size"), ({"size": 65536, "block_size": 131072}, "block_size"),
+     ({"time_limit": 0}, "time_limit"), ({"time_limit": 601}, "time_limit"), ({"time_limit": "1m"}, "time_limit"),
+     ({"etcd_dir": "relative"}, "etcd_dir"), ({"bogus": 1}, "bogus"), ({"size": True}, "size"),
+     ({"parallel": 2}, "parallel")],  # the coordinator's own setting is never the agent's
 )
-def test_out_of_bounds_params_are_refused(raw: dict) -> None:
-    with pytest.raises(ProbeParamError):
-        parse_params(raw)
+def test_out_of_bounds_params_are_refused(raw: dict, field: str) -> None:
+    with pytest.raises(ProbeParamError, match=field):
+        FSYNC.parse(raw)
+
+
+def test_declaration_names_its_job_and_tool() -> None:
+    assert PROBE.name == "fsync" and [job.name for job in PROBE.jobs] == ["fsync"]
+    assert [(tool.binary, tool.debian_package) for tool in PROBE.tools] == [("fio", "fio")]
+    assert PROBE.capabilities == ()
 
 
 async def test_run_reports_latency_device_and_removes_its_scratch(tmp_path: Path) -> None:
-    probe = FsyncProbe()
+    probe = FSYNC
     params = probe.parse(SMALL)
     result = await probe.run(params, context(tmp_path, "run:with/odd chars"))
     assert result["complete"] is True and result["stopped"] is None
@@ -68,7 +77,7 @@ async def test_run_reports_latency_device_and_removes_its_scratch(tmp_path: Path
 
 
 async def test_time_limit_stops_fio_and_marks_the_result_incomplete(tmp_path: Path) -> None:
-    probe = FsyncProbe()
+    probe = FSYNC
     params = probe.parse({"size": 1 << 30, "reserve": 0, "time_limit": 1})
     result = await probe.run(params, context(tmp_path))
     assert result["complete"] is False
@@ -78,7 +87,7 @@ async def test_time_limit_stops_fio_and_marks_the_result_incomplete(tmp_path: Pa
 
 
 async def test_short_free_space_is_refused_before_writing(start_agent, tmp_path: Path) -> None:
-    agent = await start_agent({"fsync": FsyncProbe()})
+    agent = await start_agent({"fsync": FSYNC})
     job = await agent.submit("fsync", {**SMALL, "reserve": 1 << 50})
     job = await agent.wait(job["id"], timeout=30)
     assert job["state"] == "failed" and job["error_kind"] == "failed"
@@ -87,7 +96,7 @@ async def test_short_free_space_is_refused_before_writing(start_agent, tmp_path:
 
 
 async def test_missing_fio_gives_an_unavailable_job_with_the_hint(start_agent, tmp_path: Path) -> None:
-    agent = await start_agent({"fsync": FsyncProbe(fio=str(tmp_path / "no-fio"))})
+    agent = await start_agent({"fsync": fsync_job(fio_binary=str(tmp_path / "no-fio"))})
     job = await agent.submit("fsync", SMALL)
     job = await agent.wait(job["id"], timeout=30)
     assert job["state"] == "failed"
@@ -96,7 +105,7 @@ async def test_missing_fio_gives_an_unavailable_job_with_the_hint(start_agent, t
 
 
 async def test_cancelled_job_leaves_no_scratch_and_no_fio(start_agent) -> None:
-    agent = await start_agent({"fsync": FsyncProbe()})
+    agent = await start_agent({"fsync": FSYNC})
     job = await agent.submit("fsync", {"size": 1 << 30, "reserve": 0, "time_limit": 60})
     data_dir = agent.config.data_dir
     for _ in range(100):
@@ -112,7 +121,7 @@ async def test_cancelled_job_leaves_no_scratch_and_no_fio(start_agent) -> None:
 
 
 async def test_bad_params_are_a_400(start_agent) -> None:
-    agent = await start_agent({"fsync": FsyncProbe()})
+    agent = await start_agent({"fsync": FSYNC})
     response = await agent.client.post("/v1/jobs", json={"schema": 1, "run_id": "r1", "probe": "fsync", "params": {"size": 1}}, headers=AUTH)
     assert response.status == 400
     assert "size" in (await response.json())["error"]
@@ -136,7 +145,7 @@ def tmpfs(options: str) -> Iterator[Path]:
 
 @pytest.mark.root("mount", "umount")
 async def test_full_filesystem_gives_a_clear_node_error(start_agent) -> None:
-    probe = FsyncProbe()
+    probe = FSYNC
     with tmpfs("size=2m") as mount_point:
         data_dir = mount_point / "data"
         data_dir.mkdir()
@@ -151,7 +160,7 @@ async def test_full_filesystem_gives_a_clear_node_error(start_agent) -> None:
 
 @pytest.mark.root("mount", "umount")
 async def test_read_only_data_dir_gives_a_clear_node_error() -> None:
-    probe = FsyncProbe()
+    probe = FSYNC
     with tmpfs("size=4m,ro") as mount_point:
         with pytest.raises(RuntimeError) as caught:
             await probe.run(probe.parse(SMALL), context(mount_point))

@@ -1,34 +1,59 @@
-"""iperf3 throughput probe: real iperf3 between two agents in two network namespaces."""
+"""The wireguard probe's iperf3 job: real iperf3 between two agents in two network namespaces."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
-from talbench.agents.probes.iperf import IperfProbe, parse_params, summarize_client
+from talbench.agents.probes.iperf import IperfClient, IperfServer, summarize_client
+from talbench.agents.probes.wireguard import IPERF_JOB, PROBE
 from tests.agents.netns_agents import netns_agents, processes_named, require_root_tools
 
 RUN = "iperf-test"
 
 
-def test_params_are_bounded() -> None:
-    with pytest.raises(ProbeParamError, match="role"):
-        parse_params({"role": "both"})
-    with pytest.raises(ProbeParamError, match="duration_s"):
-        parse_params({"role": "client", "host": "10.0.0.1", "port": 5301, "duration_s": 600})
-    with pytest.raises(ProbeParamError, match="host"):
-        parse_params({"role": "client", "host": "example.com", "port": 5301, "duration_s": 1})
-    with pytest.raises(ProbeParamError, match="port"):
-        parse_params({"role": "server", "bind": "10.0.0.1", "port": 80, "duration_s": 1})
-    with pytest.raises(ProbeParamError, match="unknown"):
-        parse_params({"role": "server", "bind": "10.0.0.1", "port": 5301, "duration_s": 1, "extra": 1})
-    server = parse_params({"role": "server", "bind": "10.0.0.1", "port": 5301, "duration_s": 2})
-    assert IperfProbe().time_limit(server) <= 60
+def test_the_job_is_declared_by_the_wireguard_probe() -> None:
+    assert IPERF_JOB.name == "wireguard.iperf" and IPERF_JOB in PROBE.jobs
+    assert {(t.binary, t.debian_package) for t in PROBE.tools} >= {("iperf3", "iperf3"), ("ip", "iproute2")}
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"role": "both"}, "role"),
+        ({"port": 5301, "duration": 1}, "role"),
+        ({"role": "client", "host": "10.0.0.1", "port": 5301, "duration": 600}, "duration"),
+        ({"role": "client", "host": "10.0.0.1", "port": 5301, "duration": "1s"}, "duration"),
+        ({"role": "client", "host": "example.com", "port": 5301, "duration": 1}, "host"),
+        ({"role": "client", "port": 5301}, "host"),
+        ({"role": "client", "host": "10.0.0.1", "port": 5301, "streams": 17}, "streams"),
+        ({"role": "client", "host": "10.0.0.1", "port": 5301, "omit": 11}, "omit"),
+        ({"role": "client", "host": "10.0.0.1", "port": 5301, "accept_within": 5}, "accept_within"),
+        ({"role": "server", "bind": "10.0.0.1", "port": 80, "duration": 1}, "port"),
+        ({"role": "server", "bind": "10.0.0.1", "port": True}, "port"),
+        ({"role": "server", "port": 5301}, "bind"),
+        ({"role": "server", "bind": "10.0.0.1", "port": 5301, "accept_within": 121}, "accept_within"),
+        ({"role": "server", "bind": "10.0.0.1", "port": 5301, "duration": 1, "extra": 1}, "extra"),
+    ],
+)
+def test_params_are_bounded(params: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ProbeParamError, match=needle):
+        IPERF_JOB.parse(params)
+
+
+def test_params_take_the_scenario_names_and_defaults() -> None:
+    server = IPERF_JOB.parse({"role": "server", "bind": "10.0.0.1", "port": 5301, "duration": 2})
+    assert isinstance(server.root, IperfServer) and server.root.omit == 1 and server.root.accept_within == 20
+    assert IPERF_JOB.time_limit(server) <= 60
+    client = IPERF_JOB.parse({"role": "client", "host": "fd00::0001", "port": 5301, "duration": 2, "streams": 2, "omit": 0})
+    assert isinstance(client.root, IperfClient) and client.root.host == "fd00::1" and client.root.bind is None
+    assert IPERF_JOB.time_limit(client) == pytest.approx(10 + 2 + 0 + 25)
 
 
 def test_iperf_error_report_is_an_error() -> None:
@@ -38,11 +63,10 @@ def test_iperf_error_report_is_an_error() -> None:
 
 async def test_missing_iperf3_is_unavailable_with_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing in it
-    probe = IperfProbe()
     ctx = ProbeContext("n1", RUN, tmp_path, "127.0.0.1", 8946, Cleanups())
-    params = probe.parse({"role": "client", "host": "127.0.0.1", "port": 5301, "duration_s": 1})
+    params = IPERF_JOB.parse({"role": "client", "host": "127.0.0.1", "port": 5301, "duration": 1})
     with pytest.raises(ProbeUnavailable, match="apt-get install iperf3"):
-        await probe.run(params, ctx)
+        await IPERF_JOB.run(params, ctx)
 
 
 @pytest.mark.root
@@ -50,9 +74,9 @@ async def test_throughput_between_two_agents(tmp_path: Path) -> None:
     require_root_tools("iperf3")
     async with netns_agents(tmp_path) as env:
         server = asyncio.create_task(env.clients["b"].run_job(
-            "iperf", {"role": "server", "bind": env.address("b"), "port": 5301, "duration_s": 1, "accept_within_s": 10}, RUN, deadline=30))
+            IPERF_JOB.name, {"role": "server", "bind": env.address("b"), "port": 5301, "duration": 1, "accept_within": 10}, RUN, deadline=30))
         client = await env.clients["a"].run_job(
-            "iperf", {"role": "client", "host": env.address("b"), "port": 5301, "duration_s": 1, "connect_within_s": 10}, RUN, deadline=30)
+            IPERF_JOB.name, {"role": "client", "host": env.address("b"), "port": 5301, "duration": 1, "connect_within": 10}, RUN, deadline=30)
         served = await server
         assert client.ok, client.error
         assert served.ok, served.error
@@ -77,7 +101,7 @@ async def test_server_without_client_gives_up_and_leaves_nothing(tmp_path: Path)
     async with netns_agents(tmp_path) as env:
         started = time.monotonic()
         served = await env.clients["b"].run_job(
-            "iperf", {"role": "server", "bind": env.address("b"), "port": 5302, "duration_s": 1, "accept_within_s": 1}, RUN, deadline=30)
+            IPERF_JOB.name, {"role": "server", "bind": env.address("b"), "port": 5302, "duration": 1, "accept_within": 1}, RUN, deadline=30)
         assert not served.ok and "no iperf3 client" in (served.error or "")
         assert time.monotonic() - started < 10
         assert not processes_named("iperf3", "5302")
@@ -88,7 +112,7 @@ async def test_releasing_the_run_kills_a_waiting_server(tmp_path: Path) -> None:
     require_root_tools("iperf3")
     async with netns_agents(tmp_path) as env:
         job = asyncio.create_task(env.clients["b"].run_job(
-            "iperf", {"role": "server", "bind": env.address("b"), "port": 5303, "duration_s": 10, "accept_within_s": 60}, RUN, deadline=90))
+            IPERF_JOB.name, {"role": "server", "bind": env.address("b"), "port": 5303, "duration": 10, "accept_within": 60}, RUN, deadline=90))
         give_up = time.monotonic() + 10
         while not processes_named("iperf3", "5303"):
             assert time.monotonic() < give_up, "iperf3 server never started"
@@ -108,6 +132,6 @@ async def test_client_to_nobody_fails_in_bounded_time(tmp_path: Path) -> None:
     async with netns_agents(tmp_path) as env:
         started = time.monotonic()
         outcome = await env.clients["a"].run_job(
-            "iperf", {"role": "client", "host": env.address("b"), "port": 5304, "duration_s": 1, "connect_within_s": 1}, RUN, deadline=30)
+            IPERF_JOB.name, {"role": "client", "host": env.address("b"), "port": 5304, "duration": 1, "connect_within": 1}, RUN, deadline=30)
         assert not outcome.ok and "refused" in (outcome.error or "")
         assert time.monotonic() - started < 10

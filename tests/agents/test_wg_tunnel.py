@@ -1,5 +1,6 @@
-"""WireGuard test tunnels between two agents in two network namespaces: real wireguard-go, wg,
-iperf3 and the RTT probe through the tunnel; nothing left behind."""
+"""The wireguard probe's tunnel job: WireGuard test tunnels between two agents in two network
+namespaces, real wireguard-go, wg, iperf3 and the RTT probe's job through the tunnel; nothing left
+behind."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 
 from talbench.agents import wireguard
 from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes.wg_tunnel import link_name, parse_params
+from talbench.agents.probes.rtt import PROBE as RTT
+from talbench.agents.probes.wg_tunnel import KubeSpanDetect, TunnelUp, link_name
+from talbench.agents.probes.wireguard import IPERF_JOB, PROBE, TUNNEL_JOB
 from tests.agents.netns_agents import NetnsAgents, netns_agents, processes_named, require_root_tools
 
 RUN = "wg-test"
@@ -31,30 +34,63 @@ def test_link_names_are_short_and_unique_per_run_and_node() -> None:
     assert all(len(name) <= 15 and name.startswith("tb") for name in names)
 
 
-def test_params_refuse_kubespan_port_and_bad_keys() -> None:
-    base = {"action": "up", "tunnel": "p0", "address": "198.18.0.1/30", "listen_port": 51831, "echo_port": 51832}
-    assert parse_params(base).listen_port == 51831
-    with pytest.raises(ProbeParamError, match="KubeSpan"):
-        parse_params({**base, "listen_port": 51820})
-    with pytest.raises(ProbeParamError, match="tunnel"):
-        parse_params({**base, "tunnel": "../x"})
-    with pytest.raises(ProbeParamError, match="small test subnet"):
-        parse_params({**base, "address": "10.0.0.1/8"})
-    with pytest.raises(ProbeParamError, match="public_key"):
-        parse_params({"action": "peer", "tunnel": "p0", "public_key": "nope", "endpoint_host": "10.0.0.1", "endpoint_port": 51831, "allowed_ip": "198.18.0.2"})
+UP = {"action": "up", "tunnel": "p0", "address": "198.18.0.1/30", "listen_port": 51831, "echo_port": 51832}
+PEER = {"action": "peer", "tunnel": "p0", "public_key": "x" * 42 + "A=", "endpoint_host": "10.0.0.1", "endpoint_port": 51831,
+        "allowed_ip": "198.18.0.2"}
+
+
+def test_the_job_is_declared_by_the_wireguard_probe() -> None:
+    assert TUNNEL_JOB.name == "wireguard.tunnel" and TUNNEL_JOB in PROBE.jobs
+    assert {t.binary for t in PROBE.tools} >= {"wg", "wireguard-go", "ip"} and PROBE.capabilities == ("NET_ADMIN",)
+
+
+def test_params_take_the_settings_defaults() -> None:
+    up = TUNNEL_JOB.parse(UP).root
+    assert isinstance(up, TunnelUp) and up.listen_port == 51831 and up.implementation == "auto" and up.mtu == 1420
+    assert TUNNEL_JOB.time_limit(TUNNEL_JOB.parse(UP)) == 30
+    assert isinstance(TUNNEL_JOB.parse({"action": "detect"}).root, KubeSpanDetect)
+    assert TUNNEL_JOB.parse(PEER).root.action == "peer"
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({**UP, "listen_port": 51820}, "listen_port: 51820 is KubeSpan's port"),
+        ({**UP, "echo_port": 51820}, "echo_port: 51820 is KubeSpan's port"),
+        ({**UP, "listen_port": 80}, "listen_port"),
+        ({**UP, "tunnel": "../x"}, "tunnel"),
+        ({**UP, "address": "10.0.0.1/8"}, "address: .*small test subnet"),
+        ({**UP, "address": "198.18.0.0/30"}, "address"),
+        ({**UP, "implementation": "boringtun"}, "implementation"),
+        ({**UP, "mtu": 100}, "mtu"),
+        ({**UP, "bypass_mark": 0}, "bypass_mark"),
+        ({k: v for k, v in UP.items() if k != "echo_port"}, "echo_port"),
+        ({**PEER, "public_key": "nope"}, "public_key"),
+        ({**PEER, "endpoint_host": "node-b"}, "endpoint_host"),
+        ({**PEER, "endpoint_port": 51820}, "endpoint_port"),
+        ({**PEER, "mtu": 1420}, "mtu"),
+        ({"action": "stats"}, "tunnel"),
+        ({"action": "down", "tunnel": "p0", "address": "198.18.0.1/30"}, "address"),
+        ({"action": "reboot"}, "action"),
+        ({"tunnel": "p0"}, "action"),
+    ],
+)
+def test_params_refuse_kubespan_port_and_bad_keys(params: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ProbeParamError, match=needle):
+        TUNNEL_JOB.parse(params)
 
 
 async def _up(env: NetnsAgents, tunnel: str = "p0", run: str = RUN) -> dict[str, dict[str, Any]]:
     """Both sides up, then each configured with the other: the coordinator's two steps."""
     ups = await asyncio.gather(*(
-        env.clients[n].run_job("wg_tunnel", {"action": "up", "tunnel": tunnel, "address": f"{TUNNEL_ADDRESSES[n]}/30",
+        env.clients[n].run_job(TUNNEL_JOB.name, {"action": "up", "tunnel": tunnel, "address": f"{TUNNEL_ADDRESSES[n]}/30",
                                             "listen_port": WG_PORT, "echo_port": ECHO_PORT}, run, deadline=30)
         for n in ("a", "b")))
     for outcome in ups:
         assert outcome.ok, outcome.error
     up = {"a": dict(ups[0].result), "b": dict(ups[1].result)}
     peers = await asyncio.gather(*(
-        env.clients[n].run_job("wg_tunnel", {"action": "peer", "tunnel": tunnel, "public_key": up[o]["public_key"],
+        env.clients[n].run_job(TUNNEL_JOB.name, {"action": "peer", "tunnel": tunnel, "public_key": up[o]["public_key"],
                                             "endpoint_host": env.address(o), "endpoint_port": WG_PORT,
                                             "allowed_ip": TUNNEL_ADDRESSES[o]}, run, deadline=30)
         for n, o in (("a", "b"), ("b", "a"))))
@@ -91,27 +127,27 @@ async def test_tunnel_carries_rtt_and_throughput_and_is_torn_down(tmp_path: Path
         assert up["a"]["interface"] != up["b"]["interface"]  # shared /var/run/wireguard
 
         # RTT through the tunnel: the RTT probe against b's echo responder on its tunnel address.
-        rtt = await env.clients["a"].run_job("rtt", {
+        rtt = await env.clients["a"].run_job(RTT.jobs[0].name, {
             "peers": [{"name": "b", "host": TUNNEL_ADDRESSES["b"], "port": ECHO_PORT}],
             "count": 30, "interval": 0.01, "warmup": 3, "stagger": 0}, RUN, deadline=30)
         assert rtt.ok, rtt.error
         assert rtt.result["peers"]["b"]["received"] == 30
 
         # Throughput through the tunnel; WireGuard's counters prove the bytes took it.
-        server = asyncio.create_task(env.clients["b"].run_job("iperf", {
-            "role": "server", "bind": TUNNEL_ADDRESSES["b"], "port": 5311, "duration_s": 1, "accept_within_s": 10}, RUN, deadline=30))
-        client = await env.clients["a"].run_job("iperf", {
-            "role": "client", "host": TUNNEL_ADDRESSES["b"], "port": 5311, "duration_s": 1, "connect_within_s": 10}, RUN, deadline=30)
+        server = asyncio.create_task(env.clients["b"].run_job(IPERF_JOB.name, {
+            "role": "server", "bind": TUNNEL_ADDRESSES["b"], "port": 5311, "duration": 1, "accept_within": 10}, RUN, deadline=30))
+        client = await env.clients["a"].run_job(IPERF_JOB.name, {
+            "role": "client", "host": TUNNEL_ADDRESSES["b"], "port": 5311, "duration": 1, "connect_within": 10}, RUN, deadline=30)
         assert client.ok, client.error
         assert (await server).ok
         assert client.result["route"]["dev"] == up["a"]["interface"]
-        stats = await env.clients["a"].run_job("wg_tunnel", {"action": "stats", "tunnel": "p0"}, RUN, deadline=30)
+        stats = await env.clients["a"].run_job(TUNNEL_JOB.name, {"action": "stats", "tunnel": "p0"}, RUN, deadline=30)
         peer = stats.result["peers"][up["b"]["public_key"]]
         assert peer["latest_handshake"] > 0
         assert peer["tx_bytes"] >= client.result["bytes_sent"]
 
         # Teardown: link, wireguard-go process and control socket gone; no key on disk.
-        downs = await asyncio.gather(*(env.clients[n].run_job("wg_tunnel", {"action": "down", "tunnel": "p0"}, RUN, deadline=30) for n in ("a", "b")))
+        downs = await asyncio.gather(*(env.clients[n].run_job(TUNNEL_JOB.name, {"action": "down", "tunnel": "p0"}, RUN, deadline=30) for n in ("a", "b")))
         assert all(d.ok and d.result["released"] and not d.result["exists"] for d in downs)
         _assert_gone(env, up)
         _assert_no_key_on_disk(env)
@@ -183,14 +219,14 @@ _BYPASS_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from talbench.agents.cleanup import Cleanups
     from talbench.agents.probe import ProbeContext
-    from talbench.agents.probes.wg_tunnel import WgTunnelProbe
+    from talbench.agents.probes.wireguard import tunnel_job
 
     async def main():
-        probe = WgTunnelProbe(sys_root=Path(sys.argv[1]))
+        job = tunnel_job(sys_root=Path(sys.argv[1]))
         cleanups = Cleanups()
         ctx = ProbeContext("a", "wg-bypass", Path(sys.argv[2]), "10.250.0.1", 8946, cleanups)
-        params = probe.parse({"action": "up", "tunnel": "p0", "address": "198.18.0.1/30", "listen_port": 51831, "echo_port": 51832})
-        result = await probe.run(params, ctx)
+        params = job.parse({"action": "up", "tunnel": "p0", "address": "198.18.0.1/30", "listen_port": 51831, "echo_port": 51832})
+        result = await job.run(params, ctx)
         shown = subprocess.run(["wg", "show", result["interface"], "fwmark"], capture_output=True, text=True).stdout.strip()
         await cleanups.release_all()
         gone = subprocess.run(["ip", "link", "show", result["interface"]], capture_output=True).returncode != 0

@@ -88,3 +88,10 @@ def test_control_plane_scenario_holds_the_reference_architecture_rtt_limit():
     check = next(c for c in loaded.checks if c.name == "control-plane-rtt")
     assert check.fail.value == pytest.approx(0.015)
     assert "15ms RTT" in check.source
+
+
+def test_probe_settings_are_plain_yaml_values():
+    loaded = scenario.load(scenario.resolve("control-plane"), METRICS)
+    namespaces = loaded.probes["topology"]["system_namespaces"]
+    assert type(namespaces) is list and namespaces == ["kube-system", "kube-public", "kube-node-lease"]
+    assert all(type(block) is dict for block in loaded.probes.values())

@@ -5,9 +5,9 @@ same scratch cluster layout in one run.
                                                     [--rounds 3] [--loopback]
 
 On a lab (root; 3 control planes, no worker): every round starts a fresh 3-member scratch
-cluster through the agents (etcd-member), runs `etcdctl check perf --load=l` from inside cp1's
+cluster through the agents (etcd.member), runs `etcdctl check perf --load=l` from inside cp1's
 namespace against the three client URLs (60 s, etcdctl's own rate limit 8000/s, 500 clients),
-stops the members; and a fresh cluster again for talbench's etcd-load from cp1's agent in
+stops the members; and a fresh cluster again for talbench's etcd.load from cp1's agent in
 closed-loop mode (the ceiling) for the same duration, stops the members.  Which tool goes first
 alternates from round to round.  Without root, or with --loopback, the same on 3 members on
 127.0.0.1.  Both tools' counts are checked against the revisions etcd committed.  Prints both
@@ -35,7 +35,9 @@ from typing import Any, Awaitable, Callable
 from talbench.agents.etcdload.generator import LoadSpec, run_load
 from talbench.agents.etcdload.histogram import LatencyHistogram
 from talbench.agents.etcdload.local_cluster import local_cluster
-from talbench.bench.probes.etcd import LOAD_PROBE, EtcdSettings, control_planes, scratch_cluster
+from talbench.agents.etcdload.settings import EtcdSettings
+from talbench.agents.params import validate
+from talbench.bench.probes.etcd import LOAD_JOB, control_planes, load_deadline, load_params, scratch_cluster
 
 THROUGHPUT = re.compile(r"Throughput (?:is|too low:) (\d+(?:\.\d+)?) writes/s")
 PREFIX = "/talbench/bench-etcd/"
@@ -127,7 +129,7 @@ async def loopback_round(args: argparse.Namespace, index: int) -> dict[str, Any]
 async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argparse.Namespace, index: int) -> dict[str, Any]:
     from talbench.bench.dispatch.lab import LabDispatcher
 
-    settings = EtcdSettings(mode="ceiling", clients=args.clients, duration=args.duration, workers=args.workers)
+    settings = validate(EtcdSettings, {"mode": "ceiling", "clients": args.clients, "duration": args.duration, "workers": args.workers})
     out: dict[str, Any] = {}
     async with LabDispatcher(root, spec).deploy(f"bench-etcd-{int(time.time())}-{index}") as fleet:
         members = control_planes(fleet)
@@ -142,7 +144,7 @@ async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argpars
                 async def measure() -> dict[str, Any]:
                     if tool == "etcdctl":
                         return await asyncio.to_thread(etcdctl_perf, urls, namespace, 200)
-                    outcome = await fleet.agents[members[0].name].run_job(LOAD_PROBE, settings.load_params(urls), fleet.run_id, deadline=settings.load_deadline)
+                    outcome = await fleet.agents[members[0].name].run_job(LOAD_JOB, load_params(settings, urls), fleet.run_id, deadline=load_deadline(settings))
                     if not outcome.ok:
                         raise RuntimeError(f"talbench load failed: {outcome.error}")
                     return summarize(outcome.result["load"])

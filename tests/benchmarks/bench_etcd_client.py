@@ -5,7 +5,7 @@ ClientSession doing the same writes.
 
 A stand-in gateway (a separate process on 127.0.0.1 answering every POST with a fixed
 etcd-sized JSON answer, so that only the client's cost is measured) takes closed-loop writes of
-the etcd-load body (256-byte keys, 1 KiB values) from one client process over ``--clients``
+the etcd.load body (256-byte keys, 1 KiB values) from one client process over ``--clients``
 keep-alive connections.  Each round measures both clients in turn (the order alternates) and
 reports user+system CPU seconds per completed write.  Why this matters: on a control plane the
 generator's CPU is taken from the etcd member under test (see bench_etcd.py).  Writes

@@ -4,8 +4,8 @@ same two paths (plain lab network, WireGuard tunnel), in one run.
     .venv/bin/python tests/benchmarks/bench_wireguard.py [--rounds 2] [--duration 5] [--count 200]
 
 Builds a 2-node lab (cp1, cp2: network namespaces, real agents).  Rounds alternate:
-- talbench: the WireguardDriver on the pair cp1-cp2 (its own tunnel, iperf3 and RTT probe jobs
-  through the agents); figures as the metrics report them;
+- talbench: the WireguardDriver on the pair cp1-cp2 (its wireguard.tunnel and wireguard.iperf jobs
+  and the RTT probe's job, through the agents); figures as the metrics report them;
 - by hand: a WireGuard tunnel built with wireguard-go, wg and ip directly in the two namespaces
   (its own names, keys, port and addresses), then ``iperf3 -c`` from cp1 to cp2 over the plain
   path and through that tunnel, and ``ping`` over both (same count and interval as talbench's
@@ -37,9 +37,9 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.lab import lab
 from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec
-from talbench.bench.model import ResultKey, Subject
 from talbench.bench.metric import NullProgress
-from talbench.bench.probes.wireguard import WireguardDriver, parse_settings
+from talbench.bench.model import ResultKey, Subject
+from talbench.bench.probes.wireguard import WireguardDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.stats import Summary
 
@@ -70,7 +70,7 @@ async def talbench_round(state: LabState, settings: Any, round_no: int) -> dict[
     token = state.token()
     sessions = [aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(n.socket))) for n in state.nodes]
     try:
-        clients = {n.name: AgentClient(n.name, s, "http://agent", token) for n, s in zip(state.nodes, sessions)}
+        clients = {n.name: AgentClient(n.name, s, "http://agent", token) for n, s in zip(state.nodes, sessions, strict=True)}
         run_id = f"bench-wg-{round_no}"
         fleet = Fleet(run_id, state.cluster_nodes(), clients, agent_port=state.nodes[0].port)
         key = ResultKey("wireguard", "cp1", "cp2")
@@ -230,8 +230,9 @@ def main() -> int:
         print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 3
     interval = args.interval_ms / 1000
-    settings = parse_settings({"duration": f"{args.duration}s", "omit": 0, "rtt_count": args.count,
-                               "rtt_interval": f"{args.interval_ms}ms", "min_rtt_samples": max(1, args.count // 2)}, quick=False)
+    settings = WireguardDriver().settings({"duration": f"{args.duration}s", "omit": 0, "rtt_count": args.count,
+                                           "rtt_interval": f"{args.interval_ms}ms", "min_rtt_samples": max(1, args.count // 2)},
+                                          quick=False)
     root = Path(tempfile.mkdtemp(prefix="tbw-", dir="/var/tmp"))
     rounds: list[dict[str, Any]] = []
     try:

@@ -33,7 +33,7 @@ async def test_a_laptop_run_uses_exactly_the_runner_cluster_role(cluster, tmp_pa
     async with dispatcher.deploy("run-rbac") as fleet:
         for client in fleet.agents.values():
             await client.facts()
-            await client.run_job("kubeprism", {"port": 1, "attempts": 1, "timeout_s": 0.2}, "run-rbac", deadline=20)
+            await client.run_job("kubeprism", {"port": 1, "attempts": 1, "timeout": 0.2}, "run-rbac", deadline=20)
             await client.release_run("run-rbac")
     await dispatcher.clean()
     wanted = used(cluster, None)

@@ -7,23 +7,25 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import psutil
 import pytest
 
 from talbench.agents.probes import default_probes
+from talbench.agents.probes.etcd import MEMBER, PROBE
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge, judge_subject
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.metric import NullProgress
-from talbench.bench.probes.etcd import EtcdDriver, member_ports, parse_settings
+from talbench.bench.probes.etcd import DRIVER, EtcdDriver, load_params, member_ports, settings_record
 from talbench.bench.probes.etcd_metrics import recommended_timing
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse
@@ -187,13 +189,23 @@ CPS = tuple(Node(f"cp{i}", Role.CONTROL_PLANE, "127.0.0.1") for i in (1, 2, 3))
 # ---- settings and checks ---------------------------------------------------------------------
 
 
+def parse_settings(raw: dict, *, quick: bool):
+    return DRIVER.settings(raw, quick=quick)
+
+
+def test_the_driver_drives_the_agents_declaration() -> None:
+    assert DRIVER.declaration is PROBE and DRIVER.settings_model is PROBE.settings and DRIVER.name == "etcd"
+
+
 def test_profiles_and_quick() -> None:
     full = parse_settings({}, quick=False)
     assert (full.profile, full.rate, full.clients, full.duration, full.mode) == ("s", 150, 50, 60.0, "open")
     assert parse_settings({"profile": "m"}, quick=False).rate == 1000
     assert (parse_settings({"profile": "xl"}, quick=False).rate, parse_settings({"profile": "xl"}, quick=False).clients) == (15000, 1000)
     quick = parse_settings({"duration": "60s"}, quick=True)
-    assert quick.quick and quick.duration == 10.0
+    assert quick.quick and quick.duration == 10.0 and not full.quick
+    assert parse_settings({"duration": "5s"}, quick=True).duration == 5.0
+    assert settings_record(quick)["quick"] is True and settings_record(full)["heartbeat_ms"] == 100
     custom = parse_settings({"profile": "custom", "rate": "500/s", "clients": 80, "duration": "2s"}, quick=False)
     assert (custom.rate, custom.clients, custom.duration) == (500, 80, 2.0)
 
@@ -201,13 +213,19 @@ def test_profiles_and_quick() -> None:
 @pytest.mark.parametrize(
     "raw, words",
     [
-        ({"profile": "huge"}, "profile"),
+        ({"profile": "huge"}, "profile: must be 's', 'm', 'l', 'xl' or 'custom'"),
         ({"profile": "custom", "rate": 10}, "needs rate"),
-        ({"duration": 60}, "needs a unit"),
-        ({"mode": "fast"}, "mode"),
-        ({"heartbeat_interval": "500ms", "election_timeout": "1s"}, "5x"),
-        ({"client_port": 5000, "peer_port": 5000}, "differ"),
-        ({"surprise": 1}, "unknown"),
+        ({"rate": "fast"}, "rate: "),
+        ({"rate": "0.5/s"}, "rate must be at least 1"),
+        ({"duration": "60 parsecs"}, "duration: "),
+        ({"duration": "1200s"}, "duration must be at most 600"),
+        ({"mode": "fast"}, "mode: must be 'open' or 'ceiling'"),
+        ({"heartbeat_interval": "500ms", "election_timeout": "1s"}, "election_timeout .* at least 5x heartbeat_interval"),
+        ({"client_port": 5000, "peer_port": 5000}, "client_port and peer_port must differ"),
+        ({"client_port": 2379}, "client_port 2379 is a port Talos"),
+        ({"min_requests": 0}, "min_requests must be at least 1"),
+        ({"load_node": ""}, "load_node"),
+        ({"surprise": 1}, "unknown parameter 'surprise'"),
     ],
 )
 def test_bad_settings_are_scenario_errors(raw: dict, words: str) -> None:
@@ -222,6 +240,20 @@ def test_members_sharing_an_address_get_distinct_ports_that_avoid_talos() -> Non
     assert len(set(flat)) == 6 and not any(2379 <= p <= 2383 for p in flat)
     spread = tuple(Node(f"cp{i}", Role.CONTROL_PLANE, f"10.0.0.{i}") for i in (1, 2, 3))
     assert set(member_ports(spread, parse_settings({}, quick=False)).values()) == {(12379, 12380)}
+
+
+def test_the_jobs_take_the_scenarios_fields() -> None:
+    settings = parse_settings({"profile": "m", "duration": "20s", "heartbeat_interval": "50ms", "election_timeout": "600ms"}, quick=False)
+    load = load_params(settings, ["http://10.0.0.1:12379"])
+    assert (load["rate"], load["clients"], load["duration"], load["start_timeout"]) == (1000, 200, 20.0, 30.0)
+    assert not {"profile", "load_node", "min_requests", "client_port"} & set(load)
+    assert DRIVER.declaration is not None
+    LOAD = DRIVER.declaration.jobs[1]
+    assert LOAD.parse(load).rate == 1000  # what the driver sends, the agent takes
+    start = MEMBER.parse({"action": "start", "name": "cp1", "host": "10.0.0.1", "client_port": 12379, "peer_port": 12380,
+                          "initial_cluster": {"cp1": "http://10.0.0.1:12380"}, "cluster_token": "20261121-153000-a1b2",
+                          "heartbeat_interval": settings.heartbeat_interval, "election_timeout": settings.election_timeout})
+    assert (start.root.heartbeat_ms, start.root.election_ms) == (50, 600)
 
 
 def test_the_snippet_parses() -> None:
@@ -280,7 +312,7 @@ async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path
 @needs_etcd
 async def test_a_member_that_cannot_start_is_no_data_and_the_others_are_stopped(start_agent, tmp_path: Path) -> None:  # noqa: F811
     probes = default_probes()
-    without_etcd = {name: probe for name, probe in probes.items() if name != "etcd-member"}
+    without_etcd = {name: probe for name, probe in probes.items() if name != MEMBER.name}
     agents = {"cp1": await start_agent(node="cp1"), "cp2": await start_agent(node="cp2"), "cp3": await start_agent(without_etcd, node="cp3")}
     base = free_port_run(6)
     parsed, settings = scenario(duration="2s", client_port=base, peer_port=base + 1, start_timeout="5s")

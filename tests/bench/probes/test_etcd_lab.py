@@ -6,7 +6,7 @@ raising the member RTT, the write latency and the recommended heartbeat."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -16,9 +16,9 @@ from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec, NodeDelay
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status, Verdict
 from talbench.bench.plan import make_plan
-from talbench.bench.metric import NullProgress
 from talbench.bench.probes.etcd import EtcdDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse

@@ -5,29 +5,31 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import pytest
 
 from talbench.agents.cleanup import Cleanups
+from talbench.agents.params import wire
 from talbench.agents.probe import ProbeContext
-from talbench.agents.probes.fsync import SCRATCH_PREFIX, FsyncProbe
+from talbench.agents.probes.fsync import PROBE, SCRATCH_PREFIX, fsync_job
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge, judge_subject
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.metric import NullProgress
 from talbench.bench.probes.fsync import (
     MIN_SYNCS,
     FsyncDriver,
+    deadline,
     histogram_percentile,
     merge_bins,
-    parse_settings,
 )
 from talbench.bench.probes.node import NodeDriver
 from talbench.bench.run import metrics_of
@@ -44,8 +46,12 @@ SMALL = {"size": 256 * 1024, "reserve": 0, "time_limit": 30}  # agent params
 SMALL_SETTINGS = {"size": "256KiB", "reserve": 0, "time_limit": "30s"}  # the same as scenario settings
 
 
+def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> Any:
+    return FsyncDriver().settings(raw, quick=quick)
+
+
 async def real_result(tmp_path: Path, **params: Any) -> dict[str, Any]:
-    probe = FsyncProbe()
+    probe = PROBE.jobs[0]
     ctx = ProbeContext("n1", "run-1", tmp_path, "127.0.0.1", 1, Cleanups())
     return await probe.run(probe.parse({**SMALL, **params}), ctx)
 
@@ -69,19 +75,30 @@ def test_default_settings_are_the_etcd_recipe_and_quick_scales_down() -> None:
     full = parse_settings({}, quick=False)
     assert (full.size, full.block_size, full.parallel) == (22 << 20, 2300, 1)
     quick = parse_settings({}, quick=True)
-    assert quick.quick and quick.size < full.size and quick.time_limit <= 60
+    assert quick.size < full.size and quick.time_limit <= 60
     assert quick.size // quick.block_size >= MIN_SYNCS
-    assert parse_settings({"size": "1MiB", "time_limit": "30s"}, quick=False).as_params()["size"] == 1 << 20
+    sent = wire(parse_settings({"size": "1MiB", "time_limit": "30s", "parallel": 2}, quick=False))
+    assert sent == {"size": 1 << 20, "block_size": 2300, "time_limit": 30.0, "reserve": 256 << 20, "etcd_dir": "/var/lib/etcd"}
+    assert PROBE.jobs[0].parse(sent).size == 1 << 20  # what the coordinator sends, the agent takes
+    assert parse_settings({"time_limit": 30}, quick=False).time_limit == 30.0  # plain numbers are seconds
+    assert deadline(full) > PROBE.jobs[0].time_limit(PROBE.jobs[0].parse(wire(full))) > full.time_limit
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [{"size": "22m"}, {"size": 22}, {"time_limit": 30}, {"time_limit": "20m"}, {"parallel": 0}, {"etcd_dir": "var"}, {"nope": 1},
-     {"size": "100KiB", "block_size": "64KiB"}],
+    ("raw", "field"),
+    [({"size": "22m"}, "size"), ({"size": 22}, "size"), ({"time_limit": "30"}, "time_limit"), ({"time_limit": "20m"}, "time_limit"),
+     ({"parallel": 0}, "parallel"), ({"etcd_dir": "var"}, "etcd_dir"), ({"nope": 1}, "nope"),
+     ({"size": "100KiB", "block_size": "64KiB"}, "block_size"), ({"size": "200KiB", "block_size": "4KiB"}, "block_size")],
 )
-def test_bad_settings_name_the_problem(raw: dict) -> None:
-    with pytest.raises(ScenarioError):
+def test_bad_settings_name_the_problem(raw: dict, field: str) -> None:
+    with pytest.raises(ScenarioError, match=field):
         parse_settings(raw, quick=False)
+
+
+def test_quick_settings_still_need_enough_fdatasyncs() -> None:
+    assert parse_settings({"block_size": "32KiB"}, quick=False).size == 22 << 20  # 704 fdatasyncs
+    with pytest.raises(ScenarioError, match="fewer than 100 fdatasyncs"):
+        parse_settings({"block_size": "64KiB"}, quick=True)  # 4 MiB / 64 KiB: 64
 
 
 def test_storage_scenario_loads_with_its_sources() -> None:
@@ -203,7 +220,7 @@ async def test_storage_checks_judged_from_real_agents(start_agent) -> None:  # n
 
 
 async def test_missing_fio_reaches_the_coordinator_as_unavailable(start_agent, tmp_path: Path) -> None:  # noqa: F811
-    agent = await start_agent({"fsync": FsyncProbe(fio=str(tmp_path / "no-fio"))}, node="cp1")
+    agent = await start_agent({"fsync": fsync_job(fio_binary=str(tmp_path / "no-fio"))}, node="cp1")
     async with local_fleet({"cp1": agent}, CP, "run-nofio") as fleet:
         [measurement] = await FsyncDriver().run(frozenset({ResultKey("fsync", "cp1")}), fleet,
                                                 parse_settings(SMALL_SETTINGS, quick=True), NullProgress())

@@ -13,15 +13,19 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from talbench.agents.params import wire
 from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes.kubeprism import KubePrismProbe
+from talbench.agents.probes import declarations, default_probes
+from talbench.agents.probes.kubeprism import KubePrismSettings
+from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
-from talbench.bench.probes.kubeprism import KubePrismDriver
 from talbench.bench.model import Check, Measurement, ResultKey, Scope, Status, Subject
+from talbench.bench.probes import default_drivers
+from talbench.bench.probes.kubeprism import DRIVER, KubePrismDriver, deadline
 from talbench.bench.units import Dimension, parse_quantity
 from tests.bench.kube.conftest import free_port
 
-PROBE = KubePrismProbe()
+PROBE = default_probes()["kubeprism"]
 
 
 @pytest.fixture
@@ -50,7 +54,7 @@ async def serve(port: int, ssl_context: ssl.SSLContext | None) -> web.AppRunner:
 
 
 async def run_probe(port: int, attempts: int = 2) -> dict:
-    params = PROBE.parse({"port": port, "attempts": attempts, "timeout_s": 1.0, "interval_s": 0.0})
+    params = PROBE.parse({"port": port, "attempts": attempts, "timeout": 1.0, "interval": 0.0})
     return await asyncio.wait_for(PROBE.run(params, None), PROBE.time_limit(params))  # ctx unused
 
 
@@ -81,10 +85,32 @@ async def test_a_listener_without_tls_is_not_kubeprism():
     assert result["answered"] == 0 and result["attempts"][0]["connected"] is True and result["attempts"][0]["tls"] is False
 
 
-@pytest.mark.parametrize("params", [{"port": 0}, {"port": "7445"}, {"attempts": 0}, {"timeout_s": 0}, {"host": "10.0.0.1"}])
+@pytest.mark.parametrize("params", [{"port": 0}, {"port": "7445"}, {"attempts": 0}, {"attempts": True}, {"timeout": 0},
+                                    {"timeout": 11}, {"interval": -1}, {"timeout_s": 1.0}, {"host": "10.0.0.1"}])
 def test_parameters_are_bounded(params):
-    with pytest.raises(ProbeParamError):
+    with pytest.raises(ProbeParamError) as caught:
         PROBE.parse(params)
+    assert next(iter(params)) in str(caught.value)  # the message names the field
+
+
+def test_one_declaration_serves_the_scenario_the_driver_and_the_agent():
+    assert declarations()["kubeprism"].settings is KubePrismSettings
+    assert default_drivers()["kubeprism"] is DRIVER and DRIVER.declaration is declarations()["kubeprism"]
+    settings = DRIVER.settings({"port": 7445, "attempts": 3, "timeout": "3s", "interval": "500ms"}, quick=False)
+    assert settings == KubePrismSettings()  # the scenario's values are the defaults
+    sent = wire(settings)
+    assert sent == {"port": 7445, "attempts": 3, "timeout": 3.0, "interval": 0.5}  # the scenario's names on the wire
+    assert PROBE.parse(sent) == settings
+    assert deadline(settings) > PROBE.time_limit(settings)  # the coordinator outwaits the agent's own limit
+
+
+def test_quick_runs_shorten_the_waits_and_bad_settings_name_the_field():
+    quick = DRIVER.settings({"timeout": "5s", "interval": "2s", "attempts": 4}, quick=True)
+    assert (quick.timeout, quick.interval, quick.attempts) == (1.0, 0.1, 4)
+    for raw, field in (({"port": 70000}, "port"), ({"timeout": "20s"}, "timeout"), ({"interval": "soon"}, "interval"),
+                       ({"retries": 2}, "retries")):
+        with pytest.raises(ScenarioError, match=field):
+            DRIVER.settings(raw, quick=False)
 
 
 def test_the_metric_is_the_share_of_attempts_answered():

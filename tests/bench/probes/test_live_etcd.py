@@ -5,28 +5,34 @@ without --allow-live-etcd-writes nothing is written at all."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 
 from talbench.agents.etcdload import admin
 from talbench.agents.etcdload.generator import TlsFiles
 from talbench.agents.etcdload.local_cluster import free_ports
+from talbench.agents.params import ParamError, validate
+from talbench.bench.cli import _add_live_etcd
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
-from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, live_etcd_config, measure_live_etcd
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import Status
 from talbench.bench.plan import make_plan
-from talbench.bench.metric import NullProgress
+from talbench.bench.probes import default_drivers
+from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, measure_live_etcd
+from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings, url_list
 
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
 RUN = "run-live"
@@ -103,35 +109,74 @@ def etcd_url(tmp_path: Path) -> Iterator[str]:
 # ---- options ------------------------------------------------------------------------------------
 
 
+def live_etcd_config(endpoints: str, **settings: Any) -> LiveEtcdSettings:
+    """Settings as the CLI validates them from its options."""
+    return validate(LiveEtcdSettings, {"endpoints": url_list(endpoints), "run_id": RUN, **settings})
+
+
 @pytest.mark.parametrize(
-    "kwargs, words",
+    "endpoints, settings, words",
     [
-        ({"endpoints": ""}, "at least one URL"),
-        ({"endpoints": "etcd:2379"}, "http"),
-        ({"endpoints": "http://127.0.0.1:2379", "profile": "m"}, "--allow-live-etcd-writes"),
-        ({"endpoints": "http://127.0.0.1:2379", "profile": "huge", "allow_writes": True}, "--etcd-profile"),
-        ({"endpoints": "https://127.0.0.1:2379", "cert": __file__}, "go together"),
-        ({"endpoints": "https://127.0.0.1:2379", "cacert": "/nonexistent/ca.pem"}, "no such file"),
-        ({"endpoints": "http://127.0.0.1:2379", "cacert": __file__}, "https://"),
-        ({"endpoints": "http://127.0.0.1:2379", "run_id": "../x"}, "run id"),
+        ("", {}, "endpoints: .*at least 1 item"),
+        ("etcd:2379", {}, r"endpoints\.0: String should match pattern"),
+        ("http://127.0.0.1:2379/v3", {}, r"endpoints\.0"),
+        ("http://127.0.0.1:2379", {"metrics_urls": ["127.0.0.1:2381"]}, r"metrics_urls\.0"),
+        ("http://127.0.0.1:2379", {"profile": "m"}, "profile .*--allow-live-etcd-writes"),
+        ("http://127.0.0.1:2379", {"profile": "huge", "allow_writes": True}, "profile: must be 's', 'm', 'l' or 'xl'"),
+        ("https://127.0.0.1:2379", {"cert": __file__}, "cert and key go together"),
+        ("https://127.0.0.1:2379", {"cacert": "/nonexistent/ca.pem"}, "cacert: Path does not point to a file"),
+        ("http://127.0.0.1:2379", {"cacert": __file__}, "cacert and cert need https://"),
+        ("http://127.0.0.1:2379", {"run_id": "../x"}, "run_id: String should match pattern"),
+        ("http://127.0.0.1:2379", {"run_id": "Run_1"}, "run_id"),
+        ("http://127.0.0.1:2379", {"duration": 0.5}, "duration must be at least 1"),
     ],
 )
-def test_bad_options_are_usage_errors(kwargs: dict, words: str) -> None:
-    with pytest.raises(UsageError, match=words):
-        live_etcd_config(**{"run_id": RUN, **kwargs})
+def test_bad_settings_name_the_field(endpoints: str, settings: dict, words: str) -> None:
+    with pytest.raises(ParamError, match=words):
+        live_etcd_config(endpoints, **settings)
 
 
 def test_defaults_are_read_only_and_profile_s() -> None:
-    config = live_etcd_config("http://127.0.0.1:2379,http://127.0.0.2:2379", run_id=RUN)
-    assert not config.allow_writes and config.profile == "s" and config.prefix == PREFIX
+    config = live_etcd_config("http://127.0.0.1:2379, http://127.0.0.2:2379/,http://127.0.0.1:2379")
+    assert config.endpoints == ("http://127.0.0.1:2379", "http://127.0.0.2:2379")
+    assert not config.allow_writes and config.load_profile == "s" and config.prefix == PREFIX and config.tls is None
     assert [c.metric for c in live_checks(config)] == ["etcd-live.has_leader", "etcd-live.members", "etcd-live.db_size"]
-    writing = live_etcd_config("http://127.0.0.1:2379", run_id=RUN, allow_writes=True, quick=True)
-    assert writing.duration == 10 and "etcd-live.rate_ratio" in [c.metric for c in live_checks(writing)]
+    writing = LiveEtcdDriver(live_etcd_config("http://127.0.0.1:2379", allow_writes=True)).settings({}, quick=True)
+    assert writing.duration == 10 and writing.quick and "etcd-live.rate_ratio" in [c.metric for c in live_checks(writing)]
+    short = LiveEtcdDriver(live_etcd_config("http://127.0.0.1:2379", duration=3.0)).settings({}, quick=True)
+    assert short.duration == 3.0 and short.quick
+    with pytest.raises(UsageError, match="command line"):
+        LiveEtcdDriver(config).settings({"duration": "5s"}, quick=False)
+
+
+def test_the_live_driver_is_added_only_on_request() -> None:
+    assert "etcd-live" not in default_drivers() and "etcd" in default_drivers()
+
+
+def cli_args(**options: Any) -> argparse.Namespace:
+    values = {"etcd_endpoints": None, "etcd_cacert": None, "etcd_cert": None, "etcd_key": None, "etcd_metrics_urls": None,
+              "etcd_profile": None, "allow_live_etcd_writes": False, "quick": False}
+    return argparse.Namespace(**{**values, **options})
+
+
+def test_the_cli_turns_a_bad_option_into_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="live etcd: cert and key go together") as caught:
+        _add_live_etcd(cli_args(etcd_endpoints="https://127.0.0.1:2379", etcd_cert=__file__), {}, RUN)
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+    with pytest.raises(UsageError, match="need --etcd-endpoints"):
+        _add_live_etcd(cli_args(etcd_profile="m"), {}, RUN)
+    drivers: dict = {}
+    assert _add_live_etcd(cli_args(), drivers, RUN) == () and drivers == {}
+    checks = _add_live_etcd(cli_args(etcd_endpoints="http://127.0.0.1:2379", etcd_metrics_urls="http://127.0.0.1:2381",
+                                     allow_live_etcd_writes=True, etcd_profile="m"), drivers, RUN)
+    config = drivers["etcd-live"].config
+    assert config.load_profile == "m" and config.metrics_urls == ("http://127.0.0.1:2381",) and config.run_id == RUN
+    assert "live-etcd-wal-fsync" in [c.name for c in checks] and "live-etcd-write-rate" in [c.name for c in checks]
 
 
 async def test_an_unreachable_etcd_could_not_run() -> None:
     port = free_ports(1)[0]
-    config = live_etcd_config(f"http://127.0.0.1:{port}", run_id=RUN, allow_writes=True)
+    config = live_etcd_config(f"http://127.0.0.1:{port}", allow_writes=True)
     with pytest.raises(CouldNotRun, match="did not answer"):
         await measure_live_etcd(config)
 
@@ -142,7 +187,7 @@ async def test_an_unreachable_etcd_could_not_run() -> None:
 @needs_etcd
 async def test_writes_stay_in_the_prefix_and_the_prefix_is_emptied(etcd_url: str) -> None:
     before = keyspace(etcd_url)
-    config = live_etcd_config(etcd_url, run_id=RUN, allow_writes=True, duration=2.0)
+    config = live_etcd_config(etcd_url, allow_writes=True, duration=2.0)
     measurement = await measure_live_etcd(config)
     load = measurement.data["result"]["load"]
     assert load["requests"]["planned"] == 300 and load["requests"]["ok"] == 300
@@ -155,7 +200,7 @@ async def test_writes_stay_in_the_prefix_and_the_prefix_is_emptied(etcd_url: str
 async def test_a_prefix_that_holds_keys_refuses_and_writes_nothing(etcd_url: str) -> None:
     seed(etcd_url, extra={PREFIX + "left-over": "someone's"})
     before = keyspace(etcd_url)
-    config = live_etcd_config(etcd_url, run_id=RUN, allow_writes=True, duration=2.0)
+    config = live_etcd_config(etcd_url, allow_writes=True, duration=2.0)
     with pytest.raises(UsageError, match="already holds 1 key"):
         await measure_live_etcd(config)
     assert keyspace(etcd_url) == before
@@ -164,7 +209,7 @@ async def test_a_prefix_that_holds_keys_refuses_and_writes_nothing(etcd_url: str
 @needs_etcd
 async def test_cancelling_mid_load_empties_the_prefix(etcd_url: str) -> None:
     before = keyspace(etcd_url)
-    config = live_etcd_config(etcd_url, run_id=RUN, allow_writes=True, duration=30.0)
+    config = live_etcd_config(etcd_url, allow_writes=True, duration=30.0)
     task = asyncio.ensure_future(measure_live_etcd(config))
     give_up = time.monotonic() + 20
     while await asyncio.to_thread(admin.prefix_count, etcd_url, PREFIX) < 50:
@@ -182,7 +227,7 @@ async def test_read_only_writes_nothing_and_judges_the_histograms_over_the_windo
     """Someone else writes during the window (as a live cluster would): talbench reads the
     fsync/commit histograms' delta and writes nothing itself."""
     before = keyspace(etcd_url)
-    config = live_etcd_config(etcd_url, run_id=RUN, metrics_urls=etcd_url, duration=3.0)
+    config = live_etcd_config(etcd_url, metrics_urls=[etcd_url], duration=3.0)
     stop = threading.Event()
 
     def traffic() -> None:
@@ -246,11 +291,11 @@ async def test_tls_client_certificates_reach_the_load_and_the_cleanup(tmp_path: 
         files = tls_files(tls)
         seed(url, files)
         before = keyspace(url, files)
-        config = live_etcd_config(url, run_id=RUN, allow_writes=True, duration=2.0, cacert=str(tls["ca"]),
+        config = live_etcd_config(url, allow_writes=True, duration=2.0, cacert=str(tls["ca"]),
                                   cert=str(tls["client_cert"]), key=str(tls["client_key"]))
         measurement = await measure_live_etcd(config)
         assert measurement.data["result"]["load"]["requests"]["ok"] == 300
         assert keyspace(url, files) == before
-        no_cert = live_etcd_config(url, run_id=RUN, cacert=str(tls["ca"]))
+        no_cert = live_etcd_config(url, cacert=str(tls["ca"]))
         with pytest.raises(CouldNotRun, match="did not answer"):
             await measure_live_etcd(no_cert)

@@ -8,26 +8,32 @@ import contextlib
 import os
 import subprocess
 import sys
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import psutil
 import pytest
 
-from talbench.agents.probes.node import NodeProbe
+from talbench.agents.probes.node import PROBE
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
-from talbench.bench.model import Check, Measurement, Node, ResultKey, Role, Scope, Status, Subject
 from talbench.bench.metric import NullProgress
-from talbench.bench.probes.node import NodeDriver, parse_settings, utilisation
+from talbench.bench.model import Check, Measurement, Node, ResultKey, Role, Scope, Status, Subject
+from talbench.bench.probes.node import NodeDriver, deadline, job_params, utilisation
 from talbench.bench.run import metrics_of
 from talbench.bench.units import parse_quantity
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1
 from tests.agents.helpers import TOKEN
 
 METRICS = metrics_of({"node": NodeDriver()})
+NODE = PROBE.jobs[0]
+
+
+def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> Any:
+    return NodeDriver().settings(raw, quick=quick)
 GB = 1e9
 
 
@@ -114,11 +120,24 @@ def test_one_sample_is_invalid() -> None:
 
 
 def test_settings() -> None:
-    assert parse_settings({}, quick=True).duration <= 3
+    quick = parse_settings({}, quick=True)
+    assert quick.duration <= 3 and quick.interval <= 0.5
     assert parse_settings({"duration": "30s", "interval": "2s"}, quick=False).duration == 30
-    for bad in ({"duration": 5}, {"interval": "1ms"}, {"what": 1}, {"duration": "1s", "interval": "1s"}):
-        with pytest.raises(ScenarioError):
+    assert parse_settings({"duration": 5}, quick=False).duration == 5.0  # plain numbers are seconds
+    assert parse_settings({}, quick=False).max_duration == 7200.0
+    for bad, field in (({"duration": "5"}, "duration"), ({"interval": "1ms"}, "interval"), ({"what": 1}, "what"),
+                       ({"duration": "1s", "interval": "1s"}, "duration"), ({"max_duration": "7h"}, "max_duration"),
+                       ({"etcd_dir": "etcd"}, "etcd_dir")):
+        with pytest.raises(ScenarioError, match=field):
             parse_settings(bad, quick=False)
+
+
+def test_every_job_sent_is_one_the_agent_takes() -> None:
+    settings = parse_settings({"interval": "200ms", "etcd_dir": ""}, quick=False)
+    for mode in ("window", "start", "collect"):
+        sent = job_params(settings, mode)
+        assert sent["mode"] == mode and sent["interval"] == 0.2 and sent["etcd_dir"] == ""
+        assert deadline(settings, mode) > NODE.time_limit(NODE.parse(sent))
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +152,7 @@ KEYS = frozenset(ResultKey("node", n.name) for n in NODES)
 
 
 async def test_window_from_real_agents_gives_sizing_and_utilisation(start_agent) -> None:  # noqa: F811
-    agents = {n.name: await start_agent({"node": NodeProbe()}, node=n.name) for n in NODES}
+    agents = {n.name: await start_agent({"node": NODE}, node=n.name) for n in NODES}
     settings = parse_settings({"duration": "2s", "interval": "500ms", "etcd_dir": ""}, quick=False)
     async with local_fleet(agents, NODES, "run-node") as fleet:
         measured = await NodeDriver().run(KEYS, fleet, settings, NullProgress())
@@ -148,7 +167,7 @@ async def test_window_from_real_agents_gives_sizing_and_utilisation(start_agent)
 
 
 async def test_spanning_samples_while_the_body_runs(start_agent) -> None:  # noqa: F811
-    agents = {n.name: await start_agent({"node": NodeProbe()}, node=n.name) for n in NODES}
+    agents = {n.name: await start_agent({"node": NODE}, node=n.name) for n in NODES}
     settings = parse_settings({"interval": "200ms", "etcd_dir": ""}, quick=False)
     async with local_fleet(agents, NODES, "run-span") as fleet:
         async with NodeDriver().spanning(KEYS, fleet, settings, NullProgress()) as span:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from talbench.bench.judge import judge_subject
-from talbench.bench.kube.facts import ClusterFacts, NodeFacts, PodPlacement, cluster_facts, parse_k8s_quantity, talos_version
-from talbench.bench.probes.topology import CLUSTER_KEY, TopologySettings, facts_data, facts_from_nodes, parse_settings, topology_metrics
-from talbench.bench.model import Check, Measurement, Role, Scope, Status, Subject
+from talbench.bench.cluster_facts import ClusterFacts, NodeFacts, PodPlacement
+from talbench.bench.probes import default_drivers
+from talbench.bench.probes.topology import CLUSTER_KEY, DRIVER, TopologySettings, facts_data, facts_from_nodes, topology_metrics
+from talbench.bench.model import CLUSTER_NODE, Check, Measurement, Role, Scope, Status, Subject, SubjectKind
 from talbench.bench.units import Dimension, parse_quantity
 from talbench.bench.errors import ScenarioError
 from tests.bench import factories
@@ -33,7 +34,7 @@ def verdict(facts: ClusterFacts, metric: str, subject: Subject, *, warn=None, fa
     return judge_subject(check, m, subject, results, []).status
 
 
-CLUSTER = Subject(())
+WHOLE_CLUSTER = Subject(())
 
 
 @pytest.mark.parametrize("count, expected", [(0, Status.FAIL), (1, Status.WARN), (2, Status.FAIL), (3, Status.PASS),
@@ -42,9 +43,9 @@ def test_control_plane_count_rules(count, expected):
     """3 recommended; even fails; 1 warns (not HA); 5 or more warns (replication overhead)."""
     facts = shape(count)
     statuses = [
-        verdict(facts, "topology.control_planes", CLUSTER, warn=5),
-        verdict(facts, "topology.control_plane_fault_tolerance", CLUSTER, warn=1),
-        verdict(facts, "topology.control_planes_even", CLUSTER, fail=1),
+        verdict(facts, "topology.control_planes", WHOLE_CLUSTER, warn=5),
+        verdict(facts, "topology.control_plane_fault_tolerance", WHOLE_CLUSTER, warn=1),
+        verdict(facts, "topology.control_planes_even", WHOLE_CLUSTER, fail=1),
     ]
     worst = next((s for s in (Status.FAIL, Status.WARN) if s in statuses), Status.PASS)
     assert worst is expected, statuses
@@ -76,40 +77,26 @@ def test_workloads_on_a_control_plane_fail_system_and_daemonset_pods_do_not():
 def test_without_the_api_placement_is_invalid_not_a_pass():
     facts = facts_from_nodes(factories.nodes(3, 1))
     assert verdict(facts, "topology.control_plane_workloads", Subject(("cp1",)), fail=1) is Status.INVALID
-    assert verdict(facts, "topology.control_planes", CLUSTER, warn=5) is Status.PASS
-
-
-def test_facts_from_api_objects_and_versions():
-    node = {
-        "metadata": {"name": "cp1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
-        "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
-        "status": {"addresses": [{"type": "InternalIP", "address": "10.5.0.2"}],
-                   "capacity": {"cpu": "3800m", "memory": "8039048Ki"},
-                   "conditions": [{"type": "Ready", "status": "True"}],
-                   "nodeInfo": {"kubeletVersion": "v1.31.4", "osImage": "Talos (v1.9.1)", "kernelVersion": "6.12.6-talos"}},
-    }
-    pod = {"metadata": {"name": "web", "namespace": "shop", "ownerReferences": [{"kind": "ReplicaSet", "controller": True}]},
-           "spec": {"nodeName": "cp1"}, "status": {"phase": "Running"}}
-    facts = cluster_facts({"gitVersion": "v1.31.4"}, [node], [pod])
-    (cp,) = facts.nodes
-    assert cp.role is Role.CONTROL_PLANE and cp.address == "10.5.0.2" and cp.taints == (TAINT,)
-    assert cp.cpu_cores == pytest.approx(3.8) and cp.memory_bytes == 8039048 * 1024
-    assert facts.versions()["talos"] == ["v1.9.1"] and facts.versions()["kubelet"] == ["v1.31.4"]
-    assert ClusterFacts.from_dict(facts.as_dict()) == facts
-    assert facts.control_plane_pods[0].owner_kind == "ReplicaSet"
-    assert parse_k8s_quantity("2Gi") == 2 * 2**30 and parse_k8s_quantity("bogus") is None
-    assert talos_version("Ubuntu 22.04") is None
+    assert verdict(facts, "topology.control_planes", WHOLE_CLUSTER, warn=5) is Status.PASS
 
 
 def test_settings_are_validated():
-    assert parse_settings({"system_namespaces": ["kube-system", "rook-ceph"]}, quick=False).system_namespaces == ("kube-system", "rook-ceph")
-    for bad in ({"system_namespaces": "kube-system"}, {"ignore_daemonsets": "yes"}, {"nope": 1}):
-        with pytest.raises(ScenarioError):
-            parse_settings(bad, quick=False)
+    assert DRIVER.settings({"system_namespaces": ["kube-system", "rook-ceph"]}, quick=False).system_namespaces == ("kube-system", "rook-ceph")
+    assert DRIVER.settings({}, quick=True) == TopologySettings()  # nothing to scale
+    bad_settings = ({"system_namespaces": "kube-system"}, {"system_namespaces": [""]}, {"system_namespaces": ["Kube System"]},
+                    {"ignore_daemonsets": "yes"}, {"nope": 1})
+    for bad in bad_settings:
+        with pytest.raises(ScenarioError, match=next(iter(bad))):  # the message names the setting
+            DRIVER.settings(bad, quick=False)
+
+
+def test_topology_is_a_coordinator_only_probe_on_the_cluster_wide_subject():
+    assert default_drivers()["topology"] is DRIVER and DRIVER.declaration is None
+    assert CLUSTER_KEY.node == CLUSTER_NODE
 
 
 def test_every_metric_reads_the_one_cluster_measurement():
     for metric in METRICS.values():
-        subject = CLUSTER if metric.kind.value == "cluster" else Subject(("cp1",))
+        subject = WHOLE_CLUSTER if metric.kind is SubjectKind.CLUSTER else Subject(("cp1",))
         assert metric.keys_for(subject) == (CLUSTER_KEY,)
         assert metric.dimension is Dimension.COUNT

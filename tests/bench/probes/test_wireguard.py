@@ -4,18 +4,42 @@ Rules that depend on a measurement are tested with real lab runs in test_wiregua
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from talbench.agents.params import describe, validate, wire
+from talbench.agents.probes.iperf import IperfSettings
+from talbench.agents.probes.rtt import RttParams
+from talbench.agents.probes.wg_tunnel import TunnelLink
+from talbench.agents.probes.wireguard import PROBE, WireguardSettings
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
-from talbench.bench.model import CONTROL_PLANE_LABEL, STORAGE_LABEL, Check, Measurement, Node, ResultKey, Role, Scope, Status, Subject
-from talbench.bench.probes.wireguard import WireguardDriver, pair_sample, parse_settings, tunnel_addresses
+from talbench.bench.model import (
+    CLUSTER_NODE,
+    CONTROL_PLANE_LABEL,
+    STORAGE_LABEL,
+    Check,
+    Measurement,
+    Node,
+    ResultKey,
+    Role,
+    Scope,
+    Status,
+    Subject,
+)
+from talbench.bench.probes import default_drivers
+from talbench.bench.probes.wireguard import WireguardDriver, pair_sample, rtt_settings, shared, tunnel_addresses
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from talbench.bench.units import parse_quantity
 
 DRIVERS = {"wireguard": WireguardDriver()}
 METRICS = metrics_of(DRIVERS)
+
+
+def settings_of(raw: dict[str, Any], *, quick: bool) -> WireguardSettings:
+    return DRIVERS["wireguard"].settings(raw, quick=quick)
 
 
 def cluster(control_planes: int, workers: int, storage: tuple[str, ...] = ()) -> tuple[Node, ...]:
@@ -40,7 +64,8 @@ def check(metric: str, scope: Scope, *, warn: object = None, fail: object = None
 def detections(nodes: tuple[Node, ...], active: set[str]) -> dict[ResultKey, Measurement]:
     """What the driver returns for the KubeSpan keys when ``active`` nodes have KubeSpan up."""
     states = {n.name: {"active": n.name in active} for n in nodes}
-    results = {ResultKey("wireguard", "cluster"): Measurement(ResultKey("wireguard", "cluster"), True, data={"kubespan": states, "unknown": {}})}
+    cluster_key = ResultKey("wireguard", CLUSTER_NODE)
+    results = {cluster_key: Measurement(cluster_key, True, data={"kubespan": states, "unknown": {}})}
     for n in nodes:
         results[ResultKey("wireguard", n.name)] = Measurement(ResultKey("wireguard", n.name), True, data={"kubespan": states[n.name]})
     return results
@@ -75,7 +100,7 @@ def test_kubespan_on_more_than_100_nodes_fails() -> None:
 def test_kubespan_state_unknown_somewhere_is_not_a_pass() -> None:
     nodes = cluster(3, 1)
     results = detections(nodes, set())
-    key = ResultKey("wireguard", "cluster")
+    key = ResultKey("wireguard", CLUSTER_NODE)
     results[key] = Measurement(key, True, data={"kubespan": {}, "unknown": {"w1": "agent not ready"}})
     rule = check("wireguard.kubespan_cluster_nodes", Scope.CLUSTER, fail=101)
     assert judge_subject(rule, METRICS[rule.metric], Subject(()), results, nodes).status is Status.INVALID
@@ -120,25 +145,68 @@ def test_unsampled_pairs_say_so() -> None:
 # -- settings, sample, addresses ------------------------------------------------------------------
 
 
+def test_the_driver_is_discovered_with_its_declaration() -> None:
+    driver = default_drivers()["wireguard"]
+    assert isinstance(driver, WireguardDriver) and driver.declaration is PROBE and driver.settings_model is WireguardSettings
+    assert sorted(job.name for job in PROBE.jobs) == ["wireguard.iperf", "wireguard.tunnel"]
+
+
+def test_scenario_names_defaults_and_the_coordinators_own() -> None:
+    settings = settings_of({}, quick=False)
+    assert (settings.duration, settings.omit, settings.rtt_count, settings.rtt_interval) == (10.0, 1, 300, 0.01)
+    assert (settings.implementation, settings.listen_port, settings.tunnel_subnet) == ("auto", 51830, "198.18.0.0/16")
+    docs = {doc.name: doc for doc in describe(WireguardSettings)}
+    assert {name for name, doc in docs.items() if doc.coordinator_only} == {"min_rtt_samples", "max_other_pairs"}
+    assert docs["duration"].unit == docs["rtt_interval"].unit == "seconds"
+    # the jobs are sent the part of the settings they inherit, under the same names
+    assert shared(settings, IperfSettings) == {"duration": 10.0, "omit": 1, "streams": 1}
+    assert shared(settings, TunnelLink) == {"implementation": "auto", "mtu": 1420}
+
+
+def test_the_rtt_job_is_built_from_the_rtt_declaration() -> None:
+    settings = settings_of({"rtt_count": 200, "rtt_interval": "5ms", "rtt_warmup": 3, "min_rtt_samples": 50}, quick=False)
+    rtt = rtt_settings(settings)
+    assert (rtt.count, rtt.interval, rtt.warmup, rtt.stagger) == (200, 0.005, 3, 0.0)
+    params = validate(RttParams, {**wire(rtt), "peers": [{"name": "tunnel", "host": "198.18.0.2", "port": 51900}]})
+    assert params.count == 200 and "min_samples" not in wire(rtt)
+
+
 def test_quick_shortens_transfers_and_rtt() -> None:
-    full = parse_settings({"duration": "10s", "rtt_count": 300}, quick=False)
-    quick = parse_settings({"duration": "10s", "rtt_count": 300}, quick=True)
-    assert full.duration == 10 and quick.duration == 2 and quick.rtt_count < full.rtt_count and quick.quick
+    full = settings_of({"duration": "10s", "rtt_count": 300}, quick=False)
+    quick = settings_of({"duration": "10s", "rtt_count": 300}, quick=True)
+    assert full.duration == 10 and quick.duration == 2 and quick.omit == 0 and quick.rtt_count < full.rtt_count
+    assert quick.min_rtt_samples <= quick.rtt_count // 2
+
+
+def test_plain_numbers_are_seconds() -> None:
+    assert settings_of({"duration": 5, "rtt_interval": 0.02}, quick=False).duration == 5.0
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"listen_port": 51800}, "KubeSpan's port"),
-        ({"duration": 5}, "needs a unit"),
-        ({"tunnel_subnet": "8.8.8.0/24"}, "private"),
+        ({"listen_port": 51800}, "listen_port 51800..51863 would include KubeSpan's port"),
+        ({"echo_port": 51790}, "echo_port .* KubeSpan's port"),
+        ({"listen_port": 65500}, "listen_port must be at most"),
+        ({"duration": "90s"}, "duration must be at most"),
+        ({"duration": "fast"}, "duration"),
+        ({"rtt_interval": "2s"}, "rtt_interval"),
+        ({"rtt_count": 5}, "rtt_count"),
+        ({"omit": 1.5}, "omit"),
+        ({"tunnel_subnet": "8.8.8.0/24"}, "tunnel_subnet: must be a private"),
+        ({"tunnel_subnet": "10.0.0.0/28"}, "tunnel_subnet: must be a private IPv4 range of /24"),
+        ({"tunnel_subnet": "fd00::/64"}, "tunnel_subnet"),
+        ({"tunnel_subnet": "10.0.0.1/16"}, "tunnel_subnet"),
         ({"implementation": "boringtun"}, "implementation"),
-        ({"bogus": 1}, "unknown setting"),
+        ({"min_rtt_samples": 400}, "min_rtt_samples 400 exceeds rtt_count 300"),
+        ({"max_other_pairs": -1}, "max_other_pairs"),
+        ({"bogus": 1}, "unknown parameter 'bogus'"),
+        ({"quick": True}, "unknown parameter 'quick'"),
     ],
 )
-def test_bad_settings_are_scenario_errors(raw: dict, message: str) -> None:
+def test_bad_settings_are_scenario_errors(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
-        parse_settings(raw, quick=False)
+        settings_of(raw, quick=False)
 
 
 def test_pair_sample_keeps_every_control_plane_pair_and_caps_the_rest() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import psutil
 import pytest
@@ -19,10 +19,10 @@ from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec, NodeDelay
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import Status, Verdict
 from talbench.bench.plan import make_plan
 from talbench.bench.probes.wireguard import WireguardDriver
-from talbench.bench.metric import NullProgress
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load, parse
 

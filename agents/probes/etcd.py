@@ -1,0 +1,27 @@
+"""Probe ``etcd``: a scratch etcd cluster of one member per control plane, its data on the disk
+under test, and a write load into it from one control plane.
+
+Two jobs: ``etcd.member`` (start, stop, status of this node's member, and round trips to the
+other members' peer listeners: agents/probes/etcd_member.py) and ``etcd.load`` (the write load
+and the members' own metrics around it: agents/probes/etcd_load.py).  The parameters are
+declared in agents/etcdload/settings.py: the scenario's block and the jobs share them.
+"""
+
+from __future__ import annotations
+
+from talbench.agents.etcdload.settings import EtcdSettings
+from talbench.agents.probe import ProbeDeclaration, Tool
+from talbench.agents.probes import etcd_load, etcd_member
+
+PROBE = ProbeDeclaration(
+    name="etcd",
+    summary="scratch etcd cluster across the control planes under an etcdctl-check-perf write load",
+    settings=EtcdSettings,
+    jobs=(etcd_member.JOB, etcd_load.JOB),
+    # etcd runs the members; etcdctl ships beside it (same release) for looking into a scratch
+    # member by hand, and the benchmark compares against its `check perf`.  The jobs themselves
+    # talk to etcd over its JSON gateway (etcd3gw, aiohttp), not through etcdctl.
+    tools=(Tool("etcd", "etcd-server"), Tool("etcdctl", "etcd-client")),
+)
+
+MEMBER, LOAD = PROBE.jobs
