@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field
 from pydantic_core import from_json
 
@@ -49,10 +51,11 @@ class AgentConfig:
     # long: its coordinator is gone.  0 disables.
     run_idle_release_s: float = 3600.0
     max_body_bytes: int = MAX_BODY_BYTES  # a larger request body is refused (413)
+    body_timeout_s: float = 30.0  # a body not all received by then is refused (408)
 
 
 CONFIG = web.AppKey("config", AgentConfig)
-PROBES = web.AppKey("probes", dict)
+PROBES: web.AppKey[dict[str, Probe]] = web.AppKey("probes", dict)
 FACTS = web.AppKey("facts", object)
 JOBS = web.AppKey("jobs", JobRegistry)
 CLEANUPS = web.AppKey("cleanups", Cleanups)
@@ -111,24 +114,37 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         log.exception("%s %s failed", request.method, request.path)
         response = json_error(500, f"internal error: {type(exc).__name__}")
     if not request.content.is_eof():
-        await _answer_then_discard_body(request, response)
+        await _answer_then_discard_body(request, response, 0.0 if response.status == 408 else BODY_LINGER)
     return response
 
 
-async def _answer_then_discard_body(request: web.Request, response: web.StreamResponse) -> None:
-    """Answered before the body was read (401, 404, 413, a body that cannot be decoded): send the
-    answer with ``Connection: close``, then read the rest of the body away as aiohttp's lingering
-    would (a client still sending gets its answer, not a reset), but stop at once when the body is
-    broken or too slow, where aiohttp would log an unhandled error."""
+async def _answer_then_discard_body(request: web.Request, response: web.StreamResponse, linger: float) -> None:
+    """Answered before the body was all read (401, 404, 413, a body too slow or undecodable): send
+    the answer with ``Connection: close``, then read the rest of the body away for up to
+    ``linger`` seconds as aiohttp's lingering would (a client still sending gets its answer, not a
+    reset), but stop at once when the body is broken, where aiohttp would log an unhandled error."""
     response.force_close()
     await response.prepare(request)
     await response.write_eof()
     try:
-        async with asyncio.timeout(BODY_LINGER):
+        async with asyncio.timeout(linger):
             while not request.content.is_eof():
                 await request.content.readany()
-    except (Exception, asyncio.TimeoutError):
+    except Exception:  # broken, cut or too slow (TimeoutError)
         request.protocol.force_close()
+
+
+class ProtocolErrorLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log.  A request aiohttp cannot parse (a bad request line, bytes not allowed
+    in a path or header, broken chunked framing) is the client's error, answered 400 by aiohttp
+    itself: one warning line here, where aiohttp logs an error with a traceback."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError) and exc.code < 500:
+            self.logger.warning(f"{msg}: %s", *args, " ".join(str(exc.message).split())[:200])
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 # ---- handlers -------------------------------------------------------------------------------
@@ -143,7 +159,7 @@ async def get_facts(request: web.Request) -> web.Response:
     gather: Callable[[], dict[str, Any]] = request.app[FACTS]  # type: ignore[assignment]
     try:
         found = await asyncio.wait_for(asyncio.to_thread(gather), FACTS_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return json_error(500, f"facts took more than {FACTS_TIMEOUT:g}s")
     return ok({"node": request.app[CONFIG].node, "facts": found})
 
@@ -155,18 +171,23 @@ def _run_id(value: Any) -> str:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object.  Bounded: at most ``max_body_bytes`` (413), not compressed
-    (415), nested at most 200 deep (pydantic_core's decoder refuses deeper with a ValueError,
-    where the standard library's would overflow the stack); UTF-8 whatever the Content-Type
-    says; no NaN or Infinity."""
+    """The body as a JSON object.  Bounded: at most ``max_body_bytes`` (413), all received within
+    ``body_timeout_s`` (408: also what a chunked body with broken framing ends in, which aiohttp
+    leaves waiting), not compressed (415), nested at most 200 deep (pydantic_core's decoder
+    refuses deeper with a ValueError, where the standard library's would overflow the stack);
+    UTF-8 whatever the Content-Type says; no NaN or Infinity."""
+    config = request.app[CONFIG]
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ApiError(415, f"Content-Encoding {encoding[:40]!r} is not accepted: send the JSON as is")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(config.body_timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, f"body larger than {request.app[CONFIG].max_body_bytes} bytes") from None
-    except web.RequestPayloadError as exc:  # a body its Content-Encoding cannot decode, say
+        raise ApiError(413, f"body larger than {config.max_body_bytes} bytes") from None
+    except TimeoutError:
+        raise ApiError(408, f"body not received within {config.body_timeout_s:g}s") from None
+    except web.RequestPayloadError as exc:  # aiohttp could not decode it
         detail = getattr(exc.__cause__, "message", "") or "broken"
         raise BadRequest(f"body cannot be read: {detail}") from None
     try:
@@ -217,9 +238,10 @@ async def submit_job(request: web.Request) -> web.Response:
     except ProbeParamError as exc:
         raise BadRequest(str(exc)) from None
     name, run_id = job.probe, job.run_id
-    probe = app[PROBES].get(name)
+    probes = app[PROBES]
+    probe = probes.get(name)
     if probe is None:
-        raise ApiError(404, f"unknown probe {name!r} (this agent has: {', '.join(sorted(app[PROBES])) or 'none'})")
+        raise ApiError(404, f"unknown probe {name!r} (this agent has: {', '.join(sorted(probes)) or 'none'})")
     params, limit = _job_params(probe, job.params, config.max_time_limit)
     ctx = ProbeContext(
         node=config.node,
@@ -326,8 +348,9 @@ def make_app(
         middlewares=[errors_as_json, auth_middleware(config.token, open_paths=frozenset({f"{wire.PREFIX}/health"}))],
         client_max_size=config.max_body_bytes,
         # Bodies are taken as sent: a Content-Encoding is refused in one JSON line (_json_body)
-        # rather than decoded by aiohttp, whose decoding errors end in its own text and traceback.
-        handler_args={"auto_decompress": False},
+        # rather than decoded by aiohttp, whose decoding errors end in its own text and traceback;
+        # what aiohttp cannot parse at all it still answers itself, logged in one line.
+        handler_args={"auto_decompress": False, "logger": ProtocolErrorLog(logging.getLogger("aiohttp.server"))},
     )
     app[CONFIG] = config
     app[PROBES] = dict(probes)

@@ -8,9 +8,10 @@ time.
 from __future__ import annotations
 
 import hmac
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from talbench.agents import wire
 
@@ -41,7 +42,7 @@ def token_matches(expected: str, presented: Iterable[str]) -> bool:
     return ok
 
 
-def auth_middleware(token: str, *, open_paths: frozenset[str]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(token: str, *, open_paths: frozenset[str]) -> Middleware:
     if not token:
         raise ValueError("the agent token must not be empty")
 

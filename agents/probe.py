@@ -56,7 +56,8 @@ class ProbeContext:
 class Probe(Protocol):
     """What the agent's job table holds: one runnable kind of job (``AgentJob`` is one)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def parse(self, params: Mapping[str, Any]) -> Any:
         """Validated, bounded parameters (a frozen record); ProbeParamError otherwise."""

@@ -13,7 +13,8 @@
            "started", "ended", "time_limit", "result": {...}|null, "error": str|null,
            "resources": {"cpu_process_percent", "cpu_system_percent", ...}}
 
-Errors are {"schema", "error": "one line"} with 400 (bad params), 401 (token), 404, 409.
+Errors are {"schema", "error": "one line"} with 400 (bad body or params), 401 (token), 404, 405,
+408 (body too slow), 409 (too many jobs), 413 (body over 4 MiB), 415 (a Content-Encoding).
 The RTT echo responder listens on UDP at the same port number as the HTTP API.
 """
 

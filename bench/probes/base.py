@@ -27,9 +27,17 @@ __all__ = ["DeclaredDriver", "Metric", "NullProgress", "ProbeDriver", "Progress"
 
 
 class ProbeDriver(Protocol):
-    name: str  # "rtt"
-    declaration: ProbeDeclaration | None  # the agent side it drives; None: coordinator-only
-    settings_model: type[Params]
+    @property
+    def name(self) -> str:
+        """The probe's name ("rtt"): the scenario's ``probes.<name>`` and the metrics' prefix."""
+
+    @property
+    def declaration(self) -> ProbeDeclaration | None:
+        """The agent side it drives; None for a coordinator-only probe."""
+
+    @property
+    def settings_model(self) -> type[Params]:
+        """Its declared settings (the scenario block)."""
 
     def settings(self, raw: Mapping[str, Any], *, quick: bool) -> Any:
         """Validate the scenario's settings for this probe (raise ScenarioError); ``quick``
