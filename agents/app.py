@@ -166,7 +166,9 @@ async def get_facts(request: web.Request) -> web.Response:
 
 def _run_id(value: Any) -> str:
     if not wire.valid_run_id(value):
-        raise BadRequest("run_id must be 1 to 54 characters of a-z, 0-9 and '-', starting and ending with a letter or digit")
+        raise BadRequest(
+            "run_id must be 1 to 54 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+        )
     return str(value)
 
 
@@ -285,8 +287,16 @@ async def release_run(request: web.Request) -> web.Response:
     run_id = _run_id(request.match_info["run_id"])
     cancelled = await request.app[JOBS].cancel_run(run_id)
     report = await request.app[CLEANUPS].release_run(run_id)
-    log.info("run %s released: %d job(s) cancelled, released %s, failed %s", run_id, len(cancelled), report.released, report.failed)
-    return ok({"released": list(report.released), "failed": list(report.failed), "cancelled": [r.id for r in cancelled]})
+    log.info(
+        "run %s released: %d job(s) cancelled, released %s, failed %s",
+        run_id,
+        len(cancelled),
+        report.released,
+        report.failed,
+    )
+    return ok(
+        {"released": list(report.released), "failed": list(report.failed), "cancelled": [r.id for r in cancelled]}
+    )
 
 
 # ---- lifecycle ------------------------------------------------------------------------------
@@ -313,7 +323,10 @@ async def _reap_abandoned_runs(app: web.Application, interval: float) -> None:
                 continue
             log.warning(
                 "run %s idle for %gs: released %s, failed %s",
-                run_id, config.run_idle_release_s, report.released, report.failed,
+                run_id,
+                config.run_idle_release_s,
+                report.released,
+                report.failed,
             )
 
 

@@ -98,8 +98,12 @@ def tool_version(binary: str, *args: str) -> str | None:
         return None
     try:
         done = subprocess.run(
-            [path, *(args or ("--version",))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, timeout=TOOL_TIMEOUT, check=False,
+            [path, *(args or ("--version",))],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=TOOL_TIMEOUT,
+            check=False,
         )
     except (subprocess.TimeoutExpired, OSError):
         return None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import psutil
 import sh
@@ -67,7 +68,7 @@ async def run_fio(fio: sh.Command, args: Sequence[str], *, hard_timeout: float, 
 
     try:
         await asyncio.wait_for(completion(), hard_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await _kill(running)
         return FioOutcome(None, _text(running, "stdout"), _text(running, "stderr"), killed=True)
     except asyncio.CancelledError:
@@ -97,19 +98,19 @@ async def _kill(running: Any) -> None:
         psutil.wait_procs([v for v in victims if v.pid != process.pid], timeout=KILL_WAIT)
         try:
             process.wait()
-        except Exception:  # noqa: BLE001 - the process is gone either way
+        except Exception:
             pass
 
     try:
         await asyncio.wait_for(asyncio.shield(asyncio.to_thread(kill_and_reap)), 2 * KILL_WAIT)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError):
         pass
 
 
 def _text(running: Any, stream: str) -> str:
     try:
         raw = getattr(running.process, stream)  # the process's buffer: no wait, works after a kill
-    except Exception:  # noqa: BLE001 - a killed command may have no output object
+    except Exception:
         return ""
     if isinstance(raw, bytes):
         return raw.decode("utf-8", "replace")

@@ -35,7 +35,14 @@ class KubeSpanState:
         return self.present and self.up
 
     def as_dict(self) -> dict[str, Any]:
-        return {"active": self.active, "present": self.present, "up": self.up, "operstate": self.operstate, "mtu": self.mtu, "link": LINK}
+        return {
+            "active": self.active,
+            "present": self.present,
+            "up": self.up,
+            "operstate": self.operstate,
+            "mtu": self.mtu,
+            "link": LINK,
+        }
 
 
 def _read(path: Path) -> str | None:
@@ -59,7 +66,9 @@ def detect(sys_root: Path = Path("/sys")) -> KubeSpanState:
     operstate = _read(link / "operstate")
     # A WireGuard link that is up reports operstate "unknown": the IFF_UP flag is what counts.
     up = bool(flags & IFF_UP) or operstate == "up"
-    return KubeSpanState(present=True, up=up, operstate=operstate, mtu=int(mtu_text) if mtu_text and mtu_text.isdigit() else None)
+    return KubeSpanState(
+        present=True, up=up, operstate=operstate, mtu=int(mtu_text) if mtu_text and mtu_text.isdigit() else None
+    )
 
 
 def path_of(route_dev: str | None) -> str:

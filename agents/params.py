@@ -58,7 +58,7 @@ P = TypeVar("P", bound=BaseModel)  # a Params model, or a RootModel over a union
 def param(
     default: Any = ...,
     *,
-    help: str,  # noqa: A002 - the word the declaration reads best with
+    help: str,
     ge: float | None = None,
     le: float | None = None,
     unit: Unit | None = None,
@@ -127,7 +127,9 @@ def error_line(exc: ValidationError, model: type[BaseModel]) -> str:
             message = text
         else:
             got = f" (got {_short(first.get('input'))})" if "input" in first and kind != "value_error" else ""
-            message = f"{loc}: must be {text}{got}" if first["msg"].startswith("Input should") else f"{loc}: {text}{got}"
+            message = (
+                f"{loc}: must be {text}{got}" if first["msg"].startswith("Input should") else f"{loc}: {text}{got}"
+            )
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
     return " ".join(message.split())[:MAX_ERROR_LINE]

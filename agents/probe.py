@@ -114,4 +114,6 @@ class ProbeDeclaration:
     def __post_init__(self) -> None:
         for job in self.jobs:
             if job.name != self.name and not job.name.startswith(self.name + "."):
-                raise ValueError(f"job {job.name!r} of probe {self.name!r} must be named {self.name!r} or {self.name}.<part>")
+                raise ValueError(
+                    f"job {job.name!r} of probe {self.name!r} must be named {self.name!r} or {self.name}.<part>"
+                )

@@ -60,7 +60,9 @@ async def _run(command: sh.Command, *args: str, stdin: str | None = None, timeou
         raise WireGuardError(f"{command} {' '.join(args[:3])}: no answer within {timeout:g}s") from exc
     except sh.ErrorReturnCode as exc:
         message = (exc.stderr or exc.stdout).decode(errors="replace").strip().splitlines()
-        raise WireGuardError(f"{Path(str(command)).name} {' '.join(args[:4])}: {message[-1] if message else exc.exit_code}") from exc
+        raise WireGuardError(
+            f"{Path(str(command)).name} {' '.join(args[:4])}: {message[-1] if message else exc.exit_code}"
+        ) from exc
 
 
 def sweep_stale_sockets(socket_dir: Path = SOCKET_DIR) -> list[str]:
@@ -123,8 +125,12 @@ async def _create_userspace(name: str) -> WgLink:
     if control.exists():
         raise WireGuardError(f"{control} exists already: another wireguard-go uses the name {name}")
     proc = binary(
-        "-f", name,
-        _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_term,
+        "-f",
+        name,
+        _async=True,
+        _return_cmd=True,
+        _bg_exc=False,
+        _preexec_fn=set_parent_death_term,
         _env={**os.environ, "WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": "error"},
     )
     link = WgLink(name, USERSPACE, proc)
@@ -165,14 +171,18 @@ async def create(name: str, implementation: Implementation = "auto") -> WgLink:
         except WireGuardError as exc:
             kernel_error = str(exc)
             if implementation == KERNEL:
-                raise ProbeUnavailable(f"kernel WireGuard unavailable ({exc}); needs the wireguard module and NET_ADMIN") from exc
+                raise ProbeUnavailable(
+                    f"kernel WireGuard unavailable ({exc}); needs the wireguard module and NET_ADMIN"
+                ) from exc
     try:
         return await _create_userspace(name)
     except ProbeUnavailable as exc:
         raise ProbeUnavailable(f"{exc}" + (f" (kernel WireGuard: {kernel_error})" if kernel_error else "")) from exc
 
 
-async def configure(link: WgLink, *, private_key: str, listen_port: int, address: str, fwmark: int | None, mtu: int) -> None:
+async def configure(
+    link: WgLink, *, private_key: str, listen_port: int, address: str, fwmark: int | None, mtu: int
+) -> None:
     """Key, port, optional fwmark, the tunnel address (CIDR), MTU, up."""
     args = ["set", link.name, "private-key", "/dev/stdin", "listen-port", str(listen_port)]
     if fwmark:

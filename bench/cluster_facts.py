@@ -11,8 +11,9 @@ probe results.  Nothing here talks to the API.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from talbench.bench.model import Node, Role
 
@@ -79,8 +80,15 @@ class ClusterFacts:
             "server": self.server_version,
             "kubelet": sorted({n.kubelet_version for n in self.nodes if n.kubelet_version}),
             "talos": sorted({v for n in self.nodes if (v := n.talos_version)}),
-            "nodes": {n.name: {"kubelet": n.kubelet_version, "os_image": n.os_image, "kernel": n.kernel,
-                               "talos": n.talos_version} for n in self.nodes},
+            "nodes": {
+                n.name: {
+                    "kubelet": n.kubelet_version,
+                    "os_image": n.os_image,
+                    "kernel": n.kernel,
+                    "talos": n.talos_version,
+                }
+                for n in self.nodes
+            },
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,37 +96,73 @@ class ClusterFacts:
             "schema": SCHEMA_VERSION,
             "server_version": self.server_version,
             "nodes": [
-                {"name": n.name, "role": n.role.value, "address": n.address, "labels": dict(n.labels),
-                 "taints": list(n.taints), "cpu_cores": n.cpu_cores, "memory_bytes": n.memory_bytes,
-                 "ready": n.ready, "unschedulable": n.unschedulable, "kubelet_version": n.kubelet_version,
-                 "os_image": n.os_image, "kernel": n.kernel}
+                {
+                    "name": n.name,
+                    "role": n.role.value,
+                    "address": n.address,
+                    "labels": dict(n.labels),
+                    "taints": list(n.taints),
+                    "cpu_cores": n.cpu_cores,
+                    "memory_bytes": n.memory_bytes,
+                    "ready": n.ready,
+                    "unschedulable": n.unschedulable,
+                    "kubelet_version": n.kubelet_version,
+                    "os_image": n.os_image,
+                    "kernel": n.kernel,
+                }
                 for n in self.nodes
             ],
-            "control_plane_pods": None if self.control_plane_pods is None else [
-                {"namespace": p.namespace, "name": p.name, "node": p.node, "owner_kind": p.owner_kind,
-                 "mirror": p.mirror, "phase": p.phase, "labels": dict(p.labels)}
+            "control_plane_pods": None
+            if self.control_plane_pods is None
+            else [
+                {
+                    "namespace": p.namespace,
+                    "name": p.name,
+                    "node": p.node,
+                    "owner_kind": p.owner_kind,
+                    "mirror": p.mirror,
+                    "phase": p.phase,
+                    "labels": dict(p.labels),
+                }
                 for p in self.control_plane_pods
             ],
             "versions": self.versions(),
         }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "ClusterFacts":
+    def from_dict(cls, raw: Mapping[str, Any]) -> ClusterFacts:
         pods = raw.get("control_plane_pods")
         return cls(
             server_version=str(raw.get("server_version") or ""),
             nodes=tuple(
                 NodeFacts(
-                    name=n["name"], role=Role(n["role"]), address=n.get("address", ""), labels=dict(n.get("labels") or {}),
-                    taints=tuple(n.get("taints") or ()), cpu_cores=n.get("cpu_cores"), memory_bytes=n.get("memory_bytes"),
-                    ready=bool(n.get("ready", True)), unschedulable=bool(n.get("unschedulable", False)),
-                    kubelet_version=n.get("kubelet_version", ""), os_image=n.get("os_image", ""), kernel=n.get("kernel", ""),
+                    name=n["name"],
+                    role=Role(n["role"]),
+                    address=n.get("address", ""),
+                    labels=dict(n.get("labels") or {}),
+                    taints=tuple(n.get("taints") or ()),
+                    cpu_cores=n.get("cpu_cores"),
+                    memory_bytes=n.get("memory_bytes"),
+                    ready=bool(n.get("ready", True)),
+                    unschedulable=bool(n.get("unschedulable", False)),
+                    kubelet_version=n.get("kubelet_version", ""),
+                    os_image=n.get("os_image", ""),
+                    kernel=n.get("kernel", ""),
                 )
                 for n in raw.get("nodes") or ()
             ),
-            control_plane_pods=None if pods is None else tuple(
-                PodPlacement(p["namespace"], p["name"], p["node"], p.get("owner_kind", ""), bool(p.get("mirror")),
-                             p.get("phase", "Running"), dict(p.get("labels") or {}))
+            control_plane_pods=None
+            if pods is None
+            else tuple(
+                PodPlacement(
+                    p["namespace"],
+                    p["name"],
+                    p["node"],
+                    p.get("owner_kind", ""),
+                    bool(p.get("mirror")),
+                    p.get("phase", "Running"),
+                    dict(p.get("labels") or {}),
+                )
                 for p in pods
             ),
         )

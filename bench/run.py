@@ -7,18 +7,19 @@ import platform
 import secrets
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from talbench.agents import wire
 from talbench.bench.dispatch.base import Dispatcher
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
+from talbench.bench.metric import Metric, Progress
 from talbench.bench.model import Check, ResultKey, RunRecord, Scenario
 from talbench.bench.plan import make_plan
-from talbench.bench.metric import Metric, Progress
 from talbench.bench.probes.base import ProbeDriver
 
 
@@ -74,7 +75,9 @@ async def run(
     async with dispatcher.deploy(request.run_id) as fleet:
         if not fleet.nodes:
             raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
-        progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready")
+        progress.update(
+            "deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready"
+        )
         plan = make_plan(request.checks, fleet.nodes, metrics)
         execution = await execute(plan, fleet, drivers, request.settings, progress)
         progress.update("cleanup", note="removing what the run created")

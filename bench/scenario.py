@@ -1,34 +1,9 @@
 """Scenario files: YAML naming checks (metric, scope, warn/fail limits, source) and per-probe
 settings.  Parsing is strict and every error is one line naming the file and line.
 
-Composition.  A scenario may start from others::
-
-    include: [control-plane, storage, kubespan]   # built-in names, or paths such as ../mine.yaml
-
-An entry without a ``.yaml``/``.yml`` suffix and without ``/`` is a built-in scenario's name;
-anything else is a file path, relative to the directory of the file that includes it.  Included
-files are read with these same rules (they may include others).  A shipped file whose name starts
-with ``_`` (``scenarios/_etcd-disk.yaml``) is a fragment: includable by name (``include:
-[_etcd-disk]``), never a built-in scenario (``builtin_scenarios``, ``resolve`` and ``talbench
-scenarios`` leave it out), so checks that several scenarios share are written once.  The rules:
-
-- Checks: an included check keeps the definition of the file that defines it (name, metric,
-  scope, warn, fail, source, description; ``Check.line`` is its line in that file, and
-  ``Composition.check_origins`` names the file).  The scenario holds the included checks in
-  include order, then its own.  A check name defined in more than one place (two included files,
-  or an included file and the including one) must be defined identically there: it is then kept
-  once; otherwise it is an error naming both files and lines.  Limits compare as written
-  (``10ms`` and ``10 ms`` differ); sources and descriptions compare with whitespace collapsed.
-- Probe settings merge per setting: a setting an included file gives is taken; the including
-  file's own value for a setting overrides what any included file says.  Two included files that
-  give different values (as written) for the same setting are an error naming both, unless the
-  including file sets that setting itself, which is how it chooses.  The merged block of every
-  probe is validated again (``probe_settings``), after the included files' own validation, so a
-  callback that records settings ends with the merged ones.
-- The including file's ``name`` and ``description`` are the scenario's; an included file's are not
-  used.  With ``include``, ``checks`` may be left out (the included checks are the scenario).
-- An include cycle, an unknown built-in name and a missing or unreadable file are one-line
-  ScenarioErrors naming the including file and the line of the entry.
+A scenario may start from others (``include: [control-plane, ../mine.yaml]``): how an entry finds
+its file and how the included checks and probe settings merge with the file's own is
+talbench.bench.scenario_include (its docstring has the rules).
 
 This module is pure: it reads files but knows no driver; metrics and a settings-validation
 callback are passed in.
@@ -36,10 +11,7 @@ callback are passed in.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.resources
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +20,21 @@ import yaml
 from talbench.bench.errors import ScenarioError, UsageError
 from talbench.bench.metric import Metric
 from talbench.bench.model import SCOPE_KIND, Check, Scenario, Scope
+from talbench.bench.scenario_include import Composition as Composition  # re-exported: load_composition's result
+from talbench.bench.scenario_include import (
+    IncludeChain,
+    Included,
+    merge_checks,
+    merge_settings,
+    names_a_file,
+    read_included,
+    shipped_files,
+)
 from talbench.bench.units import Quantity, UnitError, parse_quantity
 
 SCHEMA_VERSION = 1
 _CHECK_KEYS = {"name", "metric", "scope", "warn", "fail", "source", "description"}
 _TOP_KEYS = {"schema", "name", "description", "include", "probes", "checks"}
-_COMPARED = ("metric", "scope", "warn", "fail", "source", "description")
 
 ProbeSettings = Callable[[str, Mapping[str, Any]], Any]
 
@@ -88,37 +69,16 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Lin
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _LineLoader.construct_items)
 
 
-@dataclass(frozen=True)
-class Composition:
-    """A scenario, its ``include`` entries as written, and the ``file:line`` of every check's
-    definition and of every (probe, setting) value in force."""
-
-    scenario: Scenario
-    includes: tuple[str, ...] = ()
-    check_origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    setting_origins: Mapping[tuple[str, str], str] = dataclasses.field(default_factory=dict)
-
-
-def _shipped() -> dict[str, Path]:
-    """Name -> file, for every YAML file shipped in talbench.scenarios: what ``include`` may name."""
-    root = importlib.resources.files("talbench.scenarios")
-    return {Path(str(entry)).stem: Path(str(entry)) for entry in root.iterdir() if str(entry).endswith(".yaml")}
-
-
 def builtin_scenarios() -> dict[str, Path]:
     """Scenario name -> file, for the YAML files shipped in talbench.scenarios; fragments
     (``_name.yaml``, includable only) are not scenarios."""
-    return {name: path for name, path in _shipped().items() if not name.startswith("_")}
-
-
-def _is_path(name_or_file: str) -> bool:
-    return Path(name_or_file).suffix in (".yaml", ".yml") or "/" in name_or_file
+    return {name: path for name, path in shipped_files().items() if not name.startswith("_")}
 
 
 def resolve(name_or_file: str) -> Path:
     """A built-in scenario name or a path to a YAML file."""
     path = Path(name_or_file)
-    if _is_path(name_or_file):
+    if names_a_file(name_or_file):
         if not path.is_file():
             raise UsageError(f"scenario file {name_or_file} does not exist")
         return path
@@ -135,7 +95,9 @@ def load(path: Path, metrics: Mapping[str, Metric], probe_settings: ProbeSetting
     return load_composition(path, metrics, probe_settings).scenario
 
 
-def load_composition(path: Path, metrics: Mapping[str, Metric], probe_settings: ProbeSettings | None = None) -> Composition:
+def load_composition(
+    path: Path, metrics: Mapping[str, Metric], probe_settings: ProbeSettings | None = None
+) -> Composition:
     """``load``, keeping where each check and setting is written."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -144,7 +106,9 @@ def load_composition(path: Path, metrics: Mapping[str, Metric], probe_settings: 
     return compose(text, str(path), metrics, probe_settings)
 
 
-def parse(text: str, where: str, metrics: Mapping[str, Metric], probe_settings: ProbeSettings | None = None) -> Scenario:
+def parse(
+    text: str, where: str, metrics: Mapping[str, Metric], probe_settings: ProbeSettings | None = None
+) -> Scenario:
     """A scenario from ``text``; ``where`` names it in errors and anchors relative includes."""
     return compose(text, where, metrics, probe_settings).scenario
 
@@ -154,7 +118,7 @@ def compose(
     where: str,
     metrics: Mapping[str, Metric],
     probe_settings: ProbeSettings | None = None,
-    chain: tuple[tuple[str, str], ...] = (),
+    chain: IncludeChain = (),
 ) -> Composition:
     """``parse`` with origins; ``chain``: (identity, name) of the files including this one."""
     doc = _yaml(text, where)
@@ -177,10 +141,14 @@ def compose(
         raise fail("'name' must be a non-empty string", doc, "name")
 
     chain = (*chain, (str(Path(where).resolve()), where))
-    parts = [(entry, line, _included(entry, line, where, chain, metrics, probe_settings)) for entry, line in _entries(doc, fail)]
+    parts: list[Included] = []
+    for entry, line in _entries(doc, fail):
+        path, included_text = read_included(entry, line, where, chain)
+        parts.append((entry, line, compose(included_text, str(path), metrics, probe_settings, chain)))
     own_checks = _own_checks(doc, metrics, fail, where, required=not parts)
-    checks, check_origins = _merge_checks(parts, own_checks, where)
-    probes, setting_origins, probe_lines = _merge_probes(parts, doc, metrics, fail, where)
+    checks, check_origins = merge_checks(parts, own_checks, where)
+    own_settings, own_origins, own_lines = _own_settings(doc, metrics, fail, where)
+    probes, setting_origins, probe_lines = merge_settings(parts, own_settings, own_origins, own_lines, where)
     if probe_settings is not None:
         for probe, settings in probes.items():
             try:
@@ -216,35 +184,6 @@ def _entries(doc: _Lines, fail: Callable[..., ScenarioError]) -> list[tuple[str,
     return list(zip((str(e).strip() for e in raw), raw.item_lines, strict=True))
 
 
-def _included(
-    entry: str,
-    line: int,
-    where: str,
-    chain: tuple[tuple[str, str], ...],
-    metrics: Mapping[str, Metric],
-    probe_settings: ProbeSettings | None,
-) -> Composition:
-    if _is_path(entry):
-        path = Path(where).parent / entry
-        if not path.is_file():
-            raise ScenarioError(f"{where}:{line}: include {entry!r}: no such file {path}")
-    else:
-        shipped = _shipped()
-        if entry not in shipped:
-            known = ", ".join(sorted(shipped)) or "none"
-            raise ScenarioError(f"{where}:{line}: include {entry!r}: no built-in scenario of that name (built-in: {known})")
-        path = shipped[entry]
-    identity = str(path.resolve())
-    if any(identity == seen for seen, _ in chain):
-        cycle = " -> ".join([name for _, name in chain] + [str(path)])
-        raise ScenarioError(f"{where}:{line}: include cycle: {cycle}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{where}:{line}: include {entry!r}: cannot read {path}: {exc.strerror}") from exc
-    return compose(text, str(path), metrics, probe_settings, chain)
-
-
 def _own_checks(
     doc: _Lines, metrics: Mapping[str, Metric], fail: Callable[..., ScenarioError], where: str, *, required: bool
 ) -> list[Check]:
@@ -268,66 +207,13 @@ def _own_checks(
     return checks
 
 
-def _differences(a: Check, b: Check) -> str:
-    return ", ".join(field for field in _COMPARED if getattr(a, field) != getattr(b, field))
-
-
-def _merge_checks(
-    parts: list[tuple[str, int, Composition]], own: list[Check], where: str
-) -> tuple[list[Check], dict[str, str]]:
-    merged: dict[str, Check] = {}
-    origins: dict[str, str] = {}
-    for _, line, part in parts:
-        for check in part.scenario.checks:
-            origin = part.check_origins[check.name]
-            previous = merged.get(check.name)
-            if previous is None:
-                merged[check.name], origins[check.name] = check, origin
-            elif _differences(previous, check):
-                raise ScenarioError(
-                    f"{where}:{line}: check {check.name!r} is defined differently in {origins[check.name]} and {origin} "
-                    f"({_differences(previous, check)} differ); a check keeps one definition"
-                )
-    for check in own:
-        previous = merged.get(check.name)
-        if previous is None:
-            merged[check.name], origins[check.name] = check, f"{where}:{check.line}"
-        elif _differences(previous, check):
-            raise ScenarioError(
-                f"{where}:{check.line}: check {check.name!r} differs from its definition in {origins[check.name]} "
-                f"({_differences(previous, check)} differ); an included check keeps its file's definition"
-            )
-    return list(merged.values()), origins
-
-
-def _merge_probes(
-    parts: list[tuple[str, int, Composition]],
-    doc: _Lines,
-    metrics: Mapping[str, Metric],
-    fail: Callable[..., ScenarioError],
-    where: str,
+def _own_settings(
+    doc: _Lines, metrics: Mapping[str, Metric], fail: Callable[..., ScenarioError], where: str
 ) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str], dict[str, int]]:
-    """Included settings, then this file's; returns the blocks, the origin of every setting and
-    the line (in this file) each probe's block is answered for."""
-    probes: dict[str, dict[str, Any]] = {}
+    """The file's own ``probes`` blocks, the ``file:line`` of every setting and the line of each block."""
+    blocks: dict[str, dict[str, Any]] = {}
     origins: dict[tuple[str, str], str] = {}
     lines: dict[str, int] = {}
-    conflicts: dict[tuple[str, str], str] = {}
-    for _, line, part in parts:
-        for probe, block in part.scenario.probes.items():
-            lines.setdefault(probe, line)
-            merged = probes.setdefault(probe, {})
-            for key, value in block.items():
-                origin = part.setting_origins[(probe, key)]
-                if key not in merged:
-                    merged[key], origins[(probe, key)] = value, origin
-                elif merged[key] != value and (probe, key) not in conflicts:
-                    conflicts[(probe, key)] = (
-                        f"{where}:{line}: probe {probe!r} setting {key!r} differs between included files: "
-                        f"{origins[(probe, key)]} has {merged[key]!r}, {origin} has {value!r}; "
-                        f"set {probe}.{key} in {Path(where).name} to choose"
-                    )
-
     own = doc.get("probes") or _Lines()
     if not isinstance(own, _Lines):
         raise fail("'probes' must be a mapping of probe name to settings", doc, "probes")
@@ -339,14 +225,11 @@ def _merge_probes(
         if not isinstance(settings, _Lines):
             raise fail(f"settings of probe {probe!r} must be a mapping", own, probe)
         lines[probe] = own.key_lines[probe]
-        merged = probes.setdefault(str(probe), {})
+        block = blocks.setdefault(str(probe), {})
         for key, value in settings.items():
-            merged[str(key)] = _plain(value)
+            block[str(key)] = _plain(value)
             origins[(str(probe), str(key))] = f"{where}:{settings.key_lines.get(str(key), settings.line)}"
-            conflicts.pop((str(probe), str(key)), None)
-    if conflicts:
-        raise ScenarioError(next(iter(conflicts.values())))
-    return probes, origins, lines
+    return blocks, origins, lines
 
 
 def _plain(value: Any) -> Any:
@@ -366,16 +249,22 @@ def _parse_check(raw: _Lines, metrics: Mapping[str, Metric], fail: Callable[...,
         raise fail("a check needs a 'name'", raw)
     metric_name = raw.get("metric")
     if not isinstance(metric_name, str) or metric_name not in metrics:
-        raise fail(f"check {name!r}: unknown metric {metric_name!r} (known: {', '.join(sorted(metrics))})", raw, "metric")
+        raise fail(
+            f"check {name!r}: unknown metric {metric_name!r} (known: {', '.join(sorted(metrics))})", raw, "metric"
+        )
     metric = metrics[metric_name]
     try:
         scope = Scope(raw.get("scope"))
     except ValueError:
         raise fail(
-            f"check {name!r}: unknown scope {raw.get('scope')!r} (known: {', '.join(s.value for s in Scope)})", raw, "scope"
+            f"check {name!r}: unknown scope {raw.get('scope')!r} (known: {', '.join(s.value for s in Scope)})",
+            raw,
+            "scope",
         ) from None
     if SCOPE_KIND[scope] is not metric.kind:
-        raise fail(f"check {name!r}: metric {metric_name} is per {metric.kind.value}, scope {scope.value} is not", raw, "scope")
+        raise fail(
+            f"check {name!r}: metric {metric_name} is per {metric.kind.value}, scope {scope.value} is not", raw, "scope"
+        )
     source = raw.get("source")
     if not isinstance(source, str) or not source.strip():
         raise fail(f"check {name!r}: every threshold needs its 'source'", raw)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -58,7 +58,7 @@ def make_lab() -> Iterator[Callable[..., LabState]]:
 
     with ExitStack() as stack:
 
-        def make(spec: LabSpec = LabSpec(), *, start_agents: bool = True) -> LabState:
-            return stack.enter_context(running_lab(spec, start_agents=start_agents))
+        def make(spec: LabSpec | None = None, *, start_agents: bool = True) -> LabState:
+            return stack.enter_context(running_lab(spec or LabSpec(), start_agents=start_agents))
 
         yield make

@@ -119,7 +119,9 @@ def wait_for_leader(urls: list[str], tls: TlsFiles | None, deadline_s: float) ->
         if all(entry["ok"] for entry in last) and len(leaders) == 1 and "0" not in leaders:
             return last
         if time.monotonic() >= give_up:
-            problems = [f"{e['endpoint']}: {e['error']}" for e in last if not e["ok"]] or [f"leaders seen: {sorted(str(leader) for leader in leaders)}"]
+            problems = [f"{e['endpoint']}: {e['error']}" for e in last if not e["ok"]] or [
+                f"leaders seen: {sorted(str(leader) for leader in leaders)}"
+            ]
             raise EtcdUnreachable(f"no healthy etcd leader within {deadline_s:g}s ({'; '.join(problems)})")
         time.sleep(0.25)
 
@@ -152,7 +154,9 @@ def delete_prefix(url: str, prefix: str, tls: TlsFiles | None = None, timeout: f
     return _uint(answer.get("deleted"))
 
 
-def delete_prefix_until_empty(urls: list[str], prefix: str, tls: TlsFiles | None, deadline_s: float = 30.0) -> dict[str, Any]:
+def delete_prefix_until_empty(
+    urls: list[str], prefix: str, tls: TlsFiles | None, deadline_s: float = 30.0
+) -> dict[str, Any]:
     """Delete the prefix, then make sure it stays empty (a write still in flight when the load
     stopped may land after the first delete); bounded by ``deadline_s``.  Tries every endpoint."""
     give_up = time.monotonic() + deadline_s

@@ -64,8 +64,9 @@ def request_head(url: URL, path: str, content_length: int) -> bytes:
 class GatewayConnection:
     """POSTs to one path of one member, one at a time, on a connection it keeps open."""
 
-    def __init__(self, url: URL, path: str, content_length: int, *, timeout: float,
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, url: URL, path: str, content_length: int, *, timeout: float, ssl_context: ssl.SSLContext | None
+    ) -> None:
         if url.scheme not in ("http", "https") or not url.host or url.port is None:
             raise ValueError(f"not an http(s) endpoint: {url}")
         if url.scheme == "https" and ssl_context is None:
@@ -89,9 +90,15 @@ class GatewayConnection:
             raise ConnectionFailed(f"{self.url} names no host and port")
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: ResponseHandler(loop), host, port,
-                                       ssl=self._ssl, server_hostname=host if self._ssl else None),
-                CONNECT_TIMEOUT)
+                loop.create_connection(
+                    lambda: ResponseHandler(loop),
+                    host,
+                    port,
+                    ssl=self._ssl,
+                    server_hostname=host if self._ssl else None,
+                ),
+                CONNECT_TIMEOUT,
+            )
         except TimeoutError as exc:
             raise ConnectionFailed(f"no connection to {self.url} within {CONNECT_TIMEOUT:.0f}s") from exc
         except (OSError, ssl.SSLError) as exc:

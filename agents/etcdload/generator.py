@@ -254,7 +254,9 @@ def merge_results(spec: LoadSpec, results: list[dict[str, Any]], cores: int) -> 
     }
 
 
-def saturation(per_worker: list[float], total_fraction: float, late: LatencyHistogram, mode: str, sent: int) -> str | None:
+def saturation(
+    per_worker: list[float], total_fraction: float, late: LatencyHistogram, mode: str, sent: int
+) -> str | None:
     """Why the generator could not keep up, or None.  Lateness is only recorded for sends whose
     client was free before the scheduled time (a client kept busy by a slow etcd is etcd's
     latency, not the generator's lag)."""
@@ -266,8 +268,10 @@ def saturation(per_worker: list[float], total_fraction: float, late: LatencyHist
     if mode == "open" and sent:
         behind = late.count_above(LATE_LIMIT)
         if behind > LATE_SHARE * sent:
-            return (f"the load generator fell behind its schedule ({behind} of {sent} writes went out more than "
-                    f"{LATE_LIMIT * 1e3:.0f} ms late)")
+            return (
+                f"the load generator fell behind its schedule ({behind} of {sent} writes went out more than "
+                f"{LATE_LIMIT * 1e3:.0f} ms late)"
+            )
         worst = late.max()
         if worst is not None and worst > LATE_MAX_LIMIT:
             return f"the load generator stalled {worst * 1e3:.0f} ms once (a write sent that late is charged to etcd)"

@@ -149,7 +149,12 @@ class LatencyHistogram:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> LatencyHistogram:
-        if not isinstance(raw, Mapping) or raw.get("schema") != SCHEMA or raw.get("sub_bits") != SUB_BITS or raw.get("unit") != "us":
+        if (
+            not isinstance(raw, Mapping)
+            or raw.get("schema") != SCHEMA
+            or raw.get("sub_bits") != SUB_BITS
+            or raw.get("unit") != "us"
+        ):
             raise ValueError("not a schema-1 latency histogram")
         histogram = cls()
         buckets = raw.get("buckets") or {}

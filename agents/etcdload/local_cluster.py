@@ -72,7 +72,9 @@ async def local_cluster(
     client_ports = ports[0::2]
     peer_ports = ports[1::2]
     initial = {name: f"http://{url_host(host)}:{peer}" for name, peer in zip(names, peer_ports, strict=True)}
-    context = ProbeContext(node="local", run_id=run_id, data_dir=data_dir, listen_host=host, listen_port=0, cleanup=cleanups)
+    context = ProbeContext(
+        node="local", run_id=run_id, data_dir=data_dir, listen_host=host, listen_port=0, cleanup=cleanups
+    )
     try:
         starts = [
             JOB.run(

@@ -27,7 +27,9 @@ async def _one_peer(url: str, count: int, interval: float) -> dict[str, Any]:
     errors: list[str] = []
     failures = 0
     connector = aiohttp.TCPConnector(limit=1, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    ) as session:
         for index in range(WARMUP + count):
             started = time.perf_counter_ns()
             try:

@@ -47,7 +47,9 @@ def _number(text: str) -> float:
     return float(text)
 
 
-def parse(text: str, histograms: Sequence[str] = HISTOGRAMS, counters: Sequence[str] = COUNTERS + GAUGES) -> dict[str, Any]:
+def parse(
+    text: str, histograms: Sequence[str] = HISTOGRAMS, counters: Sequence[str] = COUNTERS + GAUGES
+) -> dict[str, Any]:
     """The named histograms and counters/gauges of one /metrics page."""
     wanted_h = set(histograms)
     wanted_c = set(counters)
@@ -72,7 +74,9 @@ def parse(text: str, histograms: Sequence[str] = HISTOGRAMS, counters: Sequence[
                 base = name[: -len(suffix)]
                 labels = _labels(label_text)
                 le = labels.pop("le", None)
-                entry = series.setdefault((base, tuple(sorted(labels.items()))), {"labels": labels, "buckets": [], "sum": 0.0, "count": 0.0})
+                entry = series.setdefault(
+                    (base, tuple(sorted(labels.items()))), {"labels": labels, "buckets": [], "sum": 0.0, "count": 0.0}
+                )
                 if suffix == "_bucket" and le is not None:
                     entry["buckets"].append([_number(le), value])
                 elif suffix == "_sum":
@@ -116,7 +120,9 @@ def histogram_delta(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping
         if count < 0 or any(c < 0 for _, c in buckets):
             result.append({**entry, "buckets": [list(pair) for pair in entry["buckets"]]})
             continue
-        result.append({"labels": dict(entry["labels"]), "buckets": buckets, "sum": entry["sum"] - previous["sum"], "count": count})
+        result.append(
+            {"labels": dict(entry["labels"]), "buckets": buckets, "sum": entry["sum"] - previous["sum"], "count": count}
+        )
     return result
 
 
@@ -134,7 +140,12 @@ def merge_histograms(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any] | N
         value_sum += entry["sum"]
     if not any_entry:
         return None
-    return {"labels": {}, "buckets": [[_wire_le(le), c] for le, c in sorted(total.items())], "sum": value_sum, "count": count}
+    return {
+        "labels": {},
+        "buckets": [[_wire_le(le), c] for le, c in sorted(total.items())],
+        "sum": value_sum,
+        "count": count,
+    }
 
 
 def _bucket_of(entry: Mapping[str, Any], q: float) -> tuple[float, float, float, float, float] | None:

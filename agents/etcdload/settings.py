@@ -88,7 +88,11 @@ class MemberTiming(Params):
 
 class Startup(Params):
     start_timeout: float = param(
-        30.0, ge=1.0, le=300.0, unit=SECONDS, help="how long the members may take to serve clients (that is: to elect a leader)"
+        30.0,
+        ge=1.0,
+        le=300.0,
+        unit=SECONDS,
+        help="how long the members may take to serve clients (that is: to elect a leader)",
     )
 
 
@@ -117,9 +121,13 @@ class LoadShape(LoadWindow):
     """The write load: ``etcdctl check perf``'s shape (an open-loop rate from many clients)."""
 
     mode: LoadMode = param("open", help="open: the rate, judged; ceiling: closed loop, the most the cluster takes")
-    rate: float = param(150.0, ge=1.0, le=100_000.0, help="writes per second in open mode (the profile's; a scenario may write 500/s)")
+    rate: float = param(
+        150.0, ge=1.0, le=100_000.0, help="writes per second in open mode (the profile's; a scenario may write 500/s)"
+    )
     clients: int = param(50, ge=1, le=5000, help="concurrent clients, one keep-alive connection each (the profile's)")
-    key_size: int = param(KEY_SIZE, ge=64, le=4096, unit=BYTES, help="bytes per key (random, under /talbench/<run-id>/)")
+    key_size: int = param(
+        KEY_SIZE, ge=64, le=4096, unit=BYTES, help="bytes per key (random, under /talbench/<run-id>/)"
+    )
     value_size: int = param(VALUE_SIZE, ge=1, le=1_048_576, unit=BYTES, help="bytes per value")
 
     @model_validator(mode="after")
@@ -131,7 +139,11 @@ class LoadShape(LoadWindow):
 
 class WriteFloor(Params):
     min_requests: int = param(
-        100, ge=1, le=10_000_000, coordinator_only=True, help="fewer completed writes: the latency figures are invalid, not judged"
+        100,
+        ge=1,
+        le=10_000_000,
+        coordinator_only=True,
+        help="fewer completed writes: the latency figures are invalid, not judged",
     )
 
 
@@ -145,7 +157,11 @@ class LoadChoice(Params):
         "l (8000/s, 500), xl (15000/s, 1000); custom: give rate and clients",
     )
     load_node: str | None = param(
-        None, coordinator_only=True, min_length=1, max_length=253, help="the control plane that runs the load (default: the first by name)"
+        None,
+        coordinator_only=True,
+        min_length=1,
+        max_length=253,
+        help="the control plane that runs the load (default: the first by name)",
     )
 
 

@@ -97,8 +97,13 @@ class Worker:
         body_length = len(self.body())
         first = int(config["client_offset"])
         self.connections = [
-            GatewayConnection(endpoints[(first + i) % len(endpoints)], PUT_PATH, body_length,
-                              timeout=float(config["request_timeout"]), ssl_context=tls_context)
+            GatewayConnection(
+                endpoints[(first + i) % len(endpoints)],
+                PUT_PATH,
+                body_length,
+                timeout=float(config["request_timeout"]),
+                ssl_context=tls_context,
+            )
             for i in range(int(config["clients"]))
         ]
 
@@ -148,7 +153,9 @@ class Worker:
     async def warm_up(self) -> None:
         """Open every client's connection and ask each member one serializable count-only read
         of the prefix over it (no write, no raft round): the members answer before t0."""
-        probe = json.dumps({"key": base64.b64encode(self.prefix).decode(), "count_only": True, "serializable": True}).encode()
+        probe = json.dumps(
+            {"key": base64.b64encode(self.prefix).decode(), "count_only": True, "serializable": True}
+        ).encode()
 
         async def one(connection: GatewayConnection) -> None:
             answer = await connection.post_to(RANGE_PATH, probe)

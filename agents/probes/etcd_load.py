@@ -62,8 +62,14 @@ async def snapshot_metrics(urls: tuple[str, ...], *, wait_peer_rtt_s: float = 0.
     give_up = time.monotonic() + wait_peer_rtt_s
     async with aiohttp.ClientSession() as session:
         while True:
-            snapshots = dict(zip(urls, await asyncio.gather(*(fetch_metrics(session, url) for url in urls)), strict=True))
-            if len(urls) < 2 or time.monotonic() >= give_up or all(_has_peer_rtt(s, len(urls) - 1) for s in snapshots.values()):
+            snapshots = dict(
+                zip(urls, await asyncio.gather(*(fetch_metrics(session, url) for url in urls)), strict=True)
+            )
+            if (
+                len(urls) < 2
+                or time.monotonic() >= give_up
+                or all(_has_peer_rtt(s, len(urls) - 1) for s in snapshots.values())
+            ):
                 return snapshots
             await asyncio.sleep(0.5)
 
@@ -79,8 +85,15 @@ async def _statuses(urls: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def time_limit(params: LoadParams) -> float:
     return (
-        params.start_timeout + 30.0 + params.duration + params.request_timeout + 30.0
-        + 4 * METRICS_TIMEOUT + PEER_RTT_WAIT + CLEANUP_DEADLINE + 10.0
+        params.start_timeout
+        + 30.0
+        + params.duration
+        + params.request_timeout
+        + 30.0
+        + 4 * METRICS_TIMEOUT
+        + PEER_RTT_WAIT
+        + CLEANUP_DEADLINE
+        + 10.0
     )
 
 
@@ -119,7 +132,9 @@ async def measure(params: LoadParams, ctx: ProbeContext) -> dict[str, Any]:
         after = await snapshot_metrics(urls, wait_peer_rtt_s=PEER_RTT_WAIT) if params.metrics else {}
         status_after = await _statuses(urls)
     finally:
-        cleanup = await asyncio.shield(asyncio.to_thread(admin.delete_prefix_until_empty, list(urls), prefix, None, CLEANUP_DEADLINE))
+        cleanup = await asyncio.shield(
+            asyncio.to_thread(admin.delete_prefix_until_empty, list(urls), prefix, None, CLEANUP_DEADLINE)
+        )
     return {
         "schema": SCHEMA,
         "node": ctx.node,
@@ -127,7 +142,9 @@ async def measure(params: LoadParams, ctx: ProbeContext) -> dict[str, Any]:
         "members": member_list,
         "status_before": healthy,
         "status_after": status_after,
-        "metrics": {url: {"before": before.get(url), "after": after.get(url)} for url in urls} if params.metrics else {},
+        "metrics": {url: {"before": before.get(url), "after": after.get(url)} for url in urls}
+        if params.metrics
+        else {},
         "load": load,
         "cleanup": cleanup,
     }

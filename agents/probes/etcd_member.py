@@ -74,7 +74,9 @@ class StartMember(Named, MemberPorts, MemberTiming, Startup):
     action: Literal["start"] = param(help="start the member; it runs until stopped or the run is released")
     host: IPvAnyAddress = param(help="the address peers and clients use (the node address)")
     initial_cluster: dict[MemberName, MemberUrl] = param(
-        min_length=1, max_length=MAX_MEMBERS, help="every member of the new cluster: name -> peer URL (http://ADDRESS:PORT)"
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        help="every member of the new cluster: name -> peer URL (http://ADDRESS:PORT)",
     )
     cluster_token: str = param(pattern=RUN_ID_PATTERN, help="etcd --initial-cluster-token: the run id")
     quota_bytes: int = param(8 * 2**30, ge=2**20, le=64 * 2**30, unit=BYTES, help="etcd --quota-backend-bytes")
@@ -137,7 +139,9 @@ def find_etcd() -> str:
         raise ProbeUnavailable(f"TALBENCH_ETCD={explicit} is not an executable file")
     found = shutil.which("etcd")
     if not found:
-        raise ProbeUnavailable("the etcd binary is not installed (Debian: apt-get install etcd-server; or upstream etcd on PATH)")
+        raise ProbeUnavailable(
+            "the etcd binary is not installed (Debian: apt-get install etcd-server; or upstream etcd on PATH)"
+        )
     return found
 
 
@@ -146,20 +150,34 @@ def etcd_command(binary: str, params: StartMember, data: Path, listen_host: str)
     cluster = ",".join(f"{member}={url}" for member, url in sorted(params.initial_cluster.items()))
     command = [
         binary,
-        "--name", params.name,
-        "--data-dir", str(data),
-        "--listen-client-urls", f"http://{listen}:{params.client_port}",
-        "--advertise-client-urls", params.client_url,
-        "--listen-peer-urls", f"http://{listen}:{params.peer_port}",
-        "--initial-advertise-peer-urls", params.peer_url,
-        "--initial-cluster", cluster,
-        "--initial-cluster-token", params.cluster_token,
-        "--initial-cluster-state", "new",
-        "--heartbeat-interval", str(params.heartbeat_ms),
-        "--election-timeout", str(params.election_ms),
-        "--quota-backend-bytes", str(params.quota_bytes),
-        "--logger", "zap",
-        "--log-outputs", "stderr",
+        "--name",
+        params.name,
+        "--data-dir",
+        str(data),
+        "--listen-client-urls",
+        f"http://{listen}:{params.client_port}",
+        "--advertise-client-urls",
+        params.client_url,
+        "--listen-peer-urls",
+        f"http://{listen}:{params.peer_port}",
+        "--initial-advertise-peer-urls",
+        params.peer_url,
+        "--initial-cluster",
+        cluster,
+        "--initial-cluster-token",
+        params.cluster_token,
+        "--initial-cluster-state",
+        "new",
+        "--heartbeat-interval",
+        str(params.heartbeat_ms),
+        "--election-timeout",
+        str(params.election_ms),
+        "--quota-backend-bytes",
+        str(params.quota_bytes),
+        "--logger",
+        "zap",
+        "--log-outputs",
+        "stderr",
     ]
     setpriv = shutil.which("setpriv")
     if setpriv:  # the member dies with the agent, whatever kills the agent
@@ -286,9 +304,16 @@ async def measure(params: MemberParams, ctx: ProbeContext) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
         return {"name": request.name, "was_running": was_running, "data_removed": not root.exists()}
     if isinstance(request, MeasurePeers):
-        return {"name": request.name, "peers": await peer_rtt.probe_peers(dict(request.peers), request.count, request.interval)}
+        return {
+            "name": request.name,
+            "peers": await peer_rtt.probe_peers(dict(request.peers), request.count, request.interval),
+        }
     if isinstance(request, MemberStatus):
-        return {"name": request.name, "running": registered in ctx.cleanup.names(ctx.run_id), "data_dir_exists": root.exists()}
+        return {
+            "name": request.name,
+            "running": registered in ctx.cleanup.names(ctx.run_id),
+            "data_dir_exists": root.exists(),
+        }
     if registered in ctx.cleanup.names(ctx.run_id):
         raise ProbeParamError(f"member {request.name} of run {ctx.run_id} is already running")
     return await _start(request, ctx, root, registered)
@@ -308,8 +333,12 @@ async def _start(params: StartMember, ctx: ProbeContext, root: Path, registered:
     log_file = (root / "etcd.log").open("wb")
     try:
         process = subprocess.Popen(  # noqa: ASYNC220 - returns once forked; the member outlives this job
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
         )
     except OSError as exc:
         shutil.rmtree(root, ignore_errors=True)

@@ -47,9 +47,15 @@ class ScratchError(RuntimeError):
 class FsyncParams(Params):
     """What one agent runs: the etcd recipe's sizes, fio's time limit and the free-space reserve."""
 
-    size: int = param(22 * MiB, ge=64 * 1024, le=4 * GiB, unit=BYTES, help="bytes written (the etcd recipe: --size=22m)")
+    size: int = param(
+        22 * MiB, ge=64 * 1024, le=4 * GiB, unit=BYTES, help="bytes written (the etcd recipe: --size=22m)"
+    )
     block_size: int = param(
-        2300, ge=512, le=16 * MiB, unit=BYTES, help="bytes per write, each followed by fdatasync (about one etcd WAL entry)"
+        2300,
+        ge=512,
+        le=16 * MiB,
+        unit=BYTES,
+        help="bytes per write, each followed by fdatasync (about one etcd WAL entry)",
     )
     time_limit: float = param(
         120.0, ge=1.0, le=600.0, unit=SECONDS, help="fio stops there; an unfinished recipe is invalid, not judged"

@@ -235,9 +235,19 @@ async def run_server(params: IperfServer, ctx: ProbeContext) -> dict[str, Any]:
     iperf3 = _iperf3()
     name = f"iperf3-server:{params.bind}:{params.port}"
     proc = iperf3(
-        "-s", "-1", "-J", "-B", params.bind, "-p", str(params.port),
-        "--idle-timeout", str(int(params.accept_within) + 1),
-        _async=True, _return_cmd=True, _bg_exc=False, _preexec_fn=set_parent_death_signal,
+        "-s",
+        "-1",
+        "-J",
+        "-B",
+        params.bind,
+        "-p",
+        str(params.port),
+        "--idle-timeout",
+        str(int(params.accept_within) + 1),
+        _async=True,
+        _return_cmd=True,
+        _bg_exc=False,
+        _preexec_fn=set_parent_death_signal,
     )
 
     async def release() -> None:
@@ -285,8 +295,19 @@ def _refused(text: str) -> bool:
 
 async def run_client(params: IperfClient, ctx: ProbeContext) -> dict[str, Any]:
     iperf3 = _iperf3()
-    args = ["-c", params.host, "-p", str(params.port), "-J", "-t", str(int(params.duration)),
-            "-P", str(params.streams), "--connect-timeout", "3000"]
+    args = [
+        "-c",
+        params.host,
+        "-p",
+        str(params.port),
+        "-J",
+        "-t",
+        str(int(params.duration)),
+        "-P",
+        str(params.streams),
+        "--connect-timeout",
+        "3000",
+    ]
     if params.omit:
         args += ["-O", str(params.omit)]
     if params.bind:

@@ -50,7 +50,9 @@ async def attempt(port: int, timeout: float) -> dict[str, Any]:
             result["connected"] = True
             await writer.start_tls(_tls_context(), server_hostname="localhost")
             result["tls"] = True
-            writer.write(b"GET /version HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
+            writer.write(
+                b"GET /version HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+            )
             await writer.drain()
             line = (await reader.readline()).decode("latin-1").split()
             if len(line) >= 2 and line[0].startswith("HTTP/") and line[1].isdigit():

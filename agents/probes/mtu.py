@@ -127,9 +127,20 @@ async def _search(peer: Peer, params: MtuParams) -> dict[str, Any]:
         local_mtu = _probe_mode(sock, family)
         ceiling = min(params.high, local_mtu, MAX_PACKET + OVERHEAD[family])
         low = min(params.low, ceiling)
-        result: dict[str, Any] = {"family": 6 if family == socket.AF_INET6 else 4, "local_mtu": local_mtu, "low": low, "ceiling": ceiling}
+        result: dict[str, Any] = {
+            "family": 6 if family == socket.AF_INET6 else 4,
+            "local_mtu": local_mtu,
+            "low": low,
+            "ceiling": ceiling,
+        }
         if not await crosses(low):
-            return {**result, "mtu": None, "tried": tried, "error": f"no reply at {low} bytes", "socket_errors": replies.errors}
+            return {
+                **result,
+                "mtu": None,
+                "tried": tried,
+                "error": f"no reply at {low} bytes",
+                "socket_errors": replies.errors,
+            }
         good, bad = low, None
         if await crosses(ceiling):
             good = ceiling

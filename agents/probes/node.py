@@ -50,11 +50,19 @@ class NodeSettings(Params):
     """The scenario's ``probes.node`` block."""
 
     duration: float = param(
-        10.0, ge=0.5, le=600.0, unit=SECONDS, help="utilisation window when run alone (otherwise sampled through the whole run)"
+        10.0,
+        ge=0.5,
+        le=600.0,
+        unit=SECONDS,
+        help="utilisation window when run alone (otherwise sampled through the whole run)",
     )
     interval: float = param(1.0, ge=0.1, le=60.0, unit=SECONDS, help="seconds between samples")
     max_duration: float = param(
-        7200.0, ge=1.0, le=6 * 3600.0, unit=SECONDS, help="sampling through a run: the agents stop by themselves after this"
+        7200.0,
+        ge=1.0,
+        le=6 * 3600.0,
+        unit=SECONDS,
+        help="sampling through a run: the agents stop by themselves after this",
     )
     etcd_dir: str = devices.etcd_dir_param()
 
@@ -63,7 +71,8 @@ class NodeParams(NodeSettings):
     """One agent's job: the settings and which part of the sampling it is (the driver says)."""
 
     mode: Literal["window", "start", "collect"] = param(
-        "window", help="window: sample for duration and return; start: sample until collect (or max_duration); collect: stop, return"
+        "window",
+        help="window: sample for duration and return; start: sample until collect (or max_duration); collect: stop, return",
     )
 
     @model_validator(mode="after")
@@ -256,7 +265,12 @@ async def _start(params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
     except BaseException:
         await asyncio.shield(ctx.cleanup.release(ctx.run_id, CLEANUP_NAME))
         raise
-    return {"schema": SCHEMA_VERSION, "mode": "start", "interval_s": params.interval, "max_duration_s": params.max_duration}
+    return {
+        "schema": SCHEMA_VERSION,
+        "mode": "start",
+        "interval_s": params.interval,
+        "max_duration_s": params.max_duration,
+    }
 
 
 async def _collect(params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:

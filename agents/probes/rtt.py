@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import field_validator, model_validator
 
@@ -38,7 +39,9 @@ NAME = r"^[^\s\x00-\x1f\x7f]+$"  # printable, no blanks (node names, hosts)
 
 class Peer(Params):
     name: str = param(help="the peer's node name", min_length=1, max_length=253, pattern=NAME)
-    host: str = param(help="the peer's address (brackets around IPv6 allowed)", min_length=1, max_length=253, pattern=NAME)
+    host: str = param(
+        help="the peer's address (brackets around IPv6 allowed)", min_length=1, max_length=253, pattern=NAME
+    )
     port: int = param(help="the peer's echo port (UDP)", ge=1, le=65535)
 
     @field_validator("host")
@@ -195,7 +198,7 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
             if remaining > 0:
                 try:
                     await asyncio.wait_for(stream.all_answered.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
     finally:
         transport.close()

@@ -50,7 +50,9 @@ def cleanup_name(tunnel: str) -> str:
 def _host_in_test_subnet(text: str) -> str:
     interface = ipaddress.ip_interface(text)
     if interface.network.num_addresses > MAX_PREFIX_HOSTS or interface.ip == interface.network.network_address:
-        raise ValueError(f"{interface} must be a host address in a small test subnet (at most {MAX_PREFIX_HOSTS} addresses)")
+        raise ValueError(
+            f"{interface} must be a host address in a small test subnet (at most {MAX_PREFIX_HOSTS} addresses)"
+        )
     return str(interface)
 
 
@@ -70,7 +72,8 @@ class TunnelLink(Params):
     """The test link, as the scenario's ``probes.wireguard`` block sets it (every pair's alike)."""
 
     implementation: wireguard.Implementation = param(
-        "auto", help="WireGuard implementation: auto (the kernel's when it has one, else wireguard-go), kernel, wireguard-go"
+        "auto",
+        help="WireGuard implementation: auto (the kernel's when it has one, else wireguard-go), kernel, wireguard-go",
     )
     mtu: int = param(1420, ge=1280, le=9000, help="the test link's MTU")
 
@@ -87,7 +90,10 @@ class TunnelUp(TunnelLink, OneTunnel):
     listen_port: TunnelPort = param(ge=PORT_MIN, le=PORT_MAX, help="WireGuard's UDP port")
     echo_port: TunnelPort = param(ge=PORT_MIN, le=PORT_MAX, help="the echo responder's UDP port on the tunnel address")
     bypass_mark: int | None = param(
-        None, ge=1, le=0xFFFFFFFF, help="fwmark of the link's own UDP (default: 0x20 when KubeSpan is active, else none)"
+        None,
+        ge=1,
+        le=0xFFFFFFFF,
+        help="fwmark of the link's own UDP (default: 0x20 when KubeSpan is active, else none)",
     )
 
 
@@ -109,7 +115,9 @@ class KubeSpanDetect(Params):
     action: Literal["detect"] = param(help="KubeSpan's state on this node")
 
 
-class TunnelParams(RootModel[Annotated[TunnelUp | TunnelPeer | TunnelOf | KubeSpanDetect, Field(discriminator="action")]]):
+class TunnelParams(
+    RootModel[Annotated[TunnelUp | TunnelPeer | TunnelOf | KubeSpanDetect, Field(discriminator="action")]]
+):
     """One step of one pair's tunnel (``action``): the link's settings plus what the driver fills in."""
 
     model_config = ConfigDict(frozen=True)
@@ -151,7 +159,9 @@ class Tunnel:
 
     async def _up(self, params: TunnelUp, ctx: ProbeContext, name: str) -> dict[str, Any]:
         state = kubespan.detect(self._sys_root)
-        mark = params.bypass_mark if params.bypass_mark is not None else (kubespan.BYPASS_MARK if state.active else None)
+        mark = (
+            params.bypass_mark if params.bypass_mark is not None else (kubespan.BYPASS_MARK if state.active else None)
+        )
         link = await wireguard.create(name, params.implementation)
         echo = None
 
@@ -163,7 +173,14 @@ class Tunnel:
         ctx.cleanup.add(ctx.run_id, cleanup_name(params.tunnel), release)
         try:
             private, public = await wireguard.generate_keypair()
-            await wireguard.configure(link, private_key=private, listen_port=params.listen_port, address=params.address, fwmark=mark, mtu=params.mtu)
+            await wireguard.configure(
+                link,
+                private_key=private,
+                listen_port=params.listen_port,
+                address=params.address,
+                fwmark=mark,
+                mtu=params.mtu,
+            )
             del private
             tunnel_ip = str(ipaddress.ip_interface(params.address).ip)
             echo = await start_echo(tunnel_ip, params.echo_port)

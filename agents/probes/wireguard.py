@@ -49,22 +49,35 @@ class WireguardSettings(TunnelLink, IperfSettings):
 
     rtt_count: int = param(300, ge=10, le=100_000, help="RTT samples per path (both paths interleaved in one RTT job)")
     rtt_interval: float = param(0.01, ge=0.001, le=1.0, unit=SECONDS, help="gap between RTT packets of one path")
-    rtt_warmup: int = param(10, ge=0, le=1000, help="RTT packets sent first and discarded (they also make the handshake)")
+    rtt_warmup: int = param(
+        10, ge=0, le=1000, help="RTT packets sent first and discarded (they also make the handshake)"
+    )
     min_rtt_samples: int = param(
         100, ge=1, le=100_000, coordinator_only=True, help="fewer RTT replies than this on a path: invalid, not judged"
     )
     max_other_pairs: int = param(
-        6, ge=0, le=1000, coordinator_only=True,
+        6,
+        ge=0,
+        le=1000,
+        coordinator_only=True,
         help="pairs with a worker measured: a deterministic sample of at most this many (control-plane pairs: all)",
     )
     listen_port: int = param(
-        51830, ge=PORT_MIN, le=PORT_MAX - PAIR_PORTS, help=f"first test-tunnel WireGuard port; pair i uses it + i % {PAIR_PORTS}"
+        51830,
+        ge=PORT_MIN,
+        le=PORT_MAX - PAIR_PORTS,
+        help=f"first test-tunnel WireGuard port; pair i uses it + i % {PAIR_PORTS}",
     )
     echo_port: int = param(
-        51900, ge=PORT_MIN, le=PORT_MAX - PAIR_PORTS, help=f"first tunnel echo port (UDP); pair i uses it + i % {PAIR_PORTS}"
+        51900,
+        ge=PORT_MIN,
+        le=PORT_MAX - PAIR_PORTS,
+        help=f"first tunnel echo port (UDP); pair i uses it + i % {PAIR_PORTS}",
     )
     iperf_port: int = param(
-        5210, ge=PORT_MIN, le=PORT_MAX - 2 * PAIR_PORTS,
+        5210,
+        ge=PORT_MIN,
+        le=PORT_MAX - 2 * PAIR_PORTS,
         help=f"first iperf3 port; pair i uses it + 2 * (i % {PAIR_PORTS}) (node path) and the next (tunnel)",
     )
     tunnel_subnet: TunnelSubnet = param(

@@ -7,8 +7,10 @@ node's agent.  Only the Kubernetes dispatcher talks to the Kubernetes API.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, Mapping, Protocol
+from typing import Protocol
 
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient
@@ -36,6 +38,6 @@ class Fleet:
 class Dispatcher(Protocol):
     name: str
 
-    def deploy(self, run_id: str) -> AsyncContextManager[Fleet]:
+    def deploy(self, run_id: str) -> AbstractAsyncContextManager[Fleet]:
         """Deploy (or find) agents, wait until they are ready (bounded), yield the Fleet, and in
         ``finally`` remove everything created for ``run_id``."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -24,8 +25,8 @@ from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
 from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
 from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary
-from talbench.bench.kube.readiness import untolerated_taints
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
+from talbench.bench.kube.readiness import untolerated_taints
 
 ACCESS_MODES = ("auto", "proxy", "direct")
 
@@ -73,7 +74,7 @@ class KubeDispatcher:
         self._target = target  # tests hand one in; otherwise kubeconfig / in-cluster precedence
 
     @classmethod
-    def from_args(cls, args: Any) -> "KubeDispatcher":
+    def from_args(cls, args: Any) -> KubeDispatcher:
         """From the CLI's ``run --target kube`` options (``--kubeconfig``, ``--context``,
         ``--namespace``, ``--image``, ``--node-selector``); absent attributes take defaults."""
         options = KubeOptions(
@@ -102,7 +103,9 @@ class KubeDispatcher:
             eligible = [n for n in facts.nodes if matches(n.labels, opts.node_selector)]
             if not eligible:
                 shown = ",".join(f"{k}={v}" for k, v in opts.node_selector.items())
-                raise CouldNotRun(f"no node of the cluster matches --node-selector {shown}" if shown else "the cluster lists no node")
+                raise CouldNotRun(
+                    f"no node of the cluster matches --node-selector {shown}" if shown else "the cluster lists no node"
+                )
             spec = m.AgentSpec(
                 run_id=run_id,
                 namespace=opts.namespace or m.run_namespace(run_id),
@@ -121,7 +124,9 @@ class KubeDispatcher:
                 # nodes no agent pod can come to: reported at once, not waited for
                 hopeless = {n.name: reason for n in eligible if (reason := _no_pod_reason(n))}
                 expected = [n for n in eligible if n.name not in hopeless]
-                readiness = await wait_for_agents(kube, spec, expected, timeout=opts.ready_timeout, poll_interval=opts.poll_interval)
+                readiness = await wait_for_agents(
+                    kube, spec, expected, timeout=opts.ready_timeout, poll_interval=opts.poll_interval
+                )
                 session = kube.session
                 if direct:
                     session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -132,7 +137,9 @@ class KubeDispatcher:
                     if pod is None:
                         continue
                     agents[node.name] = self._client(kube, session, spec, node.name, node.address, pod, direct)
-                unready.update(await _unreachable(agents, "directly" if direct else "through the API server's pod proxy"))
+                unready.update(
+                    await _unreachable(agents, "directly" if direct else "through the API server's pod proxy")
+                )
                 for name in unready:
                     agents.pop(name, None)
                 yield Fleet(
@@ -157,17 +164,29 @@ class KubeDispatcher:
                     },
                 )
 
-    def _client(self, kube: KubeClient, session: aiohttp.ClientSession, spec: m.AgentSpec, node: str,
-                address: str, pod: str, direct: bool) -> AgentClient:
+    def _client(
+        self,
+        kube: KubeClient,
+        session: aiohttp.ClientSession,
+        spec: m.AgentSpec,
+        node: str,
+        address: str,
+        pod: str,
+        direct: bool,
+    ) -> AgentClient:
         if direct:
             host = f"[{address}]" if ":" in address else address
-            return AgentClient(node, session, f"http://{host}:{spec.port}", spec.token, request_timeout=self.options.request_timeout)
+            return AgentClient(
+                node, session, f"http://{host}:{spec.port}", spec.token, request_timeout=self.options.request_timeout
+            )
         base = kube.url(path("v1", "pods", spec.namespace, f"{pod}:{spec.port}", "proxy"))
         # The API server takes Authorization for itself (and drops it); the agent token rides in
         # X-Talbench-Token.  Without a kube token (client certificates) send an empty one, so
         # the agent token never reaches the API server's authenticators.
         headers = {"Authorization": auth_header(kube.target) or ""}
-        return AgentClient(node, session, base, spec.token, request_timeout=self.options.request_timeout, extra_headers=headers)
+        return AgentClient(
+            node, session, base, spec.token, request_timeout=self.options.request_timeout, extra_headers=headers
+        )
 
     def _teardown_on_exit(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> Any:
         async def on_exit(exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -176,8 +195,10 @@ class KubeDispatcher:
             except (CouldNotRun, KubeApiError) as error:
                 if exc_type is None:
                     if isinstance(error, KubeApiError):
-                        raise CouldNotRun(f"could not remove the run's objects in namespace {spec.namespace}: {error}",
-                                          hint="run 'talbench clean' to remove them") from error
+                        raise CouldNotRun(
+                            f"could not remove the run's objects in namespace {spec.namespace}: {error}",
+                            hint="run 'talbench clean' to remove them",
+                        ) from error
                     raise  # what is left is the run's only error
                 if isinstance(exc, BaseException):
                     exc.add_note(f"also: {error} (run 'talbench clean')")
@@ -187,8 +208,11 @@ class KubeDispatcher:
 
     async def _teardown(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> None:
         """Remove the run's objects and wait until gone, even when the run is being cancelled."""
-        task = asyncio.ensure_future(remove_agents(kube, spec, created, timeout=self.options.delete_timeout,
-                                                   poll_interval=self.options.poll_interval))
+        task = asyncio.ensure_future(
+            remove_agents(
+                kube, spec, created, timeout=self.options.delete_timeout, poll_interval=self.options.poll_interval
+            )
+        )
         while True:
             try:
                 left = await asyncio.shield(task)
@@ -198,15 +222,22 @@ class KubeDispatcher:
                     raise
                 continue  # a second Ctrl-C: the removal is bounded, let it finish
         if left:
-            raise CouldNotRun(f"could not remove {', '.join(left)} within {self.options.delete_timeout:g}s",
-                              hint="run 'talbench clean' to remove it")
+            raise CouldNotRun(
+                f"could not remove {', '.join(left)} within {self.options.delete_timeout:g}s",
+                hint="run 'talbench clean' to remove it",
+            )
 
     async def clean(self, *, run_id: str | None = None) -> list[str]:
         """``talbench clean``: remove what crashed runs left (their namespaces, or their objects
         in ``--namespace``).  Returns what was removed."""
         async with connect(self.target(), timeout=self.options.request_timeout) as kube:
-            return await clean(kube, namespace=self.options.namespace, run_id=run_id,
-                               timeout=self.options.delete_timeout, poll_interval=self.options.poll_interval)
+            return await clean(
+                kube,
+                namespace=self.options.namespace,
+                run_id=run_id,
+                timeout=self.options.delete_timeout,
+                poll_interval=self.options.poll_interval,
+            )
 
     async def keep_summary(self, run_id: str, summary: Mapping[str, Any], *, keep: int = DEFAULT_KEEP) -> list[str]:
         """``run --keep-results N``: store the run's JSON summary as a ConfigMap in the run's

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 
@@ -52,13 +52,14 @@ class LabDispatcher:
                 await asyncio.to_thread(lab.remove_leftovers)
                 owned = new_lab_id()
                 up_task = asyncio.ensure_future(
-                    asyncio.to_thread(
-                        lab.up, self.spec, self.root, lab_id=owned, persistent=False, wait_ready=False
-                    )
+                    asyncio.to_thread(lab.up, self.spec, self.root, lab_id=owned, persistent=False, wait_ready=False)
                 )
                 state = await asyncio.shield(up_task)
             async with lab_fleet(
-                state, run_id, ready_timeout=self.agent_ready_timeout, release_timeout=self.release_timeout,
+                state,
+                run_id,
+                ready_timeout=self.agent_ready_timeout,
+                release_timeout=self.release_timeout,
                 owned=owned is not None,
             ) as fleet:
                 yield fleet
@@ -94,8 +95,10 @@ async def lab_fleet(
             session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
             sessions.append(session)
             clients[node.name] = AgentClient(node.name, session, AGENT_BASE_URL, token)
-        reasons = await asyncio.gather(*(_wait_healthy(node, clients[node.name], ready_timeout) for node in state.nodes))
-        unready = {node.name: reason for node, reason in zip(state.nodes, reasons) if reason is not None}
+        reasons = await asyncio.gather(
+            *(_wait_healthy(node, clients[node.name], ready_timeout) for node in state.nodes)
+        )
+        unready = {node.name: reason for node, reason in zip(state.nodes, reasons, strict=True) if reason is not None}
         yield Fleet(
             run_id=run_id,
             nodes=state.cluster_nodes(),
@@ -114,7 +117,9 @@ async def lab_fleet(
         await asyncio.shield(_close(run_id, clients, sessions, release_timeout))
 
 
-async def _close(run_id: str, clients: dict[str, AgentClient], sessions: list[aiohttp.ClientSession], release_timeout: float) -> None:
+async def _close(
+    run_id: str, clients: dict[str, AgentClient], sessions: list[aiohttp.ClientSession], release_timeout: float
+) -> None:
     try:
         if clients:
             await asyncio.gather(*(_release(client, run_id, release_timeout) for client in clients.values()))
@@ -126,7 +131,7 @@ async def _close(run_id: str, clients: dict[str, AgentClient], sessions: list[ai
 async def _release(client: AgentClient, run_id: str, release_timeout: float) -> None:
     try:
         await asyncio.wait_for(client.release_run(run_id), release_timeout)
-    except (AgentError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, AgentError, OSError):
         pass
 
 
@@ -147,6 +152,6 @@ async def _wait_healthy(node: LabNode, client: AgentClient, ready_timeout: float
             if answer.get("status") == "ok":
                 return None
             reason = f"health status {answer.get('status')!r}"
-        except (AgentError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, AgentError) as exc:
             reason = str(exc) or type(exc).__name__
         await asyncio.sleep(min(HEALTH_POLL_INTERVAL, max(0.0, deadline - loop.time())))

@@ -7,9 +7,9 @@ the same session also carries the pod-proxy traffic of bench.agent_client.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -30,7 +30,9 @@ class KubeApiError(Exception):
         self.message = message
 
 
-def path(group_version: str, plural: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+def path(
+    group_version: str, plural: str, namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
     """``/api/v1/namespaces/NS/pods/NAME`` or ``/apis/apps/v1/...`` for ``group_version``."""
     base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     parts = [base]
@@ -91,7 +93,11 @@ class KubeClient:
                     payload = {"message": text[:200]}
                 if response.status >= 400:
                     message = payload.get("message") if isinstance(payload, dict) else None
-                    error = KubeApiError(response.status, response.reason or "", str(message or text[:200]).splitlines()[0] if (message or text) else "")
+                    error = KubeApiError(
+                        response.status,
+                        response.reason or "",
+                        str(message or text[:200]).splitlines()[0] if (message or text) else "",
+                    )
                     if response.status == 401:
                         raise NoPermission(
                             f"the Kubernetes API server at {describe(self.target)} refused the credentials (401 Unauthorized)",
@@ -104,7 +110,7 @@ class KubeClient:
                         ) from error
                     raise error
                 return payload if isinstance(payload, dict) else {"items": payload}
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise CouldNotRun(
                 f"the Kubernetes API server at {describe(self.target)} did not answer {method} {api_path} within {limit:g}s"
             ) from exc
@@ -127,7 +133,9 @@ class KubeClient:
                 return None
             raise
 
-    async def list(self, api_path: str, *, label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list(
+        self, api_path: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         params = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -142,7 +150,9 @@ class KubeClient:
     async def delete(self, api_path: str, *, propagation: str = "Background") -> bool:
         """Delete; False when it was already gone."""
         try:
-            await self.request("DELETE", api_path, body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation})
+            await self.request(
+                "DELETE", api_path, body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+            )
         except KubeApiError as exc:
             if exc.status == 404:
                 return False

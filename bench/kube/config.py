@@ -18,10 +18,11 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -120,7 +121,9 @@ def _file_or_data(entry: Mapping[str, Any], key: str, base: Path, what: str) -> 
     return None
 
 
-def load_kubeconfig(kubeconfig: str | None = None, context: str | None = None, env: Mapping[str, str] | None = None) -> ApiTarget:
+def load_kubeconfig(
+    kubeconfig: str | None = None, context: str | None = None, env: Mapping[str, str] | None = None
+) -> ApiTarget:
     """The API target of ``context`` (or the current one) from the kubeconfig files that apply."""
     env = os.environ if env is None else env
     paths = _kubeconfig_paths(kubeconfig, env)
@@ -160,7 +163,11 @@ def load_kubeconfig(kubeconfig: str | None = None, context: str | None = None, e
         exec_plugin = ExecPlugin(
             command=str(spec.get("command") or ""),
             args=tuple(str(a) for a in spec.get("args") or ()),
-            env={str(e["name"]): str(e.get("value", "")) for e in spec.get("env") or () if isinstance(e, dict) and "name" in e},
+            env={
+                str(e["name"]): str(e.get("value", ""))
+                for e in spec.get("env") or ()
+                if isinstance(e, dict) and "name" in e
+            },
             api_version=str(spec.get("apiVersion") or "client.authentication.k8s.io/v1"),
             base_dir=ubase,
         )
@@ -210,7 +217,9 @@ def in_cluster_target(env: Mapping[str, str] | None = None, directory: Path = IN
     )
 
 
-def resolve_target(kubeconfig: str | None = None, context: str | None = None, env: Mapping[str, str] | None = None) -> ApiTarget:
+def resolve_target(
+    kubeconfig: str | None = None, context: str | None = None, env: Mapping[str, str] | None = None
+) -> ApiTarget:
     """kubectl's precedence, then in-cluster credentials when no kubeconfig exists."""
     env = os.environ if env is None else env
     if kubeconfig or context or _kubeconfig_paths(None, env):
@@ -260,14 +269,18 @@ async def run_exec_plugin(plugin: ExecPlugin, timeout: float = EXEC_TIMEOUT) -> 
         command = str(plugin.base_dir / command)
     try:
         proc = await asyncio.create_subprocess_exec(
-            command, *plugin.args, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            command,
+            *plugin.args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
         raise CouldNotRun(f"kubeconfig exec plugin {plugin.command!r} cannot start: {exc.strerror}") from exc
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise CouldNotRun(f"kubeconfig exec plugin {plugin.command!r} gave no credentials within {timeout:g}s") from exc
     finally:
         if proc.returncode is None:
@@ -304,7 +317,9 @@ async def with_exec_credentials(target: ApiTarget) -> ApiTarget:
         return replace(target, token=result.token)
     if result.client_cert and result.client_key:
         return replace(target, client_cert=result.client_cert, client_key=result.client_key)
-    raise CouldNotRun(f"kubeconfig exec plugin {target.exec_plugin.command!r} returned neither a token nor a certificate")
+    raise CouldNotRun(
+        f"kubeconfig exec plugin {target.exec_plugin.command!r} returned neither a token nor a certificate"
+    )
 
 
 def auth_header(target: ApiTarget) -> str | None:
@@ -326,4 +341,3 @@ def auth_header(target: ApiTarget) -> str | None:
 
 def describe(target: ApiTarget) -> str:
     return f"{target.server} (context {target.context})"
-

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from talbench.bench.errors import UsageError
 from talbench.bench.kube import manifests as m
@@ -38,7 +39,9 @@ def check_schedule(schedule: str) -> str:
         return text
     fields = text.split(" ")
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise UsageError(f"--schedule {schedule!r}: expected five cron fields (e.g. '0 3 * * *') or a macro like @daily")
+        raise UsageError(
+            f"--schedule {schedule!r}: expected five cron fields (e.g. '0 3 * * *') or a macro like @daily"
+        )
     return text
 
 
@@ -65,10 +68,16 @@ def coordinator_pod_spec(args: Sequence[str], image: str, namespace: str) -> dic
     return {
         "serviceAccountName": COORDINATOR,
         "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         # what an interrupted earlier run left in the namespace goes first
-        "initContainers": [{"name": "clean", "command": ["talbench"], "args": ["clean", "--namespace", namespace], **common}],
+        "initContainers": [
+            {"name": "clean", "command": ["talbench"], "args": ["clean", "--namespace", namespace], **common}
+        ],
         "containers": [{"name": "coordinator", "command": ["talbench"], "args": list(args), **common}],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}],
     }
@@ -90,15 +99,33 @@ def coordinator_manifests(
         raise UsageError(f"--keep-results {keep}: from 1 to 100")
     image = image or m.default_image()
     perms = coordinator_permissions(own_namespace=False, via_proxy=False, keep_results=True)
-    args = ["run", "--scenario", scenario, "--target", "kube", "--namespace", namespace, "--image", image,
-            "--format", "json", "--out", "/tmp/talbench", "--keep-results", str(keep)]
+    args = [
+        "run",
+        "--scenario",
+        scenario,
+        "--target",
+        "kube",
+        "--namespace",
+        namespace,
+        "--image",
+        image,
+        "--format",
+        "json",
+        "--out",
+        "/tmp/talbench",
+        "--keep-results",
+        str(keep),
+    ]
     if pushgateway:
         args += ["--pushgateway", pushgateway]
     labels = _labels("coordinator")
     return [
         m.namespace(namespace, _labels("namespace")),
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": COORDINATOR, "namespace": namespace, "labels": labels}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": COORDINATOR, "namespace": namespace, "labels": labels},
+        },
         *rbac_documents(perms, name=COORDINATOR, namespace=namespace, labels=labels, service_account=COORDINATOR),
         {
             "apiVersion": "batch/v1",
@@ -116,7 +143,10 @@ def coordinator_manifests(
                         "backoffLimit": 0,  # a failed gate is a result, not something to retry
                         "activeDeadlineSeconds": run_timeout,
                         "ttlSecondsAfterFinished": 7 * 24 * 3600,
-                        "template": {"metadata": {"labels": labels}, "spec": coordinator_pod_spec(args, image, namespace)},
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": coordinator_pod_spec(args, image, namespace),
+                        },
                     },
                 },
             },
@@ -127,11 +157,14 @@ def coordinator_manifests(
 def runner_manifests(*, image: str | None = None, run_id: str = "example") -> list[dict[str, Any]]:
     """What one laptop run creates (an example run id, the token shown as a placeholder) and the
     ClusterRole a user needs to run talbench (``kubectl create clusterrolebinding ... --user``)."""
-    spec = m.AgentSpec(run_id=run_id, namespace=m.run_namespace(run_id), image=image or m.default_image(),
-                       token="generated-per-run")
+    spec = m.AgentSpec(
+        run_id=run_id, namespace=m.run_namespace(run_id), image=image or m.default_image(), token="generated-per-run"
+    )
     perms = coordinator_permissions(own_namespace=True, via_proxy=True)
-    return [*m.agent_manifests(spec),
-            *rbac_documents(perms, name=RUNNER_ROLE, namespace="", labels=_labels("runner"), service_account=None)]
+    return [
+        *m.agent_manifests(spec),
+        *rbac_documents(perms, name=RUNNER_ROLE, namespace="", labels=_labels("runner"), service_account=None),
+    ]
 
 
 def manifests(
@@ -148,8 +181,9 @@ def manifests(
     if cronjob:
         if not schedule:
             raise UsageError("--cronjob needs --schedule CRON (e.g. '0 3 * * *')")
-        return coordinator_manifests(schedule=schedule, image=image, namespace=namespace, scenario=scenario,
-                                     keep=keep, pushgateway=pushgateway)
+        return coordinator_manifests(
+            schedule=schedule, image=image, namespace=namespace, scenario=scenario, keep=keep, pushgateway=pushgateway
+        )
     if schedule:
         raise UsageError("--schedule only goes with --cronjob")
     return runner_manifests(image=image)
@@ -171,7 +205,9 @@ def _compact(summary: Mapping[str, Any]) -> str:
     return json.dumps(brief, sort_keys=True, default=str)
 
 
-async def keep_summary(kube: KubeClient, namespace: str, run_id: str, summary: Mapping[str, Any], *, keep: int = DEFAULT_KEEP) -> list[str]:
+async def keep_summary(
+    kube: KubeClient, namespace: str, run_id: str, summary: Mapping[str, Any], *, keep: int = DEFAULT_KEEP
+) -> list[str]:
     """Store ``summary`` as ConfigMap ``talbench-result-<run id>`` and delete the oldest beyond
     ``keep``.  Returns the names deleted."""
     labels = {**_labels(RESULT_COMPONENT), m.LABEL_RUN_ID: run_id}
@@ -184,8 +220,13 @@ async def keep_summary(kube: KubeClient, namespace: str, run_id: str, summary: M
     await kube.create(path("v1", "configmaps", namespace), body)
     selector = m.label_selector(_labels(RESULT_COMPONENT))
     found = await kube.list(path("v1", "configmaps", namespace), label_selector=selector)
-    ordered = sorted(found, key=lambda c: (str(c["metadata"].get("creationTimestamp", "")),
-                                          c["metadata"].get("labels", {}).get(m.LABEL_RUN_ID, "")))
+    ordered = sorted(
+        found,
+        key=lambda c: (
+            str(c["metadata"].get("creationTimestamp", "")),
+            c["metadata"].get("labels", {}).get(m.LABEL_RUN_ID, ""),
+        ),
+    )
     deleted = []
     for old in ordered[: max(0, len(ordered) - keep)]:
         name = old["metadata"]["name"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from talbench.agents import wire
 from talbench.bench.cluster_facts import ClusterFacts, NodeFacts
@@ -36,7 +37,9 @@ def collection_path(doc: Mapping[str, Any]) -> str:
 
 def object_path(doc: Mapping[str, Any]) -> str:
     group_version, plural, namespaced = _PATHS[doc["kind"]]
-    return path(group_version, plural, doc["metadata"].get("namespace") if namespaced else None, doc["metadata"]["name"])
+    return path(
+        group_version, plural, doc["metadata"].get("namespace") if namespaced else None, doc["metadata"]["name"]
+    )
 
 
 async def read_facts(kube: KubeClient) -> ClusterFacts:
@@ -65,7 +68,9 @@ async def create_agents(kube: KubeClient, spec: m.AgentSpec, created: list[dict[
         except KubeApiError as exc:
             what = f"{doc['kind']} {doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}".replace(" /", " ")
             if exc.status == 409:
-                raise CouldNotRun(f"cannot create {what}: it already exists", hint="'talbench clean' removes what earlier runs left") from exc
+                raise CouldNotRun(
+                    f"cannot create {what}: it already exists", hint="'talbench clean' removes what earlier runs left"
+                ) from exc
             raise CouldNotRun(f"cannot create {what}: {exc}") from exc
 
 
@@ -205,7 +210,11 @@ async def clean(
         for name in names:
             await kube.delete(path("v1", "namespaces", name=name))
             removed.append(f"namespace {name}")
-        left = [name for name in names if not await _wait_gone(kube, path("v1", "namespaces", name=name), deadline, poll_interval)]
+        left = [
+            name
+            for name in names
+            if not await _wait_gone(kube, path("v1", "namespaces", name=name), deadline, poll_interval)
+        ]
     else:
         for group_version, plural in (("apps/v1", "daemonsets"), ("v1", "secrets"), ("v1", "serviceaccounts")):
             for obj in await kube.list(path(group_version, plural, namespace), label_selector=selector):
@@ -215,9 +224,15 @@ async def clean(
                 if await kube.delete(path(group_version, plural, namespace, name)):
                     removed.append(f"{plural[:-1]} {namespace}/{name}")
         agent_selector = f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY},{m.LABEL_RUN_ID}={run_id}" if run_id else selector
-        left = [] if await _wait_no_pods(kube, namespace, agent_selector, deadline, poll_interval) else [f"agent pods in {namespace}"]
+        left = (
+            []
+            if await _wait_no_pods(kube, namespace, agent_selector, deadline, poll_interval)
+            else [f"agent pods in {namespace}"]
+        )
     if left:
-        raise CouldNotRun(f"still being removed after {timeout:g}s: {', '.join(left)}", hint="run 'talbench clean' again later")
+        raise CouldNotRun(
+            f"still being removed after {timeout:g}s: {', '.join(left)}", hint="run 'talbench clean' again later"
+        )
     return removed
 
 

@@ -4,7 +4,8 @@ server's /version answer become the records of bench/cluster_facts.py."""
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from talbench.bench.cluster_facts import ClusterFacts, NodeFacts, PodPlacement
 from talbench.bench.model import CONTROL_PLANE_LABEL, Role
@@ -13,8 +14,20 @@ LEGACY_MASTER_LABEL = "node-role.kubernetes.io/master"
 
 _QUANTITY = re.compile(r"^([0-9.]+(?:[eE][-+]?[0-9]+)?)([a-zA-Z]*)$")
 _SUFFIX = {
-    "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+    "": 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
 }
 
 
@@ -67,13 +80,16 @@ def pod_placement(obj: Mapping[str, Any]) -> PodPlacement:
         name=str(meta.get("name", "")),
         node=str(spec.get("nodeName", "")),
         owner_kind=str(controller.get("kind", "")) if isinstance(controller, dict) else "",
-        mirror="kubernetes.io/config.mirror" in annotations or (isinstance(controller, dict) and controller.get("kind") == "Node"),
+        mirror="kubernetes.io/config.mirror" in annotations
+        or (isinstance(controller, dict) and controller.get("kind") == "Node"),
         phase=str(status.get("phase", "")),
         labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
     )
 
 
-def cluster_facts(version: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]] | None) -> ClusterFacts:
+def cluster_facts(
+    version: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]] | None
+) -> ClusterFacts:
     """ClusterFacts from the raw API answers (``pods``: those on control planes, or None)."""
     found = tuple(sorted((node_facts(n) for n in nodes), key=lambda n: n.name))
     return ClusterFacts(

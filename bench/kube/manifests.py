@@ -7,9 +7,10 @@ left.  Nothing here talks to the API.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -28,9 +29,7 @@ TOKEN_DIR = "/run/talbench"
 DATA_DIR = "/var/lib/talbench"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
-PSA_LABELS = {
-    f"pod-security.kubernetes.io/{mode}": "privileged" for mode in ("enforce", "warn", "audit")
-}
+PSA_LABELS = {f"pod-security.kubernetes.io/{mode}": "privileged" for mode in ("enforce", "warn", "audit")}
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/talbench/talbench"
 REFUSED_CAPABILITIES = frozenset({"SYS_MODULE", "SYS_BOOT"})  # Talos refuses pods asking for them
@@ -160,11 +159,16 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["python", "-m", "talbench.agents"],
         "args": [
-            "--listen-address", "$(NODE_IP)",  # an IPv6 hostIP comes without brackets
-            "--listen-port", str(spec.port),
-            "--token-file", f"{TOKEN_DIR}/{TOKEN_KEY}",
-            "--node", "$(NODE_NAME)",
-            "--data-dir", DATA_DIR,
+            "--listen-address",
+            "$(NODE_IP)",  # an IPv6 hostIP comes without brackets
+            "--listen-port",
+            str(spec.port),
+            "--token-file",
+            f"{TOKEN_DIR}/{TOKEN_KEY}",
+            "--node",
+            "$(NODE_NAME)",
+            "--data-dir",
+            DATA_DIR,
         ],
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -208,8 +212,14 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         "nodeSelector": {"kubernetes.io/os": "linux", **dict(spec.node_selector)},
         "containers": [container],
         "volumes": [
-            {"name": "token", "secret": {"secretName": spec.secret_name, "defaultMode": 0o400,
-                                         "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}},
+            {
+                "name": "token",
+                "secret": {
+                    "secretName": spec.secret_name,
+                    "defaultMode": 0o400,
+                    "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                },
+            },
             {"name": "scratch", "emptyDir": {"sizeLimit": spec.resources.scratch_limit}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
             {"name": "wireguard-run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},

@@ -9,8 +9,9 @@ every request the dispatcher makes against the API emulator and compares it with
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from talbench.bench.kube.manifests import LABEL_MANAGED_BY, MANAGED_BY
 
@@ -49,7 +50,9 @@ _ALWAYS = {
 }
 
 
-def coordinator_permissions(*, own_namespace: bool, via_proxy: bool, keep_results: bool = False) -> frozenset[Permission]:
+def coordinator_permissions(
+    *, own_namespace: bool, via_proxy: bool, keep_results: bool = False
+) -> frozenset[Permission]:
     """Exactly what the kube dispatcher (and ``clean``, and the CronJob's result keeping) uses.
 
     ``own_namespace``: the run creates and deletes a namespace of its own (laptop default), so its
@@ -134,34 +137,42 @@ def rbac_documents(
     cluster = [p for p in perms if not p.namespaced]
     local = [p for p in perms if p.namespaced]
     labels = {**labels, LABEL_MANAGED_BY: MANAGED_BY}
-    docs: list[dict[str, Any]] = [{
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name, "labels": dict(labels)},
-        "rules": _rules(cluster),
-    }]
-    if local:
-        docs.append({
+    docs: list[dict[str, Any]] = [
+        {
             "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-            "rules": _rules(local),
-        })
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": dict(labels)},
+            "rules": _rules(cluster),
+        }
+    ]
+    if local:
+        docs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+                "rules": _rules(local),
+            }
+        )
     if service_account:
         subject = [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]
-        docs.append({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": dict(labels)},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": subject,
-        })
-        if local:
-            docs.append({
+        docs.append(
+            {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name, "labels": dict(labels)},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
                 "subjects": subject,
-            })
+            }
+        )
+        if local:
+            docs.append(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                    "subjects": subject,
+                }
+            )
     return docs

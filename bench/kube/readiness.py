@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 # waiting reasons after which waiting longer does not help
-STUCK_REASONS = frozenset({
-    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-    "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
-})
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -40,12 +49,22 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             return PodState(False, reason in STUCK_REASONS, text)
         terminated = state.get("terminated") or {}
         if terminated:
-            return PodState(False, False, f"agent pod {name}: exited with code {terminated.get('exitCode')} ({terminated.get('reason', '')})")
+            return PodState(
+                False,
+                False,
+                f"agent pod {name}: exited with code {terminated.get('exitCode')} ({terminated.get('reason', '')})",
+            )
         if container.get("started") or state.get("running"):
-            return PodState(False, False, f"agent pod {name}: running, readiness probe (GET /v1/health) not passing yet")
+            return PodState(
+                False, False, f"agent pod {name}: running, readiness probe (GET /v1/health) not passing yet"
+            )
     scheduled = conditions.get("PodScheduled") or {}
     if scheduled.get("status") == "False":
-        return PodState(False, False, f"agent pod {name} not scheduled: {(scheduled.get('message') or scheduled.get('reason') or '').strip()}")
+        return PodState(
+            False,
+            False,
+            f"agent pod {name} not scheduled: {(scheduled.get('message') or scheduled.get('reason') or '').strip()}",
+        )
     return PodState(False, False, f"agent pod {name}: {status.get('phase') or 'Pending'}")
 
 
@@ -68,6 +87,10 @@ def untolerated_taints(taints: Sequence[str], tolerated_keys: Sequence[str]) -> 
     for taint in taints:
         key = taint.split(":", 1)[0].split("=", 1)[0]
         effect = taint.rsplit(":", 1)[-1]
-        if effect in ("NoSchedule", "NoExecute") and key not in tolerated_keys and not key.startswith("node.kubernetes.io/"):
+        if (
+            effect in ("NoSchedule", "NoExecute")
+            and key not in tolerated_keys
+            and not key.startswith("node.kubernetes.io/")
+        ):
             blocking.append(taint)
     return blocking

@@ -21,8 +21,8 @@ import random
 import signal
 import struct
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

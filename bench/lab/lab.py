@@ -61,7 +61,9 @@ def up(
     if spec.delays and not Path("/dev/net/tun").exists():
         raise MissingDependency("--delay needs /dev/net/tun (the TUN driver)", hint="load it with: modprobe tun")
     if start_agents and importlib.util.find_spec(f"{AGENT_MODULE}.__main__") is None:
-        raise MissingDependency(f"the talbench agent ({AGENT_MODULE}) is not installed", hint="pip install -e . in the venv")
+        raise MissingDependency(
+            f"the talbench agent ({AGENT_MODULE}) is not installed", hint="pip install -e . in the venv"
+        )
     root = Path(root).resolve()
     if persistent:
         existing = find_usable(root)

@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import processes, state as lab_state
+from talbench.bench.lab import processes
+from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.netns import Ip
 from talbench.bench.lab.state import LabNode, LabState
 from talbench.bench.lab.topology import TUN_DEVICE, LabPlan

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from talbench.bench.errors import InfrastructureError, MissingDependency, NoPermission
 
@@ -20,7 +20,8 @@ def require_root(what: str) -> None:
     """NoPermission unless root; ``what`` is the talbench command (``lab up``)."""
     if os.geteuid() != 0:
         raise NoPermission(
-            f"talbench {what} needs root (it builds network namespaces)", hint=f"run it as root, e.g. sudo talbench {what}"
+            f"talbench {what} needs root (it builds network namespaces)",
+            hint=f"run it as root, e.g. sudo talbench {what}",
         )
 
 
@@ -49,9 +50,7 @@ class Ip:
 
     def _run(self, argv: list[str], *, check: bool, stdin: str | None = None) -> str:
         try:
-            done = subprocess.run(
-                argv, input=stdin, capture_output=True, text=True, timeout=self.timeout, check=False
-            )
+            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=self.timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise InfrastructureError(f"{' '.join(argv[:6])} did not finish within {self.timeout:g}s") from exc
         except OSError as exc:

@@ -80,7 +80,11 @@ def _add_node(ip: Ip, plan: LabPlan, node: NodePlan) -> None:
         )
     else:
         ip.batch(_bridge_leg(node.peer_device, node.namespace), netns=plan.bridge_namespace)
-    commands = ["link set lo up", f"addr add {node.address}/{node.prefix} dev {NODE_DEVICE}", f"link set {NODE_DEVICE} up"]
+    commands = [
+        "link set lo up",
+        f"addr add {node.address}/{node.prefix} dev {NODE_DEVICE}",
+        f"link set {NODE_DEVICE} up",
+    ]
     if node.via:
         commands.append(f"route add {LAB_NETWORK} via {node.via}")
     ip.batch(commands, netns=node.namespace)

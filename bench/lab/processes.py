@@ -13,8 +13,8 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import psutil
 
@@ -110,7 +110,7 @@ def agent_health(sock: Path, timeout: float = 2.0) -> str | None:
         return "no agent socket"
     except ConnectionRefusedError:
         return "agent socket refuses connections"
-    except socket.timeout:
+    except TimeoutError:
         return f"no answer within {timeout:g}s"
     except OSError as exc:
         return f"agent socket: {exc.strerror or exc}"

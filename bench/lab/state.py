@@ -17,9 +17,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from talbench.bench.lab.topology import NodeDelay, is_lab_id
 from talbench.bench.model import Node, Role

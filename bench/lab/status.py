@@ -3,9 +3,9 @@ under a root a run uses."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.launch import agent_problem
@@ -66,7 +66,7 @@ class LabStatus:
 
 
 def lab_condition(ip: Ip, state: LabState, namespaces: Iterable[str] | None = None) -> str:
-    """"up", "creating" or "crashed: why" (from the lab's state, its owner and its namespaces)."""
+    """ "up", "creating" or "crashed: why" (from the lab's state, its owner and its namespaces)."""
     present = set(ip.netns_list() if namespaces is None else namespaces)
     missing = [ns for ns in state.namespaces if ns not in present]
     owner_alive = state.owner.alive()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from talbench.bench.errors import UsageError
-from talbench.bench.lab import processes, state as lab_state
+from talbench.bench.lab import processes
+from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.state import StateError, StateMissing
 from talbench.bench.lab.status import lab_condition
@@ -81,9 +82,7 @@ def down(
     return report.merge(remove_leftovers(term_timeout=term_timeout, ip=ip))
 
 
-def remove_leftovers(
-    *, term_timeout: float = DEFAULT_TERM_TIMEOUT, ip: Ip | None = None
-) -> DownReport:
+def remove_leftovers(*, term_timeout: float = DEFAULT_TERM_TIMEOUT, ip: Ip | None = None) -> DownReport:
     """Remove what crashed labs left anywhere on this host: lab namespaces with no index entry,
     labs whose state directory is gone, and labs whose owner died (unless persistent and up).
     Live labs of other roots and other programs' ``tb-`` namespaces are left alone."""

@@ -18,8 +18,8 @@ import ipaddress
 import math
 import re
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from talbench.bench.errors import UsageError
 from talbench.bench.model import CONTROL_PLANE_LABEL, Node, Role

@@ -108,7 +108,10 @@ def _plain_rate(raw: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def member_names(nodes: Sequence[Node]) -> dict[str, str]:
     """node name -> etcd member name (the node name when etcd accepts it)."""
-    return {node.name: node.name if re.fullmatch(MEMBER_NAME, node.name) else f"member-{i + 1}" for i, node in enumerate(nodes)}
+    return {
+        node.name: node.name if re.fullmatch(MEMBER_NAME, node.name) else f"member-{i + 1}"
+        for i, node in enumerate(nodes)
+    }
 
 
 def member_ports(nodes: Sequence[Node], settings: EtcdSettings) -> dict[str, tuple[int, int]]:
@@ -136,8 +139,14 @@ def _member_url(address: str, port: int) -> str:
 
 def _failed(keys: frozenset[ResultKey], reason: str, outcome: JobOutcome | None = None) -> list[Measurement]:
     return [
-        Measurement(key, False, error=reason, error_kind=outcome.error_kind if outcome else None,
-                    started=outcome.started if outcome else None, ended=outcome.ended if outcome else None)
+        Measurement(
+            key,
+            False,
+            error=reason,
+            error_kind=outcome.error_kind if outcome else None,
+            started=outcome.started if outcome else None,
+            ended=outcome.ended if outcome else None,
+        )
         for key in sorted(keys)
     ]
 
@@ -185,20 +194,33 @@ async def scratch_cluster(
             "initial_cluster": peer_urls,
             "cluster_token": fleet.run_id,
         }
-        return await fleet.agents[node.name].run_job(MEMBER_JOB, params, fleet.run_id, deadline=settings.start_timeout + 30.0)
+        return await fleet.agents[node.name].run_job(
+            MEMBER_JOB, params, fleet.run_id, deadline=settings.start_timeout + 30.0
+        )
 
     teardown: dict[str, Any] = {}
     try:
         progress.update(NAME, note=f"starting {len(members)} etcd members")
         outcomes = await asyncio.gather(*(start(node) for node in members))
-        yield ScratchCluster(tuple(members), names, client_urls, peer_urls, dict(zip((n.name for n in members), outcomes, strict=True)), teardown)
+        yield ScratchCluster(
+            tuple(members),
+            names,
+            client_urls,
+            peer_urls,
+            dict(zip((n.name for n in members), outcomes, strict=True)),
+            teardown,
+        )
     finally:
         for node in sorted(members, key=lambda n: n.name):
             progress.update(NAME, note=f"stopping member {names[node.name]}")
             outcome = await fleet.agents[node.name].run_job(
                 MEMBER_JOB, {"action": "stop", "name": names[node.name]}, fleet.run_id, deadline=STOP_DEADLINE
             )
-            teardown[node.name] = {"ok": outcome.ok, "error": outcome.error, **(dict(outcome.result) if outcome.ok else {})}
+            teardown[node.name] = {
+                "ok": outcome.ok,
+                "error": outcome.error,
+                **(dict(outcome.result) if outcome.ok else {}),
+            }
 
 
 async def measure_peer_rtt(fleet: Fleet, cluster: ScratchCluster) -> dict[str, Any]:
@@ -207,12 +229,22 @@ async def measure_peer_rtt(fleet: Fleet, cluster: ScratchCluster) -> dict[str, A
 
     async def one(node: Node) -> JobOutcome:
         me = names[node.name]
-        params = {"action": "peers", "name": me, "peers": {m: u for m, u in cluster.peer_urls.items() if m != me},
-                  "count": PEER_RTT_COUNT, "interval": PEER_RTT_INTERVAL}
-        return await fleet.agents[node.name].run_job(MEMBER_JOB, params, fleet.run_id, deadline=PEER_RTT_COUNT * (PEER_RTT_INTERVAL + 2.0) + 30.0)
+        params = {
+            "action": "peers",
+            "name": me,
+            "peers": {m: u for m, u in cluster.peer_urls.items() if m != me},
+            "count": PEER_RTT_COUNT,
+            "interval": PEER_RTT_INTERVAL,
+        }
+        return await fleet.agents[node.name].run_job(
+            MEMBER_JOB, params, fleet.run_id, deadline=PEER_RTT_COUNT * (PEER_RTT_INTERVAL + 2.0) + 30.0
+        )
 
     outcomes = await asyncio.gather(*(one(node) for node in cluster.members))
-    return {names[n.name]: (dict(o.result.get("peers") or {}) if o.ok else {"error": o.error}) for n, o in zip(cluster.members, outcomes, strict=True)}
+    return {
+        names[n.name]: (dict(o.result.get("peers") or {}) if o.ok else {"error": o.error})
+        for n, o in zip(cluster.members, outcomes, strict=True)
+    }
 
 
 def control_planes(fleet: Fleet) -> list[Node]:
@@ -235,13 +267,18 @@ class EtcdDriver(DeclaredDriver):
     def metrics(self) -> Sequence[Metric]:
         return ETCD_METRICS
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: EtcdSettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: EtcdSettings, progress: Progress
+    ) -> list[Measurement]:
         members = control_planes(fleet)
         if not members:
             return _failed(keys, "no control-plane node: nowhere to run the scratch etcd cluster")
         absent = [node.name for node in members if node.name not in fleet.agents or node.name in fleet.unready]
         if absent:
-            return _failed(keys, f"no ready agent on control plane(s) {', '.join(absent)}: the scratch cluster needs every control plane")
+            return _failed(
+                keys,
+                f"no ready agent on control plane(s) {', '.join(absent)}: the scratch cluster needs every control plane",
+            )
         load_node = settings.load_node or members[0].name
         if load_node not in {node.name for node in members}:
             return _failed(keys, f"load_node {load_node} is not a control plane of this cluster")
@@ -256,10 +293,18 @@ class EtcdDriver(DeclaredDriver):
             else:
                 progress.update(NAME, done=1, total=total, note="measuring member round trips")
                 peer_rtt = await measure_peer_rtt(fleet, cluster)
-                note = f"{settings.profile} profile, {settings.rate:g} writes/s" if settings.mode == "open" else "closed-loop ceiling"
-                progress.update(NAME, done=1, total=total, note=f"load from {load_node}: {note}, {settings.duration:g}s")
+                note = (
+                    f"{settings.profile} profile, {settings.rate:g} writes/s"
+                    if settings.mode == "open"
+                    else "closed-loop ceiling"
+                )
+                progress.update(
+                    NAME, done=1, total=total, note=f"load from {load_node}: {note}, {settings.duration:g}s"
+                )
                 load = await fleet.agents[load_node].run_job(
-                    LOAD_JOB, load_params(settings, [cluster.client_urls[n.name] for n in members]), fleet.run_id,
+                    LOAD_JOB,
+                    load_params(settings, [cluster.client_urls[n.name] for n in members]),
+                    fleet.run_id,
                     deadline=load_deadline(settings),
                 )
                 progress.update(NAME, done=2, total=total, note="load done")
@@ -278,7 +323,13 @@ class EtcdDriver(DeclaredDriver):
         load_node: str,
         peer_rtt: Mapping[str, Any],
     ) -> list[Measurement]:
-        members, names, client_urls, starts, teardown = cluster.members, cluster.names, cluster.client_urls, cluster.starts, cluster.teardown
+        members, names, client_urls, starts, teardown = (
+            cluster.members,
+            cluster.names,
+            cluster.client_urls,
+            cluster.starts,
+            cluster.teardown,
+        )
         result = dict(load.result)
         metrics = result.pop("metrics", {}) or {}
         cluster_data = {
@@ -286,7 +337,11 @@ class EtcdDriver(DeclaredDriver):
             "settings": settings_record(settings),
             "load_node": load_node,
             "members": {
-                n.name: {"member": names[n.name], "client_url": client_urls[n.name], "ready_after_s": starts[n.name].result.get("ready_after_s")}
+                n.name: {
+                    "member": names[n.name],
+                    "client_url": client_urls[n.name],
+                    "ready_after_s": starts[n.name].result.get("ready_after_s"),
+                }
                 for n in members
             },
             "result": result,
@@ -297,11 +352,20 @@ class EtcdDriver(DeclaredDriver):
         out: list[Measurement] = []
         for key in sorted(keys):
             if key.node == CLUSTER_NODE:
-                out.append(Measurement(key, True, data=cluster_data, started=load.started, ended=load.ended, resources=load.resources))
+                out.append(
+                    Measurement(
+                        key, True, data=cluster_data, started=load.started, ended=load.ended, resources=load.resources
+                    )
+                )
             elif key.node in client_urls:
                 url = client_urls[key.node]
-                data = {"schema": SCHEMA, "member": names[key.node], "client_url": url, "metrics": metrics.get(url) or {},
-                        "load_ok": result.get("load", {}).get("requests", {}).get("ok")}
+                data = {
+                    "schema": SCHEMA,
+                    "member": names[key.node],
+                    "client_url": url,
+                    "metrics": metrics.get(url) or {},
+                    "load_ok": result.get("load", {}).get("requests", {}).get("ok"),
+                }
                 out.append(Measurement(key, True, data=data, started=load.started, ended=load.ended))
             else:
                 out.append(Measurement(key, False, error=f"{key.node} is not a control plane: it runs no etcd member"))

@@ -130,7 +130,9 @@ def _observe_achieved_rate(subject: Subject, ms: Sequence[Measurement], nodes: S
     return Observation(float(load["achieved_rate"]), requests, detail=_load_detail(m))
 
 
-def _latency_metric(name: str, probe: str, pick: Callable[[LatencyHistogram], float | None], description: str) -> Metric:
+def _latency_metric(
+    name: str, probe: str, pick: Callable[[LatencyHistogram], float | None], description: str
+) -> Metric:
     def observe(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
         m = ms[0]
         load = _load(m)
@@ -190,7 +192,11 @@ def peer_rtts(m: Measurement) -> tuple[dict[tuple[str, str], float], list[str]]:
 
 
 def _no_rtt(problems: list[str]) -> Observation:
-    reason = "; ".join(problems) if problems else "no member-to-member round trip was measured (a single member has no peers)"
+    reason = (
+        "; ".join(problems)
+        if problems
+        else "no member-to-member round trip was measured (a single member has no peers)"
+    )
     return Observation(None, invalid=reason)
 
 
@@ -284,7 +290,11 @@ def _disk_metric(name: str, histogram: str, description: str) -> Metric:
         merged, reason = disk_p99(ms[0].data.get("metrics") or {}, histogram)
         if merged is None:
             return Observation(None, 0, invalid=reason)
-        return Observation(promtext.quantile_interpolated(merged, 0.99), int(merged["count"]), detail=disk_detail(merged) + " during the load")
+        return Observation(
+            promtext.quantile_interpolated(merged, 0.99),
+            int(merged["count"]),
+            detail=disk_detail(merged) + " during the load",
+        )
 
     return Metric(name, NAME, SubjectKind.NODE, Dimension.DURATION, True, observe, description)
 
@@ -293,27 +303,74 @@ def load_metrics(probe: str) -> tuple[Metric, ...]:
     """The write-load metrics, for any probe whose measurement holds ``result.load`` and
     ``settings`` as the etcd driver writes them (the scratch cluster and the live etcd)."""
     return (
-        Metric(f"{probe}.rate_ratio", probe, SubjectKind.CLUSTER, Dimension.RATIO, False, _observe_rate_ratio,
-               "achieved write rate as a share of the profile's rate"),
-        Metric(f"{probe}.achieved_rate", probe, SubjectKind.CLUSTER, Dimension.RATE, False, _observe_achieved_rate,
-               "writes per second that succeeded (the ceiling in closed-loop mode)"),
+        Metric(
+            f"{probe}.rate_ratio",
+            probe,
+            SubjectKind.CLUSTER,
+            Dimension.RATIO,
+            False,
+            _observe_rate_ratio,
+            "achieved write rate as a share of the profile's rate",
+        ),
+        Metric(
+            f"{probe}.achieved_rate",
+            probe,
+            SubjectKind.CLUSTER,
+            Dimension.RATE,
+            False,
+            _observe_achieved_rate,
+            "writes per second that succeeded (the ceiling in closed-loop mode)",
+        ),
         _latency_metric("max_latency", probe, LatencyHistogram.max, "slowest write, from its scheduled send time"),
         _latency_metric("latency_stddev", probe, LatencyHistogram.stddev, "standard deviation of write latency"),
         _latency_metric("latency_p50", probe, lambda h: h.percentile(50), "median write latency"),
         _latency_metric("latency_p99", probe, lambda h: h.percentile(99), "99th percentile write latency"),
-        Metric(f"{probe}.errors", probe, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_errors,
-               "writes that failed (HTTP error, timeout, connection)"),
+        Metric(
+            f"{probe}.errors",
+            probe,
+            SubjectKind.CLUSTER,
+            Dimension.COUNT,
+            True,
+            _observe_errors,
+            "writes that failed (HTTP error, timeout, connection)",
+        ),
     )
 
 
 ETCD_METRICS: tuple[Metric, ...] = (
     *load_metrics(NAME),
-    Metric(f"{NAME}.leader_changes", NAME, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_leader_changes,
-           "leader elections any member saw during the load"),
-    Metric(f"{NAME}.peer_rtt", NAME, SubjectKind.CLUSTER, Dimension.DURATION, True, _observe_peer_rtt,
-           "largest mean round-trip time between two members (HTTP to the peer listener)"),
-    _timing_metric(f"{NAME}.recommended_heartbeat", 0, "heartbeat-interval the etcd tuning guide recommends for the measured RTT"),
-    _timing_metric(f"{NAME}.recommended_election_timeout", 1, "election-timeout the etcd tuning guide recommends for the measured RTT"),
-    _disk_metric(f"{NAME}.wal_fsync_p99", promtext.WAL_FSYNC, "99th percentile WAL fsync of this member during the load"),
-    _disk_metric(f"{NAME}.backend_commit_p99", promtext.BACKEND_COMMIT, "99th percentile backend commit of this member during the load"),
+    Metric(
+        f"{NAME}.leader_changes",
+        NAME,
+        SubjectKind.CLUSTER,
+        Dimension.COUNT,
+        True,
+        _observe_leader_changes,
+        "leader elections any member saw during the load",
+    ),
+    Metric(
+        f"{NAME}.peer_rtt",
+        NAME,
+        SubjectKind.CLUSTER,
+        Dimension.DURATION,
+        True,
+        _observe_peer_rtt,
+        "largest mean round-trip time between two members (HTTP to the peer listener)",
+    ),
+    _timing_metric(
+        f"{NAME}.recommended_heartbeat", 0, "heartbeat-interval the etcd tuning guide recommends for the measured RTT"
+    ),
+    _timing_metric(
+        f"{NAME}.recommended_election_timeout",
+        1,
+        "election-timeout the etcd tuning guide recommends for the measured RTT",
+    ),
+    _disk_metric(
+        f"{NAME}.wal_fsync_p99", promtext.WAL_FSYNC, "99th percentile WAL fsync of this member during the load"
+    ),
+    _disk_metric(
+        f"{NAME}.backend_commit_p99",
+        promtext.BACKEND_COMMIT,
+        "99th percentile backend commit of this member during the load",
+    ),
 )

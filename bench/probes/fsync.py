@@ -54,25 +54,46 @@ class FsyncDriver(DeclaredDriver):
             update={"size": min(settings.size, QUICK_SIZE), "time_limit": min(settings.time_limit, QUICK_TIME_LIMIT)}
         )
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: FsyncSettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: FsyncSettings, progress: Progress
+    ) -> list[Measurement]:
         nodes = sorted({key.node for key in keys if key.probe == self.name})
         gate = asyncio.Semaphore(settings.parallel)
         done = 0
-        progress.update("fsync", done=0, total=len(nodes), note=f"fio etcd recipe, {settings.size // MiB} MiB, {settings.parallel} at a time")
+        progress.update(
+            "fsync",
+            done=0,
+            total=len(nodes),
+            note=f"fio etcd recipe, {settings.size // MiB} MiB, {settings.parallel} at a time",
+        )
 
         async def one(node: str) -> Measurement:
             nonlocal done
             async with gate:
                 progress.update("fsync", done=done, total=len(nodes), note=f"{node} running")
-                outcome = await fleet.agents[node].run_job("fsync", wire(settings), fleet.run_id, deadline=deadline(settings))
+                outcome = await fleet.agents[node].run_job(
+                    "fsync", wire(settings), fleet.run_id, deadline=deadline(settings)
+                )
             done += 1
             progress.update("fsync", done=done, total=len(nodes), note=f"{node} done")
             key = ResultKey("fsync", node)
             if not outcome.ok:
-                return Measurement(key, False, error=outcome.error or "failed", error_kind=outcome.error_kind,
-                                   started=outcome.started, ended=outcome.ended)
-            return Measurement(key, True, data=dict(outcome.result), started=outcome.started, ended=outcome.ended,
-                               resources=outcome.resources)
+                return Measurement(
+                    key,
+                    False,
+                    error=outcome.error or "failed",
+                    error_kind=outcome.error_kind,
+                    started=outcome.started,
+                    ended=outcome.ended,
+                )
+            return Measurement(
+                key,
+                True,
+                data=dict(outcome.result),
+                started=outcome.started,
+                ended=outcome.ended,
+                resources=outcome.resources,
+            )
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 
@@ -248,7 +269,9 @@ def _observe_write_p99(subject: Subject, measurements: Sequence[Measurement], no
     if not clat.get("bins_ns"):
         return Observation(None, 0, invalid=untrusted(data) or "fio reported no write latency")
     value = histogram_percentile(clat["bins_ns"], 99) / 1e9
-    return Observation(value, int(clat.get("count") or 0), invalid=untrusted(data), detail="write(2) completion, before fdatasync")
+    return Observation(
+        value, int(clat.get("count") or 0), invalid=untrusted(data), detail="write(2) completion, before fdatasync"
+    )
 
 
 FSYNC_METRICS: tuple[Metric, ...] = (
@@ -257,14 +280,42 @@ FSYNC_METRICS: tuple[Metric, ...] = (
     _latency_metric("fsync.p99", 99, "99th percentile fdatasync latency (fio etcd recipe); etcd wants < 10 ms"),
     _latency_metric("fsync.p999", 99.9, "99.9th percentile fdatasync latency"),
     _latency_metric("fsync.max", None, "slowest fdatasync"),
-    Metric("fsync.write_p99", "fsync", SubjectKind.NODE, Dimension.DURATION, True, _observe_write_p99,
-           "99th percentile write(2) completion latency"),
-    Metric("fsync.iops", "fsync", SubjectKind.NODE, Dimension.RATE, False, _observe_write_iops,
-           "sequential 2300-byte writes with fdatasync per second"),
-    Metric("fsync.solid_state", "fsync", SubjectKind.NODE, Dimension.COUNT, False, _observe_solid_state,
-           "1 when the disk under the data directory is NVMe or SSD, 0 otherwise or unknown"),
-    Metric("fsync.nvme", "fsync", SubjectKind.NODE, Dimension.COUNT, False, _observe_nvme,
-           "1 when the disk under etcd's filesystem is locally attached NVMe, 0 otherwise or unknown"),
+    Metric(
+        "fsync.write_p99",
+        "fsync",
+        SubjectKind.NODE,
+        Dimension.DURATION,
+        True,
+        _observe_write_p99,
+        "99th percentile write(2) completion latency",
+    ),
+    Metric(
+        "fsync.iops",
+        "fsync",
+        SubjectKind.NODE,
+        Dimension.RATE,
+        False,
+        _observe_write_iops,
+        "sequential 2300-byte writes with fdatasync per second",
+    ),
+    Metric(
+        "fsync.solid_state",
+        "fsync",
+        SubjectKind.NODE,
+        Dimension.COUNT,
+        False,
+        _observe_solid_state,
+        "1 when the disk under the data directory is NVMe or SSD, 0 otherwise or unknown",
+    ),
+    Metric(
+        "fsync.nvme",
+        "fsync",
+        SubjectKind.NODE,
+        Dimension.COUNT,
+        False,
+        _observe_nvme,
+        "1 when the disk under etcd's filesystem is locally attached NVMe, 0 otherwise or unknown",
+    ),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 from talbench.agents.params import wire
 from talbench.agents.probes import kubeprism as kubeprism_agent
@@ -45,9 +45,13 @@ class KubePrismDriver(DeclaredDriver):
     settings_model = KubePrismSettings
 
     def quicken(self, settings: KubePrismSettings) -> KubePrismSettings:
-        return settings.model_copy(update={"interval": min(settings.interval, 0.1), "timeout": min(settings.timeout, 1.0)})
+        return settings.model_copy(
+            update={"interval": min(settings.interval, 0.1), "timeout": min(settings.timeout, 1.0)}
+        )
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: KubePrismSettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: KubePrismSettings, progress: Progress
+    ) -> list[Measurement]:
         nodes = sorted(key.node for key in keys if key.node in fleet.agents)
         done = 0
         progress.update(PROBE, done=0, total=len(nodes), note=f"{kubeprism_agent.HOST}:{settings.port} on every node")
@@ -57,16 +61,30 @@ class KubePrismDriver(DeclaredDriver):
             outcome = await fleet.agents[node].run_job(PROBE, wire(settings), fleet.run_id, deadline=deadline(settings))
             done += 1
             progress.update(PROBE, done=done, total=len(nodes), note=f"{node} done")
-            return Measurement(ResultKey(PROBE, node), outcome.ok, data=dict(outcome.result), error=outcome.error,
-                               started=outcome.started, ended=outcome.ended, resources=dict(outcome.resources),
-                               error_kind=outcome.error_kind)
+            return Measurement(
+                ResultKey(PROBE, node),
+                outcome.ok,
+                data=dict(outcome.result),
+                error=outcome.error,
+                started=outcome.started,
+                ended=outcome.ended,
+                resources=dict(outcome.resources),
+                error_kind=outcome.error_kind,
+            )
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 
     def metrics(self) -> Sequence[Metric]:
         return (
-            Metric("kubeprism.answered", PROBE, SubjectKind.NODE, Dimension.RATIO, False, observe_answered,
-                   "share of attempts KubePrism (127.0.0.1:7445) answered on the node"),
+            Metric(
+                "kubeprism.answered",
+                PROBE,
+                SubjectKind.NODE,
+                Dimension.RATIO,
+                False,
+                observe_answered,
+                "share of attempts KubePrism (127.0.0.1:7445) answered on the node",
+            ),
         )
 
 

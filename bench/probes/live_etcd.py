@@ -69,8 +69,11 @@ async def _metrics(config: LiveEtcdSettings) -> dict[str, Any]:
     async def one(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
         target = url if url.endswith("/metrics") else f"{url}/metrics"
         try:
-            async with session.get(target, ssl=context if context is not None and target.startswith("https://") else True,
-                                   timeout=aiohttp.ClientTimeout(total=STATUS_TIMEOUT)) as response:
+            async with session.get(
+                target,
+                ssl=context if context is not None and target.startswith("https://") else True,
+                timeout=aiohttp.ClientTimeout(total=STATUS_TIMEOUT),
+            ) as response:
                 if response.status != 200:
                     return {"ok": False, "error": f"HTTP {response.status}"}
                 return {"ok": True, **promtext.parse(await response.text())}
@@ -83,7 +86,11 @@ async def _metrics(config: LiveEtcdSettings) -> dict[str, Any]:
 
 
 async def _statuses(config: LiveEtcdSettings) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*(asyncio.to_thread(admin.status, url, config.tls, STATUS_TIMEOUT) for url in config.endpoints)))
+    return list(
+        await asyncio.gather(
+            *(asyncio.to_thread(admin.status, url, config.tls, STATUS_TIMEOUT) for url in config.endpoints)
+        )
+    )
 
 
 async def measure_live_etcd(config: LiveEtcdSettings, progress: Progress | None = None) -> Measurement:
@@ -96,8 +103,10 @@ async def measure_live_etcd(config: LiveEtcdSettings, progress: Progress | None 
     reachable = [s["endpoint"] for s in before if s["ok"]]
     if not reachable:
         problems = "; ".join(f"{s['endpoint']}: {s['error']}" for s in before)
-        raise CouldNotRun(f"the live etcd did not answer ({problems})",
-                          hint="check --etcd-endpoints and the client certificate (--etcd-cacert/--etcd-cert/--etcd-key)")
+        raise CouldNotRun(
+            f"the live etcd did not answer ({problems})",
+            hint="check --etcd-endpoints and the client certificate (--etcd-cacert/--etcd-cert/--etcd-key)",
+        )
     try:
         members = await asyncio.to_thread(admin.members, reachable[0], config.tls, STATUS_TIMEOUT)
     except (admin.GatewayError, OSError, ValueError) as exc:
@@ -120,12 +129,20 @@ async def measure_live_etcd(config: LiveEtcdSettings, progress: Progress | None 
         "endpoints": list(config.endpoints),
         "prefix": config.prefix,
         "window_s": window,
-        "settings": {"profile": config.load_profile, "rate": profile.rate, "clients": profile.clients, "duration": config.duration,
-                     "min_requests": config.min_requests, "quick": config.quick},
+        "settings": {
+            "profile": config.load_profile,
+            "rate": profile.rate,
+            "clients": profile.clients,
+            "duration": config.duration,
+            "min_requests": config.min_requests,
+            "quick": config.quick,
+        },
         "status_before": before,
         "status_after": after,
         "members": members,
-        "metrics": {url: {"before": metrics_before.get(url), "after": metrics_after.get(url)} for url in config.metrics_urls},
+        "metrics": {
+            url: {"before": metrics_before.get(url), "after": metrics_after.get(url)} for url in config.metrics_urls
+        },
         "result": result,
     }
     return Measurement(KEY, True, data=data, started=started, ended=time.time())
@@ -166,7 +183,9 @@ async def _write_load(config: LiveEtcdSettings, reachable: list[str], progress: 
         # also on Ctrl-C (CancelledError): the workers are gone (run_load's finally), now the keys
         progress.update(PROBE, note=f"deleting {prefix}")
         cleanup = await asyncio.shield(
-            asyncio.to_thread(admin.delete_prefix_until_empty, list(config.endpoints), prefix, config.tls, CLEANUP_DEADLINE)
+            asyncio.to_thread(
+                admin.delete_prefix_until_empty, list(config.endpoints), prefix, config.tls, CLEANUP_DEADLINE
+            )
         )
     if cleanup.get("remaining") != 0:
         raise CouldNotRun(
@@ -199,7 +218,9 @@ class LiveEtcdDriver(DeclaredDriver):
     def quicken(self, settings: LiveEtcdSettings) -> LiveEtcdSettings:
         return settings if settings.quick else settings.shortened(QUICK_DURATION)
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: LiveEtcdSettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: LiveEtcdSettings, progress: Progress
+    ) -> list[Measurement]:
         if KEY not in keys:
             return []
         return [await measure_live_etcd(settings, progress)]

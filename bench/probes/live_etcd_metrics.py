@@ -55,8 +55,14 @@ def _observe_peer_rtt(subject: Subject, ms: Sequence[Measurement], nodes: Sequen
             merged_all.append(merged)
     total = promtext.merge_histograms(merged_all)
     if total is None or total["count"] <= 0:
-        return Observation(None, invalid="etcd made no peer RTT observation in the window (its prober reports every 30 s)")
-    return Observation(promtext.quantile_interpolated(total, 0.99), int(total["count"]), detail=disk_detail(total) + " (every member to every peer)")
+        return Observation(
+            None, invalid="etcd made no peer RTT observation in the window (its prober reports every 30 s)"
+        )
+    return Observation(
+        promtext.quantile_interpolated(total, 0.99),
+        int(total["count"]),
+        detail=disk_detail(total) + " (every member to every peer)",
+    )
 
 
 def _observe_leader(subject: Subject, ms: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
@@ -88,21 +94,63 @@ def _observe_members(subject: Subject, ms: Sequence[Measurement], nodes: Sequenc
 
 LIVE_METRICS: tuple[Metric, ...] = (
     *load_metrics(PROBE),
-    _worst_disk(promtext.WAL_FSYNC, "99th percentile WAL fsync of the worst member over the window", f"{PROBE}.wal_fsync_p99"),
-    _worst_disk(promtext.BACKEND_COMMIT, "99th percentile backend commit of the worst member over the window", f"{PROBE}.backend_commit_p99"),
-    Metric(f"{PROBE}.peer_rtt_p99", PROBE, SubjectKind.CLUSTER, Dimension.DURATION, True, _observe_peer_rtt,
-           "99th percentile peer round-trip time, all members pooled, over the window"),
-    Metric(f"{PROBE}.has_leader", PROBE, SubjectKind.CLUSTER, Dimension.COUNT, False, _observe_leader,
-           "1 when every endpoint answered and all name the same leader"),
-    Metric(f"{PROBE}.db_size", PROBE, SubjectKind.CLUSTER, Dimension.BYTES, True, _observe_db_size, "largest member database"),
-    Metric(f"{PROBE}.members", PROBE, SubjectKind.CLUSTER, Dimension.COUNT, False, _observe_members, "members in the member list"),
+    _worst_disk(
+        promtext.WAL_FSYNC, "99th percentile WAL fsync of the worst member over the window", f"{PROBE}.wal_fsync_p99"
+    ),
+    _worst_disk(
+        promtext.BACKEND_COMMIT,
+        "99th percentile backend commit of the worst member over the window",
+        f"{PROBE}.backend_commit_p99",
+    ),
+    Metric(
+        f"{PROBE}.peer_rtt_p99",
+        PROBE,
+        SubjectKind.CLUSTER,
+        Dimension.DURATION,
+        True,
+        _observe_peer_rtt,
+        "99th percentile peer round-trip time, all members pooled, over the window",
+    ),
+    Metric(
+        f"{PROBE}.has_leader",
+        PROBE,
+        SubjectKind.CLUSTER,
+        Dimension.COUNT,
+        False,
+        _observe_leader,
+        "1 when every endpoint answered and all name the same leader",
+    ),
+    Metric(
+        f"{PROBE}.db_size",
+        PROBE,
+        SubjectKind.CLUSTER,
+        Dimension.BYTES,
+        True,
+        _observe_db_size,
+        "largest member database",
+    ),
+    Metric(
+        f"{PROBE}.members",
+        PROBE,
+        SubjectKind.CLUSTER,
+        Dimension.COUNT,
+        False,
+        _observe_members,
+        "members in the member list",
+    ),
 )
 
-_SOURCE_PERF = "etcdctl check perf (etcd v3.4) criteria, applied to the live etcd under a write load in /talbench/<run-id>/"
-_SOURCE_DISK = "etcd guidance on disks (p99 wal fsync < 10 ms, backend commit < 25 ms), from the delta of etcd's own histograms"
+_SOURCE_PERF = (
+    "etcdctl check perf (etcd v3.4) criteria, applied to the live etcd under a write load in /talbench/<run-id>/"
+)
+_SOURCE_DISK = (
+    "etcd guidance on disks (p99 wal fsync < 10 ms, backend commit < 25 ms), from the delta of etcd's own histograms"
+)
 
 
-def _check(name: str, metric: str, source: str, description: str, *, warn: str | None = None, fail: str | None = None) -> Check:
+def _check(
+    name: str, metric: str, source: str, description: str, *, warn: str | None = None, fail: str | None = None
+) -> Check:
     dimension = next(m.dimension for m in LIVE_METRICS if m.name == metric)
     return Check(
         name=name,
@@ -119,23 +167,64 @@ def live_checks(config: LiveEtcdSettings) -> tuple[Check, ...]:
     """The checks of a live-etcd run: always leader/members/db size; the disk and RTT
     histograms with metrics URLs; the etcdctl check perf criteria with writes."""
     checks = [
-        _check("live-etcd-leader", f"{PROBE}.has_leader", "etcd: a cluster without one agreed leader cannot commit writes",
-               "every endpoint answers and names the same leader", fail="1"),
+        _check(
+            "live-etcd-leader",
+            f"{PROBE}.has_leader",
+            "etcd: a cluster without one agreed leader cannot commit writes",
+            "every endpoint answers and names the same leader",
+            fail="1",
+        ),
         _check("live-etcd-members", f"{PROBE}.members", "Reported, not judged", "members in the member list"),
-        _check("live-etcd-db-size", f"{PROBE}.db_size", "Reported, not judged (etcd's default quota is 2 GiB)", "largest member database"),
+        _check(
+            "live-etcd-db-size",
+            f"{PROBE}.db_size",
+            "Reported, not judged (etcd's default quota is 2 GiB)",
+            "largest member database",
+        ),
     ]
     if config.metrics_urls:
         checks += [
-            _check("live-etcd-wal-fsync", f"{PROBE}.wal_fsync_p99", _SOURCE_DISK, "p99 WAL fsync of the worst member", fail="10ms"),
-            _check("live-etcd-backend-commit", f"{PROBE}.backend_commit_p99", _SOURCE_DISK, "p99 backend commit of the worst member", fail="25ms"),
-            _check("live-etcd-peer-rtt", f"{PROBE}.peer_rtt_p99", "Reported, not judged (etcd's own prober)", "p99 peer round trip"),
+            _check(
+                "live-etcd-wal-fsync",
+                f"{PROBE}.wal_fsync_p99",
+                _SOURCE_DISK,
+                "p99 WAL fsync of the worst member",
+                fail="10ms",
+            ),
+            _check(
+                "live-etcd-backend-commit",
+                f"{PROBE}.backend_commit_p99",
+                _SOURCE_DISK,
+                "p99 backend commit of the worst member",
+                fail="25ms",
+            ),
+            _check(
+                "live-etcd-peer-rtt",
+                f"{PROBE}.peer_rtt_p99",
+                "Reported, not judged (etcd's own prober)",
+                "p99 peer round trip",
+            ),
         ]
     if config.allow_writes:
         checks += [
-            _check("live-etcd-write-rate", f"{PROBE}.rate_ratio", _SOURCE_PERF, "achieved write rate as a share of the profile's", fail="90 %"),
+            _check(
+                "live-etcd-write-rate",
+                f"{PROBE}.rate_ratio",
+                _SOURCE_PERF,
+                "achieved write rate as a share of the profile's",
+                fail="90 %",
+            ),
             _check("live-etcd-slowest-write", f"{PROBE}.max_latency", _SOURCE_PERF, "slowest write", fail="500ms"),
-            _check("live-etcd-latency-stddev", f"{PROBE}.latency_stddev", _SOURCE_PERF, "spread of write latency", fail="100ms"),
+            _check(
+                "live-etcd-latency-stddev",
+                f"{PROBE}.latency_stddev",
+                _SOURCE_PERF,
+                "spread of write latency",
+                fail="100ms",
+            ),
             _check("live-etcd-write-errors", f"{PROBE}.errors", _SOURCE_PERF, "failed writes", fail="1"),
-            _check("live-etcd-latency-p99", f"{PROBE}.latency_p99", "Reported, not judged", "99th percentile write latency"),
+            _check(
+                "live-etcd-latency-p99", f"{PROBE}.latency_p99", "Reported, not judged", "99th percentile write latency"
+            ),
         ]
     return tuple(checks)

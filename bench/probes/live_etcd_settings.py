@@ -37,16 +37,26 @@ class LiveEtcdSettings(LoadWindow, WriteFloor, Params):
     window of the metrics when read-only."""
 
     endpoints: tuple[EtcdUrl, ...] = param(
-        sequence=True, min_length=1, max_length=MAX_URLS, help="--etcd-endpoints: the cluster's etcd client URLs (https://HOST:2379)"
+        sequence=True,
+        min_length=1,
+        max_length=MAX_URLS,
+        help="--etcd-endpoints: the cluster's etcd client URLs (https://HOST:2379)",
     )
     run_id: str = param(pattern=RUN_ID_PATTERN, help="the run: writes go under /talbench/<run-id>/ only")
     cacert: ExistingFile | None = param(None, help="--etcd-cacert: the CA that signed etcd's server certificate")
     cert: ExistingFile | None = param(None, help="--etcd-cert: talbench's client certificate")
     key: ExistingFile | None = param(None, help="--etcd-key: the client certificate's key")
-    allow_writes: bool = param(False, help="--allow-live-etcd-writes: write a load under /talbench/<run-id>/ (deleted after)")
-    profile: Literal["s", "m", "l", "xl"] | None = param(None, help="--etcd-profile: the write load's profile (default s)")
+    allow_writes: bool = param(
+        False, help="--allow-live-etcd-writes: write a load under /talbench/<run-id>/ (deleted after)"
+    )
+    profile: Literal["s", "m", "l", "xl"] | None = param(
+        None, help="--etcd-profile: the write load's profile (default s)"
+    )
     metrics_urls: tuple[EtcdUrl, ...] = param(
-        (), sequence=True, max_length=MAX_URLS, help="--etcd-metrics-urls: etcd's metrics listeners (listen-metrics-urls, often :2381)"
+        (),
+        sequence=True,
+        max_length=MAX_URLS,
+        help="--etcd-metrics-urls: etcd's metrics listeners (listen-metrics-urls, often :2381)",
     )
 
     @model_validator(mode="after")
@@ -56,7 +66,9 @@ class LiveEtcdSettings(LoadWindow, WriteFloor, Params):
         if (self.cacert or self.cert) and not all(url.startswith("https://") for url in self.endpoints):
             raise ValueError("cacert and cert need https:// endpoints (--etcd-cacert, --etcd-cert)")
         if self.profile is not None and not self.allow_writes:
-            raise ValueError("profile (--etcd-profile) writes to the live etcd: add --allow-live-etcd-writes to allow it")
+            raise ValueError(
+                "profile (--etcd-profile) writes to the live etcd: add --allow-live-etcd-writes to allow it"
+            )
         return self
 
     @property

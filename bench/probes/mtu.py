@@ -47,12 +47,28 @@ class MtuDriver(DeclaredDriver):
             for peer in peers:
                 key = ResultKey(self.name, node, peer)
                 if peer in found:
-                    results.append(Measurement(key, True, data=found[peer], started=outcome.started,
-                                               ended=outcome.ended, resources=outcome.resources))
+                    results.append(
+                        Measurement(
+                            key,
+                            True,
+                            data=found[peer],
+                            started=outcome.started,
+                            ended=outcome.ended,
+                            resources=outcome.resources,
+                        )
+                    )
                 else:
                     error = outcome.error or f"agent {node} returned no result for {peer}"
-                    results.append(Measurement(key, False, error=error, error_kind=outcome.error_kind,
-                                               started=outcome.started, ended=outcome.ended))
+                    results.append(
+                        Measurement(
+                            key,
+                            False,
+                            error=error,
+                            error_kind=outcome.error_kind,
+                            started=outcome.started,
+                            ended=outcome.ended,
+                        )
+                    )
             return results
 
         gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
@@ -82,8 +98,15 @@ def _observe_path(subject: Subject, measurements: Sequence[Measurement], nodes: 
 
 
 MTU_METRICS: tuple[Metric, ...] = (
-    Metric("mtu.path", "mtu", SubjectKind.PAIR, Dimension.BYTES, False, _observe_path,
-           "largest IP packet that crosses unfragmented (DF set), smaller direction"),
+    Metric(
+        "mtu.path",
+        "mtu",
+        SubjectKind.PAIR,
+        Dimension.BYTES,
+        False,
+        _observe_path,
+        "largest IP packet that crosses unfragmented (DF set), smaller direction",
+    ),
 )
 
 DRIVER = MtuDriver()

@@ -73,22 +73,31 @@ class NodeDriver(DeclaredDriver):
     def settings(self, raw: Mapping[str, Any], *, quick: bool) -> NodeSettings:
         settings: NodeSettings = super().settings(raw, quick=quick)
         if settings.interval * MIN_INTERVALS > settings.duration:
-            raise ScenarioError(f"duration {settings.duration:g}s holds fewer than {MIN_INTERVALS} intervals of {settings.interval:g}s")
+            raise ScenarioError(
+                f"duration {settings.duration:g}s holds fewer than {MIN_INTERVALS} intervals of {settings.interval:g}s"
+            )
         return settings
 
     def quicken(self, settings: NodeSettings) -> NodeSettings:
         # Demos and tests: a short window, sampled more often.
         return settings.model_copy(
-            update={"duration": min(settings.duration, QUICK_DURATION), "interval": min(settings.interval, QUICK_INTERVAL)}
+            update={
+                "duration": min(settings.duration, QUICK_DURATION),
+                "interval": min(settings.interval, QUICK_INTERVAL),
+            }
         )
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress
+    ) -> list[Measurement]:
         """Facts and a ``duration`` window of samples from every node at once."""
         nodes = _nodes(keys)
         progress.update("node", done=0, total=len(nodes), note=f"sizing and {settings.duration:g}s of utilisation")
 
         async def one(node: str) -> Measurement:
-            outcome = await fleet.agents[node].run_job("node", job_params(settings, "window"), fleet.run_id, deadline=deadline(settings, "window"))
+            outcome = await fleet.agents[node].run_job(
+                "node", job_params(settings, "window"), fleet.run_id, deadline=deadline(settings, "window")
+            )
             return _measurement(node, outcome)
 
         measured = list(await asyncio.gather(*(one(node) for node in nodes)))
@@ -96,30 +105,43 @@ class NodeDriver(DeclaredDriver):
         return measured
 
     @contextlib.asynccontextmanager
-    async def spanning(self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress) -> AsyncIterator[Span]:
+    async def spanning(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress
+    ) -> AsyncIterator[Span]:
         """Sample on every node while the body runs (the other probes), then collect:
 
-            async with node_driver.spanning(keys, fleet, settings, progress) as span:
-                ...  # run the other probes
-            measurements += span.measurements
+        async with node_driver.spanning(keys, fleet, settings, progress) as span:
+            ...  # run the other probes
+        measurements += span.measurements
         """
         nodes = _nodes(keys)
         span = Span()
         progress.update("node", done=0, total=len(nodes), note="sampling utilisation through the run")
         outcomes = await asyncio.gather(
-            *(fleet.agents[node].run_job("node", job_params(settings, "start"), fleet.run_id, deadline=deadline(settings, "start"))
-              for node in nodes)
+            *(
+                fleet.agents[node].run_job(
+                    "node", job_params(settings, "start"), fleet.run_id, deadline=deadline(settings, "start")
+                )
+                for node in nodes
+            )
         )
         started = [node for node, outcome in zip(nodes, outcomes, strict=True) if outcome.ok]
-        span.measurements.extend(_measurement(node, outcome) for node, outcome in zip(nodes, outcomes, strict=True) if not outcome.ok)
+        span.measurements.extend(
+            _measurement(node, outcome) for node, outcome in zip(nodes, outcomes, strict=True) if not outcome.ok
+        )
         try:
             yield span
         finally:
             collect = job_params(settings, "collect")
             collected = await asyncio.gather(
-                *(fleet.agents[node].run_job("node", collect, fleet.run_id, deadline=deadline(settings, "collect")) for node in started)
+                *(
+                    fleet.agents[node].run_job("node", collect, fleet.run_id, deadline=deadline(settings, "collect"))
+                    for node in started
+                )
             )
-            span.measurements.extend(_measurement(node, outcome) for node, outcome in zip(started, collected, strict=True))
+            span.measurements.extend(
+                _measurement(node, outcome) for node, outcome in zip(started, collected, strict=True)
+            )
             progress.update("node", done=len(nodes), total=len(nodes), note="done")
 
     def metrics(self) -> Sequence[Metric]:
@@ -133,10 +155,17 @@ def _nodes(keys: frozenset[ResultKey]) -> list[str]:
 def _measurement(node: str, outcome: Any) -> Measurement:
     key = ResultKey("node", node)
     if not outcome.ok:
-        return Measurement(key, False, error=outcome.error or "failed", error_kind=outcome.error_kind,
-                           started=outcome.started, ended=outcome.ended)
-    return Measurement(key, True, data=dict(outcome.result), started=outcome.started, ended=outcome.ended,
-                       resources=outcome.resources)
+        return Measurement(
+            key,
+            False,
+            error=outcome.error or "failed",
+            error_kind=outcome.error_kind,
+            started=outcome.started,
+            ended=outcome.ended,
+        )
+    return Measurement(
+        key, True, data=dict(outcome.result), started=outcome.started, ended=outcome.ended, resources=outcome.resources
+    )
 
 
 # ---- sizing --------------------------------------------------------------------------------
@@ -173,7 +202,11 @@ def _sizing_metric(name: str, field_: str, description: str) -> Metric:
             etcd_fs = facts.get("etcd_filesystem") or {}
             have = etcd_fs.get("size_bytes")
             where = etcd_fs.get("path", "?")
-            shown = f"{format_value(have, Dimension.BYTES)} filesystem at {where}" if have is not None else "disk size unknown"
+            shown = (
+                f"{format_value(have, Dimension.BYTES)} filesystem at {where}"
+                if have is not None
+                else "disk size unknown"
+            )
             needed = f"{required['disk_bytes'] / 1e9:g} GB"
         detail = f"{shown}, needs {needed} ({why})"
         if not isinstance(have, (int, float)) or have <= 0:
@@ -254,7 +287,9 @@ def _sampling(measurement: Measurement) -> dict[str, Any]:
     return sampling
 
 
-def _observe_cpu_utilisation(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+def _observe_cpu_utilisation(
+    subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]
+) -> Observation:
     found = utilisation(_sampling(measurements[0]))
     if found is None or found.intervals < MIN_INTERVALS:
         return Observation(None, found.intervals if found else 0, invalid="too few utilisation samples")
@@ -265,7 +300,9 @@ def _observe_cpu_utilisation(subject: Subject, measurements: Sequence[Measuremen
     return Observation(found.cpu_mean, found.intervals, detail=detail)
 
 
-def _observe_memory_utilisation(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+def _observe_memory_utilisation(
+    subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]
+) -> Observation:
     found = utilisation(_sampling(measurements[0]))
     if found is None or found.intervals < MIN_INTERVALS:
         return Observation(None, found.intervals if found else 0, invalid="too few utilisation samples")
@@ -276,15 +313,35 @@ def _observe_memory_utilisation(subject: Subject, measurements: Sequence[Measure
 
 
 NODE_METRICS: tuple[Metric, ...] = (
-    _sizing_metric("node.cpu_cores_ratio", "cores", "logical CPUs / what the reference architecture asks for this cluster size"),
-    _sizing_metric("node.memory_ratio", "memory_bytes", "memory / what the reference architecture asks for this cluster size"),
-    _sizing_metric("node.disk_ratio", "disk_bytes", "size of etcd's filesystem / the 40 GB the reference architecture asks for"),
+    _sizing_metric(
+        "node.cpu_cores_ratio", "cores", "logical CPUs / what the reference architecture asks for this cluster size"
+    ),
+    _sizing_metric(
+        "node.memory_ratio", "memory_bytes", "memory / what the reference architecture asks for this cluster size"
+    ),
+    _sizing_metric(
+        "node.disk_ratio", "disk_bytes", "size of etcd's filesystem / the 40 GB the reference architecture asks for"
+    ),
     Metric("node.cpu_cores", "node", SubjectKind.NODE, Dimension.COUNT, False, _observe_cores, "logical CPUs"),
     Metric("node.memory", "node", SubjectKind.NODE, Dimension.BYTES, False, _observe_memory, "memory size"),
-    Metric("node.cpu_utilisation", "node", SubjectKind.NODE, Dimension.RATIO, True, _observe_cpu_utilisation,
-           "CPU busy share over the sampled span, talbench's own load excluded"),
-    Metric("node.memory_utilisation", "node", SubjectKind.NODE, Dimension.RATIO, True, _observe_memory_utilisation,
-           "peak memory in use (total - available) over the sampled span, talbench's own excluded"),
+    Metric(
+        "node.cpu_utilisation",
+        "node",
+        SubjectKind.NODE,
+        Dimension.RATIO,
+        True,
+        _observe_cpu_utilisation,
+        "CPU busy share over the sampled span, talbench's own load excluded",
+    ),
+    Metric(
+        "node.memory_utilisation",
+        "node",
+        SubjectKind.NODE,
+        Dimension.RATIO,
+        True,
+        _observe_memory_utilisation,
+        "peak memory in use (total - available) over the sampled span, talbench's own excluded",
+    ),
 )
 
 

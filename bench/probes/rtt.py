@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from talbench.agents.params import wire
 from talbench.agents.probes import rtt as rtt_agent
 from talbench.agents.probes.rtt import RttSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.metric import Metric, Progress
+from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.stats import Summary, jitter
 from talbench.bench.units import Dimension
@@ -53,7 +54,9 @@ class RttDriver(DeclaredDriver):
         count = max(settings.min_samples + 20, settings.count // 3)
         return settings.model_copy(update={"count": count, "stagger": min(settings.stagger, 0.3)})
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress
+    ) -> list[Measurement]:
         peers_of: dict[str, list[str]] = {}
         for key in keys:
             if key.peer is not None:
@@ -75,13 +78,29 @@ class RttDriver(DeclaredDriver):
                 per_peer = (outcome.result.get("peers") or {}).get(peer) if outcome.ok else None
                 if per_peer is None:
                     error = outcome.error or f"agent {node} returned no result for {peer}"
-                    results.append(Measurement(key, False, error=error, error_kind=outcome.error_kind,
-                                               started=outcome.started, ended=outcome.ended))
+                    results.append(
+                        Measurement(
+                            key,
+                            False,
+                            error=error,
+                            error_kind=outcome.error_kind,
+                            started=outcome.started,
+                            ended=outcome.ended,
+                        )
+                    )
                 else:
                     # the trust floor travels with the raw result, so run.json says what was required
                     data = {**per_peer, "min_samples": settings.min_samples}
-                    results.append(Measurement(key, True, data=data, started=outcome.started,
-                                               ended=outcome.ended, resources=outcome.resources))
+                    results.append(
+                        Measurement(
+                            key,
+                            True,
+                            data=data,
+                            started=outcome.started,
+                            ended=outcome.ended,
+                            resources=outcome.resources,
+                        )
+                    )
             return results
 
         gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
@@ -112,13 +131,20 @@ def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int,
 
 def _stalled(resources: Mapping[str, Any]) -> str | None:
     ticks, late = resources.get("loop_ticks"), resources.get("loop_ticks_late")
-    if not isinstance(ticks, int) or not isinstance(late, int) or late < MIN_LATE_TICKS or late / ticks <= STALLED_SHARE:
+    if (
+        not isinstance(ticks, int)
+        or not isinstance(late, int)
+        or late < MIN_LATE_TICKS
+        or late / ticks <= STALLED_SHARE
+    ):
         return None
     host = resources.get("cpu_system_percent")
     busy = f", host CPU {host:.0f} %" if isinstance(host, (int, float)) else ""
     worst = resources.get("loop_lag_max_ms", 0)
-    return (f"was stalled >= {resources.get('loop_late_ms', 5):g} ms in {late} of {ticks} wake-ups "
-            f"(worst {worst:.0f} ms{busy})")
+    return (
+        f"was stalled >= {resources.get('loop_late_ms', 5):g} ms in {late} of {ticks} wake-ups "
+        f"(worst {worst:.0f} ms{busy})"
+    )
 
 
 def _min_samples(measurements: Sequence[Measurement]) -> int:
@@ -147,7 +173,7 @@ def _latency_metric(name: str, field: str, description: str) -> Metric:
 
 
 def _observe_loss(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
-    samples, sent, received, _ = _pooled(measurements)
+    _samples, sent, received, _ = _pooled(measurements)
     if not sent:
         return Observation(None, 0, invalid="nothing was sent")
     return Observation(1 - received / sent, sent, detail=f"{sent - received} of {sent} lost")

@@ -18,7 +18,8 @@ run.json with the rest of the facts.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -54,7 +55,9 @@ class TopologySettings(Params):
     """The scenario's ``probes.topology`` block (coordinator-only: no agent job)."""
 
     system_namespaces: tuple[NamespaceName, ...] = param(
-        SYSTEM_NAMESPACES, sequence=True, max_length=MAX_NAMESPACES,
+        SYSTEM_NAMESPACES,
+        sequence=True,
+        max_length=MAX_NAMESPACES,
         help="pods in these namespaces are the platform's, not workloads",
     )
     ignore_daemonsets: bool = param(True, help="pods of DaemonSets (CNI, log shippers) are not workloads")
@@ -109,10 +112,14 @@ def observe_count(subject: Subject, measurements: Sequence[Measurement], nodes: 
     return Observation(float(len(names)), samples=1, detail=", ".join(names) or "no control-plane node")
 
 
-def observe_fault_tolerance(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+def observe_fault_tolerance(
+    subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]
+) -> Observation:
     count = len(_control_planes(_data(measurements)))
     tolerated = max(0, (count - 1) // 2)
-    return Observation(float(tolerated), samples=1, detail=f"{count} control planes: quorum survives {tolerated} failure(s)")
+    return Observation(
+        float(tolerated), samples=1, detail=f"{count} control planes: quorum survives {tolerated} failure(s)"
+    )
 
 
 def observe_even(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
@@ -130,10 +137,16 @@ def observe_untainted(subject: Subject, measurements: Sequence[Measurement], nod
     node = _subject_node(subject, measurements)
     if node is None:
         return Observation(None, invalid=f"{subject} is not among the nodes the API listed")
-    blocking = [t for t in node.get("taints") or () if t.startswith(CONTROL_PLANE_LABEL) and t.endswith((":NoSchedule", ":NoExecute"))]
+    blocking = [
+        t
+        for t in node.get("taints") or ()
+        if t.startswith(CONTROL_PLANE_LABEL) and t.endswith((":NoSchedule", ":NoExecute"))
+    ]
     if blocking:
         return Observation(0.0, samples=1, detail=f"tainted {blocking[0]}")
-    return Observation(1.0, samples=1, detail=f"no {CONTROL_PLANE_LABEL}:NoSchedule taint: workloads can be scheduled here")
+    return Observation(
+        1.0, samples=1, detail=f"no {CONTROL_PLANE_LABEL}:NoSchedule taint: workloads can be scheduled here"
+    )
 
 
 def observe_workloads(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
@@ -145,8 +158,7 @@ def observe_workloads(subject: Subject, measurements: Sequence[Measurement], nod
         return Observation(None, invalid=f"{subject} is not a control plane the API listed")
     pods = sorted(workloads[subject.nodes[0]])
     shown = ", ".join(pods[:5]) + (f" and {len(pods) - 5} more" if len(pods) > 5 else "")
-    return Observation(float(len(pods)), samples=1, detail=shown or "only system pods",
-                       extra={"pods": pods})
+    return Observation(float(len(pods)), samples=1, detail=shown or "only system pods", extra={"pods": pods})
 
 
 def _cluster_key(subject: Subject) -> tuple[ResultKey, ...]:
@@ -156,16 +168,56 @@ def _cluster_key(subject: Subject) -> tuple[ResultKey, ...]:
 def topology_metrics() -> tuple[Metric, ...]:
     cluster, node = SubjectKind.CLUSTER, SubjectKind.NODE
     return (
-        Metric("topology.control_planes", PROBE, cluster, Dimension.COUNT, True, observe_count,
-               "number of control-plane nodes (3 recommended; more adds replication overhead)", _cluster_key),
-        Metric("topology.control_plane_fault_tolerance", PROBE, cluster, Dimension.COUNT, False, observe_fault_tolerance,
-               "control-plane failures etcd survives with quorum (0: not highly available)", _cluster_key),
-        Metric("topology.control_planes_even", PROBE, cluster, Dimension.COUNT, True, observe_even,
-               "1 when the number of control planes is even", _cluster_key),
-        Metric("topology.control_plane_untainted", PROBE, node, Dimension.COUNT, True, observe_untainted,
-               "1 when a control plane lacks the NoSchedule taint (accepts workloads)", _cluster_key),
-        Metric("topology.control_plane_workloads", PROBE, node, Dimension.COUNT, True, observe_workloads,
-               "pods outside system namespaces running on a control plane", _cluster_key),
+        Metric(
+            "topology.control_planes",
+            PROBE,
+            cluster,
+            Dimension.COUNT,
+            True,
+            observe_count,
+            "number of control-plane nodes (3 recommended; more adds replication overhead)",
+            _cluster_key,
+        ),
+        Metric(
+            "topology.control_plane_fault_tolerance",
+            PROBE,
+            cluster,
+            Dimension.COUNT,
+            False,
+            observe_fault_tolerance,
+            "control-plane failures etcd survives with quorum (0: not highly available)",
+            _cluster_key,
+        ),
+        Metric(
+            "topology.control_planes_even",
+            PROBE,
+            cluster,
+            Dimension.COUNT,
+            True,
+            observe_even,
+            "1 when the number of control planes is even",
+            _cluster_key,
+        ),
+        Metric(
+            "topology.control_plane_untainted",
+            PROBE,
+            node,
+            Dimension.COUNT,
+            True,
+            observe_untainted,
+            "1 when a control plane lacks the NoSchedule taint (accepts workloads)",
+            _cluster_key,
+        ),
+        Metric(
+            "topology.control_plane_workloads",
+            PROBE,
+            node,
+            Dimension.COUNT,
+            True,
+            observe_workloads,
+            "pods outside system namespaces running on a control plane",
+            _cluster_key,
+        ),
     )
 
 
@@ -187,7 +239,9 @@ class TopologyDriver(DeclaredDriver):
     declaration = None  # coordinator-only: the facts come from the API or the Node records
     settings_model = TopologySettings
 
-    async def run(self, keys: frozenset[ResultKey], fleet: Fleet, settings: TopologySettings, progress: Progress) -> list[Measurement]:
+    async def run(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: TopologySettings, progress: Progress
+    ) -> list[Measurement]:
         if CLUSTER_KEY not in keys:
             return []
         progress.update(PROBE, done=0, total=1, note="reading the cluster's shape")

@@ -38,7 +38,11 @@ def _not_sampled(data: Mapping[str, Any]) -> Observation | None:
 
 
 def _pair_metric(
-    name: str, dimension: Dimension, lower_is_better: bool, observe_data: Callable[[Mapping[str, Any]], Observation], description: str
+    name: str,
+    dimension: Dimension,
+    lower_is_better: bool,
+    observe_data: Callable[[Mapping[str, Any]], Observation],
+    description: str,
 ) -> Metric:
     """A per-pair metric over the pair's one result; a pair outside the bounded sample says so."""
 
@@ -102,14 +106,21 @@ def _observe_ratio(data: Mapping[str, Any]) -> Observation:
     if plain is None or tunneled is None:
         return Observation(None, detail="; ".join(e for e in (plain_error, tunnel_error) if e))
     if node_path.get("via") == "kubespan":
-        return Observation(None, invalid=f"the node path runs through KubeSpan ({_gbit(plain)}), so there is no plain path to compare the tunnel ({_gbit(tunneled)}) with")
+        return Observation(
+            None,
+            invalid=f"the node path runs through KubeSpan ({_gbit(plain)}), so there is no plain path to compare the tunnel ({_gbit(tunneled)}) with",
+        )
     untrusted = _tunnel_untrusted(data)
     if untrusted:
         return Observation(None, invalid=untrusted)
     if plain <= 0:
         return Observation(None, invalid="the plain path carried nothing")
-    return Observation(tunneled / plain, 2, detail=f"tunnel {_gbit(tunneled)} vs plain {_gbit(plain)}",
-                       extra={"tunnel_bps": tunneled, "plain_bps": plain})
+    return Observation(
+        tunneled / plain,
+        2,
+        detail=f"tunnel {_gbit(tunneled)} vs plain {_gbit(plain)}",
+        extra={"tunnel_bps": tunneled, "plain_bps": plain},
+    )
 
 
 def _rtt_samples(section: Mapping[str, Any]) -> tuple[list[float], int, int]:
@@ -145,7 +156,8 @@ def _observe_rtt_added(data: Mapping[str, Any]) -> Observation:
         return Observation(None, invalid=plain_bad or tunnel_bad)
     via = (data.get("node_path") or {}).get("via", "plain")
     return Observation(
-        tunnel.p50 - plain.p50, plain.count + tunnel.count,
+        tunnel.p50 - plain.p50,
+        plain.count + tunnel.count,
         detail=f"p50 tunnel {tunnel.p50 * 1e3:.3g} ms vs {via} {plain.p50 * 1e3:.3g} ms ({tunnel_detail}; {plain_detail})",
     )
 
@@ -179,40 +191,85 @@ def _cpu_metric(name: str, path: str, description: str) -> Metric:
     return _pair_metric(name, Dimension.COUNT, True, observe, description)
 
 
-def _observe_kubespan_cluster(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+def _observe_kubespan_cluster(
+    subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]
+) -> Observation:
     data = measurements[0].data
     states = data.get("kubespan") or {}
     active = sorted(n for n, state in states.items() if state.get("active"))
     unknown = data.get("unknown") or {}
     if active:
-        return Observation(float(len(nodes)), len(states), detail=f"KubeSpan active on {', '.join(active)}; {len(nodes)} nodes",
-                           extra={"active": active})
+        return Observation(
+            float(len(nodes)),
+            len(states),
+            detail=f"KubeSpan active on {', '.join(active)}; {len(nodes)} nodes",
+            extra={"active": active},
+        )
     if unknown:
         return Observation(None, invalid=f"KubeSpan state unknown on {', '.join(sorted(unknown))}")
     return Observation(0.0, len(states), detail=f"KubeSpan not active on any of {len(states)} nodes")
 
 
-def _observe_kubespan_storage(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+def _observe_kubespan_storage(
+    subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]
+) -> Observation:
     name = subject.nodes[0]
     node = next((n for n in nodes if n.name == name), None)
     storage = node is not None and STORAGE_LABEL in node.labels
     active = bool((measurements[0].data.get("kubespan") or {}).get("active"))
     role = "storage node" if storage else "not a storage node"
-    return Observation(1.0 if storage and active else 0.0, 1, detail=f"KubeSpan {'active' if active else 'not active'}, {role}")
+    return Observation(
+        1.0 if storage and active else 0.0, 1, detail=f"KubeSpan {'active' if active else 'not active'}, {role}"
+    )
 
 
 WIREGUARD_METRICS: tuple[Metric, ...] = (
-    _throughput_metric("wireguard.node_throughput", "node_path", "TCP throughput between the node addresses (plain, or KubeSpan where it routes them)"),
-    _throughput_metric("wireguard.tunnel_throughput", "tunnel", "TCP throughput through a WireGuard test tunnel between the two nodes"),
-    _pair_metric("wireguard.throughput_ratio", Dimension.RATIO, False, _observe_ratio, "tunnel throughput as a share of the plain path's"),
+    _throughput_metric(
+        "wireguard.node_throughput",
+        "node_path",
+        "TCP throughput between the node addresses (plain, or KubeSpan where it routes them)",
+    ),
+    _throughput_metric(
+        "wireguard.tunnel_throughput", "tunnel", "TCP throughput through a WireGuard test tunnel between the two nodes"
+    ),
+    _pair_metric(
+        "wireguard.throughput_ratio",
+        Dimension.RATIO,
+        False,
+        _observe_ratio,
+        "tunnel throughput as a share of the plain path's",
+    ),
     _rtt_metric("wireguard.node_rtt_p50", "node_path", "p50", "median RTT between the node addresses"),
     _rtt_metric("wireguard.tunnel_rtt_p50", "tunnel", "p50", "median RTT through the WireGuard test tunnel"),
     _rtt_metric("wireguard.tunnel_rtt_p99", "tunnel", "p99", "99th percentile RTT through the WireGuard test tunnel"),
-    _pair_metric("wireguard.rtt_added", Dimension.DURATION, True, _observe_rtt_added, "median RTT the tunnel adds to the node path (p50 difference of raw samples)"),
+    _pair_metric(
+        "wireguard.rtt_added",
+        Dimension.DURATION,
+        True,
+        _observe_rtt_added,
+        "median RTT the tunnel adds to the node path (p50 difference of raw samples)",
+    ),
     _cpu_metric("wireguard.tunnel_cpu_per_gbit", "tunnel", "CPU cores busy per Gbit/s through the tunnel (both nodes)"),
-    _cpu_metric("wireguard.node_cpu_per_gbit", "node_path", "CPU cores busy per Gbit/s over the node path (both nodes)"),
-    Metric("wireguard.kubespan_cluster_nodes", NAME, SubjectKind.CLUSTER, Dimension.COUNT, True, _observe_kubespan_cluster,
-           "number of nodes in a cluster with KubeSpan active (0 when KubeSpan is off)"),
-    Metric("wireguard.kubespan_on_storage", NAME, SubjectKind.NODE, Dimension.COUNT, True, _observe_kubespan_storage,
-           "1 when KubeSpan is active on a node labelled node-role.kubernetes.io/storage", needs=_node_key),
+    _cpu_metric(
+        "wireguard.node_cpu_per_gbit", "node_path", "CPU cores busy per Gbit/s over the node path (both nodes)"
+    ),
+    Metric(
+        "wireguard.kubespan_cluster_nodes",
+        NAME,
+        SubjectKind.CLUSTER,
+        Dimension.COUNT,
+        True,
+        _observe_kubespan_cluster,
+        "number of nodes in a cluster with KubeSpan active (0 when KubeSpan is off)",
+    ),
+    Metric(
+        "wireguard.kubespan_on_storage",
+        NAME,
+        SubjectKind.NODE,
+        Dimension.COUNT,
+        True,
+        _observe_kubespan_storage,
+        "1 when KubeSpan is active on a node labelled node-role.kubernetes.io/storage",
+        needs=_node_key,
+    ),
 )

@@ -16,9 +16,7 @@ INDENT = "  "
 _COLUMNS = ("parameter", "scenario", "default", "bounds", "meaning")
 
 
-def scenario_lines(
-    composition: Composition, thresholds: Mapping[str, str], drivers: Mapping[str, object]
-) -> list[str]:
+def scenario_lines(composition: Composition, thresholds: Mapping[str, str], drivers: Mapping[str, object]) -> list[str]:
     """The scenario's header, checks and probe parameters, one printable line each.
     ``thresholds``: check name -> its limits as the judge words them (``< 15ms, warn >= 10ms``);
     ``drivers``: the probe drivers, of which only ``settings_model`` is read."""

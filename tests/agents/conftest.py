@@ -31,7 +31,9 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[StartAgent]:
         last: OSError | None = None
         for _ in range(5):  # another process may grab the port in between
             port = free_port()
-            config = AgentConfig(node=node, token=TOKEN, data_dir=data_dir, listen_host="127.0.0.1", listen_port=port, **overrides)
+            config = AgentConfig(
+                node=node, token=TOKEN, data_dir=data_dir, listen_host="127.0.0.1", listen_port=port, **overrides
+            )
             app = make_app(config, default_probes() if probes is None else probes, facts=facts)
             client = TestClient(TestServer(app, host="127.0.0.1", port=port))
             try:

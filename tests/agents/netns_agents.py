@@ -16,9 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import psutil
@@ -68,7 +68,9 @@ class NetnsAgents:
             return []
 
     def exec(self, node: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.namespaces[node], *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.namespaces[node], *args], capture_output=True, text=True, timeout=timeout
+        )
 
     def links(self, node: str) -> str:
         return self.exec(node, "ip", "-o", "link", "show").stdout
@@ -82,7 +84,7 @@ async def _wait_healthy(client: AgentClient, proc: subprocess.Popen, timeout: fl
         try:
             await client.health()
             return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             if time.monotonic() >= give_up:
                 raise
             await asyncio.sleep(0.1)
@@ -122,12 +124,29 @@ async def netns_agents(tmp_path: Path) -> AsyncIterator[NetnsAgents]:
         for node, ns in namespaces.items():
             data = tmp_path / node
             data.mkdir()
-            log = open(tmp_path / f"agent-{node}.log", "wb")  # noqa: SIM115 - closed with the process
+            log = open(tmp_path / f"agent-{node}.log", "wb")
             processes[node] = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "talbench.agents",
-                 "--listen", f"{ADDRESSES[node]}:{PORT}", "--token-file", str(token_file),
-                 "--unix", str(tmp_path / f"{node}.sock"), "--node", node, "--data-dir", str(data)],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    "-m",
+                    "talbench.agents",
+                    "--listen",
+                    f"{ADDRESSES[node]}:{PORT}",
+                    "--token-file",
+                    str(token_file),
+                    "--unix",
+                    str(tmp_path / f"{node}.sock"),
+                    "--node",
+                    node,
+                    "--data-dir",
+                    str(data),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             log.close()
         for node in namespaces:

@@ -41,10 +41,18 @@ async def test_health_needs_no_token(start_agent: StartAgent) -> None:
 @pytest.mark.parametrize("method,path,body", PROTECTED)
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"X-Talbench-Token": "wrong"}, {"Authorization": TOKEN}, {"Authorization": "Bearer "}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"X-Talbench-Token": "wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": "Bearer "},
+    ],
     ids=["none", "wrong-bearer", "wrong-alt", "no-scheme", "empty"],
 )
-async def test_everything_else_needs_the_token(start_agent: StartAgent, method: str, path: str, body: Any, headers: dict[str, str]) -> None:
+async def test_everything_else_needs_the_token(
+    start_agent: StartAgent, method: str, path: str, body: Any, headers: dict[str, str]
+) -> None:
     agent = await start_agent()
     response = await agent.client.request(method, path, json=body, headers=headers)
     assert response.status == 401
@@ -53,7 +61,14 @@ async def test_everything_else_needs_the_token(start_agent: StartAgent, method: 
     assert agent.app[JOBS].running() == []  # nothing was started
 
 
-@pytest.mark.parametrize("headers", [{"Authorization": f"Bearer {TOKEN}"}, {"X-Talbench-Token": TOKEN}, {"Authorization": "Bearer bad", "X-Talbench-Token": TOKEN}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {TOKEN}"},
+        {"X-Talbench-Token": TOKEN},
+        {"Authorization": "Bearer bad", "X-Talbench-Token": TOKEN},
+    ],
+)
 async def test_either_header_form_works(start_agent: StartAgent, headers: dict[str, str]) -> None:
     agent = await start_agent(node="w1")
     response = await agent.client.get("/v1/facts", headers=headers)
@@ -90,7 +105,10 @@ async def test_facts_come_from_the_callable_passed_in(tmp_path: Path) -> None:
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {"count": 5}}, "peers"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": [1]}, "params"),
         ({"schema": 1, "run_id": "r", "probe": "rtt", "params": RTT_PARAMS, "extra": 1}, "extra"),
-        ({"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "count": 100000, "interval": 10}}, "allows"),
+        (
+            {"schema": 1, "run_id": "r", "probe": "rtt", "params": {**RTT_PARAMS, "count": 100000, "interval": 10}},
+            "allows",
+        ),
         ([1, 2], "object"),
     ],
 )
@@ -111,7 +129,9 @@ async def test_body_that_is_not_json_is_400(start_agent: StartAgent) -> None:
 
 async def test_unknown_probe_and_unknown_job_are_404(start_agent: StartAgent) -> None:
     agent = await start_agent()
-    response = await agent.client.post("/v1/jobs", json={"schema": 1, "run_id": "r", "probe": "nope", "params": {}}, headers=AUTH)
+    response = await agent.client.post(
+        "/v1/jobs", json={"schema": 1, "run_id": "r", "probe": "nope", "params": {}}, headers=AUTH
+    )
     assert response.status == 404
     assert "nope" in (await response.json())["error"]
     for method in ("GET", "DELETE"):
@@ -128,7 +148,9 @@ async def test_bad_run_id_on_release_is_400(start_agent: StartAgent) -> None:
     assert response.status == 400
 
 
-async def test_a_body_nested_thousands_deep_is_400_and_logs_nothing(start_agent: StartAgent, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_body_nested_thousands_deep_is_400_and_logs_nothing(
+    start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
     """The standard library's decoder overflowed the stack on it (a 500 and a traceback)."""
     agent = await start_agent()
     for body in (b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000, b"[" * 4 * 1024 * 1024):
@@ -143,7 +165,9 @@ async def test_a_body_nested_thousands_deep_is_400_and_logs_nothing(start_agent:
     assert agent.app[JOBS].running() == []
 
 
-async def test_a_body_past_the_limit_is_413_even_without_the_token(start_agent: StartAgent, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_body_past_the_limit_is_413_even_without_the_token(
+    start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
     agent = await start_agent()
     body = b" " * (MAX_BODY_BYTES + 1)
     response = await agent.client.post("/v1/jobs", data=body, headers=AUTH)
@@ -156,7 +180,9 @@ async def test_a_body_past_the_limit_is_413_even_without_the_token(start_agent: 
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "x-nope"])
-async def test_a_compressed_body_is_415(start_agent: StartAgent, caplog: pytest.LogCaptureFixture, encoding: str) -> None:
+async def test_a_compressed_body_is_415(
+    start_agent: StartAgent, caplog: pytest.LogCaptureFixture, encoding: str
+) -> None:
     """The body is taken as sent: no decoding (and no gzip bomb), whatever the bytes are."""
     agent = await start_agent()
     bomb = gzip.compress(b" " * (16 * 1024 * 1024))
@@ -211,12 +237,20 @@ class Exploding:
 
 @pytest.mark.parametrize(
     "error",
-    [ParamError("count: must be at most 5"), RecursionError("too deep"), TypeError("unhashable\ntype"), OverflowError("big"), KeyError("peers")],
+    [
+        ParamError("count: must be at most 5"),
+        RecursionError("too deep"),
+        TypeError("unhashable\ntype"),
+        OverflowError("big"),
+        KeyError("peers"),
+    ],
     ids=lambda e: type(e).__name__,
 )
 async def test_whatever_a_jobs_parse_raises_is_400_in_one_line(start_agent: StartAgent, error: BaseException) -> None:
     agent = await start_agent({"boom": Exploding("boom", error)})
-    response = await agent.client.post("/v1/jobs", json={"schema": 1, "run_id": "r", "probe": "boom", "params": {}}, headers=AUTH)
+    response = await agent.client.post(
+        "/v1/jobs", json={"schema": 1, "run_id": "r", "probe": "boom", "params": {}}, headers=AUTH
+    )
     assert response.status == 400
     message = (await response.json())["error"]
     assert message.startswith("boom: ") and len(message.splitlines()) == 1, message
@@ -232,10 +266,16 @@ async def test_a_bug_is_a_500_in_one_line_without_the_traceback(start_agent: Sta
     assert await response.json() == {"schema": 1, "error": "internal error: RuntimeError"}
 
 
-async def test_a_body_cut_short_leaves_the_agent_healthy(start_agent: StartAgent, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_body_cut_short_leaves_the_agent_healthy(
+    start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
     agent = await start_agent()
     _, writer = await asyncio.open_connection("127.0.0.1", agent.port)
-    writer.write(b"POST /v1/jobs HTTP/1.1\r\nHost: a\r\nX-Talbench-Token: " + TOKEN.encode() + b"\r\nContent-Length: 5000\r\n\r\n{\"schema\"")
+    writer.write(
+        b"POST /v1/jobs HTTP/1.1\r\nHost: a\r\nX-Talbench-Token: "
+        + TOKEN.encode()
+        + b'\r\nContent-Length: 5000\r\n\r\n{"schema"'
+    )
     await writer.drain()
     writer.close()
     await asyncio.sleep(0.2)
@@ -243,11 +283,17 @@ async def test_a_body_cut_short_leaves_the_agent_healthy(start_agent: StartAgent
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_a_chunked_body_with_broken_framing_is_408(start_agent: StartAgent, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_chunked_body_with_broken_framing_is_408(
+    start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
     """aiohttp leaves the handler waiting on such a body: the agent gives up on it in time."""
     agent = await start_agent(body_timeout_s=0.5)
     reader, writer = await asyncio.open_connection("127.0.0.1", agent.port)
-    head = b"POST /v1/jobs HTTP/1.1\r\nHost: a\r\nX-Talbench-Token: " + TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /v1/jobs HTTP/1.1\r\nHost: a\r\nX-Talbench-Token: "
+        + TOKEN.encode()
+        + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     writer.write(head + b'3\r\n{"a\r\n')
     await writer.drain()
     await asyncio.sleep(0.1)
@@ -262,7 +308,9 @@ async def test_a_chunked_body_with_broken_framing_is_408(start_agent: StartAgent
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_what_aiohttp_cannot_parse_is_its_400_and_one_warning_line(start_agent: StartAgent, caplog: pytest.LogCaptureFixture) -> None:
+async def test_what_aiohttp_cannot_parse_is_its_400_and_one_warning_line(
+    start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
     agent = await start_agent()
     for request in (b"GARBAGE\r\n\r\n", b"GET /v1/jobs/\xff HTTP/1.1\r\nHost: a\r\n\r\n"):
         reader, writer = await asyncio.open_connection("127.0.0.1", agent.port)

@@ -16,8 +16,15 @@ async def test_agent_client_runs_an_rtt_job_and_releases_the_run(start_agent):
         assert (await client.health())["node"] == "cp1"
         assert (await client.facts())["facts"]["cpus"] >= 1
         params = {
-            "peers": [{"name": "cp2", "host": "127.0.0.1", "port": b.port}, {"name": "gone", "host": "127.0.0.1", "port": dead_udp_port()}],
-            "count": 20, "warmup": 2, "interval": 0.002, "timeout": 0.2, "stagger": 0.02,
+            "peers": [
+                {"name": "cp2", "host": "127.0.0.1", "port": b.port},
+                {"name": "gone", "host": "127.0.0.1", "port": dead_udp_port()},
+            ],
+            "count": 20,
+            "warmup": 2,
+            "interval": 0.002,
+            "timeout": 0.2,
+            "stagger": 0.02,
         }
         outcome = await client.run_job("rtt", params, "run-7", deadline=10, poll_interval=0.05)
         assert outcome.ok, outcome.error

@@ -30,7 +30,10 @@ def test_a_directory_on_the_root_disk_resolves_to_that_disk(tmp_path: Path) -> N
     disk = found["disks"][0]
     assert disk["size_bytes"] and disk["size_bytes"] > 0
     assert disk["major_minor"] and Path(f"/sys/dev/block/{disk['major_minor']}").exists()
-    assert found["filesystem"]["size_bytes"] > 0 and 0 <= found["filesystem"]["free_bytes"] <= found["filesystem"]["size_bytes"]
+    assert (
+        found["filesystem"]["size_bytes"] > 0
+        and 0 <= found["filesystem"]["free_bytes"] <= found["filesystem"]["size_bytes"]
+    )
     if disk["name"].startswith("vd"):
         # virtio disks claim to be rotational; they are reported as virtual
         assert disk["media"] == "virtual" and disk["virtual"] is True and disk["nvme"] is False
@@ -76,7 +79,9 @@ def loop_ext4(size_mb: int = 32) -> Iterator[tuple[Path, str]]:
     try:
         with open(image, "wb") as handle:
             handle.truncate(size_mb << 20)
-        loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True, timeout=10).stdout.strip()
+        loop = subprocess.run(
+            ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         subprocess.run(["mkfs.ext4", "-q", "-F", loop], check=True, capture_output=True, timeout=60)
         subprocess.run(["mount", loop, str(mount_point)], check=True, timeout=10)
         try:
@@ -112,8 +117,18 @@ def test_a_loop_device_filesystem_resolves_to_the_loop_disk() -> None:
 # ---- sysfs layouts this machine does not have -------------------------------------------------
 
 
-def make_disk(root: Path, path: str, name: str, dev: str, *, rotational: str = "0", model: str | None = None,
-              size: int = 2048, driver: str | None = None, transport: str | None = None) -> Path:
+def make_disk(
+    root: Path,
+    path: str,
+    name: str,
+    dev: str,
+    *,
+    rotational: str = "0",
+    model: str | None = None,
+    size: int = 2048,
+    driver: str | None = None,
+    transport: str | None = None,
+) -> Path:
     """/sys/devices/<path>/<name> with /sys/class/block/<name> and /sys/dev/block/<dev> links."""
     real = root / "sys/devices" / path / name
     (real / "queue").mkdir(parents=True)
@@ -149,8 +164,15 @@ def link(root: Path, name: str, dev: str, real: Path) -> None:
 
 
 def test_nvme_partition_resolves_to_its_local_nvme_disk(tmp_path: Path) -> None:
-    disk = make_disk(tmp_path, "pci0000:00/0000:00:04.0/nvme/nvme0", "nvme0n1", "259:0", model="Samsung SSD 980 PRO 1TB",
-                     transport="pcie", size=1953525168)
+    disk = make_disk(
+        tmp_path,
+        "pci0000:00/0000:00:04.0/nvme/nvme0",
+        "nvme0n1",
+        "259:0",
+        model="Samsung SSD 980 PRO 1TB",
+        transport="pcie",
+        size=1953525168,
+    )
     part = make_partition(tmp_path, disk, "nvme0n1p6", "259:6")
     disks = devices.leaf_disks(tmp_path / "sys/class/block/nvme0n1p6", tmp_path)
     assert [d.name for d in disks] == ["nvme0n1"]
@@ -163,10 +185,23 @@ def test_nvme_partition_resolves_to_its_local_nvme_disk(tmp_path: Path) -> None:
 
 
 def test_device_mapper_resolves_to_every_disk_under_it(tmp_path: Path) -> None:
-    sda = make_disk(tmp_path, "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block", "sda", "8:0", rotational="1",
-                    model="ST4000NM0035", driver="sd")
-    sdb = make_disk(tmp_path, "pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0/block", "sdb", "8:16", rotational="0",
-                    model="INTEL SSDSC2KB48")
+    sda = make_disk(
+        tmp_path,
+        "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block",
+        "sda",
+        "8:0",
+        rotational="1",
+        model="ST4000NM0035",
+        driver="sd",
+    )
+    sdb = make_disk(
+        tmp_path,
+        "pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0/block",
+        "sdb",
+        "8:16",
+        rotational="0",
+        model="INTEL SSDSC2KB48",
+    )
     sda2 = make_partition(tmp_path, sda, "sda2", "8:2")
     sdb2 = make_partition(tmp_path, sdb, "sdb2", "8:18")
     dm = tmp_path / "sys/devices/virtual/block/dm-0"
@@ -182,7 +217,9 @@ def test_device_mapper_resolves_to_every_disk_under_it(tmp_path: Path) -> None:
 
 def test_nvme_over_fabrics_and_virtio_are_told_apart(tmp_path: Path) -> None:
     tcp = make_disk(tmp_path, "virtual/nvme-fabrics/ctl/nvme1", "nvme1n1", "259:1", transport="tcp")
-    vda = make_disk(tmp_path, "pci0000:00/0000:00:02.0/virtio1/block", "vda", "254:0", rotational="1", driver="virtio_blk")
+    vda = make_disk(
+        tmp_path, "pci0000:00/0000:00:02.0/virtio1/block", "vda", "254:0", rotational="1", driver="virtio_blk"
+    )
     xvda = make_disk(tmp_path, "vbd-768/block", "xvda", "202:0", rotational="1")
     assert devices.describe_disk(tcp)["transport"] == "tcp"
     virtio = devices.describe_disk(vda)

@@ -112,7 +112,7 @@ async def test_a_timed_out_answer_is_never_taken_for_the_next_one(gateway: Gatew
     conn = connection(gateway.url, body_for("slow"), timeout=0.3)
     try:
         started = time.monotonic()
-        with pytest.raises(RequestTimeout, match="no answer within 0.3s"):
+        with pytest.raises(RequestTimeout, match=r"no answer within 0\.3s"):
             await conn.post(body_for("slow"))
         assert time.monotonic() - started < 0.9
         # The slow request's late 500 arrives on the old connection, which is closed: the next
@@ -131,7 +131,7 @@ async def test_a_server_that_closes_gets_a_new_connection(gateway: Gateway) -> N
     try:
         first = await conn.post(body_for("close"))
         second = await conn.post(body_for("close"))
-        with pytest.raises(ConnectionFailed, match="127.0.0.1"):
+        with pytest.raises(ConnectionFailed, match=r"127\.0\.0\.1"):
             await conn.post_to("/v3/kv/put", body_for("drop"))
         third = await conn.post(body_for("close"))
     finally:
@@ -157,7 +157,9 @@ async def test_an_unreachable_member_fails_fast_and_a_wrong_body_is_refused() ->
 
 def test_the_host_header_names_the_member_as_a_browser_would() -> None:
     head = request_head(URL("http://[fd00::1]:12379"), "/v3/kv/put", 42)
-    assert head == (b"POST /v3/kv/put HTTP/1.1\r\nHost: [fd00::1]:12379\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: 42\r\n\r\n")
+    assert head == (
+        b"POST /v3/kv/put HTTP/1.1\r\nHost: [fd00::1]:12379\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 42\r\n\r\n"
+    )
     assert b"Host: etcd.example:2379\r\n" in request_head(URL("https://etcd.example:2379"), "/", 1)
     assert b"Host: etcd.example\r\n" in request_head(URL("https://etcd.example"), "/", 1)

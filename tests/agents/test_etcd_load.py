@@ -149,7 +149,13 @@ def test_saturation_rules() -> None:
 
 def test_load_parameters_are_the_scenarios() -> None:
     params = LOAD.parse({"endpoints": ["http://127.0.0.1:4000", "http://[::1]:4002"]})
-    assert (params.rate, params.clients, params.duration, params.mode, params.start_timeout) == (150, 50, 60.0, "open", 30.0)
+    assert (params.rate, params.clients, params.duration, params.mode, params.start_timeout) == (
+        150,
+        50,
+        60.0,
+        "open",
+        30.0,
+    )
     assert LOAD.time_limit(params) > params.duration + params.start_timeout
 
 
@@ -234,7 +240,9 @@ async def test_closed_loop_ceiling_spreads_over_workers_and_members(cluster: Loc
 
 @needs_etcd
 async def test_losing_quorum_mid_load_shows_up_as_errors(cluster: LocalCluster) -> None:
-    spec = LoadSpec(cluster.client_urls, "/talbench/run-load/", "open", clients=10, duration=4.0, rate=100, request_timeout=1.0)
+    spec = LoadSpec(
+        cluster.client_urls, "/talbench/run-load/", "open", clients=10, duration=4.0, rate=100, request_timeout=1.0
+    )
     load = asyncio.ensure_future(run_load(spec))
     give_up = asyncio.get_running_loop().time() + 30
     # until the writes flow (the workers' start takes seconds on a loaded host), then pull quorum
@@ -295,7 +303,9 @@ def test_metrics_page_of_a_real_member_parses(tmp_path: Path) -> None:
 
     async def fetch() -> str:
         async with local_cluster(1, tmp_path, "run-page") as one:
-            return await asyncio.to_thread(lambda: urllib.request.urlopen(one.client_urls[0] + "/metrics", timeout=5).read().decode())
+            return await asyncio.to_thread(
+                lambda: urllib.request.urlopen(one.client_urls[0] + "/metrics", timeout=5).read().decode()
+            )
 
     parsed = promtext.parse(asyncio.run(fetch()))
     for name in (promtext.WAL_FSYNC, promtext.BACKEND_COMMIT):
@@ -307,8 +317,16 @@ def test_metrics_page_of_a_real_member_parses(tmp_path: Path) -> None:
 def test_tls_files_travel_to_the_workers() -> None:
     from talbench.agents.etcdload.generator import worker_configs
 
-    spec = LoadSpec(("https://10.0.0.1:2379",), "/p/", "open", clients=3, duration=1, rate=5, workers=2,
-                    tls=TlsFiles("/ca.pem", "/c.pem", "/k.pem"))
+    spec = LoadSpec(
+        ("https://10.0.0.1:2379",),
+        "/p/",
+        "open",
+        clients=3,
+        duration=1,
+        rate=5,
+        workers=2,
+        tls=TlsFiles("/ca.pem", "/c.pem", "/k.pem"),
+    )
     configs = worker_configs(spec, 2)
     assert [c["clients"] for c in configs] == [2, 1] and [c["client_offset"] for c in configs] == [0, 2]
     assert configs[0]["tls"] == {"cacert": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}
@@ -317,7 +335,9 @@ def test_tls_files_travel_to_the_workers() -> None:
 @needs_etcd
 async def test_the_ceiling_is_a_closed_loop(cluster: LocalCluster, tmp_path: Path) -> None:
     ctx = ProbeContext("cp1", "run-load", tmp_path, "127.0.0.1", 0, Cleanups())
-    params = LOAD.parse({"endpoints": list(cluster.client_urls), "mode": "ceiling", "clients": 5, "duration": 1, "metrics": False})
+    params = LOAD.parse(
+        {"endpoints": list(cluster.client_urls), "mode": "ceiling", "clients": 5, "duration": 1, "metrics": False}
+    )
     result = await LOAD.run(params, ctx)
     assert result["load"]["mode"] == "closed" and result["load"]["requests"]["planned"] == 0
     assert result["load"]["requests"]["ok"] > 0 and result["metrics"] == {}

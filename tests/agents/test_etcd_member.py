@@ -84,7 +84,9 @@ def test_the_action_picks_the_parameters() -> None:
     assert (start.heartbeat_ms, start.election_ms, start.start_timeout) == (50, 500, 30.0)
     assert start.client_url == "http://127.0.0.1:40001" and start.peer_url == "http://127.0.0.1:40002"
     assert isinstance(MEMBER.parse({"action": "stop", "name": "m1"}).root, StopMember)
-    peers = MEMBER.parse({"action": "peers", "name": "m1", "peers": {"m2": "http://[::1]:40004"}, "interval": 0.01}).root
+    peers = MEMBER.parse(
+        {"action": "peers", "name": "m1", "peers": {"m2": "http://[::1]:40004"}, "interval": 0.01}
+    ).root
     assert isinstance(peers, MeasurePeers) and (peers.count, peers.interval) == (20, 0.01)
     assert MEMBER.time_limit(MEMBER.parse({"action": "status", "name": "m1"})) > 0
 
@@ -107,14 +109,29 @@ def test_every_action_is_checked_by_its_own_model(raw: dict, words: str) -> None
 
 def test_the_declaration_names_both_jobs_and_the_tools() -> None:
     assert [job.name for job in PROBE.jobs] == ["etcd.member", "etcd.load"]
-    assert {tool.binary: tool.debian_package for tool in PROBE.tools} == {"etcd": "etcd-server", "etcdctl": "etcd-client"}
+    assert {tool.binary: tool.debian_package for tool in PROBE.tools} == {
+        "etcd": "etcd-server",
+        "etcdctl": "etcd-client",
+    }
     assert cleanup_name("m1") == "etcd.member/m1"
 
 
 @pytest.mark.parametrize(
     "run_id, valid",
-    [("20261121-153000-a1b2", True), ("run-1", True), ("a" * 54, True), ("a" * 55, False), ("Run-1", False),
-     ("run_1", False), ("run.1", False), ("-run", False), ("run-", False), ("", False), ("run-1\n", False), (7, False)],
+    [
+        ("20261121-153000-a1b2", True),
+        ("run-1", True),
+        ("a" * 54, True),
+        ("a" * 55, False),
+        ("Run-1", False),
+        ("run_1", False),
+        ("run.1", False),
+        ("-run", False),
+        ("run-", False),
+        ("", False),
+        ("run-1\n", False),
+        (7, False),
+    ],
 )
 def test_run_ids_are_what_a_kubernetes_namespace_takes(run_id: object, valid: bool) -> None:
     assert valid_run_id(run_id) is valid
@@ -158,7 +175,9 @@ async def test_peers_action_measures_round_trips_to_the_peer_listeners(tmp_path:
         ctx = ProbeContext("n1", "run-peers", tmp_path, "127.0.0.1", 0, cluster.cleanups)
         dead = free_ports(1)[0]
         peers = {"m2": cluster.peer_urls[1], "m3": cluster.peer_urls[2], "gone": f"http://127.0.0.1:{dead}"}
-        result = await probe.run(probe.parse({"action": "peers", "name": "m1", "peers": peers, "count": 5, "interval": 0.01}), ctx)
+        result = await probe.run(
+            probe.parse({"action": "peers", "name": "m1", "peers": peers, "count": 5, "interval": 0.01}), ctx
+        )
     for name in ("m2", "m3"):
         measured = result["peers"][name]
         assert len(measured["samples_ns"]) == 5 and measured["failed"] == 0
@@ -171,8 +190,16 @@ async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path
     cleanups = Cleanups()
     ctx = ProbeContext("n1", "run-lonely", tmp_path, "127.0.0.1", 0, cleanups)
     client, peer, other = free_ports(3)
-    params = start_params(client=client, peer=peer, start_timeout=2.0, initial_cluster={
-        "m1": f"http://127.0.0.1:{peer}", "m2": f"http://127.0.0.1:{other}", "m3": f"http://127.0.0.1:{other + 1}"})
+    params = start_params(
+        client=client,
+        peer=peer,
+        start_timeout=2.0,
+        initial_cluster={
+            "m1": f"http://127.0.0.1:{peer}",
+            "m2": f"http://127.0.0.1:{other}",
+            "m3": f"http://127.0.0.1:{other + 1}",
+        },
+    )
     with pytest.raises(TimeoutError, match="not serving"):
         await probe.run(probe.parse(params), ctx)
     assert cleanups.names("run-lonely") == ()
@@ -214,7 +241,9 @@ async def test_a_missing_etcd_binary_is_unavailable(tmp_path: Path, monkeypatch:
 async def test_the_agent_releases_a_member_when_the_run_is_deleted(start_agent) -> None:  # noqa: F811
     agent = await start_agent(node="cp1")
     client, peer = free_ports(2)
-    job = await agent.submit(MEMBER.name, start_params(client=client, peer=peer, cluster_token="run-agent"), run_id="run-agent")
+    job = await agent.submit(
+        MEMBER.name, start_params(client=client, peer=peer, cluster_token="run-agent"), run_id="run-agent"
+    )
     done = await agent.wait(job["id"], timeout=40)
     assert done["state"] == "done", done
     root = member_dir(agent.config.data_dir, "run-agent", "m1")

@@ -25,8 +25,15 @@ def context(data_dir: Path, cleanups: Cleanups | None = None, run_id: str = "run
 
 @pytest.mark.parametrize(
     ("raw", "field"),
-    [({"mode": "forever"}, "mode"), ({"duration": 0}, "duration"), ({"interval": 5, "duration": 1}, "interval"),
-     ({"max_duration": 10**6}, "max_duration"), ({"etcd_dir": "x"}, "etcd_dir"), ({"x": 1}, "'x'"), ({"interval": True}, "interval")],
+    [
+        ({"mode": "forever"}, "mode"),
+        ({"duration": 0}, "duration"),
+        ({"interval": 5, "duration": 1}, "interval"),
+        ({"max_duration": 10**6}, "max_duration"),
+        ({"etcd_dir": "x"}, "etcd_dir"),
+        ({"x": 1}, "'x'"),
+        ({"interval": True}, "interval"),
+    ],
 )
 def test_bad_params_are_refused(raw: dict, field: str) -> None:
     with pytest.raises(ProbeParamError, match=field):
@@ -112,8 +119,10 @@ async def test_agents_in_one_process_keep_their_samplers_apart(start_agent) -> N
         job = await agent.wait((await agent.submit("node", {"mode": "start", "interval": 0.2}, run_id="same"))["id"])
         assert job["state"] == "done", job["error"]
     await asyncio.sleep(0.5)
-    collected = [await agent.wait((await agent.submit("node", {"mode": "collect", "etcd_dir": ""}, run_id="same"))["id"])
-                 for agent in (a, b)]
+    collected = [
+        await agent.wait((await agent.submit("node", {"mode": "collect", "etcd_dir": ""}, run_id="same"))["id"])
+        for agent in (a, b)
+    ]
     assert all(job["state"] == "done" and job["result"]["mode"] == "span" for job in collected), collected
     assert journals(a.config.data_dir) == journals(b.config.data_dir) == []
 
@@ -136,5 +145,8 @@ def test_an_unfinished_journal_is_an_error_not_fewer_samples(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="incomplete"):
         read_journal(journal)
     journal.write_text('{"interval_s": 1.0}\n[1, 2, 3, 4, 5, 6]\n[2, 3, 4, 5, 6, 7]\n{"missed": 1}\n')
-    assert read_journal(journal) == {"interval_s": 1.0, "missed": 1, "columns": {
-        name: [float(i + 1), float(i + 2)] for i, name in enumerate(COLUMNS)}}
+    assert read_journal(journal) == {
+        "interval_s": 1.0,
+        "missed": 1,
+        "columns": {name: [float(i + 1), float(i + 2)] for i, name in enumerate(COLUMNS)},
+    }

@@ -26,8 +26,17 @@ pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")
 
 
 def recipe(path: Path, size: str = "256k", *extra: str) -> list[str]:
-    return ["--name=t", f"--filename={path}", "--rw=write", "--ioengine=sync", "--fdatasync=1",
-            f"--size={size}", "--bs=2300", "--output-format=json+", *extra]
+    return [
+        "--name=t",
+        f"--filename={path}",
+        "--rw=write",
+        "--ioengine=sync",
+        "--fdatasync=1",
+        f"--size={size}",
+        "--bs=2300",
+        "--output-format=json+",
+        *extra,
+    ]
 
 
 def fio_processes() -> list[psutil.Process]:
@@ -72,7 +81,9 @@ async def test_sync_latency_comes_from_sync_lat_ns_with_one_fdatasync_per_write(
 async def test_hard_timeout_kills_fio_and_its_job_process(tmp_path: Path) -> None:
     before = {p.pid for p in fio_processes()}
     started = time.monotonic()
-    outcome = await run_fio(fio_command(), recipe(tmp_path / "f", "4m", "--time_based", "--runtime=60"), hard_timeout=1.0)
+    outcome = await run_fio(
+        fio_command(), recipe(tmp_path / "f", "4m", "--time_based", "--runtime=60"), hard_timeout=1.0
+    )
     assert outcome.killed and outcome.exit_code is None
     assert time.monotonic() - started < 10
     await asyncio.sleep(0.2)
@@ -81,7 +92,9 @@ async def test_hard_timeout_kills_fio_and_its_job_process(tmp_path: Path) -> Non
 
 async def test_cancelling_the_caller_kills_fio(tmp_path: Path) -> None:
     before = {p.pid for p in fio_processes()}
-    task = asyncio.create_task(run_fio(fio_command(), recipe(tmp_path / "f", "4m", "--time_based", "--runtime=60"), hard_timeout=120))
+    task = asyncio.create_task(
+        run_fio(fio_command(), recipe(tmp_path / "f", "4m", "--time_based", "--runtime=60"), hard_timeout=120)
+    )
     await asyncio.sleep(1.0)
     assert {p.pid for p in fio_processes()} - before, "fio should be running"
     task.cancel()
@@ -99,5 +112,10 @@ async def test_fio_failure_is_one_line_naming_the_cause() -> None:
 
 
 def test_failure_message_prefers_fio_error_lines() -> None:
-    outcome = FioOutcome(1, "", "fio: pid=12, err=28/file:io_u.c:1845, func=io_u error, error=No space left on device\nRun status...\n", False)
+    outcome = FioOutcome(
+        1,
+        "",
+        "fio: pid=12, err=28/file:io_u.c:1845, func=io_u error, error=No space left on device\nRun status...\n",
+        False,
+    )
     assert "No space left on device" in failure_message(outcome)

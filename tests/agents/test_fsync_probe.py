@@ -36,17 +36,32 @@ def scratch_left(data_dir: Path) -> list[str]:
 def test_defaults_are_the_etcd_recipe() -> None:
     params = FSYNC.parse({})
     args = recipe_args(params, Path("/d/f"))
-    for flag in ("--rw=write", "--ioengine=sync", "--fdatasync=1", f"--size={22 * 1024 * 1024}", "--bs=2300", "--output-format=json+"):
+    for flag in (
+        "--rw=write",
+        "--ioengine=sync",
+        "--fdatasync=1",
+        f"--size={22 * 1024 * 1024}",
+        "--bs=2300",
+        "--output-format=json+",
+    ):
         assert flag in args
     assert params.expected_writes == 22 * 1024 * 1024 // 2300
 
 
 @pytest.mark.parametrize(
     ("raw", "field"),
-    [({"size": 10}, "size"), ({"block_size": 1 << 30}, "block_size"), ({"size": 65536, "block_size": 131072}, "block_size"),
-     ({"time_limit": 0}, "time_limit"), ({"time_limit": 601}, "time_limit"), ({"time_limit": "1m"}, "time_limit"),
-     ({"etcd_dir": "relative"}, "etcd_dir"), ({"bogus": 1}, "bogus"), ({"size": True}, "size"),
-     ({"parallel": 2}, "parallel")],  # the coordinator's own setting is never the agent's
+    [
+        ({"size": 10}, "size"),
+        ({"block_size": 1 << 30}, "block_size"),
+        ({"size": 65536, "block_size": 131072}, "block_size"),
+        ({"time_limit": 0}, "time_limit"),
+        ({"time_limit": 601}, "time_limit"),
+        ({"time_limit": "1m"}, "time_limit"),
+        ({"etcd_dir": "relative"}, "etcd_dir"),
+        ({"bogus": 1}, "bogus"),
+        ({"size": True}, "size"),
+        ({"parallel": 2}, "parallel"),
+    ],  # the coordinator's own setting is never the agent's
 )
 def test_out_of_bounds_params_are_refused(raw: dict, field: str) -> None:
     with pytest.raises(ProbeParamError, match=field):
@@ -122,7 +137,9 @@ async def test_cancelled_job_leaves_no_scratch_and_no_fio(start_agent) -> None:
 
 async def test_bad_params_are_a_400(start_agent) -> None:
     agent = await start_agent({"fsync": FSYNC})
-    response = await agent.client.post("/v1/jobs", json={"schema": 1, "run_id": "r1", "probe": "fsync", "params": {"size": 1}}, headers=AUTH)
+    response = await agent.client.post(
+        "/v1/jobs", json={"schema": 1, "run_id": "r1", "probe": "fsync", "params": {"size": 1}}, headers=AUTH
+    )
     assert response.status == 400
     assert "size" in (await response.json())["error"]
 
@@ -134,7 +151,9 @@ async def test_bad_params_are_a_400(start_agent) -> None:
 def tmpfs(options: str) -> Iterator[Path]:
     mount_point = Path(tempfile.mkdtemp(prefix="tb-fsync-mnt-"))
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tb-fsync-test", str(mount_point)], check=True, timeout=10)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tb-fsync-test", str(mount_point)], check=True, timeout=10
+        )
         try:
             yield mount_point
         finally:

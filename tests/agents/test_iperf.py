@@ -51,7 +51,9 @@ def test_params_take_the_scenario_names_and_defaults() -> None:
     server = IPERF_JOB.parse({"role": "server", "bind": "10.0.0.1", "port": 5301, "duration": 2})
     assert isinstance(server.root, IperfServer) and server.root.omit == 1 and server.root.accept_within == 20
     assert IPERF_JOB.time_limit(server) <= 60
-    client = IPERF_JOB.parse({"role": "client", "host": "fd00::0001", "port": 5301, "duration": 2, "streams": 2, "omit": 0})
+    client = IPERF_JOB.parse(
+        {"role": "client", "host": "fd00::0001", "port": 5301, "duration": 2, "streams": 2, "omit": 0}
+    )
     assert isinstance(client.root, IperfClient) and client.root.host == "fd00::1" and client.root.bind is None
     assert IPERF_JOB.time_limit(client) == pytest.approx(10 + 2 + 0 + 25)
 
@@ -73,10 +75,20 @@ async def test_missing_iperf3_is_unavailable_with_hint(tmp_path: Path, monkeypat
 async def test_throughput_between_two_agents(tmp_path: Path) -> None:
     require_root_tools("iperf3")
     async with netns_agents(tmp_path) as env:
-        server = asyncio.create_task(env.clients["b"].run_job(
-            IPERF_JOB.name, {"role": "server", "bind": env.address("b"), "port": 5301, "duration": 1, "accept_within": 10}, RUN, deadline=30))
+        server = asyncio.create_task(
+            env.clients["b"].run_job(
+                IPERF_JOB.name,
+                {"role": "server", "bind": env.address("b"), "port": 5301, "duration": 1, "accept_within": 10},
+                RUN,
+                deadline=30,
+            )
+        )
         client = await env.clients["a"].run_job(
-            IPERF_JOB.name, {"role": "client", "host": env.address("b"), "port": 5301, "duration": 1, "connect_within": 10}, RUN, deadline=30)
+            IPERF_JOB.name,
+            {"role": "client", "host": env.address("b"), "port": 5301, "duration": 1, "connect_within": 10},
+            RUN,
+            deadline=30,
+        )
         served = await server
         assert client.ok, client.error
         assert served.ok, served.error
@@ -101,7 +113,11 @@ async def test_server_without_client_gives_up_and_leaves_nothing(tmp_path: Path)
     async with netns_agents(tmp_path) as env:
         started = time.monotonic()
         served = await env.clients["b"].run_job(
-            IPERF_JOB.name, {"role": "server", "bind": env.address("b"), "port": 5302, "duration": 1, "accept_within": 1}, RUN, deadline=30)
+            IPERF_JOB.name,
+            {"role": "server", "bind": env.address("b"), "port": 5302, "duration": 1, "accept_within": 1},
+            RUN,
+            deadline=30,
+        )
         assert not served.ok and "no iperf3 client" in (served.error or "")
         assert time.monotonic() - started < 10
         assert not processes_named("iperf3", "5302")
@@ -111,8 +127,14 @@ async def test_server_without_client_gives_up_and_leaves_nothing(tmp_path: Path)
 async def test_releasing_the_run_kills_a_waiting_server(tmp_path: Path) -> None:
     require_root_tools("iperf3")
     async with netns_agents(tmp_path) as env:
-        job = asyncio.create_task(env.clients["b"].run_job(
-            IPERF_JOB.name, {"role": "server", "bind": env.address("b"), "port": 5303, "duration": 10, "accept_within": 60}, RUN, deadline=90))
+        job = asyncio.create_task(
+            env.clients["b"].run_job(
+                IPERF_JOB.name,
+                {"role": "server", "bind": env.address("b"), "port": 5303, "duration": 10, "accept_within": 60},
+                RUN,
+                deadline=90,
+            )
+        )
         give_up = time.monotonic() + 10
         while not processes_named("iperf3", "5303"):
             assert time.monotonic() < give_up, "iperf3 server never started"
@@ -132,6 +154,10 @@ async def test_client_to_nobody_fails_in_bounded_time(tmp_path: Path) -> None:
     async with netns_agents(tmp_path) as env:
         started = time.monotonic()
         outcome = await env.clients["a"].run_job(
-            IPERF_JOB.name, {"role": "client", "host": env.address("b"), "port": 5304, "duration": 1, "connect_within": 1}, RUN, deadline=30)
+            IPERF_JOB.name,
+            {"role": "client", "host": env.address("b"), "port": 5304, "duration": 1, "connect_within": 1},
+            RUN,
+            deadline=30,
+        )
         assert not outcome.ok and "refused" in (outcome.error or "")
         assert time.monotonic() - started < 10

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from tests.agents.helpers import AUTH
 from talbench.agents.app import CLEANUPS, JOBS
 from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
+from tests.agents.helpers import AUTH
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,9 @@ async def test_finished_jobs_are_kept_bounded_oldest_dropped(start_agent):
 async def test_delete_run_cancels_its_jobs_and_releases_what_it_left(start_agent):
     keep = KeepProbe()
     agent = await start_agent(probes(keep))
-    await agent.wait((await agent.submit("keep", {"things": ["etcd-member", "broken", "tunnel"]}, run_id="run-a"))["id"])
+    await agent.wait(
+        (await agent.submit("keep", {"things": ["etcd-member", "broken", "tunnel"]}, run_id="run-a"))["id"]
+    )
     await agent.wait((await agent.submit("keep", {"things": ["other"]}, run_id="run-b"))["id"])
     sleeper = await agent.submit("sleep", {"seconds": 30, "limit": 40}, run_id="run-a")
     assert agent.app[CLEANUPS].names("run-a") == ("etcd-member", "broken", "tunnel")

@@ -60,7 +60,18 @@ async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp
     sock = tmp_path / "agent.sock"
     data = tmp_path / "data"
     port = free_port()
-    proc = spawn("--listen", f"127.0.0.1:{port}", "--token-file", str(token_file), "--node", "cp9", "--unix", str(sock), "--data-dir", str(data))
+    proc = spawn(
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--token-file",
+        str(token_file),
+        "--node",
+        "cp9",
+        "--unix",
+        str(sock),
+        "--data-dir",
+        str(data),
+    )
     try:
         health = await health_over_unix(sock)
         assert health["node"] == "cp9" and health["status"] == "ok"
@@ -74,8 +85,19 @@ async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp
             async with session.get(url) as response:
                 assert response.status == 401
             # a long RTT job is running when SIGTERM comes: it is cancelled, the exit is prompt
-            job = {"schema": 1, "run_id": "r1", "probe": "rtt", "params": {"peers": [{"name": "self", "host": "127.0.0.1", "port": port}], "count": 10000, "interval": 0.01}}
-            async with session.post(f"http://127.0.0.1:{port}/v1/jobs", json=job, headers={"X-Talbench-Token": TOKEN}) as response:
+            job = {
+                "schema": 1,
+                "run_id": "r1",
+                "probe": "rtt",
+                "params": {
+                    "peers": [{"name": "self", "host": "127.0.0.1", "port": port}],
+                    "count": 10000,
+                    "interval": 0.01,
+                },
+            }
+            async with session.post(
+                f"http://127.0.0.1:{port}/v1/jobs", json=job, headers={"X-Talbench-Token": TOKEN}
+            ) as response:
                 assert response.status == 202
         await asyncio.sleep(0.3)
         started = time.monotonic()
@@ -99,7 +121,9 @@ async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_f
         await health_over_unix(sock)
         code, err = finish(spawn("--listen", f"127.0.0.1:{port}", "--token-file", str(token_file)))
         assert code == 3 and len(err.strip().splitlines()) == 1 and str(port) in err, err
-        code, err = finish(spawn("--listen", f"127.0.0.1:{free_port()}", "--token-file", str(token_file), "--unix", str(sock)))
+        code, err = finish(
+            spawn("--listen", f"127.0.0.1:{free_port()}", "--token-file", str(token_file), "--unix", str(sock))
+        )
         assert code == 3 and len(err.strip().splitlines()) == 1 and "a.sock" in err, err
         assert sock.exists()  # the live agent's socket was left alone
         first.send_signal(signal.SIGINT)
@@ -127,7 +151,10 @@ async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_f
         (["--listen", "[nope]:8946", "--token-file", "TOKEN"], "IPv6"),
         (["--listen", "127.0.0.1:8946", "--token-file", "EMPTY"], "empty"),
         (["--listen", "127.0.0.1:8946", "--token-file", "MISSING"], "MISSING"),
-        (["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--unix", "/nonexistent-dir/x.sock"], "nonexistent-dir"),
+        (
+            ["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--unix", "/nonexistent-dir/x.sock"],
+            "nonexistent-dir",
+        ),
         (["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--log-level", "loud"], "log-level"),
         (["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--bogus"], "bogus"),
     ],
@@ -143,7 +170,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, token_file, capsys, args, 
 
 @pytest.mark.parametrize(
     "address,port,expected",
-    [("fd00::10", "8946", ("fd00::10", 8946)), ("10.5.0.2", "9000", ("10.5.0.2", 9000)), ("10.5.0.2", None, ("10.5.0.2", 8946))],
+    [
+        ("fd00::10", "8946", ("fd00::10", 8946)),
+        ("10.5.0.2", "9000", ("10.5.0.2", 9000)),
+        ("10.5.0.2", None, ("10.5.0.2", 8946)),
+    ],
 )
 def test_a_daemonset_passes_the_node_address_unbracketed(token_file, address, port, expected):
     """status.hostIP of an IPv6 node is a bare address: --listen-address takes it as is."""

@@ -91,7 +91,9 @@ PROBE_RUN = textwrap.dedent(
 
 
 @pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2: builds namespaces")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2: builds namespaces"
+)
 def test_a_narrower_link_behind_a_router_is_found_to_the_byte():
     """a --1500-- router --1400-- b: packets from a above 1400 bytes leave a's own 1500-byte link
     and are dropped by the router (DF set), so the search must find 1400 on the far link."""
@@ -106,18 +108,28 @@ def test_a_narrower_link_behind_a_router_is_found_to_the_byte():
         ip("-n", r, "link", "add", "right", "type", "veth", "peer", "name", "eth0", "netns", b)
         ip("-n", r, "link", "set", "right", "mtu", "1400")
         ip("-n", b, "link", "set", "eth0", "mtu", "1400")
-        for ns, dev, address in ((a, "eth0", "10.252.0.1/24"), (r, "left", "10.252.0.2/24"),
-                                 (r, "right", "10.252.1.2/24"), (b, "eth0", "10.252.1.1/24")):
+        for ns, dev, address in (
+            (a, "eth0", "10.252.0.1/24"),
+            (r, "left", "10.252.0.2/24"),
+            (r, "right", "10.252.1.2/24"),
+            (b, "eth0", "10.252.1.1/24"),
+        ):
             ip("-n", ns, "addr", "add", address, "dev", dev)
             ip("-n", ns, "link", "set", dev, "up")
         ip("-n", a, "route", "add", "10.252.1.0/24", "via", "10.252.0.2")
         ip("-n", b, "route", "add", "10.252.0.0/24", "via", "10.252.1.2")
         subprocess.run(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10)
-        echo = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", ECHO, "10.252.1.1"],
-                                stdout=subprocess.PIPE, text=True)
+        echo = subprocess.Popen(
+            ["ip", "netns", "exec", b, sys.executable, "-c", ECHO, "10.252.1.1"], stdout=subprocess.PIPE, text=True
+        )
         assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
-        done = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c", PROBE_RUN, "10.252.1.1"],
-                              capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            ["ip", "netns", "exec", a, sys.executable, "-c", PROBE_RUN, "10.252.1.1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         far = json.loads(done.stdout)["peers"]["far"]
         assert far["local_mtu"] == 1500 and far["ceiling"] == 1500  # a's own link is not the limit
         assert far["mtu"] == 1400, far

@@ -10,11 +10,10 @@ import pytest
 from talbench.agents.app import ECHO
 from talbench.agents.probe import ProbeParamError
 from talbench.agents.probes.rtt import PROBE, RttParams
-
-RTT_JOB = PROBE.jobs[0]
 from talbench.agents.rtt_packet import MAGIC, MAX_PACKET, RttPacket, decode, encode
 from tests.agents.helpers import dead_udp_port
 
+RTT_JOB = PROBE.jobs[0]
 PEER = {"name": "a", "host": "127.0.0.1", "port": 9}
 
 
@@ -23,7 +22,17 @@ def parse(**params):
 
 
 def test_defaults_and_time_limit():
-    params = RTT_JOB.parse({"peers": [PEER, {"name": "b", "host": "[::1]", "port": 8946}], "count": 100, "interval": 0.01, "warmup": 10, "jitter": 0.5, "stagger": 2, "timeout": 0.5})
+    params = RTT_JOB.parse(
+        {
+            "peers": [PEER, {"name": "b", "host": "[::1]", "port": 8946}],
+            "count": 100,
+            "interval": 0.01,
+            "warmup": 10,
+            "jitter": 0.5,
+            "stagger": 2,
+            "timeout": 0.5,
+        }
+    )
     assert isinstance(params, RttParams) and params.peers[1].host == "::1"
     assert RTT_JOB.time_limit(params) == pytest.approx(2 + 110 * 0.01 * 1.5 + 0.5 + 5)
 
@@ -71,7 +80,10 @@ async def test_rtt_between_agents_on_loopback(start_agent):
     b = await start_agent(node="cp2")
     c = await start_agent(node="cp3")
     params = {
-        "peers": [{"name": "cp2", "host": "127.0.0.1", "port": b.port}, {"name": "cp3", "host": "127.0.0.1", "port": c.port}],
+        "peers": [
+            {"name": "cp2", "host": "127.0.0.1", "port": b.port},
+            {"name": "cp3", "host": "127.0.0.1", "port": c.port},
+        ],
         "count": 50,
         "warmup": 5,
         "interval": 0.002,
@@ -101,7 +113,14 @@ async def test_rtt_between_agents_on_loopback(start_agent):
 
 async def test_a_peer_without_responder_is_all_lost_not_an_error(start_agent):
     a = await start_agent()
-    params = {"peers": [{"name": "ghost", "host": "127.0.0.1", "port": dead_udp_port()}], "count": 20, "warmup": 2, "interval": 0.002, "timeout": 0.1, "stagger": 0}
+    params = {
+        "peers": [{"name": "ghost", "host": "127.0.0.1", "port": dead_udp_port()}],
+        "count": 20,
+        "warmup": 2,
+        "interval": 0.002,
+        "timeout": 0.1,
+        "stagger": 0,
+    }
     job = await a.wait((await a.submit("rtt", params))["id"])
     assert job["state"] == "done", job["error"]
     ghost = job["result"]["peers"]["ghost"]
@@ -114,7 +133,14 @@ async def test_a_silent_peer_is_lost_after_the_timeout(start_agent):
     a = await start_agent()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
-        params = {"peers": [{"name": "sink", "host": "127.0.0.1", "port": sink.getsockname()[1]}], "count": 5, "warmup": 0, "interval": 0.001, "timeout": 0.2, "stagger": 0}
+        params = {
+            "peers": [{"name": "sink", "host": "127.0.0.1", "port": sink.getsockname()[1]}],
+            "count": 5,
+            "warmup": 0,
+            "interval": 0.001,
+            "timeout": 0.2,
+            "stagger": 0,
+        }
         job = await a.wait((await a.submit("rtt", params))["id"])
     peer = job["result"]["peers"]["sink"]
     assert peer["sent"] == 5 and peer["received"] == 0 and peer["lost"] == 5 and peer["errors"] == []
@@ -143,7 +169,15 @@ async def test_late_and_duplicate_replies_are_not_samples(start_agent):
     transport, _ = await loop.create_datagram_endpoint(Odd, local_addr=("127.0.0.1", 0))
     try:
         port = transport.get_extra_info("sockname")[1]
-        params = {"peers": [{"name": "odd", "host": "127.0.0.1", "port": port}], "count": 5, "warmup": 0, "interval": 0.05, "jitter": 0, "timeout": 0.1, "stagger": 0}
+        params = {
+            "peers": [{"name": "odd", "host": "127.0.0.1", "port": port}],
+            "count": 5,
+            "warmup": 0,
+            "interval": 0.05,
+            "jitter": 0,
+            "timeout": 0.1,
+            "stagger": 0,
+        }
         job = await a.wait((await a.submit("rtt", params))["id"])
     finally:
         transport.close()
@@ -188,7 +222,7 @@ async def exchange(target: tuple[str, int], family: int = socket.AF_INET) -> byt
     try:
         transport.sendto(encode(RttPacket(5, 6, 7), 64))
         return await asyncio.wait_for(replies.get(), 1.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
     finally:
         transport.close()
@@ -225,7 +259,13 @@ async def test_rtt_over_ipv6_loopback(start_agent):
     a = await start_agent()
     echo = await start_echo("::1", 0)
     try:
-        params = {"peers": [{"name": "v6", "host": "[::1]", "port": echo.address[1]}], "count": 10, "warmup": 1, "interval": 0.002, "stagger": 0}
+        params = {
+            "peers": [{"name": "v6", "host": "[::1]", "port": echo.address[1]}],
+            "count": 10,
+            "warmup": 1,
+            "interval": 0.002,
+            "stagger": 0,
+        }
         job = await a.wait((await a.submit("rtt", params))["id"])
     finally:
         echo.close()

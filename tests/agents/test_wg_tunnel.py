@@ -35,8 +35,14 @@ def test_link_names_are_short_and_unique_per_run_and_node() -> None:
 
 
 UP = {"action": "up", "tunnel": "p0", "address": "198.18.0.1/30", "listen_port": 51831, "echo_port": 51832}
-PEER = {"action": "peer", "tunnel": "p0", "public_key": "x" * 42 + "A=", "endpoint_host": "10.0.0.1", "endpoint_port": 51831,
-        "allowed_ip": "198.18.0.2"}
+PEER = {
+    "action": "peer",
+    "tunnel": "p0",
+    "public_key": "x" * 42 + "A=",
+    "endpoint_host": "10.0.0.1",
+    "endpoint_port": 51831,
+    "allowed_ip": "198.18.0.2",
+}
 
 
 def test_the_job_is_declared_by_the_wireguard_probe() -> None:
@@ -82,18 +88,44 @@ def test_params_refuse_kubespan_port_and_bad_keys(params: dict[str, Any], needle
 
 async def _up(env: NetnsAgents, tunnel: str = "p0", run: str = RUN) -> dict[str, dict[str, Any]]:
     """Both sides up, then each configured with the other: the coordinator's two steps."""
-    ups = await asyncio.gather(*(
-        env.clients[n].run_job(TUNNEL_JOB.name, {"action": "up", "tunnel": tunnel, "address": f"{TUNNEL_ADDRESSES[n]}/30",
-                                            "listen_port": WG_PORT, "echo_port": ECHO_PORT}, run, deadline=30)
-        for n in ("a", "b")))
+    ups = await asyncio.gather(
+        *(
+            env.clients[n].run_job(
+                TUNNEL_JOB.name,
+                {
+                    "action": "up",
+                    "tunnel": tunnel,
+                    "address": f"{TUNNEL_ADDRESSES[n]}/30",
+                    "listen_port": WG_PORT,
+                    "echo_port": ECHO_PORT,
+                },
+                run,
+                deadline=30,
+            )
+            for n in ("a", "b")
+        )
+    )
     for outcome in ups:
         assert outcome.ok, outcome.error
     up = {"a": dict(ups[0].result), "b": dict(ups[1].result)}
-    peers = await asyncio.gather(*(
-        env.clients[n].run_job(TUNNEL_JOB.name, {"action": "peer", "tunnel": tunnel, "public_key": up[o]["public_key"],
-                                            "endpoint_host": env.address(o), "endpoint_port": WG_PORT,
-                                            "allowed_ip": TUNNEL_ADDRESSES[o]}, run, deadline=30)
-        for n, o in (("a", "b"), ("b", "a"))))
+    peers = await asyncio.gather(
+        *(
+            env.clients[n].run_job(
+                TUNNEL_JOB.name,
+                {
+                    "action": "peer",
+                    "tunnel": tunnel,
+                    "public_key": up[o]["public_key"],
+                    "endpoint_host": env.address(o),
+                    "endpoint_port": WG_PORT,
+                    "allowed_ip": TUNNEL_ADDRESSES[o],
+                },
+                run,
+                deadline=30,
+            )
+            for n, o in (("a", "b"), ("b", "a"))
+        )
+    )
     for outcome in peers:
         assert outcome.ok, outcome.error
     return up
@@ -127,17 +159,36 @@ async def test_tunnel_carries_rtt_and_throughput_and_is_torn_down(tmp_path: Path
         assert up["a"]["interface"] != up["b"]["interface"]  # shared /var/run/wireguard
 
         # RTT through the tunnel: the RTT probe against b's echo responder on its tunnel address.
-        rtt = await env.clients["a"].run_job(RTT.jobs[0].name, {
-            "peers": [{"name": "b", "host": TUNNEL_ADDRESSES["b"], "port": ECHO_PORT}],
-            "count": 30, "interval": 0.01, "warmup": 3, "stagger": 0}, RUN, deadline=30)
+        rtt = await env.clients["a"].run_job(
+            RTT.jobs[0].name,
+            {
+                "peers": [{"name": "b", "host": TUNNEL_ADDRESSES["b"], "port": ECHO_PORT}],
+                "count": 30,
+                "interval": 0.01,
+                "warmup": 3,
+                "stagger": 0,
+            },
+            RUN,
+            deadline=30,
+        )
         assert rtt.ok, rtt.error
         assert rtt.result["peers"]["b"]["received"] == 30
 
         # Throughput through the tunnel; WireGuard's counters prove the bytes took it.
-        server = asyncio.create_task(env.clients["b"].run_job(IPERF_JOB.name, {
-            "role": "server", "bind": TUNNEL_ADDRESSES["b"], "port": 5311, "duration": 1, "accept_within": 10}, RUN, deadline=30))
-        client = await env.clients["a"].run_job(IPERF_JOB.name, {
-            "role": "client", "host": TUNNEL_ADDRESSES["b"], "port": 5311, "duration": 1, "connect_within": 10}, RUN, deadline=30)
+        server = asyncio.create_task(
+            env.clients["b"].run_job(
+                IPERF_JOB.name,
+                {"role": "server", "bind": TUNNEL_ADDRESSES["b"], "port": 5311, "duration": 1, "accept_within": 10},
+                RUN,
+                deadline=30,
+            )
+        )
+        client = await env.clients["a"].run_job(
+            IPERF_JOB.name,
+            {"role": "client", "host": TUNNEL_ADDRESSES["b"], "port": 5311, "duration": 1, "connect_within": 10},
+            RUN,
+            deadline=30,
+        )
         assert client.ok, client.error
         assert (await server).ok
         assert client.result["route"]["dev"] == up["a"]["interface"]
@@ -147,7 +198,12 @@ async def test_tunnel_carries_rtt_and_throughput_and_is_torn_down(tmp_path: Path
         assert peer["tx_bytes"] >= client.result["bytes_sent"]
 
         # Teardown: link, wireguard-go process and control socket gone; no key on disk.
-        downs = await asyncio.gather(*(env.clients[n].run_job(TUNNEL_JOB.name, {"action": "down", "tunnel": "p0"}, RUN, deadline=30) for n in ("a", "b")))
+        downs = await asyncio.gather(
+            *(
+                env.clients[n].run_job(TUNNEL_JOB.name, {"action": "down", "tunnel": "p0"}, RUN, deadline=30)
+                for n in ("a", "b")
+            )
+        )
         assert all(d.ok and d.result["released"] and not d.result["exists"] for d in downs)
         _assert_gone(env, up)
         _assert_no_key_on_disk(env)
@@ -249,8 +305,12 @@ def test_tunnel_bypasses_an_active_kubespan(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     with _namespace() as ns:
-        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _BYPASS_SCRIPT, str(sysfs), str(data)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", _BYPASS_SCRIPT, str(sysfs), str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["result"]["kubespan"]["active"] is True

@@ -14,7 +14,9 @@ def nodes(control_planes: int = 3, workers: int = 1) -> tuple[Node, ...]:
     return tuple(made)
 
 
-def rtt(node: str, peer: str, samples_ms: list[float], *, sent: int | None = None, cpu: float = 5.0, min_samples: int = 1) -> Measurement:
+def rtt(
+    node: str, peer: str, samples_ms: list[float], *, sent: int | None = None, cpu: float = 5.0, min_samples: int = 1
+) -> Measurement:
     samples_ns = [int(ms * 1e6) for ms in samples_ms]
     sent = len(samples_ns) if sent is None else sent
     return Measurement(

@@ -35,12 +35,19 @@ def test_yaml_error_names_file_and_line(tmp_path):
 def test_unknown_metric_exits_2_naming_file_line_and_metric(tmp_path):
     bad = tmp_path / "metric.yaml"
     bad.write_text("name: m\nchecks:\n  - name: x\n    metric: rtt.p42\n    scope: all-pairs\n    source: me\n")
-    assert_one_line_error(talbench("run", "--scenario", str(bad), "--target", "lab"), 2, f"{bad}:4", "unknown metric 'rtt.p42'")
+    assert_one_line_error(
+        talbench("run", "--scenario", str(bad), "--target", "lab"), 2, f"{bad}:4", "unknown metric 'rtt.p42'"
+    )
 
 
 @pytest.mark.parametrize(
     "args",
-    [("run",), ("run", "--scenario", "control-plane", "--format", "xml"), ("bogus",), ("run", "--scenario", "control-plane", "--only", "gpu", "--target", "lab")],
+    [
+        ("run",),
+        ("run", "--scenario", "control-plane", "--format", "xml"),
+        ("bogus",),
+        ("run", "--scenario", "control-plane", "--only", "gpu", "--target", "lab"),
+    ],
 )
 def test_usage_errors_exit_2_with_one_line(args):
     result = talbench(*args)

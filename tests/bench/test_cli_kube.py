@@ -11,15 +11,19 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.bench.kube.emulator import ApiEmulator
 from tests.bench.kube.conftest import loopback_nodes
+from tests.bench.kube.emulator import ApiEmulator
 from tests.bench.kube.runs import SCENARIO
 
 
 async def talbench(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "talbench.bench.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "talbench.bench.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -32,9 +36,18 @@ async def test_a_kube_run_from_the_command_line_judges_and_cleans_up(tmp_path: P
     scenario.write_text(SCENARIO)
     async with ApiEmulator(loopback_nodes(tmp_path, base=3)) as emu:
         kubeconfig = emu.kubeconfig(tmp_path / "kubeconfig")
-        proc = await talbench("run", "--scenario", str(scenario), "--kubeconfig", str(kubeconfig),
-                              "--out", str(tmp_path / "out"), "--format", "json")
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
+        proc = await talbench(
+            "run",
+            "--scenario",
+            str(scenario),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--out",
+            str(tmp_path / "out"),
+            "--format",
+            "json",
+        )
+        stdout, _stderr = await asyncio.wait_for(proc.communicate(), 180)
         summary = json.loads(stdout)
         assert proc.returncode == 0, [v for v in summary["verdicts"] if v["status"] != "pass"]
         assert summary["target"] == "kube"
@@ -50,7 +63,9 @@ async def test_ctrl_c_during_a_kube_run_deletes_the_runs_objects_and_exits_130(t
     scenario.write_text(SCENARIO.replace("count: 60, interval: 5ms", "count: 3000, interval: 10ms"))
     async with ApiEmulator(loopback_nodes(tmp_path, base=4)) as emu:
         kubeconfig = emu.kubeconfig(tmp_path / "kubeconfig")
-        proc = await talbench("run", "--scenario", str(scenario), "--kubeconfig", str(kubeconfig), "--out", str(tmp_path / "out"))
+        proc = await talbench(
+            "run", "--scenario", str(scenario), "--kubeconfig", str(kubeconfig), "--out", str(tmp_path / "out")
+        )
         try:
             for _ in range(600):  # until the agents are measuring (jobs go through the pod proxy)
                 if any(r.resource == "pods/proxy" and r.method == "POST" for r in emu.requests):

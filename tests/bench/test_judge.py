@@ -17,7 +17,9 @@ CLUSTER = nodes(3, 1)
 
 def cp_check(warn="10ms", fail="15ms") -> Check:
     return Check(
-        "cp-rtt", "rtt.p99", Scope.CONTROL_PLANE_PAIRS,
+        "cp-rtt",
+        "rtt.p99",
+        Scope.CONTROL_PLANE_PAIRS,
         parse_quantity(warn, Dimension.DURATION) if warn else None,
         parse_quantity(fail, Dimension.DURATION) if fail else None,
         "reference architecture",
@@ -64,14 +66,22 @@ def test_a_failed_agent_result_is_no_data_with_its_reason():
 
 
 def test_too_few_samples_or_a_saturated_agent_is_invalid_not_judged():
-    few = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 10, min_samples=50), CLUSTER)
+    few = judge_subject(
+        cp_check(), P99, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 10, min_samples=50), CLUSTER
+    )
     assert few.status is Status.INVALID and "too few samples" in few.message
     busy = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 200, cpu=99.0), CLUSTER)
     assert busy.status is Status.INVALID and "saturated" in busy.message
     results = both("cp1", "cp2", [30.0] * 200)
     stalled_key = ResultKey("rtt", "cp2", "cp1")
     stalled = results[stalled_key]
-    stalls = {"loop_lag_max_ms": 38.0, "loop_ticks": 150, "loop_ticks_late": 9, "loop_late_ms": 5.0, "cpu_system_percent": 86.0}
+    stalls = {
+        "loop_lag_max_ms": 38.0,
+        "loop_ticks": 150,
+        "loop_ticks_late": 9,
+        "loop_late_ms": 5.0,
+        "cpu_system_percent": 86.0,
+    }
     results[stalled_key] = Measurement(stalled_key, True, stalled.data, resources=stalls)
     lagging = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
     assert lagging.status is Status.INVALID
@@ -88,7 +98,9 @@ def test_no_replies_at_all_fails_as_unbounded_latency():
 
 
 def test_a_check_without_limits_reports_info():
-    verdict = judge_subject(cp_check(None, None), P99, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 200), CLUSTER)
+    verdict = judge_subject(
+        cp_check(None, None), P99, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 200), CLUSTER
+    )
     assert verdict.status is Status.INFO
 
 
@@ -98,7 +110,9 @@ def test_a_subject_the_probe_chose_not_to_measure_is_reported_never_judged(value
 
     from talbench.bench.model import Observation
 
-    skipped = replace(P99, observe=lambda subject, measurements, nodes: Observation(value, not_measured="outside the sample"))
+    skipped = replace(
+        P99, observe=lambda subject, measurements, nodes: Observation(value, not_measured="outside the sample")
+    )
     verdict = judge_subject(cp_check(), skipped, Subject(("cp1", "cp2")), both("cp1", "cp2", [1.0] * 200), CLUSTER)
     assert (verdict.status, verdict.message) == (Status.INFO, "not measured: outside the sample")
     assert exit_code([verdict]) == 0
@@ -110,9 +124,15 @@ def test_judge_gives_every_planned_subject_one_verdict_and_the_exit_code_follows
     for a, b in (("cp1", "cp2"), ("cp1", "cp3"), ("cp2", "cp3")):
         results.update(both(a, b, [30.0] * 200 if "cp3" in (a, b) else [1.0] * 200))
     verdicts = judge(plan, results, CLUSTER, METRICS)
-    assert {str(v.subject): v.status for v in verdicts} == {"cp1-cp2": Status.PASS, "cp1-cp3": Status.FAIL, "cp2-cp3": Status.FAIL}
+    assert {str(v.subject): v.status for v in verdicts} == {
+        "cp1-cp2": Status.PASS,
+        "cp1-cp3": Status.FAIL,
+        "cp2-cp3": Status.FAIL,
+    }
     assert overall(verdicts) is Status.FAIL and exit_code(verdicts) == 1
-    passing = judge(plan, {**results, **both("cp1", "cp3", [1.0] * 200), **both("cp2", "cp3", [12.0] * 200)}, CLUSTER, METRICS)
+    passing = judge(
+        plan, {**results, **both("cp1", "cp3", [1.0] * 200), **both("cp2", "cp3", [12.0] * 200)}, CLUSTER, METRICS
+    )
     assert exit_code(passing) == 0  # warnings are allowed
 
 

@@ -13,7 +13,11 @@ METRICS = metrics_of(default_drivers())
 
 def test_scopes_pick_the_right_subjects():
     cluster = nodes(3, 2)
-    assert subjects(Scope.CONTROL_PLANE_PAIRS, cluster) == (Subject(("cp1", "cp2")), Subject(("cp1", "cp3")), Subject(("cp2", "cp3")))
+    assert subjects(Scope.CONTROL_PLANE_PAIRS, cluster) == (
+        Subject(("cp1", "cp2")),
+        Subject(("cp1", "cp3")),
+        Subject(("cp2", "cp3")),
+    )
     assert len(subjects(Scope.ALL_PAIRS, cluster)) == 10
     other = subjects(Scope.OTHER_PAIRS, cluster)
     assert len(other) == 7 and all(any(n.startswith("w") for n in s.nodes) for s in other)
@@ -27,7 +31,9 @@ def test_plan_expects_both_directions_of_every_pair_up_front():
     loaded = scenario.load(scenario.resolve("control-plane"), METRICS)
     plan = make_plan(select_checks(loaded, ["rtt"]), nodes(3, 1), METRICS)
     # 4 nodes: every node owes a result towards every other node
-    assert plan.keys_of("rtt") == frozenset(ResultKey("rtt", a, b) for a in ("cp1", "cp2", "cp3", "w1") for b in ("cp1", "cp2", "cp3", "w1") if a != b)
+    assert plan.keys_of("rtt") == frozenset(
+        ResultKey("rtt", a, b) for a in ("cp1", "cp2", "cp3", "w1") for b in ("cp1", "cp2", "cp3", "w1") if a != b
+    )
 
 
 def test_only_takes_probe_or_check_names_and_refuses_others():

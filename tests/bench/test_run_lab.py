@@ -53,14 +53,20 @@ def env(tmp_path):
     environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
     yield environment, root, tmp_path / "out"
     # whatever happened, nothing of ours may remain
-    subprocess.run([sys.executable, "-m", "talbench.bench.cli", "lab", "down"], env=environment, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "talbench.bench.cli", "lab", "down"], env=environment, capture_output=True, timeout=120
+    )
     assert lab_namespaces() - before == set()
     assert lab_processes(root) == []
 
 
 def talbench(environment, *args, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "talbench.bench.cli", *args], env=environment, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "talbench.bench.cli", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -77,7 +83,19 @@ def verdicts(out: Path) -> tuple[dict, dict[str, dict[str, str]]]:
 def test_run_on_a_fresh_lab_judges_every_control_plane_pair_and_removes_the_lab(env):
     environment, root, out = env
     before = lab_namespaces()
-    result = talbench(environment, "run", "--scenario", "control-plane", "--target", "lab", "--only", "rtt", "--quick", "--out", str(out))
+    result = talbench(
+        environment,
+        "run",
+        "--scenario",
+        "control-plane",
+        "--target",
+        "lab",
+        "--only",
+        "rtt",
+        "--quick",
+        "--out",
+        str(out),
+    )
     assert result.returncode in (0, 1), result.stderr
     doc, by_check = verdicts(out)
     assert set(by_check["control-plane-rtt"]) == {"cp1-cp2", "cp1-cp3", "cp2-cp3"}
@@ -91,10 +109,21 @@ def test_run_on_a_fresh_lab_judges_every_control_plane_pair_and_removes_the_lab(
 
 
 def test_delayed_control_plane_fails_exactly_its_pairs(env):
-    environment, root, out = env
+    environment, _root, out = env
     result = talbench(
-        environment, "run", "--scenario", "control-plane", "--target", "lab", "--only", "control-plane-rtt",
-        "--quick", "--delay", "cp3=10ms", "--out", str(out),
+        environment,
+        "run",
+        "--scenario",
+        "control-plane",
+        "--target",
+        "lab",
+        "--only",
+        "control-plane-rtt",
+        "--quick",
+        "--delay",
+        "cp3=10ms",
+        "--out",
+        str(out),
     )
     assert result.returncode == 1, result.stderr
     doc, by_check = verdicts(out)
@@ -108,8 +137,22 @@ def _start_slow_run(environment, tmp_path: Path, out: Path) -> subprocess.Popen:
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(SLOW_RTT)
     return subprocess.Popen(
-        [sys.executable, "-m", "talbench.bench.cli", "run", "--scenario", str(scenario), "--target", "lab", "--out", str(out)],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "talbench.bench.cli",
+            "run",
+            "--scenario",
+            str(scenario),
+            "--target",
+            "lab",
+            "--out",
+            str(out),
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -153,7 +196,7 @@ def test_an_agent_killed_mid_run_yields_no_data_for_what_it_owed_in_bounded_time
         cp3 = next(n for n in state["nodes"] if n["name"] == "cp3")
         os.kill(cp3["pid"], signal.SIGKILL)
         started = time.monotonic()
-        stdout, stderr = run.communicate(timeout=120)
+        _stdout, stderr = run.communicate(timeout=120)
         elapsed = time.monotonic() - started
     finally:
         if run.poll() is None:

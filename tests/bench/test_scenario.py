@@ -31,7 +31,12 @@ GOOD = """\
 def test_parses_a_check_with_units_scope_and_source():
     parsed = parse(GOOD)
     (check,) = parsed.checks
-    assert (check.name, check.metric, check.scope, check.probe) == ("cp-rtt", "rtt.p99", Scope.CONTROL_PLANE_PAIRS, "rtt")
+    assert (check.name, check.metric, check.scope, check.probe) == (
+        "cp-rtt",
+        "rtt.p99",
+        Scope.CONTROL_PLANE_PAIRS,
+        "rtt",
+    )
     assert check.fail.value == pytest.approx(0.015)
     assert check.warn.value == pytest.approx(0.010)
     assert check.line == 4
@@ -41,16 +46,37 @@ def test_parses_a_check_with_units_scope_and_source():
     ("text", "expected"),
     [
         ("name: x\nchecks: [\n", r"s\.yaml:3:1: YAML error"),
-        ("name: x\nchecks:\n  - name: a\n    metric: rtt.p999\n    scope: all-pairs\n    source: s\n", r"s\.yaml:4: check 'a': unknown metric 'rtt.p999'"),
-        ("name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: galaxy\n    source: s\n", r"s\.yaml:5: .*unknown scope 'galaxy'"),
-        ("name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-nodes\n    source: s\n", r"per pair, scope all-nodes is not"),
-        ("name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-pairs\n    fail: 15\n    source: s\n", r"s\.yaml:6: .*fail: 15 needs a unit"),
-        ("name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-pairs\n    fail: 15ms\n", r"needs its 'source'"),
-        ("name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-pairs\n    warn: 20ms\n    fail: 15ms\n    source: s\n", r"warn 20ms lies beyond fail 15ms"),
+        (
+            "name: x\nchecks:\n  - name: a\n    metric: rtt.p999\n    scope: all-pairs\n    source: s\n",
+            r"s\.yaml:4: check 'a': unknown metric 'rtt.p999'",
+        ),
+        (
+            "name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: galaxy\n    source: s\n",
+            r"s\.yaml:5: .*unknown scope 'galaxy'",
+        ),
+        (
+            "name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-nodes\n    source: s\n",
+            r"per pair, scope all-nodes is not",
+        ),
+        (
+            "name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-pairs\n    fail: 15\n    source: s\n",
+            r"s\.yaml:6: .*fail: 15 needs a unit",
+        ),
+        (
+            "name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-pairs\n    fail: 15ms\n",
+            r"needs its 'source'",
+        ),
+        (
+            "name: x\nchecks:\n  - name: a\n    metric: rtt.p99\n    scope: all-pairs\n    warn: 20ms\n    fail: 15ms\n    source: s\n",
+            r"warn 20ms lies beyond fail 15ms",
+        ),
         ("name: x\ncheks: []\n", r"s\.yaml:2: unknown key 'cheks'"),
         ("schema: 2\nname: x\nchecks: []\n", r"schema 2 is not supported"),
         ("- just\n- a list\n", r"a scenario is a mapping"),
-        ("name: x\nprobes:\n  rtt:\n    count: 0\nchecks:\n  - {name: a, metric: rtt.p99, scope: all-pairs, source: s}\n", r"s\.yaml:3: probe 'rtt': count must be"),
+        (
+            "name: x\nprobes:\n  rtt:\n    count: 0\nchecks:\n  - {name: a, metric: rtt.p99, scope: all-pairs, source: s}\n",
+            r"s\.yaml:3: probe 'rtt': count must be",
+        ),
     ],
 )
 def test_errors_name_file_line_and_problem(text, expected):

@@ -90,8 +90,13 @@ def test_a_schema_1_file_without_include_still_parses(tmp_path: Path) -> None:
 
 
 def test_included_checks_keep_their_definition_then_own_checks_follow(tmp_path: Path) -> None:
-    write(tmp_path, "parts/a.yaml", RTT_A.replace("count: 200", "count: 300").replace("warmup: 3", "warmup: 5"))  # control-plane's
-    top = write(tmp_path, "top.yaml", """\
+    write(
+        tmp_path, "parts/a.yaml", RTT_A.replace("count: 200", "count: 300").replace("warmup: 3", "warmup: 5")
+    )  # control-plane's
+    top = write(
+        tmp_path,
+        "top.yaml",
+        """\
         name: top
         description: mine
         include: [parts/a.yaml, control-plane]
@@ -101,7 +106,8 @@ def test_included_checks_keep_their_definition_then_own_checks_follow(tmp_path: 
             scope: all-nodes
             fail: 1 %
             source: the reference architecture, KubePrism
-    """)
+    """,
+    )
     composed = compose(top)
     names = [c.name for c in composed.scenario.checks]
     control_plane = scenario.load(scenario.resolve("control-plane"), METRICS)
@@ -124,7 +130,11 @@ def test_a_check_defined_identically_twice_is_kept_once(tmp_path: Path) -> None:
 
 def test_a_check_defined_differently_in_two_included_files_names_both(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", RTT_A)
-    write(tmp_path, "b.yaml", RTT_B.replace("count: 250", "count: 200").replace("source: the reference architecture", "source: other"))
+    write(
+        tmp_path,
+        "b.yaml",
+        RTT_B.replace("count: 250", "count: 200").replace("source: the reference architecture", "source: other"),
+    )
     top = write(tmp_path, "top.yaml", "name: top\ninclude:\n  - a.yaml\n  - b.yaml\n")
     message = one_line_error(top, "check 'cp-rtt' is defined differently")
     assert message.startswith(f"{top}:4: ")
@@ -196,12 +206,16 @@ def test_an_include_cycle_is_one_line_with_file_and_line(tmp_path: Path) -> None
         ("[3]", r"top\.yaml:2: 'include' must be a list"),
     ],
 )
-def test_a_missing_or_malformed_include_is_one_line_with_file_and_line(tmp_path: Path, entries: str, pattern: str) -> None:
+def test_a_missing_or_malformed_include_is_one_line_with_file_and_line(
+    tmp_path: Path, entries: str, pattern: str
+) -> None:
     one_line_error(write(tmp_path, "top.yaml", f"name: top\ninclude: {entries}\n"), pattern)
 
 
 def test_without_include_checks_stay_required(tmp_path: Path) -> None:
-    one_line_error(write(tmp_path, "top.yaml", "name: top\ninclude: []\n"), r"top\.yaml:1: 'checks' must be a non-empty list")
+    one_line_error(
+        write(tmp_path, "top.yaml", "name: top\ninclude: []\n"), r"top\.yaml:1: 'checks' must be a non-empty list"
+    )
 
 
 def test_an_error_inside_an_included_file_names_that_file(tmp_path: Path) -> None:
@@ -220,7 +234,10 @@ def test_parse_resolves_relative_includes_next_to_where(tmp_path: Path) -> None:
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHARED = {
-    "_etcd-disk": ({"control-plane", "storage"}, {"control-plane-fsync", "control-plane-nvme", "control-plane-disk-size"}),
+    "_etcd-disk": (
+        {"control-plane", "storage"},
+        {"control-plane-fsync", "control-plane-nvme", "control-plane-disk-size"},
+    ),
     "_kubespan-limits": (
         {"control-plane", "kubespan"},
         {"control-plane-tunnel-rtt", "kubespan-cluster-size", "kubespan-on-storage-nodes"},

@@ -29,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from talbench.agents.etcdload.generator import LoadSpec, run_load
 from talbench.agents.etcdload.histogram import LatencyHistogram
@@ -59,8 +60,17 @@ def etcdctl_perf(endpoints: list[str], namespace: str | None, timeout: float) ->
     match = THROUGHPUT.search(text)
     if not match:
         raise RuntimeError(f"etcdctl check perf printed no throughput (exit {done.returncode}): {text[-500:]}")
-    verdict_lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip().startswith(("PASS", "FAIL", "Slowest", "Stddev"))]
-    return {"achieved_rate": float(match.group(1)), "exit": done.returncode, "elapsed_s": elapsed, "lines": verdict_lines}
+    verdict_lines = [
+        line.strip()
+        for line in text.replace("\r", "\n").splitlines()
+        if line.strip().startswith(("PASS", "FAIL", "Slowest", "Stddev"))
+    ]
+    return {
+        "achieved_rate": float(match.group(1)),
+        "exit": done.returncode,
+        "elapsed_s": elapsed,
+        "lines": verdict_lines,
+    }
 
 
 def etcd_revision(endpoints: list[str], namespace: str | None) -> int:
@@ -72,7 +82,9 @@ def etcd_revision(endpoints: list[str], namespace: str | None) -> int:
     return int(json.loads(done.stdout)[0]["Status"]["header"]["revision"])
 
 
-async def counted(measure: Callable[[], Awaitable[dict[str, Any]]], urls: list[str], namespace: str | None) -> dict[str, Any]:
+async def counted(
+    measure: Callable[[], Awaitable[dict[str, Any]]], urls: list[str], namespace: str | None
+) -> dict[str, Any]:
     """``measure()``'s figures plus the revisions etcd committed meanwhile."""
     before = await asyncio.to_thread(etcd_revision, urls, namespace)
     figures = await measure()
@@ -113,10 +125,17 @@ async def loopback_round(args: argparse.Namespace, index: int) -> dict[str, Any]
             async with local_cluster(3, Path(data), f"bench-{tool}-{index}") as cluster:
                 urls = list(cluster.client_urls)
 
-                async def measure() -> dict[str, Any]:
+                async def measure(tool: str = tool, urls: list[str] = urls) -> dict[str, Any]:
                     if tool == "etcdctl":
                         return await asyncio.to_thread(etcdctl_perf, urls, None, args.duration + 120)
-                    spec = LoadSpec(cluster.client_urls, PREFIX, "closed", clients=args.clients, duration=args.duration, workers=args.workers)
+                    spec = LoadSpec(
+                        cluster.client_urls,
+                        PREFIX,
+                        "closed",
+                        clients=args.clients,
+                        duration=args.duration,
+                        workers=args.workers,
+                    )
                     return summarize(await run_load(spec))
 
                 out[tool] = await counted(measure, urls, None)
@@ -126,10 +145,14 @@ async def loopback_round(args: argparse.Namespace, index: int) -> dict[str, Any]
 # ---- on a lab ------------------------------------------------------------------------------------
 
 
-async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argparse.Namespace, index: int) -> dict[str, Any]:
+async def _lab_round_with_state(
+    root: Path, spec: Any, state: Any, args: argparse.Namespace, index: int
+) -> dict[str, Any]:
     from talbench.bench.dispatch.lab import LabDispatcher
 
-    settings = validate(EtcdSettings, {"mode": "ceiling", "clients": args.clients, "duration": args.duration, "workers": args.workers})
+    settings = validate(
+        EtcdSettings, {"mode": "ceiling", "clients": args.clients, "duration": args.duration, "workers": args.workers}
+    )
     out: dict[str, Any] = {}
     async with LabDispatcher(root, spec).deploy(f"bench-etcd-{int(time.time())}-{index}") as fleet:
         members = control_planes(fleet)
@@ -141,10 +164,12 @@ async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argpars
                     raise RuntimeError(f"members did not start: {cluster.failed}")
                 urls = [cluster.client_urls[n.name] for n in members]
 
-                async def measure() -> dict[str, Any]:
+                async def measure(tool: str = tool, urls: list[str] = urls) -> dict[str, Any]:
                     if tool == "etcdctl":
                         return await asyncio.to_thread(etcdctl_perf, urls, namespace, 200)
-                    outcome = await fleet.agents[members[0].name].run_job(LOAD_JOB, load_params(settings, urls), fleet.run_id, deadline=load_deadline(settings))
+                    outcome = await fleet.agents[members[0].name].run_job(
+                        LOAD_JOB, load_params(settings, urls), fleet.run_id, deadline=load_deadline(settings)
+                    )
                     if not outcome.ok:
                         raise RuntimeError(f"talbench load failed: {outcome.error}")
                     return summarize(outcome.result["load"])
@@ -155,8 +180,12 @@ async def _lab_round_with_state(root: Path, spec: Any, state: Any, args: argpars
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=60.0, help="talbench's run; etcdctl check perf always runs 60 s")
-    parser.add_argument("--clients", type=int, default=500, help="talbench's closed-loop clients (etcdctl's l profile: 500)")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="talbench's run; etcdctl check perf always runs 60 s"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=500, help="talbench's closed-loop clients (etcdctl's l profile: 500)"
+    )
     parser.add_argument("--workers", type=int, default=0, help="talbench's load processes (0: one per core)")
     parser.add_argument("--rounds", type=int, default=3, help="the median ratio of this many rounds is the figure")
     parser.add_argument("--loopback", action="store_true", help="3 members on 127.0.0.1 instead of a lab")
@@ -185,26 +214,47 @@ def main() -> int:
         for index in range(args.rounds):
             rounds.append(asyncio.run(loopback_round(args, index)))
     print(f"etcd write ceiling on {where}; host {platform.node()}, {os.cpu_count()} cores")
-    print(f"{'round':>5} {'etcdctl l w/s':>14} {'talbench w/s':>13} {'ratio':>6} {'workers':>7} {'gen CPU/core':>13} {'p99 ms':>7}")
+    print(
+        f"{'round':>5} {'etcdctl l w/s':>14} {'talbench w/s':>13} {'ratio':>6} {'workers':>7} {'gen CPU/core':>13} {'p99 ms':>7}"
+    )
     for index, row in enumerate(rounds):
         row["ratio"] = row["talbench"]["achieved_rate"] / row["etcdctl"]["achieved_rate"]
         cpu = ", ".join(f"{c * 100:.0f}%" for c in row["talbench"]["cpu_per_worker"])
-        print(f"{index + 1:>5} {row['etcdctl']['achieved_rate']:>14.0f} {row['talbench']['achieved_rate']:>13.0f} "
-              f"{row['ratio']:>6.2f} {row['talbench']['workers']:>7} {cpu:>13} {row['talbench']['p99_ms']:>7.1f}")
+        print(
+            f"{index + 1:>5} {row['etcdctl']['achieved_rate']:>14.0f} {row['talbench']['achieved_rate']:>13.0f} "
+            f"{row['ratio']:>6.2f} {row['talbench']['workers']:>7} {cpu:>13} {row['talbench']['p99_ms']:>7.1f}"
+        )
     for index, row in enumerate(rounds):
         etcdctl_writes = row["etcdctl"]["achieved_rate"] * 60  # check perf runs 60 s
-        print(f"  round {index + 1}: etcd revisions added: etcdctl {row['etcdctl']['revisions_added']} "
-              f"(its rate x 60 s = {etcdctl_writes:.0f}), talbench {row['talbench']['revisions_added']} "
-              f"(writes it counted: {row['talbench']['ok']}; each tool also deletes its prefix at the end)")
+        print(
+            f"  round {index + 1}: etcd revisions added: etcdctl {row['etcdctl']['revisions_added']} "
+            f"(its rate x 60 s = {etcdctl_writes:.0f}), talbench {row['talbench']['revisions_added']} "
+            f"(writes it counted: {row['talbench']['ok']}; each tool also deletes its prefix at the end)"
+        )
     ratios = [row["ratio"] for row in rounds]
     median_ratio = statistics.median(ratios)
     print(f"median ratio {median_ratio:.2f} over {len(ratios)} round(s), lowest {min(ratios):.2f} (target >= 0.9)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "schema": "talbench/bench-etcd/v1", "when": time.time(), "host": platform.node(), "kernel": platform.release(),
-        "cores": os.cpu_count(), "where": where, "duration_s": args.duration, "clients": args.clients, "workers": args.workers,
-        "rounds": rounds, "median_ratio": median_ratio, "min_ratio": min(ratios), "command": " ".join(sys.argv),
-    }, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "schema": "talbench/bench-etcd/v1",
+                "when": time.time(),
+                "host": platform.node(),
+                "kernel": platform.release(),
+                "cores": os.cpu_count(),
+                "where": where,
+                "duration_s": args.duration,
+                "clients": args.clients,
+                "workers": args.workers,
+                "rounds": rounds,
+                "median_ratio": median_ratio,
+                "min_ratio": min(ratios),
+                "command": " ".join(sys.argv),
+            },
+            indent=1,
+        )
+    )
     print(f"written: {args.out}")
     return 0
 

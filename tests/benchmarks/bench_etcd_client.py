@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 ANSWER_BODY = b'{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"5","raft_term":"2"}}'
-ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nGrpc-Metadata-Content-Type: application/grpc\r\n"
-          b"Content-Length: " + str(len(ANSWER_BODY)).encode() + b"\r\n\r\n" + ANSWER_BODY)
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nGrpc-Metadata-Content-Type: application/grpc\r\n"
+    b"Content-Length: " + str(len(ANSWER_BODY)).encode() + b"\r\n\r\n" + ANSWER_BODY
+)
 
 
 # ---- the stand-in gateway (its own process) ---------------------------------------------------
@@ -50,7 +52,7 @@ class _Gateway(asyncio.Protocol):
                     length = int(line.split(b":", 1)[1])
             if len(self.buffer) < end + 4 + length:
                 return
-            self.buffer = self.buffer[end + 4 + length:]
+            self.buffer = self.buffer[end + 4 + length :]
             self.transport.write(ANSWER)
 
 
@@ -80,9 +82,22 @@ def _cpu() -> float:
 
 
 def _config(port: int, clients: int, seconds: float) -> dict[str, Any]:
-    return {"endpoints": [f"http://127.0.0.1:{port}"], "prefix": "/talbench/bench-client/", "key_size": 256,
-            "value_size": 1024, "mode": "closed", "rate": 0, "total": 0, "clients": clients, "client_offset": 0,
-            "index": 0, "workers": 1, "duration": seconds, "request_timeout": 5.0, "seed": 1}
+    return {
+        "endpoints": [f"http://127.0.0.1:{port}"],
+        "prefix": "/talbench/bench-client/",
+        "key_size": 256,
+        "value_size": 1024,
+        "mode": "closed",
+        "rate": 0,
+        "total": 0,
+        "clients": clients,
+        "client_offset": 0,
+        "index": 0,
+        "workers": 1,
+        "duration": seconds,
+        "request_timeout": 5.0,
+        "seed": 1,
+    }
 
 
 async def _gateway_connection(port: int, clients: int, seconds: float) -> tuple[int, float]:
@@ -118,10 +133,13 @@ async def _client_session(port: int, clients: int, seconds: float) -> tuple[int,
     body_source.close()
     url = f"http://127.0.0.1:{port}/v3/kv/put"
     connector = aiohttp.TCPConnector(limit=clients + 4, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     timeout=aiohttp.ClientTimeout(total=None),
-                                     skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                                     auto_decompress=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        auto_decompress=False,
+    ) as session:
         ok = 0
 
         async def one() -> bool:
@@ -152,8 +170,23 @@ CLIENTS = {"gateway-connection": _gateway_connection, "client-session": _client_
 
 def measure(kind: str, port: int, clients: int, seconds: float) -> dict[str, Any]:
     """One client in a fresh process, so that neither inherits the other's heap."""
-    done = subprocess.run([sys.executable, __file__, "--measure", kind, "--port", str(port), "--clients", str(clients),
-                           "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds + 60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--measure",
+            kind,
+            "--port",
+            str(port),
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed: {done.stderr.strip()[-300:]}")
     return json.loads(done.stdout)
@@ -194,26 +227,49 @@ def main() -> int:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the stand-in gateway did not start")
+                    raise RuntimeError("the stand-in gateway did not start") from None
                 time.sleep(0.1)
         for index in range(args.rounds):
             order = list(CLIENTS) if index % 2 == 0 else list(reversed(CLIENTS))
             row = {kind: measure(kind, port, args.clients, args.seconds) for kind in order}
             rows.append(row)
-            print(f"round {index + 1}: " + ", ".join(f"{k} {row[k]['cpu_us_per_write']:.1f} us/write ({row[k]['writes']} writes)" for k in CLIENTS), flush=True)
+            print(
+                f"round {index + 1}: "
+                + ", ".join(
+                    f"{k} {row[k]['cpu_us_per_write']:.1f} us/write ({row[k]['writes']} writes)" for k in CLIENTS
+                ),
+                flush=True,
+            )
     finally:
         server.kill()
         server.wait(timeout=10)
-    summary = {kind: {"median_us": statistics.median(r[kind]["cpu_us_per_write"] for r in rows),
-                      "min_us": min(r[kind]["cpu_us_per_write"] for r in rows)} for kind in CLIENTS}
+    summary = {
+        kind: {
+            "median_us": statistics.median(r[kind]["cpu_us_per_write"] for r in rows),
+            "min_us": min(r[kind]["cpu_us_per_write"] for r in rows),
+        }
+        for kind in CLIENTS
+    }
     for kind, figures in summary.items():
         print(f"{kind:>20}: median {figures['median_us']:.1f} us of CPU per write, lowest {figures['min_us']:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "schema": "talbench/bench-etcd-client/v1", "when": time.time(), "host": platform.node(), "cores": os.cpu_count(),
-        "python": platform.python_version(), "clients": args.clients, "seconds": args.seconds, "rounds": rows,
-        "summary": summary, "command": " ".join(sys.argv),
-    }, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "schema": "talbench/bench-etcd-client/v1",
+                "when": time.time(),
+                "host": platform.node(),
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "rounds": rows,
+                "summary": summary,
+                "command": " ".join(sys.argv),
+            },
+            indent=1,
+        )
+    )
     print(f"written: {args.out}")
     return 0
 

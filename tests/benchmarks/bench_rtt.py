@@ -24,8 +24,8 @@ from pathlib import Path
 from talbench.bench.dispatch.lab import LabDispatcher
 from talbench.bench.lab import lab as labs
 from talbench.bench.lab.topology import make_spec
-from talbench.bench.model import ResultKey
 from talbench.bench.metric import NullProgress
+from talbench.bench.model import ResultKey
 from talbench.bench.probes.rtt import RttDriver
 from talbench.bench.stats import Summary
 
@@ -34,7 +34,9 @@ PATHS = (("cp1", "cp2"), ("cp1", "cp3"))
 
 async def talbench_rtt(root: Path, spec, count: int, interval_ms: float) -> dict[tuple[str, str], list[float]]:
     driver = RttDriver()
-    settings = driver.settings({"count": count, "interval": f"{interval_ms}ms", "jitter": 0.0, "min_samples": 1}, quick=False)
+    settings = driver.settings(
+        {"count": count, "interval": f"{interval_ms}ms", "jitter": 0.0, "min_samples": 1}, quick=False
+    )
     async with LabDispatcher(root, spec).deploy(f"bench-rtt-{int(time.time())}") as fleet:
         keys = frozenset(ResultKey("rtt", a, b) for a, b in PATHS)
         measured = await driver.run(keys, fleet, settings, NullProgress())
@@ -47,7 +49,21 @@ async def talbench_rtt(root: Path, spec, count: int, interval_ms: float) -> dict
 
 
 def ping_rtt(namespace: str, address: str, count: int, interval_ms: float) -> list[float]:
-    argv = ["ip", "netns", "exec", namespace, "ping", "-n", "-c", str(count), "-i", f"{interval_ms / 1000:.3f}", "-W", "1", address]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        namespace,
+        "ping",
+        "-n",
+        "-c",
+        str(count),
+        "-i",
+        f"{interval_ms / 1000:.3f}",
+        "-W",
+        "1",
+        address,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=count * interval_ms / 1000 * 3 + 30)
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)]
 
@@ -68,11 +84,14 @@ def main() -> int:
         for a, b in PATHS:
             theirs = ping_rtt(state.node(a).namespace, state.node(b).address, args.count, args.interval_ms)
             t, p = Summary.of(ours[(a, b)]), Summary.of(theirs)
-            rows.append({
-                "path": f"{a}->{b}", "delayed": b == "cp3",
-                "talbench": {"n": t.count, "p50_ms": t.p50, "p99_ms": t.p99},
-                "ping": {"n": p.count, "p50_ms": p.p50, "p99_ms": p.p99},
-            })
+            rows.append(
+                {
+                    "path": f"{a}->{b}",
+                    "delayed": b == "cp3",
+                    "talbench": {"n": t.count, "p50_ms": t.p50, "p99_ms": t.p99},
+                    "ping": {"n": p.count, "p50_ms": p.p50, "p99_ms": p.p99},
+                }
+            )
     finally:
         labs.down(root)
         root.rmdir() if root.exists() and not any(root.iterdir()) else None
@@ -82,11 +101,22 @@ def main() -> int:
             r = row[tool]
             print(f"{row['path']:<10} {tool:<9} {r['n']:>5} {r['p50_ms']:>9.3f} {r['p99_ms']:>9.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "schema": "talbench/bench-rtt/v1", "when": time.time(), "host": platform.node(), "kernel": platform.release(),
-        "count": args.count, "interval_ms": args.interval_ms, "delay_ms": args.delay_ms, "rows": rows,
-        "command": " ".join(sys.argv),
-    }, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "schema": "talbench/bench-rtt/v1",
+                "when": time.time(),
+                "host": platform.node(),
+                "kernel": platform.release(),
+                "count": args.count,
+                "interval_ms": args.interval_ms,
+                "delay_ms": args.delay_ms,
+                "rows": rows,
+                "command": " ".join(sys.argv),
+            },
+            indent=1,
+        )
+    )
     print(f"written: {args.out}")
     return 0
 

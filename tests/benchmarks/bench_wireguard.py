@@ -70,7 +70,9 @@ async def talbench_round(state: LabState, settings: Any, round_no: int) -> dict[
     token = state.token()
     sessions = [aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(n.socket))) for n in state.nodes]
     try:
-        clients = {n.name: AgentClient(n.name, s, "http://agent", token) for n, s in zip(state.nodes, sessions, strict=True)}
+        clients = {
+            n.name: AgentClient(n.name, s, "http://agent", token) for n, s in zip(state.nodes, sessions, strict=True)
+        }
         run_id = f"bench-wg-{round_no}"
         fleet = Fleet(run_id, state.cluster_nodes(), clients, agent_port=state.nodes[0].port)
         key = ResultKey("wireguard", "cp1", "cp2")
@@ -120,8 +122,12 @@ def hand_tunnel_up(state: LabState, tag: str) -> list[tuple[str, str, subprocess
     try:
         for i, node in enumerate(nodes):
             name = f"bh{tag}{i}"
-            proc = subprocess.Popen(in_ns(node.namespace, "wireguard-go", "-f", name), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, env={**os.environ, "WG_PROCESS_FOREGROUND": "1"})
+            proc = subprocess.Popen(
+                in_ns(node.namespace, "wireguard-go", "-f", name),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "WG_PROCESS_FOREGROUND": "1"},
+            )
             made.append((node.namespace, name, proc))
             give_up = time.monotonic() + 10
             while not Path(f"/var/run/wireguard/{name}.sock").exists():
@@ -130,9 +136,25 @@ def hand_tunnel_up(state: LabState, tag: str) -> list[tuple[str, str, subprocess
                 time.sleep(0.05)
         for i, (ns, name, _) in enumerate(made):
             other = 1 - i
-            sh(in_ns(ns, "wg", "set", name, "private-key", "/dev/stdin", "listen-port", str(HAND_PORT),
-                     "peer", keys[other][1], "endpoint", f"{nodes[other].address}:{HAND_PORT}",
-                     "allowed-ips", f"{HAND_ADDRESSES[other]}/32"), stdin=keys[i][0] + "\n")
+            sh(
+                in_ns(
+                    ns,
+                    "wg",
+                    "set",
+                    name,
+                    "private-key",
+                    "/dev/stdin",
+                    "listen-port",
+                    str(HAND_PORT),
+                    "peer",
+                    keys[other][1],
+                    "endpoint",
+                    f"{nodes[other].address}:{HAND_PORT}",
+                    "allowed-ips",
+                    f"{HAND_ADDRESSES[other]}/32",
+                ),
+                stdin=keys[i][0] + "\n",
+            )
             sh(in_ns(ns, "ip", "address", "add", f"{HAND_ADDRESSES[i]}/30", "dev", name))
             sh(in_ns(ns, "ip", "link", "set", "dev", name, "mtu", "1420", "up"))
     except BaseException:
@@ -152,12 +174,19 @@ def hand_tunnel_down(made: list[tuple[str, str, subprocess.Popen]]) -> None:
 
 
 def hand_iperf(server_ns: str, client_ns: str, host: str, duration: int) -> float:
-    server = subprocess.Popen(in_ns(server_ns, "iperf3", "-s", "-1", "-B", host, "-p", str(HAND_IPERF_PORT)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        in_ns(server_ns, "iperf3", "-s", "-1", "-B", host, "-p", str(HAND_IPERF_PORT)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(50):
-            done = subprocess.run(in_ns(client_ns, "iperf3", "-J", "-c", host, "-p", str(HAND_IPERF_PORT), "-t", str(duration)),
-                                  capture_output=True, text=True, timeout=duration + 30)
+            done = subprocess.run(
+                in_ns(client_ns, "iperf3", "-J", "-c", host, "-p", str(HAND_IPERF_PORT), "-t", str(duration)),
+                capture_output=True,
+                text=True,
+                timeout=duration + 30,
+            )
             if done.returncode == 0:
                 return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"])
             if "refused" not in done.stdout + done.stderr:
@@ -171,8 +200,12 @@ def hand_iperf(server_ns: str, client_ns: str, host: str, duration: int) -> floa
 
 
 def hand_ping(ns: str, host: str, count: int, interval: float) -> list[float]:
-    done = subprocess.run(in_ns(ns, "ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", host),
-                          capture_output=True, text=True, timeout=count * interval * 3 + 20)
+    done = subprocess.run(
+        in_ns(ns, "ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", host),
+        capture_output=True,
+        text=True,
+        timeout=count * interval * 3 + 20,
+    )
     return [float(m) for m in re.findall(r"time=([\d.]+) ms", done.stdout)]
 
 
@@ -180,7 +213,9 @@ def hand_round(state: LabState, duration: int, count: int, interval: float, roun
     a, b = state.nodes[0], state.nodes[1]
     made = hand_tunnel_up(state, str(round_no))
     try:
-        sh(in_ns(a.namespace, "ping", "-n", "-c", "10", "-i", "0.01", "-W", "1", HAND_ADDRESSES[1]), check=False)  # handshake, warm-up
+        sh(
+            in_ns(a.namespace, "ping", "-n", "-c", "10", "-i", "0.01", "-W", "1", HAND_ADDRESSES[1]), check=False
+        )  # handshake, warm-up
         plain_rtt = hand_ping(a.namespace, b.address, count, interval)
         tunnel_rtt = hand_ping(a.namespace, HAND_ADDRESSES[1], count, interval)
         plain = hand_iperf(b.namespace, a.namespace, b.address, duration)
@@ -230,9 +265,16 @@ def main() -> int:
         print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 3
     interval = args.interval_ms / 1000
-    settings = WireguardDriver().settings({"duration": f"{args.duration}s", "omit": 0, "rtt_count": args.count,
-                                           "rtt_interval": f"{args.interval_ms}ms", "min_rtt_samples": max(1, args.count // 2)},
-                                          quick=False)
+    settings = WireguardDriver().settings(
+        {
+            "duration": f"{args.duration}s",
+            "omit": 0,
+            "rtt_count": args.count,
+            "rtt_interval": f"{args.interval_ms}ms",
+            "min_rtt_samples": max(1, args.count // 2),
+        },
+        quick=False,
+    )
     root = Path(tempfile.mkdtemp(prefix="tbw-", dir="/var/tmp"))
     rounds: list[dict[str, Any]] = []
     try:
@@ -249,8 +291,10 @@ def main() -> int:
     def median(side: str, field: str) -> float:
         return statistics.median(r[side][field] for r in rounds)
 
-    print(f"\nWireGuard overhead, cp1 -> cp2, {args.rounds} rounds (median), iperf3 {args.duration}s, "
-          f"{args.count} RTT samples at {args.interval_ms:g} ms; tunnel: {rounds[0]['talbench']['implementation']}")
+    print(
+        f"\nWireGuard overhead, cp1 -> cp2, {args.rounds} rounds (median), iperf3 {args.duration}s, "
+        f"{args.count} RTT samples at {args.interval_ms:g} ms; tunnel: {rounds[0]['talbench']['implementation']}"
+    )
     print(f"{'figure':22} {'talbench':>12} {'by hand':>12}  unit")
     summary = {}
     for field, label, unit, scale in ROWS:
@@ -268,7 +312,12 @@ def main() -> int:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "settings": {"rounds": args.rounds, "duration_s": args.duration, "count": args.count, "interval_ms": args.interval_ms},
+        "settings": {
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "count": args.count,
+            "interval_ms": args.interval_ms,
+        },
         "median": summary,
         "tunnel_cpu_per_gbit": cpu,
         "rounds": rounds,

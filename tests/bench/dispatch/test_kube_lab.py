@@ -26,16 +26,27 @@ def sim_nodes(state) -> list[SimNode]:
             key_value, effect = taint.rsplit(":", 1)
             key, _, value = key_value.partition("=")
             taints.append({"key": key, "effect": effect, **({"value": value} if value else {})})
-        nodes.append(SimNode(node.name, node.address, control_plane=node.role.value == "control-plane",
-                             labels=dict(node.labels), taints=taints, workdir=node.node_dir / "kubelet",
-                             netns=node.namespace, unix_socket=node.node_dir / "kube-agent.sock"))
+        nodes.append(
+            SimNode(
+                node.name,
+                node.address,
+                control_plane=node.role.value == "control-plane",
+                labels=dict(node.labels),
+                taints=taints,
+                workdir=node.node_dir / "kubelet",
+                netns=node.namespace,
+                unix_socket=node.node_dir / "kube-agent.sock",
+            )
+        )
     return nodes
 
 
 async def test_a_kube_run_over_lab_agents_matches_a_lab_run(lab):
     port = lab.nodes[0].port + 1  # the lab's own agents keep theirs
     async with ApiEmulator(sim_nodes(lab)) as emu:
-        record = await run_scenario(dispatcher_for(emu, lab.lab_dir, agent_port=port), SCENARIO + WORKLOADS_CHECK, run_id="kube-lab-1")
+        record = await run_scenario(
+            dispatcher_for(emu, lab.lab_dir, agent_port=port), SCENARIO + WORKLOADS_CHECK, run_id="kube-lab-1"
+        )
         assert emu.run_objects("kube-lab-1") == []
         assert [r for r in emu.requests if r.resource == "pods/proxy"]  # agents were reached through the proxy
     assert record.target == "kube" and record.unready == {}
@@ -46,5 +57,7 @@ async def test_a_kube_run_over_lab_agents_matches_a_lab_run(lab):
 
     skip_unless_lab_possible()
     with lab_root() as root:
-        lab_record = await run_scenario(LabDispatcher(root, LabSpec(control_planes=3, workers=1)), SCENARIO, run_id="lab-1")
+        lab_record = await run_scenario(
+            LabDispatcher(root, LabSpec(control_planes=3, workers=1)), SCENARIO, run_id="lab-1"
+        )
     assert kinds(lab_record) == {key: status for key, status in kube.items() if key[0] != "control-plane-workloads"}

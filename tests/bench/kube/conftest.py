@@ -8,13 +8,14 @@ of network namespaces, the kubelet running the agents inside the nodes' namespac
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
-from talbench.bench.kube.config import load_kubeconfig
 from talbench.bench.dispatch.kube import KubeDispatcher, KubeOptions
+from talbench.bench.kube.config import load_kubeconfig
 from tests.bench.kube.emulator import ApiEmulator, SimNode
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -40,10 +41,19 @@ def free_port(addresses: list[str]) -> int:
 def loopback_nodes(tmp: Path, control_planes: int = 3, workers: int = 1, base: int = 0) -> list[SimNode]:
     nodes = []
     for i in range(control_planes):
-        nodes.append(SimNode(f"cp{i + 1}", f"127.0.{base + 7}.{i + 11}", control_plane=True,
-                             taints=[dict(CONTROL_PLANE_TAINT)], workdir=tmp / f"cp{i + 1}"))
+        nodes.append(
+            SimNode(
+                f"cp{i + 1}",
+                f"127.0.{base + 7}.{i + 11}",
+                control_plane=True,
+                taints=[dict(CONTROL_PLANE_TAINT)],
+                workdir=tmp / f"cp{i + 1}",
+            )
+        )
     for i in range(workers):
-        nodes.append(SimNode(f"w{i + 1}", f"127.0.{base + 7}.{i + 31}", cpu="8", memory="16297000Ki", workdir=tmp / f"w{i + 1}"))
+        nodes.append(
+            SimNode(f"w{i + 1}", f"127.0.{base + 7}.{i + 31}", cpu="8", memory="16297000Ki", workdir=tmp / f"w{i + 1}")
+        )
     return nodes
 
 
@@ -57,7 +67,12 @@ def dispatcher_for(emu: ApiEmulator, tmp: Path, **options: Any) -> KubeDispatche
     """A dispatcher that finds the emulator through a kubeconfig file, as a user's would."""
     kubeconfig = emu.kubeconfig(tmp / "kubeconfig")
     port = options.pop("agent_port", None) or free_port([n.address for n in emu.nodes.values()])
-    defaults: dict[str, Any] = dict(image="talbench-test:emulated", agent_port=port, ready_timeout=20.0,
-                                    delete_timeout=20.0, poll_interval=0.1)
+    defaults: dict[str, Any] = {
+        "image": "talbench-test:emulated",
+        "agent_port": port,
+        "ready_timeout": 20.0,
+        "delete_timeout": 20.0,
+        "poll_interval": 0.1,
+    }
     defaults.update(options)
     return KubeDispatcher(KubeOptions(**defaults), target=load_kubeconfig(str(kubeconfig)))

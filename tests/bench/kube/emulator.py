@@ -29,9 +29,10 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -89,11 +90,18 @@ class SimNode:
             "metadata": {"name": self.name, "labels": labels},
             "spec": {"taints": list(self.taints)} if self.taints else {},
             "status": {
-                "addresses": [{"type": "InternalIP", "address": self.address}, {"type": "Hostname", "address": self.name}],
+                "addresses": [
+                    {"type": "InternalIP", "address": self.address},
+                    {"type": "Hostname", "address": self.name},
+                ],
                 "capacity": {"cpu": self.cpu, "memory": self.memory, "pods": "110"},
                 "allocatable": {"cpu": self.cpu, "memory": self.memory, "pods": "110"},
                 "conditions": [{"type": "Ready", "status": "True"}],
-                "nodeInfo": {"kubeletVersion": self.kubelet_version, "osImage": self.os_image, "kernelVersion": "6.12.6-talos"},
+                "nodeInfo": {
+                    "kubeletVersion": self.kubelet_version,
+                    "osImage": self.os_image,
+                    "kernelVersion": "6.12.6-talos",
+                },
             },
         }
 
@@ -192,7 +200,7 @@ class ApiEmulator:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> "ApiEmulator":
+    async def __aenter__(self) -> ApiEmulator:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
@@ -222,12 +230,18 @@ class ApiEmulator:
             await self._runner.cleanup()
 
     def kubeconfig(self, path: Path, *, context: str = "emulated") -> Path:
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": context,
-            "clusters": [{"name": "emu", "cluster": {"server": self.url}}],
-            "users": [{"name": "emu-user", "user": {"token": self.token}}],
-            "contexts": [{"name": context, "context": {"cluster": "emu", "user": "emu-user"}}],
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": context,
+                    "clusters": [{"name": "emu", "cluster": {"server": self.url}}],
+                    "users": [{"name": "emu-user", "user": {"token": self.token}}],
+                    "contexts": [{"name": context, "context": {"cluster": "emu", "user": "emu-user"}}],
+                }
+            )
+        )
         return path
 
     # ---- store -------------------------------------------------------------------------------
@@ -247,14 +261,15 @@ class ApiEmulator:
 
     def objects(self, plural: str | None = None, namespace: str | None = None) -> list[dict[str, Any]]:
         return [
-            obj for (gv, pl, ns, _), obj in self.store.items()
+            obj
+            for (gv, pl, ns, _), obj in self.store.items()
             if (plural is None or pl == plural) and (namespace is None or ns == namespace)
         ]
 
     def run_objects(self, run_id: str) -> list[str]:
         """Everything in the store that carries ``run_id`` (or lives in its namespace)."""
         found = []
-        for (gv, plural, ns, name), obj in self.store.items():
+        for (_gv, plural, ns, name), obj in self.store.items():
             labels = (obj.get("metadata") or {}).get("labels") or {}
             if labels.get("talbench.io/run-id") == run_id or (ns or "").endswith(run_id.lower()):
                 found.append(f"{plural}/{ns or ''}/{name}")
@@ -269,7 +284,9 @@ class ApiEmulator:
         if parts == ["version"]:
             self.requests.append(Recorded(request.method, "get", "", "", None, None, "/version"))
             major, minor = self.server_version.lstrip("v").split(".")[:2]
-            return web.json_response({"major": major, "minor": minor, "gitVersion": self.server_version, "platform": "linux/amd64"})
+            return web.json_response(
+                {"major": major, "minor": minor, "gitVersion": self.server_version, "platform": "linux/amd64"}
+            )
         if parts[:2] == ["api", "v1"]:
             gv, rest = "v1", parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
@@ -286,21 +303,32 @@ class ApiEmulator:
             return _status(404, "NotFound", f"the server could not find the requested resource ({gv}/{plural})")
         group = gv.split("/")[0] if "/" in gv else ""
         if sub and sub.split("/")[0] == "proxy":
-            verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "get")
+            verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                request.method, "get"
+            )
             self.requests.append(Recorded(request.method, verb, group, f"{plural}/proxy", ns, name, request.path))
-            return await self._proxy(request, ns, name or "", sub[len("proxy"):])
+            return await self._proxy(request, ns, name or "", sub[len("proxy") :])
         if request.method == "GET":
             verb = "watch" if request.query.get("watch") in ("true", "1") else ("get" if name else "list")
         else:
-            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}[request.method]
-        self.requests.append(Recorded(request.method, verb, group, plural + (f"/{sub}" if sub else ""), ns, name, request.path))
+            verb = {
+                "POST": "create",
+                "PUT": "update",
+                "PATCH": "patch",
+                "DELETE": "delete" if name else "deletecollection",
+            }[request.method]
+        self.requests.append(
+            Recorded(request.method, verb, group, plural + (f"/{sub}" if sub else ""), ns, name, request.path)
+        )
         body = await request.json() if request.can_read_body else None
         _, namespaced = RESOURCES[(gv, plural)]
         if verb == "list":
             return self._list(gv, plural, ns, request.query)
         if verb == "get":
             obj = self.store.get((gv, plural, ns, name))
-            return web.json_response(obj) if obj is not None else _status(404, "NotFound", f'{plural} "{name}" not found')
+            return (
+                web.json_response(obj) if obj is not None else _status(404, "NotFound", f'{plural} "{name}" not found')
+            )
         if verb == "create":
             return self._create(gv, plural, ns if namespaced else None, body or {})
         if verb == "patch":
@@ -316,13 +344,23 @@ class ApiEmulator:
         labels = _parse_selector(query.get("labelSelector", ""))
         fields = _parse_selector(query.get("fieldSelector", ""))
         items = [
-            obj for (g, pl, o_ns, _), obj in sorted(self.store.items(), key=lambda kv: str(kv[0]))
-            if g == gv and pl == plural and (ns is None or o_ns == ns)
+            obj
+            for (g, pl, o_ns, _), obj in sorted(self.store.items(), key=lambda kv: str(kv[0]))
+            if g == gv
+            and pl == plural
+            and (ns is None or o_ns == ns)
             and _selected((obj.get("metadata") or {}).get("labels") or {}, labels)
             and _selected(_fields(obj), fields)
         ]
         kind, _ = RESOURCES[(gv, plural)]
-        return web.json_response({"apiVersion": gv, "kind": f"{kind}List", "metadata": {"resourceVersion": str(next(self._rv))}, "items": items})
+        return web.json_response(
+            {
+                "apiVersion": gv,
+                "kind": f"{kind}List",
+                "metadata": {"resourceVersion": str(next(self._rv))},
+                "items": items,
+            }
+        )
 
     def _create(self, gv: str, plural: str, ns: str | None, body: dict[str, Any]) -> web.Response:
         name = (body.get("metadata") or {}).get("name")
@@ -336,7 +374,9 @@ class ApiEmulator:
             if namespace is None:
                 return _status(404, "NotFound", f'namespaces "{ns}" not found')
             if (namespace.get("status") or {}).get("phase") == "Terminating":
-                return _status(403, "Forbidden", f"unable to create new content in namespace {ns} because it is being terminated")
+                return _status(
+                    403, "Forbidden", f"unable to create new content in namespace {ns} because it is being terminated"
+                )
         if (gv, plural, ns, name) in self.store:
             return _status(409, "AlreadyExists", f'{plural} "{name}" already exists')
         obj = copy.deepcopy(body)
@@ -375,17 +415,27 @@ class ApiEmulator:
             return _status(404, "NotFound", f'pods "{pod_name}" not found')
         node = self.nodes.get((pod.get("spec") or {}).get("nodeName", ""))
         if node is None or not port.isdigit():
-            return _status(503, "ServiceUnavailable", f"error trying to reach service: pod {pod_name} has no node or port")
+            return _status(
+                503, "ServiceUnavailable", f"error trying to reach service: pod {pod_name} has no node or port"
+            )
         session, base = self._agent_session(node, int(port))
         # like the API server: Authorization was consumed by authentication and is not forwarded
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("x-talbench-token", "content-type", "accept")}
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() in ("x-talbench-token", "content-type", "accept")
+        }
         body = await request.read()
         try:
-            async with session.request(request.method, base + (rest or "/"), params=request.query, data=body or None,
-                                       headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as answer:
+            async with session.request(
+                request.method,
+                base + (rest or "/"),
+                params=request.query,
+                data=body or None,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as answer:
                 payload = await answer.read()
                 return web.Response(status=answer.status, body=payload, content_type=answer.content_type)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return _status(503, "ServiceUnavailable", f"error trying to reach service: {type(exc).__name__}")
 
     # ---- the simulated controllers -----------------------------------------------------------
@@ -422,7 +472,11 @@ class ApiEmulator:
         daemonsets = {(ds["metadata"]["namespace"], ds["metadata"]["uid"]): ds for ds in self.objects("daemonsets")}
         for pod in self.objects("pods"):  # garbage collection of orphaned pods
             owner = next(iter(pod["metadata"].get("ownerReferences") or ()), None)
-            if owner and owner.get("kind") == "DaemonSet" and (pod["metadata"]["namespace"], owner["uid"]) not in daemonsets:
+            if (
+                owner
+                and owner.get("kind") == "DaemonSet"
+                and (pod["metadata"]["namespace"], owner["uid"]) not in daemonsets
+            ):
                 del self.store[("v1", "pods", pod["metadata"]["namespace"], pod["metadata"]["name"])]
         for (ns, uid), ds in daemonsets.items():
             template = ds["spec"]["template"]
@@ -432,10 +486,19 @@ class ApiEmulator:
                 labels = node.as_object()["metadata"]["labels"]
                 if not all(labels.get(k) == v for k, v in (spec.get("nodeSelector") or {}).items()):
                     continue
-                if any((t["key"], t["effect"]) not in tolerated and t["effect"] in ("NoSchedule", "NoExecute") for t in node.taints):
+                if any(
+                    (t["key"], t["effect"]) not in tolerated and t["effect"] in ("NoSchedule", "NoExecute")
+                    for t in node.taints
+                ):
                     continue
-                owned = [p for p in self.objects("pods", ns) if (p["spec"].get("nodeName") == node.name
-                         and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or ()))]
+                owned = [
+                    p
+                    for p in self.objects("pods", ns)
+                    if (
+                        p["spec"].get("nodeName") == node.name
+                        and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or ())
+                    )
+                ]
                 if owned:
                     continue
                 pod_name = f"{ds['metadata']['name']}-{secrets.token_hex(3)[:5]}"
@@ -443,16 +506,33 @@ class ApiEmulator:
                 if problems:
                     self._failed_create(ns, ds, pod_name, problems)
                     continue
-                self._put("v1", "pods", ns, {
-                    "metadata": {
-                        "name": pod_name, "labels": dict(template["metadata"].get("labels") or {}),
-                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": ds["metadata"]["name"],
-                                             "uid": uid, "controller": True}],
+                self._put(
+                    "v1",
+                    "pods",
+                    ns,
+                    {
+                        "metadata": {
+                            "name": pod_name,
+                            "labels": dict(template["metadata"].get("labels") or {}),
+                            "ownerReferences": [
+                                {
+                                    "apiVersion": "apps/v1",
+                                    "kind": "DaemonSet",
+                                    "name": ds["metadata"]["name"],
+                                    "uid": uid,
+                                    "controller": True,
+                                }
+                            ],
+                        },
+                        "spec": {**copy.deepcopy(spec), "nodeName": node.name},
+                        "status": {
+                            "phase": "Pending",
+                            "hostIP": node.address,
+                            "podIP": node.address,
+                            "conditions": [{"type": "PodScheduled", "status": "True"}],
+                        },
                     },
-                    "spec": {**copy.deepcopy(spec), "nodeName": node.name},
-                    "status": {"phase": "Pending", "hostIP": node.address, "podIP": node.address,
-                               "conditions": [{"type": "PodScheduled", "status": "True"}]},
-                })
+                )
 
     def _failed_create(self, ns: str, ds: Mapping[str, Any], pod_name: str, problems: list[str]) -> None:
         key = (ns, ds["metadata"]["name"])
@@ -460,21 +540,33 @@ class ApiEmulator:
             return
         self._rejected_at[key] = time.monotonic()
         level = self._level(ns)
-        self._put("v1", "events", ns, {
-            "metadata": {"name": f"{ds['metadata']['name']}.{secrets.token_hex(8)}"},
-            "involvedObject": {"kind": "DaemonSet", "namespace": ns, "name": ds["metadata"]["name"], "uid": ds["metadata"]["uid"]},
-            "reason": "FailedCreate",
-            "type": "Warning",
-            "message": f'Error creating: pods "{pod_name}" is forbidden: violates PodSecurity "{level}:latest": {", ".join(problems)}',
-            "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "source": {"component": "daemonset-controller"},
-        })
+        self._put(
+            "v1",
+            "events",
+            ns,
+            {
+                "metadata": {"name": f"{ds['metadata']['name']}.{secrets.token_hex(8)}"},
+                "involvedObject": {
+                    "kind": "DaemonSet",
+                    "namespace": ns,
+                    "name": ds["metadata"]["name"],
+                    "uid": ds["metadata"]["uid"],
+                },
+                "reason": "FailedCreate",
+                "type": "Warning",
+                "message": f'Error creating: pods "{pod_name}" is forbidden: violates PodSecurity "{level}:latest": {", ".join(problems)}',
+                "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "source": {"component": "daemonset-controller"},
+            },
+        )
 
     async def _pod_status(self) -> None:
         live = set()
         for pod in self.objects("pods"):
             node = self.nodes.get(pod["spec"].get("nodeName", ""))
-            if node is None or not any(o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences") or ()):
+            if node is None or not any(
+                o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences") or ()
+            ):
                 continue
             uid = pod["metadata"]["uid"]
             live.add(uid)
@@ -490,17 +582,42 @@ class ApiEmulator:
                 container = await Container.start(pod, node, self.store)
                 self._containers[uid] = container
             if container.proc.returncode is not None:
-                status.update({"phase": "Running", "containerStatuses": [{
-                    "name": "agent", "ready": False, "restartCount": 1,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container agent"}},
-                    "lastState": {"terminated": {"exitCode": container.proc.returncode, "reason": "Error"}},
-                }]})
+                status.update(
+                    {
+                        "phase": "Running",
+                        "containerStatuses": [
+                            {
+                                "name": "agent",
+                                "ready": False,
+                                "restartCount": 1,
+                                "state": {
+                                    "waiting": {
+                                        "reason": "CrashLoopBackOff",
+                                        "message": "back-off restarting failed container agent",
+                                    }
+                                },
+                                "lastState": {"terminated": {"exitCode": container.proc.returncode, "reason": "Error"}},
+                            }
+                        ],
+                    }
+                )
                 self._set_ready(status, False)
                 continue
             healthy = await self._healthy(node, pod)
-            status.update({"phase": "Running", "containerStatuses": [{
-                "name": "agent", "ready": healthy, "started": True, "restartCount": 0, "state": {"running": {}},
-            }]})
+            status.update(
+                {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {
+                            "name": "agent",
+                            "ready": healthy,
+                            "started": True,
+                            "restartCount": 0,
+                            "state": {"running": {}},
+                        }
+                    ],
+                }
+            )
             self._set_ready(status, healthy)
         for uid in [uid for uid in self._containers if uid not in live]:
             await self._containers.pop(uid).stop()
@@ -512,9 +629,19 @@ class ApiEmulator:
         ]
 
     def _set_waiting(self, status: dict[str, Any], reason: str, message: str) -> None:
-        status.update({"phase": "Pending", "containerStatuses": [{
-            "name": "agent", "ready": False, "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}},
-        }]})
+        status.update(
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "agent",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": reason, "message": message}},
+                    }
+                ],
+            }
+        )
         self._set_ready(status, False)
 
     async def _healthy(self, node: SimNode, pod: Mapping[str, Any]) -> bool:
@@ -523,7 +650,7 @@ class ApiEmulator:
         try:
             async with session.get(base + probe.get("path", "/"), timeout=aiohttp.ClientTimeout(total=1)) as answer:
                 return answer.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
 
@@ -537,7 +664,9 @@ class Container:
         self.log = log
 
     @classmethod
-    async def start(cls, pod: Mapping[str, Any], node: SimNode, store: Mapping[tuple[str, str, str | None, str], Any]) -> "Container":
+    async def start(
+        cls, pod: Mapping[str, Any], node: SimNode, store: Mapping[tuple[str, str, str | None, str], Any]
+    ) -> Container:
         assert node.workdir is not None
         spec = pod["spec"]
         container = spec["containers"][0]
@@ -547,8 +676,11 @@ class Container:
         env = {}
         for item in container.get("env") or ():
             ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
-            env[item["name"]] = {"spec.nodeName": node.name, "status.hostIP": node.address,
-                                 "status.podIP": node.address}.get(ref or "", item.get("value", ""))
+            env[item["name"]] = {
+                "spec.nodeName": node.name,
+                "status.hostIP": node.address,
+                "status.podIP": node.address,
+            }.get(ref or "", item.get("value", ""))
         volumes = {v["name"]: v for v in spec.get("volumes") or ()}
         mounts: list[tuple[str, Path]] = []
         for mount in container.get("volumeMounts") or ():
@@ -565,7 +697,7 @@ class Container:
             arg = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
             for mount_path, host in sorted(mounts, key=lambda m: -len(m[0])):
                 if arg == mount_path or arg.startswith(mount_path + "/"):
-                    return str(host) + arg[len(mount_path):]
+                    return str(host) + arg[len(mount_path) :]
             return arg
 
         argv = [resolve(a) for a in [*container.get("command", ()), *container.get("args", ())]]
@@ -577,8 +709,13 @@ class Container:
             argv = ["ip", "netns", "exec", node.netns, *argv]
         log = root / "container.log"
         with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                                                        stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
         return cls(proc, log)
 
     async def stop(self, grace: float = 15.0) -> None:
@@ -586,6 +723,6 @@ class Container:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()

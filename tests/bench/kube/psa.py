@@ -3,13 +3,34 @@ emulator's admission and for checking the CronJob's pod.  Each returns the viola
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 BASELINE_CAPABILITIES = {
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
 }
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -30,7 +51,9 @@ def baseline_violations(spec: Mapping[str, Any]) -> list[str]:
             found.append(f"privileged (container {container['name']!r})")
         added = set((ctx.get("capabilities") or {}).get("add") or ()) - BASELINE_CAPABILITIES
         if added:
-            found.append(f"non-default capabilities (container {container['name']!r} must not include {', '.join(sorted(added))})")
+            found.append(
+                f"non-default capabilities (container {container['name']!r} must not include {', '.join(sorted(added))})"
+            )
         for port in container.get("ports") or ():
             if port.get("hostPort"):
                 found.append(f"hostPort (container {container['name']!r} uses hostPort {port['hostPort']})")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from talbench.bench.dispatch.base import Dispatcher
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import RunRecord
 from talbench.bench.plan import select_checks
 from talbench.bench.probes import default_drivers
-from talbench.bench.metric import NullProgress
 from talbench.bench.run import RunRequest, metrics_of, run
 from talbench.bench.scenario import parse
 
@@ -54,7 +54,9 @@ WORKLOADS_CHECK = """\
 """
 
 
-async def run_scenario(dispatcher: Dispatcher, text: str = SCENARIO, run_id: str = "e2e-run", **extra: Any) -> RunRecord:
+async def run_scenario(
+    dispatcher: Dispatcher, text: str = SCENARIO, run_id: str = "e2e-run", **extra: Any
+) -> RunRecord:
     drivers = default_drivers()
     metrics = metrics_of(drivers)
     settings: dict[str, Any] = {}

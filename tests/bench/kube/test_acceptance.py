@@ -71,8 +71,14 @@ def test_acceptance_writes_only_its_own_checks() -> None:
 def test_acceptance_has_the_topology_and_kubeprism_checks() -> None:
     acceptance = composed(builtin_scenarios()["acceptance"]).scenario
     metrics = {c.metric for c in acceptance.checks}
-    assert {"topology.control_planes", "topology.control_plane_fault_tolerance", "topology.control_planes_even",
-            "topology.control_plane_untainted", "topology.control_plane_workloads", "kubeprism.answered"} <= metrics
+    assert {
+        "topology.control_planes",
+        "topology.control_plane_fault_tolerance",
+        "topology.control_planes_even",
+        "topology.control_plane_untainted",
+        "topology.control_plane_workloads",
+        "kubeprism.answered",
+    } <= metrics
     assert len({c.name for c in acceptance.checks}) == len(acceptance.checks)
 
 

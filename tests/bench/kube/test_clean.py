@@ -25,7 +25,9 @@ async def test_clean_removes_namespaces_left_by_crashed_runs_and_nothing_else(cl
     for run in ("crashed-1", "crashed-2"):
         await crash_leftovers(cluster, m.AgentSpec(run, m.run_namespace(run), "img", "tok"))
     # talbench's own CronJob namespace (no run id) and a user's namespace stay
-    cluster._put("v1", "namespaces", None, {"metadata": {"name": "talbench", "labels": {m.LABEL_MANAGED_BY: "talbench"}}})
+    cluster._put(
+        "v1", "namespaces", None, {"metadata": {"name": "talbench", "labels": {m.LABEL_MANAGED_BY: "talbench"}}}
+    )
     cluster._put("v1", "namespaces", None, {"metadata": {"name": "shop", "labels": {m.LABEL_RUN_ID: "crashed-1"}}})
     removed = await dispatcher_for(cluster, tmp_path).clean()
     assert removed == ["namespace talbench-crashed-1", "namespace talbench-crashed-2"]
@@ -35,18 +37,27 @@ async def test_clean_removes_namespaces_left_by_crashed_runs_and_nothing_else(cl
 
 
 async def test_clean_in_a_shared_namespace_removes_only_run_objects(cluster, tmp_path):
-    cluster._put("v1", "namespaces", None, {"metadata": {"name": "talbench", "labels": m.PSA_LABELS}, "status": {"phase": "Active"}})
+    cluster._put(
+        "v1",
+        "namespaces",
+        None,
+        {"metadata": {"name": "talbench", "labels": m.PSA_LABELS}, "status": {"phase": "Active"}},
+    )
     cluster._put("v1", "secrets", "talbench", {"metadata": {"name": "unrelated"}})
     await crash_leftovers(cluster, m.AgentSpec("crashed-3", "talbench", "img", "tok", own_namespace=False))
     removed = await dispatcher_for(cluster, tmp_path, namespace="talbench").clean(run_id="crashed-3")
-    assert sorted(removed) == ["daemonset talbench/talbench-agent-crashed-3", "secret talbench/talbench-agent-crashed-3-token",
-                               "serviceaccount talbench/talbench-agent-crashed-3"]
+    assert sorted(removed) == [
+        "daemonset talbench/talbench-agent-crashed-3",
+        "secret talbench/talbench-agent-crashed-3-token",
+        "serviceaccount talbench/talbench-agent-crashed-3",
+    ]
     assert cluster.run_objects("crashed-3") == [] and cluster.store.get(("v1", "secrets", "talbench", "unrelated"))
 
 
 def test_cli_options_map_to_the_dispatcher():
-    args = argparse.Namespace(kubeconfig="/k", context="prod", namespace=None, image="reg/tb:1",
-                              node_selector=["disk=nvme,zone=a", "rack=3"])
+    args = argparse.Namespace(
+        kubeconfig="/k", context="prod", namespace=None, image="reg/tb:1", node_selector=["disk=nvme,zone=a", "rack=3"]
+    )
     options = KubeDispatcher.from_args(args).options
     assert (options.kubeconfig, options.context, options.image) == ("/k", "prod", "reg/tb:1")
     assert options.node_selector == {"disk": "nvme", "zone": "a", "rack": "3"}

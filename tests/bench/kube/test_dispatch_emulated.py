@@ -95,7 +95,9 @@ async def test_an_unreachable_api_server_is_one_line_and_exit_3(tmp_path):
         async with dispatcher.deploy("run-unreachable"):
             pytest.fail("deployed without an API server")
     assert caught.value.exit_code == 3
-    assert _one_line(caught.value).startswith(f"cannot reach the Kubernetes API server at https://127.0.0.1:{port} (context gone)")
+    assert _one_line(caught.value).startswith(
+        f"cannot reach the Kubernetes API server at https://127.0.0.1:{port} (context gone)"
+    )
 
 
 async def test_a_node_whose_agent_never_comes_gets_the_reason_and_the_rest_runs(tmp_path):

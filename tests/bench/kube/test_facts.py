@@ -15,13 +15,22 @@ def test_facts_from_api_objects_and_versions():
     node = {
         "metadata": {"name": "cp1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
         "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
-        "status": {"addresses": [{"type": "InternalIP", "address": "10.5.0.2"}],
-                   "capacity": {"cpu": "3800m", "memory": "8039048Ki"},
-                   "conditions": [{"type": "Ready", "status": "True"}],
-                   "nodeInfo": {"kubeletVersion": "v1.31.4", "osImage": "Talos (v1.9.1)", "kernelVersion": "6.12.6-talos"}},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "10.5.0.2"}],
+            "capacity": {"cpu": "3800m", "memory": "8039048Ki"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "nodeInfo": {"kubeletVersion": "v1.31.4", "osImage": "Talos (v1.9.1)", "kernelVersion": "6.12.6-talos"},
+        },
     }
-    pod = {"metadata": {"name": "web", "namespace": "shop", "ownerReferences": [{"kind": "ReplicaSet", "controller": True}]},
-           "spec": {"nodeName": "cp1"}, "status": {"phase": "Running"}}
+    pod = {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "ownerReferences": [{"kind": "ReplicaSet", "controller": True}],
+        },
+        "spec": {"nodeName": "cp1"},
+        "status": {"phase": "Running"},
+    }
     facts = cluster_facts({"gitVersion": "v1.31.4"}, [node], [pod])
     (cp,) = facts.nodes
     assert cp.role is Role.CONTROL_PLANE and cp.address == "10.5.0.2" and cp.taints == (TAINT,)

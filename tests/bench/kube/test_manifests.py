@@ -10,16 +10,24 @@ import yaml
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from talbench.bench.errors import UsageError  # noqa: E402
-from talbench.bench.kube import cronjob, manifests as m  # noqa: E402
+from talbench.bench.kube import cronjob  # noqa: E402
+from talbench.bench.kube import manifests as m  # noqa: E402
 from tests.bench.kube import psa  # noqa: E402
 
 VERSIONS = ["1.33.0", kubernetes_validate.utils.latest_version()]
 
 
 def all_documents() -> list[dict]:
-    spec = m.AgentSpec(run_id="20261121-153000-a1b2", namespace="talbench-20261121-153000-a1b2", image="example/talbench:v1",
-                       token="tok", node_selector={"node.kubernetes.io/instance-type": "m5.large"})
-    existing = m.AgentSpec(run_id="r2", namespace="talbench", image="example/talbench:v1", token="tok", own_namespace=False)
+    spec = m.AgentSpec(
+        run_id="20261121-153000-a1b2",
+        namespace="talbench-20261121-153000-a1b2",
+        image="example/talbench:v1",
+        token="tok",
+        node_selector={"node.kubernetes.io/instance-type": "m5.large"},
+    )
+    existing = m.AgentSpec(
+        run_id="r2", namespace="talbench", image="example/talbench:v1", token="tok", own_namespace=False
+    )
     return [
         *m.agent_manifests(spec),
         *m.agent_manifests(existing),
@@ -32,8 +40,17 @@ def all_documents() -> list[dict]:
 def test_every_generated_document_validates_strictly(version):
     docs = all_documents()
     kinds = {doc["kind"] for doc in docs}
-    assert kinds >= {"Namespace", "ServiceAccount", "Secret", "DaemonSet", "ClusterRole", "Role",
-                     "ClusterRoleBinding", "RoleBinding", "CronJob"}
+    assert kinds >= {
+        "Namespace",
+        "ServiceAccount",
+        "Secret",
+        "DaemonSet",
+        "ClusterRole",
+        "Role",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "CronJob",
+    }
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)
 
@@ -55,7 +72,9 @@ def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
     docs = m.agent_manifests(spec)
     assert all(doc["metadata"]["labels"][m.LABEL_RUN_ID] == "run-7" for doc in docs)
     ns = docs[0]
-    assert {ns["metadata"]["labels"][f"pod-security.kubernetes.io/{k}"] for k in ("enforce", "warn", "audit")} == {"privileged"}
+    assert {ns["metadata"]["labels"][f"pod-security.kubernetes.io/{k}"] for k in ("enforce", "warn", "audit")} == {
+        "privileged"
+    }
     pod = docs[-1]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"

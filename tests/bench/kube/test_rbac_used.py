@@ -39,7 +39,9 @@ async def test_a_laptop_run_uses_exactly_the_runner_cluster_role(cluster, tmp_pa
     wanted = used(cluster, None)
     granted = granted_by(cronjob.manifests())
     assert granted == coordinator_permissions(own_namespace=True, via_proxy=True)
-    assert wanted == granted, f"unused grants: {sorted(map(str, granted - wanted))}; missing: {sorted(map(str, wanted - granted))}"
+    assert wanted == granted, (
+        f"unused grants: {sorted(map(str, granted - wanted))}; missing: {sorted(map(str, wanted - granted))}"
+    )
 
 
 async def test_a_scheduled_run_uses_exactly_the_cronjob_roles(cluster, tmp_path):
@@ -57,6 +59,8 @@ async def test_a_scheduled_run_uses_exactly_the_cronjob_roles(cluster, tmp_path)
     granted = granted_by(docs)
     assert granted == coordinator_permissions(own_namespace=False, via_proxy=False, keep_results=True)
     assert all(allows(granted, perm) for perm in wanted), sorted(map(str, wanted - granted))
-    assert wanted == granted, f"unused grants: {sorted(map(str, granted - wanted))}; missing: {sorted(map(str, wanted - granted))}"
+    assert wanted == granted, (
+        f"unused grants: {sorted(map(str, granted - wanted))}; missing: {sorted(map(str, wanted - granted))}"
+    )
     kept = [c["metadata"]["name"] for c in cluster.objects("configmaps", home)]
     assert kept == ["talbench-result-run-cron2"]  # bounded history: the older one was pruned

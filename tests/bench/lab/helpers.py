@@ -7,9 +7,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -62,4 +62,6 @@ def ping_rtts_ms(namespace: str, address: str, count: int = 5) -> list[float]:
 
 def lab_namespaces(lab_id: str) -> list[str]:
     out = run(["ip", "netns", "list"]).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip() and lab_id_of_namespace(line.split()[0]) == lab_id]
+    return [
+        line.split()[0] for line in out.splitlines() if line.strip() and lab_id_of_namespace(line.split()[0]) == lab_id
+    ]

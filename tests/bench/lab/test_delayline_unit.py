@@ -11,7 +11,17 @@ from talbench.bench.lab.delayline import AddressDelay, packet_delay, parse_addre
 
 def ipv4_packet(src: str, dst: str) -> bytes:
     header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        28,
+        1,
+        0,
+        64,
+        17,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
     )
     return header + b"\0" * 8
 

@@ -7,7 +7,7 @@ address from the root namespace (it has no route there, and must not).
 from __future__ import annotations
 
 import statistics
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

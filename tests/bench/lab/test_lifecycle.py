@@ -19,6 +19,7 @@ from talbench.bench.lab.state import index_entry, load_state, register, unregist
 from talbench.bench.lab.topology import LabSpec, make_spec, new_lab_id
 from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible
 
+
 def test_up_needs_root(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(NoPermission) as caught:

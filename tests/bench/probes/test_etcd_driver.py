@@ -164,7 +164,11 @@ def etcd_leftovers(root: Path) -> list[str]:
     found = [str(p) for p in root.rglob("etcd-*") if p.is_dir()]
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
-            if proc.info["name"] == "etcd" and str(root) in " ".join(proc.info["cmdline"] or ()) and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.info["name"] == "etcd"
+                and str(root) in " ".join(proc.info["cmdline"] or ())
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(f"process {proc.pid}")
         except psutil.NoSuchProcess:
             continue
@@ -174,7 +178,9 @@ def etcd_leftovers(root: Path) -> list[str]:
 @contextlib.asynccontextmanager
 async def local_fleet(agents: Mapping[str, Any], nodes: tuple[Node, ...], run_id: str) -> AsyncIterator[Fleet]:
     async with aiohttp.ClientSession() as session:
-        clients = {name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()}
+        clients = {
+            name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()
+        }
         try:
             yield Fleet(run_id, nodes, clients)
         finally:
@@ -201,7 +207,10 @@ def test_profiles_and_quick() -> None:
     full = parse_settings({}, quick=False)
     assert (full.profile, full.rate, full.clients, full.duration, full.mode) == ("s", 150, 50, 60.0, "open")
     assert parse_settings({"profile": "m"}, quick=False).rate == 1000
-    assert (parse_settings({"profile": "xl"}, quick=False).rate, parse_settings({"profile": "xl"}, quick=False).clients) == (15000, 1000)
+    assert (
+        parse_settings({"profile": "xl"}, quick=False).rate,
+        parse_settings({"profile": "xl"}, quick=False).clients,
+    ) == (15000, 1000)
     quick = parse_settings({"duration": "60s"}, quick=True)
     assert quick.quick and quick.duration == 10.0 and not full.quick
     assert parse_settings({"duration": "5s"}, quick=True).duration == 5.0
@@ -220,7 +229,10 @@ def test_profiles_and_quick() -> None:
         ({"duration": "60 parsecs"}, "duration: "),
         ({"duration": "1200s"}, "duration must be at most 600"),
         ({"mode": "fast"}, "mode: must be 'open' or 'ceiling'"),
-        ({"heartbeat_interval": "500ms", "election_timeout": "1s"}, "election_timeout .* at least 5x heartbeat_interval"),
+        (
+            {"heartbeat_interval": "500ms", "election_timeout": "1s"},
+            "election_timeout .* at least 5x heartbeat_interval",
+        ),
         ({"client_port": 5000, "peer_port": 5000}, "client_port and peer_port must differ"),
         ({"client_port": 2379}, "client_port 2379 is a port Talos"),
         ({"min_requests": 0}, "min_requests must be at least 1"),
@@ -243,26 +255,45 @@ def test_members_sharing_an_address_get_distinct_ports_that_avoid_talos() -> Non
 
 
 def test_the_jobs_take_the_scenarios_fields() -> None:
-    settings = parse_settings({"profile": "m", "duration": "20s", "heartbeat_interval": "50ms", "election_timeout": "600ms"}, quick=False)
+    settings = parse_settings(
+        {"profile": "m", "duration": "20s", "heartbeat_interval": "50ms", "election_timeout": "600ms"}, quick=False
+    )
     load = load_params(settings, ["http://10.0.0.1:12379"])
     assert (load["rate"], load["clients"], load["duration"], load["start_timeout"]) == (1000, 200, 20.0, 30.0)
     assert not {"profile", "load_node", "min_requests", "client_port"} & set(load)
     assert DRIVER.declaration is not None
     LOAD = DRIVER.declaration.jobs[1]
     assert LOAD.parse(load).rate == 1000  # what the driver sends, the agent takes
-    start = MEMBER.parse({"action": "start", "name": "cp1", "host": "10.0.0.1", "client_port": 12379, "peer_port": 12380,
-                          "initial_cluster": {"cp1": "http://10.0.0.1:12380"}, "cluster_token": "20261121-153000-a1b2",
-                          "heartbeat_interval": settings.heartbeat_interval, "election_timeout": settings.election_timeout})
+    start = MEMBER.parse(
+        {
+            "action": "start",
+            "name": "cp1",
+            "host": "10.0.0.1",
+            "client_port": 12379,
+            "peer_port": 12380,
+            "initial_cluster": {"cp1": "http://10.0.0.1:12380"},
+            "cluster_token": "20261121-153000-a1b2",
+            "heartbeat_interval": settings.heartbeat_interval,
+            "election_timeout": settings.election_timeout,
+        }
+    )
     assert (start.root.heartbeat_ms, start.root.election_ms) == (50, 600)
 
 
 def test_the_snippet_parses() -> None:
     parsed, settings = scenario(quick=False)
     assert settings.duration == 60 and settings.rate == 150
-    assert {c.metric for c in parsed.checks} >= {"etcd.rate_ratio", "etcd.max_latency", "etcd.latency_stddev", "etcd.errors"}
+    assert {c.metric for c in parsed.checks} >= {
+        "etcd.rate_ratio",
+        "etcd.max_latency",
+        "etcd.latency_stddev",
+        "etcd.errors",
+    }
 
 
-@pytest.mark.parametrize("rtt, heartbeat, election", [(0.0002, 0.001, 0.010), (0.0211, 0.022, 0.220), (0.15, 0.150, 1.5)])
+@pytest.mark.parametrize(
+    "rtt, heartbeat, election", [(0.0002, 0.001, 0.010), (0.0211, 0.022, 0.220), (0.15, 0.150, 1.5)]
+)
 def test_recommended_timing_follows_the_tuning_guide(rtt: float, heartbeat: float, election: float) -> None:
     assert recommended_timing(rtt) == pytest.approx((heartbeat, election))
 
@@ -305,7 +336,9 @@ async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path
     assert heartbeat.status is Status.INFO and rtt.status is Status.INFO, (heartbeat, rtt)
     assert 0 < rtt.observed < 0.05 and heartbeat.observed == recommended_timing(rtt.observed)[0]
     pairs = cluster.data["peer_rtt"]
-    assert sorted(pairs) == ["cp1", "cp2", "cp3"] and all(len(p["samples_ns"]) == 30 for peers in pairs.values() for p in peers.values())
+    assert sorted(pairs) == ["cp1", "cp2", "cp3"] and all(
+        len(p["samples_ns"]) == 30 for peers in pairs.values() for p in peers.values()
+    )
     assert "defaults (100 ms / 1000 ms) cover" in heartbeat.detail
 
 
@@ -313,7 +346,11 @@ async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path
 async def test_a_member_that_cannot_start_is_no_data_and_the_others_are_stopped(start_agent, tmp_path: Path) -> None:  # noqa: F811
     probes = default_probes()
     without_etcd = {name: probe for name, probe in probes.items() if name != MEMBER.name}
-    agents = {"cp1": await start_agent(node="cp1"), "cp2": await start_agent(node="cp2"), "cp3": await start_agent(without_etcd, node="cp3")}
+    agents = {
+        "cp1": await start_agent(node="cp1"),
+        "cp2": await start_agent(node="cp2"),
+        "cp3": await start_agent(without_etcd, node="cp3"),
+    }
     base = free_port_run(6)
     parsed, settings = scenario(duration="2s", client_port=base, peer_port=base + 1, start_timeout="5s")
     plan = make_plan(parsed.checks, CPS, METRICS)

@@ -30,14 +30,16 @@ DRIVERS = {"etcd": EtcdDriver()}
 METRICS = metrics_of(DRIVERS)
 
 
-
-
 def leftovers(state: LabState) -> list[str]:
     found = [str(p) for node in state.nodes for p in node.data_dir.glob("etcd-*")]
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or ())
-            if proc.info["name"] == "etcd" and str(state.nodes[0].data_dir.parents[1]) in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.info["name"] == "etcd"
+                and str(state.nodes[0].data_dir.parents[1]) in cmdline
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(f"etcd {proc.pid}")
         except psutil.NoSuchProcess:
             continue
@@ -68,7 +70,11 @@ async def test_three_member_scratch_cluster_on_the_lab(make_lab: Callable[..., L
     assert all(t["ok"] and t["data_removed"] for t in cluster.data["teardown"].values())
     judged = {k: v for k, v in verdicts.items() if v.status is not Status.INFO}
     assert judged and all(v.status in (Status.PASS, Status.WARN, Status.FAIL) for v in judged.values()), judged
-    assert set(k for k in verdicts if k.startswith("etcd-wal-fsync/")) == {"etcd-wal-fsync/cp1", "etcd-wal-fsync/cp2", "etcd-wal-fsync/cp3"}
+    assert {k for k in verdicts if k.startswith("etcd-wal-fsync/")} == {
+        "etcd-wal-fsync/cp1",
+        "etcd-wal-fsync/cp2",
+        "etcd-wal-fsync/cp3",
+    }
     assert verdicts["etcd-write-errors/cluster"].observed == 0
 
 

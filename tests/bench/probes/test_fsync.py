@@ -78,7 +78,13 @@ def test_default_settings_are_the_etcd_recipe_and_quick_scales_down() -> None:
     assert quick.size < full.size and quick.time_limit <= 60
     assert quick.size // quick.block_size >= MIN_SYNCS
     sent = wire(parse_settings({"size": "1MiB", "time_limit": "30s", "parallel": 2}, quick=False))
-    assert sent == {"size": 1 << 20, "block_size": 2300, "time_limit": 30.0, "reserve": 256 << 20, "etcd_dir": "/var/lib/etcd"}
+    assert sent == {
+        "size": 1 << 20,
+        "block_size": 2300,
+        "time_limit": 30.0,
+        "reserve": 256 << 20,
+        "etcd_dir": "/var/lib/etcd",
+    }
     assert PROBE.jobs[0].parse(sent).size == 1 << 20  # what the coordinator sends, the agent takes
     assert parse_settings({"time_limit": 30}, quick=False).time_limit == 30.0  # plain numbers are seconds
     assert deadline(full) > PROBE.jobs[0].time_limit(PROBE.jobs[0].parse(wire(full))) > full.time_limit
@@ -86,9 +92,17 @@ def test_default_settings_are_the_etcd_recipe_and_quick_scales_down() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "field"),
-    [({"size": "22m"}, "size"), ({"size": 22}, "size"), ({"time_limit": "30"}, "time_limit"), ({"time_limit": "20m"}, "time_limit"),
-     ({"parallel": 0}, "parallel"), ({"etcd_dir": "var"}, "etcd_dir"), ({"nope": 1}, "nope"),
-     ({"size": "100KiB", "block_size": "64KiB"}, "block_size"), ({"size": "200KiB", "block_size": "4KiB"}, "block_size")],
+    [
+        ({"size": "22m"}, "size"),
+        ({"size": 22}, "size"),
+        ({"time_limit": "30"}, "time_limit"),
+        ({"time_limit": "20m"}, "time_limit"),
+        ({"parallel": 0}, "parallel"),
+        ({"etcd_dir": "var"}, "etcd_dir"),
+        ({"nope": 1}, "nope"),
+        ({"size": "100KiB", "block_size": "64KiB"}, "block_size"),
+        ({"size": "200KiB", "block_size": "4KiB"}, "block_size"),
+    ],
 )
 def test_bad_settings_name_the_problem(raw: dict, field: str) -> None:
     with pytest.raises(ScenarioError, match=field):
@@ -133,7 +147,9 @@ async def test_merged_histograms_count_every_sample(tmp_path: Path) -> None:
 async def test_p99_verdict_carries_the_measured_value(tmp_path: Path) -> None:
     result = await real_result(tmp_path)
     check = storage_check("control-plane-fsync")
-    verdict = judge_subject(check, METRICS["fsync.p99"], Subject(("cp1",)), {ResultKey("fsync", "cp1"): measured(result)}, CP)
+    verdict = judge_subject(
+        check, METRICS["fsync.p99"], Subject(("cp1",)), {ResultKey("fsync", "cp1"): measured(result)}, CP
+    )
     assert verdict.observed == result["sync"]["lat"]["percentiles_ns"]["99"] / 1e9
     expected = Status.FAIL if verdict.observed >= 0.010 else Status.WARN if verdict.observed >= 0.005 else Status.PASS
     assert verdict.status is expected
@@ -142,8 +158,13 @@ async def test_p99_verdict_carries_the_measured_value(tmp_path: Path) -> None:
 
 async def test_a_recipe_stopped_at_its_time_limit_is_invalid_not_failed(tmp_path: Path) -> None:
     result = await real_result(tmp_path, size=1 << 30, time_limit=1)
-    verdict = judge_subject(storage_check("control-plane-fsync"), METRICS["fsync.p99"], Subject(("cp1",)),
-                            {ResultKey("fsync", "cp1"): measured(result)}, CP)
+    verdict = judge_subject(
+        storage_check("control-plane-fsync"),
+        METRICS["fsync.p99"],
+        Subject(("cp1",)),
+        {ResultKey("fsync", "cp1"): measured(result)},
+        CP,
+    )
     assert verdict.status is Status.INVALID
     assert "time limit" in verdict.message
 
@@ -156,8 +177,11 @@ async def test_too_few_syncs_is_invalid(tmp_path: Path) -> None:
 
 async def test_etcd_on_another_disk_makes_the_figure_invalid(tmp_path: Path) -> None:
     result = await real_result(tmp_path)
-    elsewhere = {**result, "etcd_same_disk": False,
-                 "etcd_device": {"path": "/var/lib/etcd", "disks": [{"name": "nvme1n1"}]}}
+    elsewhere = {
+        **result,
+        "etcd_same_disk": False,
+        "etcd_device": {"path": "/var/lib/etcd", "disks": [{"name": "nvme1n1"}]},
+    }
     observation = METRICS["fsync.p99"].observe(Subject(("cp1",)), [measured(elsewhere)], CP)
     assert observation.invalid and "nvme1n1" in observation.invalid and "/var/lib/etcd" in observation.invalid
     assert observation.value is not None  # the figure is still shown
@@ -182,7 +206,9 @@ def test_nvme_metric(disks: list, value: float, words: str) -> None:
     observation = METRICS["fsync.nvme"].observe(Subject(("cp1",)), [measured(data)], CP)
     assert observation.value == value and words in observation.detail
     check = storage_check("control-plane-nvme")
-    verdict = judge_subject(check, METRICS["fsync.nvme"], Subject(("cp1",)), {ResultKey("fsync", "cp1"): measured(data)}, CP)
+    verdict = judge_subject(
+        check, METRICS["fsync.nvme"], Subject(("cp1",)), {ResultKey("fsync", "cp1"): measured(data)}, CP
+    )
     assert verdict.status is (Status.PASS if value else Status.WARN)
 
 
@@ -192,7 +218,9 @@ def test_nvme_metric(disks: list, value: float, words: str) -> None:
 @contextlib.asynccontextmanager
 async def local_fleet(agents: Mapping[str, Any], nodes: tuple[Node, ...], run_id: str) -> AsyncIterator[Fleet]:
     async with aiohttp.ClientSession() as session:
-        clients = {name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()}
+        clients = {
+            name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()
+        }
         yield Fleet(run_id, nodes, clients)
 
 
@@ -200,8 +228,10 @@ async def test_storage_checks_judged_from_real_agents(start_agent) -> None:  # n
     nodes = (Node("cp1", Role.CONTROL_PLANE, "127.0.0.1"), Node("w1", Role.WORKER, "127.0.0.1"))
     agents = {n.name: await start_agent(node=n.name) for n in nodes}
     scenario = load(SCENARIO, METRICS, lambda probe, raw: DRIVERS[probe].settings(raw, quick=True))
-    settings = {probe: DRIVERS[probe].settings({**raw, **({"reserve": 0} if probe == "fsync" else {})}, quick=True)
-                for probe, raw in scenario.probes.items()}
+    settings = {
+        probe: DRIVERS[probe].settings({**raw, **({"reserve": 0} if probe == "fsync" else {})}, quick=True)
+        for probe, raw in scenario.probes.items()
+    }
     plan = make_plan(scenario.checks, nodes, METRICS)
     async with local_fleet(agents, nodes, "run-storage") as fleet:
         execution = await execute(plan, fleet, DRIVERS, settings, NullProgress())
@@ -222,13 +252,19 @@ async def test_storage_checks_judged_from_real_agents(start_agent) -> None:  # n
 async def test_missing_fio_reaches_the_coordinator_as_unavailable(start_agent, tmp_path: Path) -> None:  # noqa: F811
     agent = await start_agent({"fsync": fsync_job(fio_binary=str(tmp_path / "no-fio"))}, node="cp1")
     async with local_fleet({"cp1": agent}, CP, "run-nofio") as fleet:
-        [measurement] = await FsyncDriver().run(frozenset({ResultKey("fsync", "cp1")}), fleet,
-                                                parse_settings(SMALL_SETTINGS, quick=True), NullProgress())
+        [measurement] = await FsyncDriver().run(
+            frozenset({ResultKey("fsync", "cp1")}), fleet, parse_settings(SMALL_SETTINGS, quick=True), NullProgress()
+        )
     assert not measurement.ok
     assert measurement.error_kind == "unavailable"
     assert measurement.error == "fio not found: apt-get install fio"
-    verdict = judge_subject(storage_check("control-plane-fsync"), METRICS["fsync.p99"], Subject(("cp1",)),
-                            {measurement.key: measurement}, CP)
+    verdict = judge_subject(
+        storage_check("control-plane-fsync"),
+        METRICS["fsync.p99"],
+        Subject(("cp1",)),
+        {measurement.key: measurement},
+        CP,
+    )
     assert verdict.status is Status.NO_DATA and "apt-get install fio" in verdict.message
 
 
@@ -239,14 +275,28 @@ async def test_a_full_disk_is_no_data_for_that_node_only(start_agent) -> None:  
     keys = frozenset(ResultKey("fsync", n.name) for n in nodes)
     async with local_fleet(agents, nodes, "run-full") as fleet:
         # cp2's agent is asked to keep more free space than any disk has: it refuses, cp1 runs
-        ok = await driver.run(frozenset({ResultKey("fsync", "cp1")}), fleet, parse_settings(SMALL_SETTINGS, quick=True), NullProgress())
-        refused = await driver.run(frozenset({ResultKey("fsync", "cp2")}), fleet,
-                                   parse_settings({**SMALL_SETTINGS, "reserve": "1000TiB"}, quick=True), NullProgress())
+        ok = await driver.run(
+            frozenset({ResultKey("fsync", "cp1")}), fleet, parse_settings(SMALL_SETTINGS, quick=True), NullProgress()
+        )
+        refused = await driver.run(
+            frozenset({ResultKey("fsync", "cp2")}),
+            fleet,
+            parse_settings({**SMALL_SETTINGS, "reserve": "1000TiB"}, quick=True),
+            NullProgress(),
+        )
     results = {m.key: m for m in ok + refused}
     assert set(results) == keys
     assert results[ResultKey("fsync", "cp1")].ok
     bad = results[ResultKey("fsync", "cp2")]
     assert not bad.ok and "not enough free space" in bad.error and "Traceback" not in bad.error
-    verdicts = {str(v.subject): v for v in (judge_subject(storage_check("control-plane-fsync"), METRICS["fsync.p99"], Subject((n.name,)), results, nodes) for n in nodes)}
+    verdicts = {
+        str(v.subject): v
+        for v in (
+            judge_subject(
+                storage_check("control-plane-fsync"), METRICS["fsync.p99"], Subject((n.name,)), results, nodes
+            )
+            for n in nodes
+        )
+    }
     assert verdicts["cp2"].status is Status.NO_DATA and "not enough free space" in verdicts["cp2"].message
     assert verdicts["cp1"].status in (Status.PASS, Status.WARN, Status.FAIL)

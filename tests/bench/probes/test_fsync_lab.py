@@ -13,9 +13,9 @@ from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.lab.state import LabState
+from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status
 from talbench.bench.plan import make_plan
-from talbench.bench.metric import NullProgress
 from talbench.bench.probes.fsync import FsyncDriver
 from talbench.bench.probes.node import NodeDriver
 from talbench.bench.run import metrics_of
@@ -28,10 +28,14 @@ DRIVERS = {"fsync": FsyncDriver(), "node": NodeDriver()}
 METRICS = metrics_of(DRIVERS)
 
 
-
-
 def scratch_left(state: LabState) -> list[str]:
-    return [str(p) for node in state.nodes if node.data_dir.exists() for p in node.data_dir.iterdir() if p.name.startswith(SCRATCH_PREFIX)]
+    return [
+        str(p)
+        for node in state.nodes
+        if node.data_dir.exists()
+        for p in node.data_dir.iterdir()
+        if p.name.startswith(SCRATCH_PREFIX)
+    ]
 
 
 async def test_storage_scenario_on_the_lab(lab: LabState) -> None:
@@ -45,14 +49,16 @@ async def test_storage_scenario_on_the_lab(lab: LabState) -> None:
     control_planes = sorted(n.name for n in nodes if n.is_control_plane)
     fsync = {str(v.subject): v for v in verdicts if v.check == "control-plane-fsync"}
     assert sorted(fsync) == control_planes
-    for name, verdict in fsync.items():
+    for _name, verdict in fsync.items():
         assert verdict.status in (Status.PASS, Status.WARN, Status.FAIL), verdict
         assert verdict.observed and verdict.observed > 0
     for node in nodes:
         measurement = execution.results[ResultKey("fsync", node.name)]
         assert measurement.ok, measurement.error
         assert measurement.data["complete"] and measurement.data["sync"]["lat"]["bins_ns"]
-        assert measurement.data["device"]["disks"] and measurement.data["directory"] == str(lab.node(node.name).data_dir)
+        assert measurement.data["device"]["disks"] and measurement.data["directory"] == str(
+            lab.node(node.name).data_dir
+        )
     assert {str(v.subject) for v in verdicts if v.check == "control-plane-nvme"} == set(control_planes)
     assert scratch_left(lab) == []
 

@@ -10,8 +10,8 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
@@ -21,8 +21,8 @@ from talbench.agents.probes.fsync import SCRATCH_PREFIX
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.judge import judge_subject
-from talbench.bench.model import Node, ResultKey, Role, Status, Subject
 from talbench.bench.metric import NullProgress
+from talbench.bench.model import Node, ResultKey, Role, Status, Subject
 from talbench.bench.probes.fsync import FsyncDriver
 from talbench.bench.probes.node import NodeDriver
 from talbench.bench.run import metrics_of
@@ -37,7 +37,9 @@ METRICS = metrics_of(DRIVERS)
 
 pytestmark = [
     pytest.mark.root("fio"),
-    pytest.mark.skipif(not (BLKIO / "blkio.throttle.write_iops_device").exists(), reason="needs cgroup v1 blkio throttling"),
+    pytest.mark.skipif(
+        not (BLKIO / "blkio.throttle.write_iops_device").exists(), reason="needs cgroup v1 blkio throttling"
+    ),
 ]
 
 
@@ -66,9 +68,23 @@ def throttled_cgroup(major_minor: str, iops: int) -> Iterator[Path]:
 @contextlib.contextmanager
 def agent_in(group: Path, data_dir: Path, token_file: Path, port: int) -> Iterator[subprocess.Popen]:
     """A real agent process that puts itself into ``group`` before it starts."""
-    argv = ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh",
-            sys.executable, "-m", "talbench.agents", "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file),
-            "--node", "cp1", "--data-dir", str(data_dir)]
+    argv = [
+        "sh",
+        "-c",
+        f'echo $$ > {group}/cgroup.procs && exec "$@"',
+        "sh",
+        sys.executable,
+        "-m",
+        "talbench.agents",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--token-file",
+        str(token_file),
+        "--node",
+        "cp1",
+        "--data-dir",
+        str(data_dir),
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield process
@@ -108,7 +124,9 @@ async def test_throttled_disk_fails_the_control_plane_fsync_check(tmp_path: Path
     scenario = load(SCENARIO, METRICS, lambda probe, raw: DRIVERS[probe].settings(raw, quick=False))
     check = next(c for c in scenario.checks if c.name == "control-plane-fsync")
     # 300 KiB: 133 fdatasyncs, enough for a p99, a few seconds at this throttle
-    settings = DRIVERS["fsync"].settings({**scenario.probes["fsync"], "size": "300KiB", "reserve": 0, "time_limit": "60s"}, quick=False)
+    settings = DRIVERS["fsync"].settings(
+        {**scenario.probes["fsync"], "size": "300KiB", "reserve": 0, "time_limit": "60s"}, quick=False
+    )
     node = Node("cp1", Role.CONTROL_PLANE, "127.0.0.1")
     port = free_port()
     with throttled_cgroup(backing, WRITE_IOPS) as group, agent_in(group, data_dir, token_file, port) as process:
@@ -117,7 +135,9 @@ async def test_throttled_disk_fails_the_control_plane_fsync_check(tmp_path: Path
             await wait_healthy(client, process)
             assert str(process.pid) in (group / "cgroup.procs").read_text().split()
             fleet = Fleet("run-slow", (node,), {"cp1": client})
-            [measurement] = await DRIVERS["fsync"].run(frozenset({ResultKey("fsync", "cp1")}), fleet, settings, NullProgress())
+            [measurement] = await DRIVERS["fsync"].run(
+                frozenset({ResultKey("fsync", "cp1")}), fleet, settings, NullProgress()
+            )
     assert measurement.ok, measurement.error
     verdict = judge_subject(check, METRICS["fsync.p99"], Subject(("cp1",)), {measurement.key: measurement}, (node,))
     assert verdict.status is Status.FAIL, verdict
@@ -125,4 +145,6 @@ async def test_throttled_disk_fails_the_control_plane_fsync_check(tmp_path: Path
     assert "ms" in verdict.message and "< 10ms" in verdict.threshold
     assert measurement.data["complete"] is True
     assert not [p for p in data_dir.iterdir() if p.name.startswith(SCRATCH_PREFIX)]
-    print(f"throttled to {WRITE_IOPS} write IOPS on {backing}: fsync p99 {verdict.observed * 1e3:.1f} ms -> {verdict.status.value}")
+    print(
+        f"throttled to {WRITE_IOPS} write IOPS on {backing}: fsync p99 {verdict.observed * 1e3:.1f} ms -> {verdict.status.value}"
+    )

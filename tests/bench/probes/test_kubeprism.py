@@ -33,9 +33,29 @@ def tls_context(tmp_path: Path) -> ssl.SSLContext:
     if shutil.which("openssl") is None:
         pytest.skip("needs openssl to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
@@ -82,11 +102,25 @@ async def test_a_listener_without_tls_is_not_kubeprism():
         result = await run_probe(port, attempts=1)
     finally:
         await runner.cleanup()
-    assert result["answered"] == 0 and result["attempts"][0]["connected"] is True and result["attempts"][0]["tls"] is False
+    assert (
+        result["answered"] == 0 and result["attempts"][0]["connected"] is True and result["attempts"][0]["tls"] is False
+    )
 
 
-@pytest.mark.parametrize("params", [{"port": 0}, {"port": "7445"}, {"attempts": 0}, {"attempts": True}, {"timeout": 0},
-                                    {"timeout": 11}, {"interval": -1}, {"timeout_s": 1.0}, {"host": "10.0.0.1"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"port": 0},
+        {"port": "7445"},
+        {"attempts": 0},
+        {"attempts": True},
+        {"timeout": 0},
+        {"timeout": 11},
+        {"interval": -1},
+        {"timeout_s": 1.0},
+        {"host": "10.0.0.1"},
+    ],
+)
 def test_parameters_are_bounded(params):
     with pytest.raises(ProbeParamError) as caught:
         PROBE.parse(params)
@@ -107,20 +141,33 @@ def test_one_declaration_serves_the_scenario_the_driver_and_the_agent():
 def test_quick_runs_shorten_the_waits_and_bad_settings_name_the_field():
     quick = DRIVER.settings({"timeout": "5s", "interval": "2s", "attempts": 4}, quick=True)
     assert (quick.timeout, quick.interval, quick.attempts) == (1.0, 0.1, 4)
-    for raw, field in (({"port": 70000}, "port"), ({"timeout": "20s"}, "timeout"), ({"interval": "soon"}, "interval"),
-                       ({"retries": 2}, "retries")):
+    for raw, field in (
+        ({"port": 70000}, "port"),
+        ({"timeout": "20s"}, "timeout"),
+        ({"interval": "soon"}, "interval"),
+        ({"retries": 2}, "retries"),
+    ):
         with pytest.raises(ScenarioError, match=field):
             DRIVER.settings(raw, quick=False)
 
 
 def test_the_metric_is_the_share_of_attempts_answered():
     metric = KubePrismDriver().metrics()[0]
-    check = Check("kubeprism", metric.name, Scope.ALL_NODES, parse_quantity("100 %", Dimension.RATIO),
-                  parse_quantity("1 %", Dimension.RATIO), "test")
+    check = Check(
+        "kubeprism",
+        metric.name,
+        Scope.ALL_NODES,
+        parse_quantity("100 %", Dimension.RATIO),
+        parse_quantity("1 %", Dimension.RATIO),
+        "test",
+    )
     key = ResultKey("kubeprism", "cp1")
 
     def status(answers: list[int | None]) -> Status:
-        attempts = [{"http_status": a, "elapsed_s": 0.002, "error": None if a else "ConnectionRefusedError: refused"} for a in answers]
+        attempts = [
+            {"http_status": a, "elapsed_s": 0.002, "error": None if a else "ConnectionRefusedError: refused"}
+            for a in answers
+        ]
         data = {"host": "127.0.0.1", "port": 7445, "attempts": attempts}
         return judge_subject(check, metric, Subject(("cp1",)), {key: Measurement(key, True, data=data)}, []).status
 

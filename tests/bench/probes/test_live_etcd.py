@@ -22,7 +22,7 @@ from talbench.agents.etcdload import admin
 from talbench.agents.etcdload.generator import TlsFiles
 from talbench.agents.etcdload.local_cluster import free_ports
 from talbench.agents.params import ParamError, validate
-from talbench.bench.cli import _add_live_etcd
+from talbench.bench.cli_run import _add_live_etcd
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
@@ -54,14 +54,36 @@ def real_etcd(data: Path, tls: dict[str, Path] | None = None) -> Iterator[str]:
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{client}"
     command = [
-        "etcd", "--name", "live", "--data-dir", str(data),
-        "--listen-client-urls", url, "--advertise-client-urls", url,
-        "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-        "--initial-cluster", f"live=http://127.0.0.1:{peer}", "--logger", "zap", "--log-outputs", "stderr",
+        "etcd",
+        "--name",
+        "live",
+        "--data-dir",
+        str(data),
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-cluster",
+        f"live=http://127.0.0.1:{peer}",
+        "--logger",
+        "zap",
+        "--log-outputs",
+        "stderr",
     ]
     if tls:
-        command += ["--cert-file", str(tls["server_cert"]), "--key-file", str(tls["server_key"]),
-                    "--trusted-ca-file", str(tls["ca"]), "--client-cert-auth"]
+        command += [
+            "--cert-file",
+            str(tls["server_cert"]),
+            "--key-file",
+            str(tls["server_key"]),
+            "--trusted-ca-file",
+            str(tls["ca"]),
+            "--client-cert-auth",
+        ]
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         admin.wait_for_leader([url], tls_files(tls), 20.0)
@@ -83,7 +105,10 @@ def tls_files(tls: dict[str, Path] | None) -> TlsFiles | None:
 def keyspace(url: str, tls: TlsFiles | None = None) -> dict[bytes, tuple]:
     gateway = admin.client(url, tls)
     try:
-        return {meta["key"]: (value, meta["create_revision"], meta["mod_revision"], meta.get("version")) for value, meta in gateway.get_all()}
+        return {
+            meta["key"]: (value, meta["create_revision"], meta["mod_revision"], meta.get("version"))
+            for value, meta in gateway.get_all()
+        }
     finally:
         gateway.session.close()
 
@@ -142,7 +167,9 @@ def test_defaults_are_read_only_and_profile_s() -> None:
     assert not config.allow_writes and config.load_profile == "s" and config.prefix == PREFIX and config.tls is None
     assert [c.metric for c in live_checks(config)] == ["etcd-live.has_leader", "etcd-live.members", "etcd-live.db_size"]
     writing = LiveEtcdDriver(live_etcd_config("http://127.0.0.1:2379", allow_writes=True)).settings({}, quick=True)
-    assert writing.duration == 10 and writing.quick and "etcd-live.rate_ratio" in [c.metric for c in live_checks(writing)]
+    assert (
+        writing.duration == 10 and writing.quick and "etcd-live.rate_ratio" in [c.metric for c in live_checks(writing)]
+    )
     short = LiveEtcdDriver(live_etcd_config("http://127.0.0.1:2379", duration=3.0)).settings({}, quick=True)
     assert short.duration == 3.0 and short.quick
     with pytest.raises(UsageError, match="command line"):
@@ -154,8 +181,16 @@ def test_the_live_driver_is_added_only_on_request() -> None:
 
 
 def cli_args(**options: Any) -> argparse.Namespace:
-    values = {"etcd_endpoints": None, "etcd_cacert": None, "etcd_cert": None, "etcd_key": None, "etcd_metrics_urls": None,
-              "etcd_profile": None, "allow_live_etcd_writes": False, "quick": False}
+    values = {
+        "etcd_endpoints": None,
+        "etcd_cacert": None,
+        "etcd_cert": None,
+        "etcd_key": None,
+        "etcd_metrics_urls": None,
+        "etcd_profile": None,
+        "allow_live_etcd_writes": False,
+        "quick": False,
+    }
     return argparse.Namespace(**{**values, **options})
 
 
@@ -167,8 +202,16 @@ def test_the_cli_turns_a_bad_option_into_a_usage_error() -> None:
         _add_live_etcd(cli_args(etcd_profile="m"), {}, RUN)
     drivers: dict = {}
     assert _add_live_etcd(cli_args(), drivers, RUN) == () and drivers == {}
-    checks = _add_live_etcd(cli_args(etcd_endpoints="http://127.0.0.1:2379", etcd_metrics_urls="http://127.0.0.1:2381",
-                                     allow_live_etcd_writes=True, etcd_profile="m"), drivers, RUN)
+    checks = _add_live_etcd(
+        cli_args(
+            etcd_endpoints="http://127.0.0.1:2379",
+            etcd_metrics_urls="http://127.0.0.1:2381",
+            allow_live_etcd_writes=True,
+            etcd_profile="m",
+        ),
+        drivers,
+        RUN,
+    )
     config = drivers["etcd-live"].config
     assert config.load_profile == "m" and config.metrics_urls == ("http://127.0.0.1:2381",) and config.run_id == RUN
     assert "live-etcd-wal-fsync" in [c.name for c in checks] and "live-etcd-write-rate" in [c.name for c in checks]
@@ -247,7 +290,9 @@ async def test_read_only_writes_nothing_and_judges_the_histograms_over_the_windo
         drivers = {"etcd-live": LiveEtcdDriver(config)}
         metrics = {m.name: m for m in drivers["etcd-live"].metrics()}
         plan = make_plan(checks, (), metrics)
-        execution = await execute(plan, fleet, drivers, {"etcd-live": drivers["etcd-live"].settings({}, quick=False)}, NullProgress())
+        execution = await execute(
+            plan, fleet, drivers, {"etcd-live": drivers["etcd-live"].settings({}, quick=False)}, NullProgress()
+        )
     finally:
         stop.set()
         writer.join(10)
@@ -255,31 +300,82 @@ async def test_read_only_writes_nothing_and_judges_the_histograms_over_the_windo
     assert verdicts["live-etcd-leader"].status is Status.PASS
     assert verdicts["live-etcd-members"].observed == 1
     fsync = verdicts["live-etcd-wal-fsync"]
-    assert fsync.status in (Status.PASS, Status.FAIL) and fsync.observed > 0 and "histogram_quantile" in fsync.detail, fsync
+    assert fsync.status in (Status.PASS, Status.FAIL) and fsync.observed > 0 and "histogram_quantile" in fsync.detail, (
+        fsync
+    )
     assert verdicts["live-etcd-backend-commit"].status in (Status.PASS, Status.FAIL, Status.INVALID)
     after = keyspace(etcd_url)
-    assert {k: v for k, v in after.items() if not k.startswith(b"/traffic/")} == {k: v for k, v in before.items() if not k.startswith(b"/traffic/")}
+    assert {k: v for k, v in after.items() if not k.startswith(b"/traffic/")} == {
+        k: v for k, v in before.items() if not k.startswith(b"/traffic/")
+    }
     assert not any(k.startswith(b"/talbench/run-live/") for k in after)
 
 
 def _make_tls(directory: Path) -> dict[str, Path]:
     directory.mkdir()
-    files = {name: directory / name for name in ("ca", "ca_key", "server_cert", "server_key", "client_cert", "client_key")}
+    files = {
+        name: directory / name for name in ("ca", "ca_key", "server_cert", "server_key", "client_cert", "client_key")
+    }
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
 
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(files["ca_key"]),
-        "-out", str(files["ca"]), "-days", "1", "-subj", "/CN=talbench-test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(files["ca_key"]),
+        "-out",
+        str(files["ca"]),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=talbench-test-ca",
+    )
     # etcd's JSON gateway dials its own gRPC port with the server certificate: it needs clientAuth too
-    for who, usage, san in (("server", "serverAuth,clientAuth", "subjectAltName=IP:127.0.0.1\n"), ("client", "clientAuth", "")):
+    for who, usage, san in (
+        ("server", "serverAuth,clientAuth", "subjectAltName=IP:127.0.0.1\n"),
+        ("client", "clientAuth", ""),
+    ):
         csr = directory / f"{who}.csr"
         ext = directory / f"{who}.ext"
         ext.write_text(f"{san}extendedKeyUsage={usage}\n")
-        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(files[f"{who}_key"]),
-            "-out", str(csr), "-subj", f"/CN=talbench-{who}")
-        run("x509", "-req", "-in", str(csr), "-CA", str(files["ca"]), "-CAkey", str(files["ca_key"]), "-CAcreateserial",
-            "-out", str(files[f"{who}_cert"]), "-days", "1", "-extfile", str(ext))
+        run(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(files[f"{who}_key"]),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN=talbench-{who}",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(files["ca"]),
+            "-CAkey",
+            str(files["ca_key"]),
+            "-CAcreateserial",
+            "-out",
+            str(files[f"{who}_cert"]),
+            "-days",
+            "1",
+            "-extfile",
+            str(ext),
+        )
     return files
 
 
@@ -291,8 +387,14 @@ async def test_tls_client_certificates_reach_the_load_and_the_cleanup(tmp_path: 
         files = tls_files(tls)
         seed(url, files)
         before = keyspace(url, files)
-        config = live_etcd_config(url, allow_writes=True, duration=2.0, cacert=str(tls["ca"]),
-                                  cert=str(tls["client_cert"]), key=str(tls["client_key"]))
+        config = live_etcd_config(
+            url,
+            allow_writes=True,
+            duration=2.0,
+            cacert=str(tls["ca"]),
+            cert=str(tls["client_cert"]),
+            key=str(tls["client_key"]),
+        )
         measurement = await measure_live_etcd(config)
         assert measurement.data["result"]["load"]["requests"]["ok"] == 300
         assert keyspace(url, files) == before

@@ -20,7 +20,12 @@ PATH = MTU_METRICS[0]
 
 
 def direction(node: str, peer: str, mtu: int | None, ceiling: int = 1500) -> Measurement:
-    data = {"mtu": mtu, "ceiling": ceiling, "tried": [[1280, mtu is not None]], "error": None if mtu else "no reply at 1280 bytes"}
+    data = {
+        "mtu": mtu,
+        "ceiling": ceiling,
+        "tried": [[1280, mtu is not None]],
+        "error": None if mtu else "no reply at 1280 bytes",
+    }
     return Measurement(ResultKey("mtu", node, peer), True, data=data)
 
 
@@ -45,8 +50,9 @@ def test_settings_come_from_the_declaration():
 
 
 def talbench(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "talbench.bench.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "talbench.bench.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def namespaces() -> set[str]:
@@ -63,11 +69,15 @@ def test_on_a_lab_a_narrow_worker_link_fails_its_pairs_only(tmp_path: Path):
     try:
         assert talbench(env, "lab", "up").returncode == 0
         (worker,) = [ns for ns in namespaces() - before if ns.endswith("-w1")]
-        links = subprocess.run(["ip", "-n", worker, "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+        links = subprocess.run(
+            ["ip", "-n", worker, "-o", "link", "show"], capture_output=True, text=True, check=True
+        ).stdout
         (dev,) = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if "LOOPBACK" not in line]
         subprocess.run(["ip", "-n", worker, "link", "set", dev, "mtu", "1400"], check=True, timeout=10)
         out = tmp_path / "out"
-        done = talbench(env, "run", "--scenario", "control-plane", "--target", "lab", "--only", "mtu", "--out", str(out))
+        done = talbench(
+            env, "run", "--scenario", "control-plane", "--target", "lab", "--only", "mtu", "--out", str(out)
+        )
         assert done.returncode == 1, done.stderr  # the worker's pairs fail
         (run_dir,) = list(out.iterdir())
         doc = json.loads((run_dir / "run.json").read_text())

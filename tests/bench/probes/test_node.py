@@ -34,29 +34,46 @@ NODE = PROBE.jobs[0]
 
 def parse_settings(raw: Mapping[str, Any], *, quick: bool) -> Any:
     return NodeDriver().settings(raw, quick=quick)
+
+
 GB = 1e9
 
 
 def cluster(workers: int) -> tuple[Node, ...]:
-    return tuple([Node(f"cp{i}", Role.CONTROL_PLANE, "10.0.0.1") for i in (1, 2, 3)] +
-                 [Node(f"w{i}", Role.WORKER, "10.0.0.2") for i in range(workers)])
+    return tuple(
+        [Node(f"cp{i}", Role.CONTROL_PLANE, "10.0.0.1") for i in (1, 2, 3)]
+        + [Node(f"w{i}", Role.WORKER, "10.0.0.2") for i in range(workers)]
+    )
 
 
 def facts(cpus: int, memory: float, disk: float) -> Measurement:
-    data = {"facts": {"cpus": cpus, "memory_bytes": memory, "cpu_model": "Test CPU",
-                      "etcd_filesystem": {"path": "/var/lib/etcd", "size_bytes": disk}}}
+    data = {
+        "facts": {
+            "cpus": cpus,
+            "memory_bytes": memory,
+            "cpu_model": "Test CPU",
+            "etcd_filesystem": {"path": "/var/lib/etcd", "size_bytes": disk},
+        }
+    }
     return Measurement(ResultKey("node", "cp1"), True, data=data)
 
 
 def check(metric: str, *, warn: Any = None, fail: Any = None) -> Check:
     dimension = METRICS[metric].dimension
-    return Check(metric, metric, Scope.CONTROL_PLANE_NODES,
-                 None if warn is None else parse_quantity(warn, dimension),
-                 None if fail is None else parse_quantity(fail, dimension), "test")
+    return Check(
+        metric,
+        metric,
+        Scope.CONTROL_PLANE_NODES,
+        None if warn is None else parse_quantity(warn, dimension),
+        None if fail is None else parse_quantity(fail, dimension),
+        "test",
+    )
 
 
 def verdict(metric: str, measurement: Measurement, nodes: tuple[Node, ...], **limits: Any):
-    return judge_subject(check(metric, **limits), METRICS[metric], Subject(("cp1",)), {ResultKey("node", "cp1"): measurement}, nodes)
+    return judge_subject(
+        check(metric, **limits), METRICS[metric], Subject(("cp1",)), {ResultKey("node", "cp1"): measurement}, nodes
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +86,9 @@ def verdict(metric: str, measurement: Measurement, nodes: tuple[Node, ...], **li
         (150, 8, 33 * GB, Status.PASS, "150 workers >= 100"),
     ],
 )
-def test_cores_required_depend_on_the_number_of_workers(workers: int, cpus: int, memory: float, status: Status, needs: str) -> None:
+def test_cores_required_depend_on_the_number_of_workers(
+    workers: int, cpus: int, memory: float, status: Status, needs: str
+) -> None:
     v = verdict("node.cpu_cores_ratio", facts(cpus, memory, 100 * GB), cluster(workers), fail="100 %")
     assert v.status is status
     assert needs in v.detail and f"{cpus} cores" in v.detail
@@ -92,14 +111,28 @@ def test_missing_facts_are_invalid_not_passed() -> None:
 
 
 def columns(busy: list[float], total: list[float], own: list[float], used: list[float], rss: list[float]) -> dict:
-    return {"interval_s": 1.0, "columns": {"t": [float(i) for i in range(len(busy))], "cpu_busy_s": busy, "cpu_total_s": total,
-                                           "own_cpu_s": own, "mem_used_bytes": used, "own_rss_bytes": rss}}
+    return {
+        "interval_s": 1.0,
+        "columns": {
+            "t": [float(i) for i in range(len(busy))],
+            "cpu_busy_s": busy,
+            "cpu_total_s": total,
+            "own_cpu_s": own,
+            "mem_used_bytes": used,
+            "own_rss_bytes": rss,
+        },
+    }
 
 
 def test_utilisation_is_the_whole_span_with_talbench_excluded() -> None:
     # 4 CPUs for 4 s: 16 CPU-seconds; busy 10 of which talbench used 2: node load 8/16
-    sampling = columns(busy=[0, 1, 2, 8, 10], total=[0, 4, 8, 12, 16], own=[0, 0, 0, 2, 2],
-                       used=[40, 40, 70, 50, 45], rss=[5, 5, 5, 5, 5])
+    sampling = columns(
+        busy=[0, 1, 2, 8, 10],
+        total=[0, 4, 8, 12, 16],
+        own=[0, 0, 0, 2, 2],
+        used=[40, 40, 70, 50, 45],
+        rss=[5, 5, 5, 5, 5],
+    )
     found = utilisation({**sampling, "memory_total_bytes": 100})
     assert found.cpu_mean == pytest.approx(0.5)
     assert found.cpu_own_mean == pytest.approx(2 / 16)
@@ -125,9 +158,14 @@ def test_settings() -> None:
     assert parse_settings({"duration": "30s", "interval": "2s"}, quick=False).duration == 30
     assert parse_settings({"duration": 5}, quick=False).duration == 5.0  # plain numbers are seconds
     assert parse_settings({}, quick=False).max_duration == 7200.0
-    for bad, field in (({"duration": "5"}, "duration"), ({"interval": "1ms"}, "interval"), ({"what": 1}, "what"),
-                       ({"duration": "1s", "interval": "1s"}, "duration"), ({"max_duration": "7h"}, "max_duration"),
-                       ({"etcd_dir": "etcd"}, "etcd_dir")):
+    for bad, field in (
+        ({"duration": "5"}, "duration"),
+        ({"interval": "1ms"}, "interval"),
+        ({"what": 1}, "what"),
+        ({"duration": "1s", "interval": "1s"}, "duration"),
+        ({"max_duration": "7h"}, "max_duration"),
+        ({"etcd_dir": "etcd"}, "etcd_dir"),
+    ):
         with pytest.raises(ScenarioError, match=field):
             parse_settings(bad, quick=False)
 
@@ -143,7 +181,9 @@ def test_every_job_sent_is_one_the_agent_takes() -> None:
 @contextlib.asynccontextmanager
 async def local_fleet(agents: Mapping[str, Any], nodes: tuple[Node, ...], run_id: str) -> AsyncIterator[Fleet]:
     async with aiohttp.ClientSession() as session:
-        clients = {name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()}
+        clients = {
+            name: AgentClient(name, session, f"http://127.0.0.1:{agent.port}", TOKEN) for name, agent in agents.items()
+        }
         yield Fleet(run_id, nodes, clients)
 
 
@@ -193,8 +233,13 @@ async def test_spanning_samples_while_the_body_runs(start_agent) -> None:  # noq
 def detached_burner(seconds: float) -> psutil.Process:
     """A CPU-burning process outside this process's tree (its parent shell exits at once)."""
     code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
-    shell = subprocess.run(["sh", "-c", '"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable, code],
-                           capture_output=True, text=True, timeout=10, check=True)
+    shell = subprocess.run(
+        ["sh", "-c", '"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable, code],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     burner = psutil.Process(int(shell.stdout.strip()))
     assert burner.pid not in {p.pid for p in psutil.Process().children(recursive=True)}
     return burner

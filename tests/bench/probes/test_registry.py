@@ -54,7 +54,12 @@ def _makefile_packages() -> set[str]:
 def _image_packages() -> set[str]:
     text = (ROOT / "agents" / "Containerfile").read_text().replace("\\\n", " ")
     installs = re.findall(r"apt-get install[^&]*", text)
-    return {word for line in installs for word in line.split() if not word.startswith("-") and word not in ("apt-get", "install")}
+    return {
+        word
+        for line in installs
+        for word in line.split()
+        if not word.startswith("-") and word not in ("apt-get", "install")
+    }
 
 
 def test_every_declared_tool_is_installed_by_the_makefile_and_the_image():
@@ -63,7 +68,9 @@ def test_every_declared_tool_is_installed_by_the_makefile_and_the_image():
     make, image = _makefile_packages(), _image_packages()
     for tool in sorted(tools, key=lambda t: t.binary):
         assert tool.debian_package in make, f"Makefile does not install {tool.debian_package} ({tool.binary})"
-        assert tool.debian_package in image, f"agents/Containerfile does not install {tool.debian_package} ({tool.binary})"
+        assert tool.debian_package in image, (
+            f"agents/Containerfile does not install {tool.debian_package} ({tool.binary})"
+        )
 
 
 def test_the_daemonset_grants_exactly_the_declared_capabilities():

@@ -29,7 +29,8 @@ from talbench.bench.model import (
     Subject,
 )
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.wireguard import WireguardDriver, pair_sample, rtt_settings, shared, tunnel_addresses
+from talbench.bench.probes.wireguard import WireguardDriver, pair_sample
+from talbench.bench.probes.wireguard_pair import rtt_settings, shared, tunnel_addresses
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from talbench.bench.units import parse_quantity
@@ -43,7 +44,10 @@ def settings_of(raw: dict[str, Any], *, quick: bool) -> WireguardSettings:
 
 
 def cluster(control_planes: int, workers: int, storage: tuple[str, ...] = ()) -> tuple[Node, ...]:
-    made = [Node(f"cp{i}", Role.CONTROL_PLANE, f"10.0.0.{i}", {CONTROL_PLANE_LABEL: ""}) for i in range(1, control_planes + 1)]
+    made = [
+        Node(f"cp{i}", Role.CONTROL_PLANE, f"10.0.0.{i}", {CONTROL_PLANE_LABEL: ""})
+        for i in range(1, control_planes + 1)
+    ]
     made += [
         Node(f"w{i}", Role.WORKER, f"10.0.1.{i}", {STORAGE_LABEL: ""} if f"w{i}" in storage else {})
         for i in range(1, workers + 1)
@@ -54,7 +58,9 @@ def cluster(control_planes: int, workers: int, storage: tuple[str, ...] = ()) ->
 def check(metric: str, scope: Scope, *, warn: object = None, fail: object = None) -> Check:
     dimension = METRICS[metric].dimension
     return Check(
-        metric.split(".")[1], metric, scope,
+        metric.split(".")[1],
+        metric,
+        scope,
         None if warn is None else parse_quantity(warn, dimension),
         None if fail is None else parse_quantity(fail, dimension),
         "test",
@@ -67,7 +73,9 @@ def detections(nodes: tuple[Node, ...], active: set[str]) -> dict[ResultKey, Mea
     cluster_key = ResultKey("wireguard", CLUSTER_NODE)
     results = {cluster_key: Measurement(cluster_key, True, data={"kubespan": states, "unknown": {}})}
     for n in nodes:
-        results[ResultKey("wireguard", n.name)] = Measurement(ResultKey("wireguard", n.name), True, data={"kubespan": states[n.name]})
+        results[ResultKey("wireguard", n.name)] = Measurement(
+            ResultKey("wireguard", n.name), True, data={"kubespan": states[n.name]}
+        )
     return results
 
 
@@ -124,12 +132,15 @@ def test_kubespan_on_storage_nodes_warns(node: str, active: set[str], status: St
 def test_throughput_ratio_is_not_judged_when_the_node_path_is_kubespan() -> None:
     key = ResultKey("wireguard", "cp1", "cp2")
     data = {
-        "sampled": True, "client": "cp1",
+        "sampled": True,
+        "client": "cp1",
         "node_path": {"via": "kubespan", "iperf": {"client": {"received_bps": 9e8}}},
         "tunnel": {"interfaces": {"cp1": "tbx"}, "iperf": {"client": {"received_bps": 8e8, "route": {"dev": "tbx"}}}},
     }
     rule = check("wireguard.throughput_ratio", Scope.ALL_PAIRS, warn="50 %")
-    verdict = judge_subject(rule, METRICS[rule.metric], Subject(("cp1", "cp2")), {key: Measurement(key, True, data=data)}, cluster(3, 0))
+    verdict = judge_subject(
+        rule, METRICS[rule.metric], Subject(("cp1", "cp2")), {key: Measurement(key, True, data=data)}, cluster(3, 0)
+    )
     assert verdict.status is Status.INVALID and "KubeSpan" in verdict.message
 
 
@@ -137,9 +148,14 @@ def test_unsampled_pairs_say_so() -> None:
     key = ResultKey("wireguard", "w1", "w2")
     data = {"sampled": False, "reason": "outside the bounded sample of other pairs (max_other_pairs=0)"}
     rule = check("wireguard.tunnel_throughput", Scope.OTHER_PAIRS)
-    verdict = judge_subject(rule, METRICS[rule.metric], Subject(("w1", "w2")), {key: Measurement(key, True, data=data)}, cluster(1, 2))
+    verdict = judge_subject(
+        rule, METRICS[rule.metric], Subject(("w1", "w2")), {key: Measurement(key, True, data=data)}, cluster(1, 2)
+    )
     # planned not to be measured: reported as such, neither a pass nor a missing result
-    assert verdict.status is Status.INFO and verdict.message == "not measured: outside the bounded sample of other pairs (max_other_pairs=0)"
+    assert (
+        verdict.status is Status.INFO
+        and verdict.message == "not measured: outside the bounded sample of other pairs (max_other_pairs=0)"
+    )
 
 
 # -- settings, sample, addresses ------------------------------------------------------------------
@@ -147,7 +163,11 @@ def test_unsampled_pairs_say_so() -> None:
 
 def test_the_driver_is_discovered_with_its_declaration() -> None:
     driver = default_drivers()["wireguard"]
-    assert isinstance(driver, WireguardDriver) and driver.declaration is PROBE and driver.settings_model is WireguardSettings
+    assert (
+        isinstance(driver, WireguardDriver)
+        and driver.declaration is PROBE
+        and driver.settings_model is WireguardSettings
+    )
     assert sorted(job.name for job in PROBE.jobs) == ["wireguard.iperf", "wireguard.tunnel"]
 
 
@@ -164,7 +184,9 @@ def test_scenario_names_defaults_and_the_coordinators_own() -> None:
 
 
 def test_the_rtt_job_is_built_from_the_rtt_declaration() -> None:
-    settings = settings_of({"rtt_count": 200, "rtt_interval": "5ms", "rtt_warmup": 3, "min_rtt_samples": 50}, quick=False)
+    settings = settings_of(
+        {"rtt_count": 200, "rtt_interval": "5ms", "rtt_warmup": 3, "min_rtt_samples": 50}, quick=False
+    )
     rtt = rtt_settings(settings)
     assert (rtt.count, rtt.interval, rtt.warmup, rtt.stagger) == (200, 0.005, 3, 0.0)
     params = validate(RttParams, {**wire(rtt), "peers": [{"name": "tunnel", "host": "198.18.0.2", "port": 51900}]})
@@ -211,7 +233,7 @@ def test_bad_settings_are_scenario_errors(raw: dict[str, Any], message: str) -> 
 
 def test_pair_sample_keeps_every_control_plane_pair_and_caps_the_rest() -> None:
     names = [f"cp{i}" for i in range(1, 4)] + [f"w{i}" for i in range(1, 11)]
-    pairs = [(a, b) for i, a in enumerate(sorted(names)) for b in sorted(names)[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(sorted(names)) for b in sorted(names)[i + 1 :]]
     measured, left = pair_sample(pairs, {"cp1", "cp2", "cp3"}, 4)
     control = [p for p in measured if set(p) <= {"cp1", "cp2", "cp3"}]
     assert len(control) == 3 and len(measured) == 7 and len(measured) + len(left) == len(pairs)
@@ -226,8 +248,16 @@ def test_each_pair_gets_its_own_slash_30() -> None:
 def test_the_kubespan_scenario_loads() -> None:
     from pathlib import Path
 
-    scenario = load(Path(__file__).parents[3] / "scenarios" / "kubespan.yaml", METRICS,
-                    lambda probe, raw: DRIVERS[probe].settings(raw, quick=False))
+    scenario = load(
+        Path(__file__).parents[3] / "scenarios" / "kubespan.yaml",
+        METRICS,
+        lambda probe, raw: DRIVERS[probe].settings(raw, quick=False),
+    )
     names = {c.name for c in scenario.checks}
-    assert {"kubespan-cluster-size", "kubespan-on-storage-nodes", "tunnel-throughput-share", "control-plane-tunnel-rtt"} <= names
+    assert {
+        "kubespan-cluster-size",
+        "kubespan-on-storage-nodes",
+        "tunnel-throughput-share",
+        "control-plane-tunnel-rtt",
+    } <= names
     assert all(c.source for c in scenario.checks)

@@ -33,8 +33,6 @@ DRIVERS = {"wireguard": WireguardDriver()}  # this probe alone: the scenario use
 METRICS = metrics_of(DRIVERS)
 
 
-
-
 async def run_scenario(state: LabState, scenario, run_id: str) -> tuple[list[Verdict], dict]:
     settings = {p: DRIVERS[p].settings(raw, quick=True) for p, raw in scenario.probes.items()}
     async with lab_fleet(state, run_id) as fleet:
@@ -47,7 +45,9 @@ def leftovers(state: LabState) -> list[str]:
     """WireGuard links, wireguard-go / iperf3 processes and control sockets of this lab's runs."""
     found = []
     for node in state.nodes:
-        links = subprocess.run(["ip", "-n", node.namespace, "-o", "link", "show"], capture_output=True, text=True, timeout=10).stdout
+        links = subprocess.run(
+            ["ip", "-n", node.namespace, "-o", "link", "show"], capture_output=True, text=True, timeout=10
+        ).stdout
         found += [f"{node.name}: {line.split(':')[1].strip()}" for line in links.splitlines() if ": tb" in line]
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
@@ -57,7 +57,9 @@ def leftovers(state: LabState) -> list[str]:
                     found.append(f"process {proc.pid}: {cmdline}")
         except psutil.NoSuchProcess:
             continue
-    found += [str(p) for p in agent_wireguard.SOCKET_DIR.glob("tb*.sock")] if agent_wireguard.SOCKET_DIR.exists() else []
+    found += (
+        [str(p) for p in agent_wireguard.SOCKET_DIR.glob("tb*.sock")] if agent_wireguard.SOCKET_DIR.exists() else []
+    )
     for node in state.nodes:
         found += [str(p) for p in node.data_dir.rglob("*") if p.is_file() and "key" in p.name]
     return found
@@ -73,7 +75,13 @@ async def test_kubespan_scenario_on_the_lab(lab: LabState) -> None:
     pairs = ["cp1-cp2", "cp1-cp3", "cp1-w1", "cp2-cp3", "cp2-w1", "cp3-w1"]
 
     # Per pair: node-path and tunnel throughput, the ratio, RTT added, all measured.
-    for check in ("node-throughput", "tunnel-throughput", "tunnel-throughput-share", "tunnel-rtt-added", "tunnel-cpu-per-gbit"):
+    for check in (
+        "node-throughput",
+        "tunnel-throughput",
+        "tunnel-throughput-share",
+        "tunnel-rtt-added",
+        "tunnel-cpu-per-gbit",
+    ):
         judged = by_check(verdicts, check)
         assert sorted(judged) == pairs, check
         for subject, verdict in judged.items():
@@ -142,8 +150,10 @@ async def test_cancelled_run_leaves_nothing(lab: LabState) -> None:
     task = asyncio.ensure_future(run_scenario(lab, scenario, "wg-lab-cancel"))
     give_up = time.monotonic() + 60
     # Cancel in the middle of a transfer through the tunnel (wireguard-go and iperf3 running).
-    while not any(p.info["name"] == "iperf3" and "198.18." in " ".join(p.info["cmdline"] or ())
-                  for p in psutil.process_iter(["name", "cmdline"])):
+    while not any(
+        p.info["name"] == "iperf3" and "198.18." in " ".join(p.info["cmdline"] or ())
+        for p in psutil.process_iter(["name", "cmdline"])
+    ):
         assert time.monotonic() < give_up and not task.done(), "no tunnel transfer started"
         await asyncio.sleep(0.05)
     task.cancel()

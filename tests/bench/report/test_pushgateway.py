@@ -7,15 +7,45 @@ import pytest
 from aiohttp import web
 
 from talbench.bench.errors import CouldNotRun, UsageError
-from talbench.bench.report.pushgateway import exposition, push
 from talbench.bench.model import Status, Subject, Verdict
+from talbench.bench.report.pushgateway import exposition, push
 from talbench.bench.units import Dimension
 from tests.bench.kube.conftest import free_port
 
 VERDICTS = [
-    Verdict("control-plane-rtt", "rtt.p99", Subject(("cp1", "cp2")), Status.PASS, 0.0012, Dimension.DURATION, "< 15ms", "ok", "src"),
-    Verdict("control-plane-rtt", "rtt.p99", Subject(("cp1", "cp3")), Status.FAIL, 0.021, Dimension.DURATION, "< 15ms", "bad", "src"),
-    Verdict("etcd", "etcd.p99", Subject(("cp2",)), Status.NO_DATA, None, Dimension.DURATION, "< 10ms", 'agent "x"\nmissing', "src"),
+    Verdict(
+        "control-plane-rtt",
+        "rtt.p99",
+        Subject(("cp1", "cp2")),
+        Status.PASS,
+        0.0012,
+        Dimension.DURATION,
+        "< 15ms",
+        "ok",
+        "src",
+    ),
+    Verdict(
+        "control-plane-rtt",
+        "rtt.p99",
+        Subject(("cp1", "cp3")),
+        Status.FAIL,
+        0.021,
+        Dimension.DURATION,
+        "< 15ms",
+        "bad",
+        "src",
+    ),
+    Verdict(
+        "etcd",
+        "etcd.p99",
+        Subject(("cp2",)),
+        Status.NO_DATA,
+        None,
+        Dimension.DURATION,
+        "< 10ms",
+        'agent "x"\nmissing',
+        "src",
+    ),
 ]
 
 
@@ -46,8 +76,13 @@ async def test_a_run_is_pushed_as_one_group_per_scenario(gateway):
     ((method, path, body),) = received
     assert method == "PUT" and path == "/metrics/job/talbench/scenario/acceptance"
     lines = [line for line in body.splitlines() if not line.startswith("#")]
-    assert 'talbench_check_value{check="control-plane-rtt",metric="rtt.p99",subject="cp1-cp3",unit="seconds",run_id="run-1"} 0.021' in lines
-    assert 'talbench_check_status{check="control-plane-rtt",metric="rtt.p99",subject="cp1-cp3",run_id="run-1"} 2' in lines
+    assert (
+        'talbench_check_value{check="control-plane-rtt",metric="rtt.p99",subject="cp1-cp3",unit="seconds",run_id="run-1"} 0.021'
+        in lines
+    )
+    assert (
+        'talbench_check_status{check="control-plane-rtt",metric="rtt.p99",subject="cp1-cp3",run_id="run-1"} 2' in lines
+    )
     assert 'talbench_check_status{check="etcd",metric="etcd.p99",subject="cp2",run_id="run-1"} 3' in lines
     assert not any(line.startswith('talbench_check_value{check="etcd"') for line in lines)  # no value: no sample
     assert 'talbench_run_blocking_verdicts{run_id="run-1"} 2' in lines

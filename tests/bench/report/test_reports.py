@@ -2,9 +2,9 @@ import json
 import math
 import xml.etree.ElementTree as ET
 
+from talbench.bench import scenario
 from talbench.bench.judge import judge
 from talbench.bench.model import Measurement, ResultKey, RunRecord, Status
-from talbench.bench import scenario
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
 from talbench.bench.report import junit, runjson
@@ -24,10 +24,22 @@ def record() -> RunRecord:
     for a, b in (("cp1", "cp2"), ("cp2", "cp1"), ("cp1", "cp3"), ("cp3", "cp1")):
         results[ResultKey("rtt", a, b)] = rtt(a, b, [25.0 if "cp3" in (a, b) else 1.0] * 150)
     results[ResultKey("rtt", "cp2", "cp3")] = rtt("cp2", "cp3", [], sent=150)  # every probe lost
-    results[ResultKey("rtt", "cp3", "cp2")] = Measurement(ResultKey("rtt", "cp3", "cp2"), False, error="agent cp3: gone")
+    results[ResultKey("rtt", "cp3", "cp2")] = Measurement(
+        ResultKey("rtt", "cp3", "cp2"), False, error="agent cp3: gone"
+    )
     verdicts = judge(plan, results, cluster, METRICS)
-    return RunRecord("20261121-000000-abcd", loaded, "lab", True, cluster, 100.0, 110.5,
-                     tuple(results[k] for k in sorted(results)), verdicts, checks)
+    return RunRecord(
+        "20261121-000000-abcd",
+        loaded,
+        "lab",
+        True,
+        cluster,
+        100.0,
+        110.5,
+        tuple(results[k] for k in sorted(results)),
+        verdicts,
+        checks,
+    )
 
 
 def test_run_json_is_versioned_complete_and_valid_json():
@@ -35,7 +47,11 @@ def test_run_json_is_versioned_complete_and_valid_json():
     assert doc["schema"] == "talbench/run/v1"
     assert doc["quick"] is True and doc["duration_s"] == 10.5
     assert [n["name"] for n in doc["nodes"]] == ["cp1", "cp2", "cp3"]
-    assert {v["subject"]: v["status"] for v in doc["verdicts"]} == {"cp1-cp2": "pass", "cp1-cp3": "fail", "cp2-cp3": "no_data"}
+    assert {v["subject"]: v["status"] for v in doc["verdicts"]} == {
+        "cp1-cp2": "pass",
+        "cp1-cp3": "fail",
+        "cp2-cp3": "no_data",
+    }
     raw = next(r for r in doc["results"] if r["node"] == "cp1" and r["peer"] == "cp2")
     assert len(raw["data"]["samples_ns"]) == 150  # raw samples are kept
     assert doc["checks"][0]["fail"] == {"text": "15ms", "value": 0.015}
@@ -45,7 +61,9 @@ def test_unbounded_latency_is_written_as_a_string_not_invalid_json():
     rec = record()
     verdict = next(v for v in rec.verdicts if str(v.subject) == "cp1-cp3")
     assert verdict.status is Status.FAIL
-    text = runjson.dumps(RunRecord(**{**rec.__dict__, "verdicts": (verdict.__class__(**{**verdict.__dict__, "observed": math.inf}),)}))
+    text = runjson.dumps(
+        RunRecord(**{**rec.__dict__, "verdicts": (verdict.__class__(**{**verdict.__dict__, "observed": math.inf}),)})
+    )
     assert json.loads(text)["verdicts"][0]["observed"] == "inf"
 
 

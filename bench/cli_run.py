@@ -1,0 +1,175 @@
+"""`talbench run`: load the scenario and its settings (live etcd joins on request), pick the
+dispatcher, run with a progress display, write run.json and junit.xml, show the verdicts (table or
+JSON), keep a summary in the cluster and push to a Pushgateway when asked.  Part of the CLI
+(bench/cli.py maps what it raises to exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from talbench.bench import scenario as scenario_files
+from talbench.bench.cli_shared import lab_root, run_async
+from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
+from talbench.bench.model import Check, Measurement, RunRecord
+from talbench.bench.plan import select_checks
+from talbench.bench.probes import default_drivers
+from talbench.bench.probes.base import ProbeDriver
+from talbench.bench.report import junit, runjson, table
+from talbench.bench.report.files import write_atomically
+from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, run, tool_version
+
+
+def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> RunRequest:
+    """Scenario, selected checks and validated settings.  With --etcd-endpoints the live-etcd
+    driver and its checks join the run (``drivers`` is extended in place)."""
+    run_id = new_run_id()
+    live_checks = _add_live_etcd(args, drivers, run_id)
+    path = scenario_files.resolve(args.scenario)
+    metrics = metrics_of(drivers)
+    settings: dict[str, Any] = {}
+
+    def validate(probe: str, raw: Any) -> None:
+        settings[probe] = drivers[probe].settings(raw, quick=args.quick)
+
+    scenario = scenario_files.load(path, metrics, validate)
+    if live_checks:
+        scenario = dataclasses.replace(scenario, checks=scenario.checks + live_checks)
+    checks = select_checks(scenario, (args.only or "").split(","))
+    for check in checks:
+        if check.probe not in settings:
+            try:
+                settings[check.probe] = drivers[check.probe].settings({}, quick=args.quick)
+            except ScenarioError as exc:
+                raise ScenarioError(f"{path}: probe {check.probe!r}: {exc}") from exc
+    return RunRequest(run_id, scenario, checks, settings, args.quick, tuple(sys.argv[1:]))
+
+
+def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], run_id: str) -> tuple[Check, ...]:
+    live_options = (args.etcd_cacert, args.etcd_cert, args.etcd_key, args.etcd_metrics_urls, args.etcd_profile)
+    if not args.etcd_endpoints:
+        if any(live_options) or args.allow_live_etcd_writes:
+            raise UsageError("the --etcd-* options need --etcd-endpoints")
+        return ()
+    from talbench.agents.params import ParamError, validate
+    from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks
+    from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings, url_list
+
+    given = {"cacert": args.etcd_cacert, "cert": args.etcd_cert, "key": args.etcd_key, "profile": args.etcd_profile}
+    raw = {
+        "endpoints": url_list(args.etcd_endpoints),
+        "metrics_urls": url_list(args.etcd_metrics_urls),
+        "run_id": run_id,
+        "allow_writes": args.allow_live_etcd_writes,
+        **{name: value for name, value in given.items() if value is not None},
+    }
+    try:
+        config = validate(LiveEtcdSettings, raw)
+    except ParamError as exc:
+        raise UsageError(f"live etcd: {exc}") from None
+    driver = LiveEtcdDriver(config)
+    drivers[driver.name] = driver
+    return tuple(live_checks(config))
+
+
+def make_dispatcher(args: argparse.Namespace) -> Any:
+    if args.target == "lab":
+        from talbench.bench.dispatch.lab import LabDispatcher
+        from talbench.bench.lab import lab as labs
+        from talbench.bench.lab.topology import make_spec
+
+        spec = make_spec(args.control_planes, args.workers, args.delay)
+        root = lab_root(args)
+        existing = labs.find_usable(root)
+        if existing is not None and (args.delay or (args.control_planes, args.workers) != (3, 1)):
+            raise UsageError(
+                f"a lab is already up ({existing.lab_id}); --delay/--control-planes/--workers shape a lab that run "
+                "brings up itself: run 'talbench lab down' first, or give them to 'talbench lab up'"
+            )
+        return LabDispatcher(root, spec)
+    try:
+        from talbench.bench.dispatch.kube import KubeDispatcher
+    except ImportError as exc:
+        raise CouldNotRun("the kube target is not available in this build", hint="use --target lab") from exc
+    return KubeDispatcher.from_args(args)
+
+
+def cmd_run(args: argparse.Namespace, err: Console) -> int:
+    drivers = default_drivers()
+    request = load_request(args, drivers)
+    dispatcher = make_dispatcher(args)
+    out = Console(highlight=False, soft_wrap=args.format == "json", width=None if sys.stdout.isatty() else 160)
+    err.print(
+        f"talbench {tool_version()}: run {request.run_id}, scenario {request.scenario.name}, target {args.target}"
+        + (" (quick)" if args.quick else ""),
+        markup=False,
+    )
+    if err.is_terminal:
+        from talbench.bench.progress import RichProgress
+
+        with RichProgress(err) as progress:
+            record = run_async(run(request, dispatcher, drivers, progress), err)
+    else:
+        from talbench.bench.progress import LineProgress
+
+        record = run_async(run(request, dispatcher, drivers, LineProgress(sys.stderr)), err)
+    run_dir = write_results(record, args.out)
+    code = exit_code(record.verdicts)
+    if args.format == "json":
+        out.print_json(json.dumps(_summary_document(record, run_dir, code)))
+    else:
+        table.render(record, out)
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
+        out.print(
+            f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}"
+        )
+    if args.target == "kube" and args.keep_results > 0:
+        run_async(
+            dispatcher.keep_summary(record.run_id, _summary_document(record, run_dir, code), keep=args.keep_results),
+            err,
+        )
+    if args.pushgateway:
+        from talbench.bench.report.pushgateway import push
+
+        run_async(push(args.pushgateway, record.scenario.name, record.run_id, record.verdicts, ended=record.ended), err)
+    unavailable = _first_unavailable(record)
+    if unavailable is not None:
+        err.print(
+            f"talbench: error: a probe could not run on {unavailable.key.node}: {unavailable.error}", markup=False
+        )
+        return CouldNotRun.exit_code
+    return code
+
+
+def _summary_document(record: RunRecord, run_dir: Path, code: int) -> dict[str, Any]:
+    return {
+        "schema": runjson.RUN_SCHEMA,
+        "run_id": record.run_id,
+        "scenario": record.scenario.name,
+        "target": record.target,
+        "quick": record.quick,
+        "exit_code": code,
+        "summary": runjson.summary(record),
+        "verdicts": [runjson.verdict_dict(v) for v in record.verdicts],
+        "files": {"run": str(run_dir / "run.json"), "junit": str(run_dir / "junit.xml")},
+    }
+
+
+def _first_unavailable(record: RunRecord) -> Measurement | None:
+    return next((m for m in record.results if m.error_kind == "unavailable"), None)
+
+
+def write_results(record: RunRecord, out: Path) -> Path:
+    run_dir = out / record.run_id
+    try:
+        write_atomically(run_dir / "run.json", runjson.dumps(record))
+        write_atomically(run_dir / "junit.xml", junit.dumps(record))
+    except OSError as exc:
+        raise CouldNotRun(f"cannot write results to {run_dir}: {exc.strerror}", hint="check --out") from exc
+    return run_dir
