@@ -127,6 +127,8 @@ def format_value(value: float | None, dimension: Dimension) -> str:
     if dimension == Dimension.RATIO:
         return f"{value * 100:.3g} %"
     if dimension == Dimension.BYTES:
+        if abs(value) < 10 * 2**10:  # packet and block sizes: exact (1480 and 1500 B must differ)
+            return f"{value:.0f} B"
         for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
             if abs(value) >= factor:
                 return f"{value / factor:.3g} {unit}"

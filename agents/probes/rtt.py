@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from talbench.agents.params import SECONDS, Params, param, validate
+from talbench.agents.params import SECONDS, Params, param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration
 from talbench.agents.rtt_packet import HEADER_SIZE, RttPacket, decode, encode
 
@@ -81,10 +80,6 @@ class RttParams(RttSettings):
         if total > MAX_PACKETS_TOTAL:
             raise ValueError(f"peers x (warmup + count) = {total} packets, more than {MAX_PACKETS_TOTAL}")
         return self
-
-
-def parse_params(raw: Mapping[str, Any]) -> RttParams:
-    return validate(RttParams, raw)
 
 
 # ---- one peer's stream ----------------------------------------------------------------------

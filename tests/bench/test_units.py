@@ -42,4 +42,7 @@ def test_formats_for_people():
     assert format_value(0.000042, Dimension.DURATION) == "42 µs"
     assert format_value(0.125, Dimension.RATIO) == "12.5 %"
     assert format_value(8 * 2**30, Dimension.BYTES) == "8 GiB"
+    # packet and block sizes stay exact: a path MTU of 1480 must not read like 1500
+    assert format_value(1480, Dimension.BYTES) == "1480 B" and format_value(1500, Dimension.BYTES) == "1500 B"
+    assert format_value(22 * 2**20, Dimension.BYTES) == "22 MiB"
     assert format_value(None, Dimension.DURATION) == "-"
