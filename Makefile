@@ -11,11 +11,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Tools the probes and the lab drive: ip (lab), ping (bench), fio (fsync), iperf3 (throughput),
-# etcd (scratch cluster), wireguard-go + wg (tunnel), procps.
-APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 etcd-server etcd-client wireguard-go wireguard-tools
+# wireguard-go + wg (tunnel), procps, runc + umoci (the lab's agents in containers: lab up --image).
+# etcd and etcdctl are not Debian's (3.4): `make etcd`.
+APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 wireguard-go wireguard-tools runc umoci
+# etcd and etcdctl at the version Talos ships, built from etcd's Go modules (needs Go, see
+# agents/build/build-etcd.sh) once per machine into $(TALBENCH_CACHE)/etcd/, for ETCD_ARCHES (the
+# image takes both); this machine's are linked into ETCD_BINDIR, ahead of /usr/bin on PATH.
+TALBENCH_CACHE ?= /var/cache/talbench
+export TALBENCH_CACHE
+ETCD_ARCHES ?= amd64 arm64
+ETCD_BINDIR ?= /usr/local/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck fmt bench system-deps venv lab-down clean
+.PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean
 
 system-deps:
 	@missing=""; \
@@ -36,15 +44,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-venv: system-deps $(STAMP)
+etcd:
+	@agents/build/build-etcd.sh $(ETCD_ARCHES)
+	@arch=$$(uname -m | sed 's/^x86_64$$/amd64/; s/^aarch64$$/arm64/'); \
+	dir=$$(agents/build/build-etcd.sh --print-dir $$arch); \
+	[ -x "$$dir/etcd" ] || agents/build/build-etcd.sh $$arch; \
+	for b in etcd etcdctl; do \
+	  [ "$$(readlink "$(ETCD_BINDIR)/$$b")" = "$$dir/$$b" ] && continue; \
+	  if [ ! -w "$(ETCD_BINDIR)" ]; then \
+	    echo "make: needs root to link $$b into $(ETCD_BINDIR) (or ETCD_BINDIR=a directory on your PATH)" >&2; exit 3; \
+	  fi; \
+	  ln -sfn "$$dir/$$b" "$(ETCD_BINDIR)/$$b" && echo "linked $(ETCD_BINDIR)/$$b -> $$dir/$$b"; \
+	done; \
+	found=$$(command -v etcd || true); \
+	[ "$$found" = "$(ETCD_BINDIR)/etcd" ] || echo "make: warning: etcd on PATH is '$$found', not $(ETCD_BINDIR)/etcd" >&2
+
+venv: system-deps etcd $(STAMP)
 
 # Exits 0 when the run completed, whatever the verdicts (exit 1 = a finding about this machine);
 # set-up errors (2, 3) and interruptions (130) still fail.
-run: venv
+run: venv etcd
 	@rc=0; $(BIN)/talbench run --scenario control-plane --target lab $(RUN_ARGS) || rc=$$?; \
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
-test: lint typecheck
+test: lint typecheck etcd
 	$(BIN)/pytest -q -ra
 
 lint: venv
@@ -60,7 +83,7 @@ fmt: venv
 	$(BIN)/ruff format
 	$(BIN)/ruff check --fix
 
-bench: venv
+bench: venv etcd
 	@mkdir -p results/bench
 	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 

@@ -2,6 +2,11 @@
 
 Exit codes: 0 after a clean stop, 2 for bad arguments (one line on stderr), 3 when the agent
 cannot serve (address or port in use, socket path taken).
+
+Before it serves, an agent that is alone in its network namespace removes the WireGuard test links
+an earlier agent killed hard left there (agents/wireguard.py): a Talos node has no shell to do it.
+Alone means holding NETNS_LOCK, an abstract unix socket: those belong to the network namespace,
+and the kernel frees the name when its holder dies, however it dies.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -24,13 +30,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from talbench.agents import wire
+from talbench.agents import wire, wireguard
 from talbench.agents.app import AgentConfig, make_app
+from talbench.agents.probe import ProbeUnavailable
 from talbench.agents.probes import default_probes
 
 log = logging.getLogger("talbench.agents")
 
-SHUTDOWN_TIMEOUT = 45.0  # jobs cancelled, cleanups released (30 s each at most), sockets closed
+# jobs cancelled, cleanups released (30 s each at most), sockets closed; the DaemonSet's grace
+# period (bench/kube/manifests.py GRACE_PERIOD_S) is derived from it
+SHUTDOWN_TIMEOUT = 45.0
+NETNS_LOCK = b"\0talbench-agent"  # abstract unix socket name: one agent per network namespace holds it
+LEFTOVER_TIMEOUT = 30.0
 UNIX_PATH_MAX = 107
 
 
@@ -186,6 +197,41 @@ def _bind_unix(path: Path) -> socket.socket:
     return sock
 
 
+def claim_netns(name: bytes = NETNS_LOCK) -> socket.socket | None:
+    """Bind the abstract unix socket ``name`` and keep it: None when another process of this
+    network namespace holds it (another agent is alive here)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(name)
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            log.warning("cannot bind the agent's namespace lock: %s", exc.strerror)
+        return None
+    return sock
+
+
+async def remove_leftovers() -> None:
+    """Remove the test links an earlier agent left in this namespace; never stops the agent."""
+    try:
+        removed, failed = await asyncio.wait_for(wireguard.remove_leftover_links(), LEFTOVER_TIMEOUT)
+    except ProbeUnavailable as exc:
+        log.info("leftover test links not looked for: %s", exc)
+        return
+    except (wireguard.WireGuardError, TimeoutError) as exc:
+        log.warning("leftover test links not removed: %s", exc or f"took more than {LEFTOVER_TIMEOUT:g}s")
+        return
+    for link in removed:
+        log.warning(
+            "removed test link %s (%s%s) an earlier agent left",
+            link.name,
+            link.kind,
+            f", {', '.join(link.addresses)}" if link.addresses else "",
+        )
+    for line in failed:
+        log.error("cannot remove a leftover test link: %s", line)
+
+
 def _raise_fd_limit() -> None:
     """RTT keeps one socket per peer (up to 1000): lift the soft open-files limit if allowed."""
     with contextlib.suppress(ValueError, OSError):
@@ -213,10 +259,16 @@ async def serve(options: Options) -> None:
         loop.add_signal_handler(sig, stop.set)
     unix_sock: socket.socket | None = None
     unix_inode: int | None = None
+    netns_lock: socket.socket | None = None
     try:
         if options.unix is not None:  # first: refusing a taken socket path logs nothing before
             unix_sock = _bind_unix(options.unix)
             unix_inode = options.unix.stat().st_ino
+        netns_lock = claim_netns()
+        if netns_lock is not None:  # before serving: no job of this agent has made a link yet
+            await remove_leftovers()
+        else:
+            log.info("another talbench agent runs in this network namespace: its test links are left alone")
         try:
             await runner.setup()  # binds the UDP echo responder
         except OSError as exc:
@@ -245,6 +297,8 @@ async def serve(options: Options) -> None:
         except TimeoutError:
             log.error("shutdown took more than %gs; exiting anyway", SHUTDOWN_TIMEOUT)
         finally:
+            if netns_lock is not None:
+                netns_lock.close()
             if unix_sock is not None:
                 unix_sock.close()
             if options.unix is not None and unix_inode is not None:

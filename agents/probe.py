@@ -94,10 +94,20 @@ class AgentJob(Generic[J]):
 
 @dataclass(frozen=True)
 class Tool:
-    """An external program a probe drives: the binary and the Debian package that ships it."""
+    """An external program a probe drives: the binary, and where it comes from: the Debian
+    package that ships it, or (``built_by``) the Makefile target that builds it, at ``version``,
+    when Debian's is not the one to measure with (etcd: Talos' release, not bookworm's 3.4)."""
 
     binary: str
-    debian_package: str
+    debian_package: str = ""
+    built_by: str = ""  # the make target that builds and installs it (agents/build/)
+    version: str = ""  # the version it builds (a built tool only)
+
+    def __post_init__(self) -> None:
+        if bool(self.debian_package) == bool(self.built_by):
+            raise ValueError(f"tool {self.binary!r}: name either its Debian package or the make target that builds it")
+        if bool(self.version) != bool(self.built_by):
+            raise ValueError(f"tool {self.binary!r}: a built tool names its version, a Debian one does not")
 
 
 @dataclass(frozen=True)

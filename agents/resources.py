@@ -10,6 +10,12 @@ wakes every TICK seconds and ``loop_ticks_late`` of its ``loop_ticks`` wake-ups 
 more late.  That share estimates how much of the job's time the loop was stalled, which is what
 decides whether timestamps taken on this loop (RTT samples) carry scheduling delay in their tail:
 one 8 ms stall in a 15 s job touches a sample or two, a loop stalled 3 % of the time moves a p99.
+
+The agent's CPU cgroup (agents.cgroup) is read at start and stop: ``cpu_periods`` CFS periods of
+the job, ``cpu_throttled_periods`` of them throttled, ``cpu_throttled_s`` throttled time, and
+``cpu_quota_cores`` (None: no quota).  The agent's tools (fio, iperf3, etcd, the load workers) run
+in the same cgroup, so a quota they exhaust shows here although ``cpu_process_percent`` counts
+only the agent.  Absent when no cgroup with the cpu controller can be read.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
+
+from talbench.agents import cgroup
 
 SAMPLE_INTERVAL = 0.5  # CPU peak windows
 TICK = 0.1  # loop-lag sampling
@@ -64,8 +73,11 @@ def _system_percent(a: CpuSnapshot, b: CpuSnapshot) -> float:
 class CpuMeter:
     """Start with ``start()`` around a job, end with ``await stop()`` -> the resources dict."""
 
-    def __init__(self, *, interval: float = SAMPLE_INTERVAL, tick: float = TICK) -> None:
+    def __init__(self, *, interval: float = SAMPLE_INTERVAL, tick: float = TICK, cgroup_root: Path = Path("/")) -> None:
         self._interval = interval
+        self._cgroup_root = cgroup_root
+        self._cgroup: cgroup.CpuCgroup | None = None
+        self._cgroup_first: cgroup.CpuSample | None = None
         self._tick = min(tick, interval)
         self._first: CpuSnapshot | None = None
         self._peak_process = 0.0
@@ -75,6 +87,8 @@ class CpuMeter:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._cgroup = cgroup.locate(self._cgroup_root)
+        self._cgroup_first = cgroup.sample(self._cgroup) if self._cgroup is not None else None
         self._first = snapshot()
         self._task = asyncio.get_running_loop().create_task(self._sample(self._first))
 
@@ -102,6 +116,11 @@ class CpuMeter:
         last = snapshot()
         first = self._first or last
         mean = _process_percent(first, last)
+        throttling = (
+            cgroup.throttling(self._cgroup_first, cgroup.sample(self._cgroup))
+            if self._cgroup is not None and self._cgroup_first is not None
+            else {}
+        )
         return {
             "cpu_process_percent": round(mean, 1),
             "cpu_process_percent_max": round(max(self._peak_process, mean), 1),
@@ -112,4 +131,5 @@ class CpuMeter:
             "loop_ticks": self._ticks,
             "loop_ticks_late": self._late,
             "loop_late_ms": LATE_MS,
+            **throttling,
         }

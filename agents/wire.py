@@ -11,7 +11,10 @@
 
     JOB = {"id", "probe", "run_id", "state": "running"|"done"|"failed"|"cancelled",
            "started", "ended", "time_limit", "result": {...}|null, "error": str|null,
-           "resources": {"cpu_process_percent", "cpu_system_percent", ...}}
+           "resources": {"cpu_process_percent", "cpu_system_percent", ...,
+                         "cpu_periods", "cpu_throttled_periods", "cpu_throttled_s",
+                         "cpu_quota_cores"}}   (the agent's cgroup over the job; absent when
+                                                no cpu cgroup is readable)
 
 Errors are {"schema", "error": "one line"} with 400 (bad body or params), 401 (token), 404, 405,
 408 (body too slow), 409 (too many jobs), 413 (body over 4 MiB), 415 (a Content-Encoding).

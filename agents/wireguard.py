@@ -4,11 +4,17 @@ otherwise ``wireguard-go`` (userspace, one process per link), configured with ``
 wireguard-go's control sockets live in /var/run/wireguard/NAME.sock, shared by every network
 namespace of the machine: link names must be unique per run and node (the caller's job).
 Private keys never touch a disk: they go to ``wg`` on standard input.
+
+Test links are named ``tb`` + 10 hex digits (agents/probes/wg_tunnel.link_name).  An agent killed
+hard (SIGKILL, OOM) cannot release its kernel links: the next agent in the same network namespace
+removes them, and their addresses with them, when it starts (``remove_leftover_links``): only
+WireGuard or TUN (wireguard-go) links named that way, never another link.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -31,7 +37,10 @@ SOCKET_DIR = Path("/var/run/wireguard")
 COMMAND_TIMEOUT = 10.0
 READY_TIMEOUT = 10.0
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
-OUR_SOCKET = re.compile(r"^tb[0-9a-f]{10}\.sock$")  # the wireguard.tunnel job's link names
+LINK_PREFIX = "tb"
+OUR_LINK = re.compile(rf"^{LINK_PREFIX}[0-9a-f]{{10}}$")  # the wireguard.tunnel job's link names
+OUR_SOCKET = re.compile(rf"^{LINK_PREFIX}[0-9a-f]{{10}}\.sock$")  # wireguard-go's control sockets of them
+OUR_KINDS = frozenset({"wireguard", "tun"})  # kernel WireGuard; wireguard-go's TUN device
 
 
 class WireGuardError(RuntimeError):
@@ -231,3 +240,58 @@ async def delete(link: WgLink) -> None:
         control = SOCKET_DIR / f"{link.name}.sock"
         if control.exists():  # left by a wireguard-go that had to be killed; the name is ours
             control.unlink(missing_ok=True)
+
+
+# ---- links an earlier agent left ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A test link found in the namespace: name, kind and its addresses (CIDR)."""
+
+    name: str
+    kind: str
+    addresses: tuple[str, ...]
+
+
+def leftovers_in(links: list[dict[str, Any]]) -> list[Leftover]:
+    """The test links among ``ip -details -json address show``'s entries: named as the tunnel job
+    names them and of a WireGuard kind; any other link is not ours, whatever its name."""
+    found = []
+    for link in links:
+        name = str(link.get("ifname") or "")
+        kind = str((link.get("linkinfo") or {}).get("info_kind") or "")
+        if OUR_LINK.match(name) and kind in OUR_KINDS:
+            addresses = tuple(
+                f"{a.get('local')}/{a.get('prefixlen')}" for a in link.get("addr_info") or () if a.get("local")
+            )
+            found.append(Leftover(name, kind, addresses))
+    return found
+
+
+async def find_leftover_links() -> list[Leftover]:
+    out = await _run(_ip(), "-details", "-json", "address", "show")
+    try:
+        links = json.loads(out or "[]")
+    except ValueError as exc:
+        raise WireGuardError(f"ip -json address show: not JSON ({exc})") from exc
+    return leftovers_in(links if isinstance(links, list) else [])
+
+
+async def remove_leftover_links() -> tuple[list[Leftover], list[str]]:
+    """Delete the test links of this network namespace (their addresses and routes go with them)
+    and the stale control sockets of wireguard-go.  Only for an agent that knows no other agent
+    shares its namespace (agents/main.py): a live agent's links look the same.  Returns what was
+    removed and, one line each, what could not be."""
+    removed: list[Leftover] = []
+    failed: list[str] = []
+    for leftover in await find_leftover_links():
+        try:
+            await _run(_ip(), "link", "del", "dev", leftover.name)
+        except WireGuardError as exc:
+            if await link_exists(leftover.name):
+                failed.append(str(exc))
+                continue
+        removed.append(leftover)
+    sweep_stale_sockets()
+    return removed, failed

@@ -47,7 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument(
         "--node-selector", action="append", default=[], metavar="K=V[,K=V]", help="kube: only nodes with these labels"
     )
-    run_p.add_argument("--image", default=None, help="kube: agent image (default: tied to this version)")
+    run_p.add_argument(
+        "--image",
+        default=None,
+        help="kube (required): the agent image, REGISTRY/PATH@sha256:DIGEST or REGISTRY/PATH:TAG, built with "
+        "'make image' and pushed with skopeo; lab: an OCI image archive (make image) "
+        "to run the agents from, each in a runc container with the DaemonSet's pod context",
+    )
+    run_p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="kube: a Secret in --namespace the nodes pull the image with (private registries; repeatable)",
+    )
     run_p.add_argument(
         "--keep-results", type=int, default=0, metavar="N", help="kube: keep the last N JSON summaries as ConfigMaps"
     )
@@ -81,7 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     manifests_p = commands.add_parser("manifests", help="print the Kubernetes manifests (agents, or the CronJob mode)")
     manifests_p.add_argument("--cronjob", action="store_true", help="the scheduled in-cluster coordinator (CronJob)")
     manifests_p.add_argument("--schedule", default=None, help="cron schedule for --cronjob (default: daily)")
-    manifests_p.add_argument("--image", default=None)
+    manifests_p.add_argument(
+        "--image", default=None, help="(required) the agent image, REGISTRY/PATH@sha256:DIGEST or REGISTRY/PATH:TAG"
+    )
+    manifests_p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="a Secret in --namespace to pull the image with (repeatable)",
+    )
     manifests_p.add_argument("--namespace", default="talbench")
     manifests_p.add_argument("--scenario", default="acceptance")
     manifests_p.add_argument("--keep", type=int, default=10, help="summaries the CronJob keeps")
@@ -92,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cmds.required = True
     up = lab_cmds.add_parser("up", help="build a lab and start an agent on every node")
     _lab_shape_options(up)
+    up.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        metavar="ARCHIVE",
+        help="run the agents from this OCI image archive (make image), each in a runc container with the "
+        "DaemonSet's pod context (default: agents as processes)",
+    )
     for name in ("up", "down", "status"):
         sub = (
             up

@@ -27,7 +27,12 @@ def cmd_lab(args: argparse.Namespace, err: Console) -> int:
     root = lab_root(args)
     if args.lab_command == "up":
         spec = make_spec(args.control_planes, args.workers, args.delay)
-        state = labs.up(spec, root)  # refuses (UsageError) when a lab is up under root
+        image = None
+        if args.image is not None:
+            from talbench.bench.dispatch.lab import image_request
+
+            image = image_request(args.image)
+        state = labs.up(spec, root, image=image)  # refuses (UsageError) when a lab is up under root
         out.print(f"lab {state.lab_id} is up: {', '.join(n.name for n in state.nodes)}")
         return _print_status(labs.status(root), out)
     if args.lab_command == "down":
@@ -72,6 +77,7 @@ def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
         scenario=args.scenario,
         keep=args.keep,
         pushgateway=args.pushgateway,
+        pull_secrets=args.image_pull_secret,
     )
     sys.stdout.write(to_yaml(docs))
     return 0

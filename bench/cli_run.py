@@ -87,17 +87,25 @@ def make_dispatcher(args: argparse.Namespace) -> Any:
         spec = make_spec(args.control_planes, args.workers, args.delay)
         root = lab_root(args)
         existing = labs.find_usable(root)
-        if existing is not None and (args.delay or (args.control_planes, args.workers) != (3, 1)):
+        image = Path(args.image).resolve() if args.image else None
+        if existing is not None and (
+            args.delay or (args.control_planes, args.workers) != (3, 1) or (image and not _runs_image(existing, image))
+        ):
             raise UsageError(
-                f"a lab is already up ({existing.lab_id}); --delay/--control-planes/--workers shape a lab that run "
-                "brings up itself: run 'talbench lab down' first, or give them to 'talbench lab up'"
+                f"a lab is already up ({existing.lab_id}); --delay/--control-planes/--workers/--image shape a lab that "
+                "run brings up itself: run 'talbench lab down' first, or give them to 'talbench lab up'"
             )
-        return LabDispatcher(root, spec)
+        return LabDispatcher(root, spec, image=image)
     try:
         from talbench.bench.dispatch.kube import KubeDispatcher
     except ImportError as exc:
         raise CouldNotRun("the kube target is not available in this build", hint="use --target lab") from exc
-    return KubeDispatcher.from_args(args)
+    return KubeDispatcher.from_args(args, deploying=True)  # --image checked before touching the cluster
+
+
+def _runs_image(state: Any, archive: Path) -> bool:
+    """Whether the lab that is up runs its agents from ``archive`` (lab up --image)."""
+    return state.image is not None and Path(state.image.archive) == archive
 
 
 def cmd_run(args: argparse.Namespace, err: Console) -> int:

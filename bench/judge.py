@@ -4,11 +4,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from talbench.bench.metric import Metric
-from talbench.bench.model import Check, Measurement, Node, Observation, ResultKey, Status, Subject, Verdict
+from talbench.bench.model import (
+    CLUSTER_NODE,
+    Check,
+    Measurement,
+    Node,
+    Observation,
+    ResultKey,
+    Status,
+    Subject,
+    Verdict,
+)
 from talbench.bench.plan import Plan
 from talbench.bench.units import Quantity, format_value
+
+# CPU throttling of the agent's cgroup (agents.resources: cpu_periods, cpu_throttled_periods,
+# cpu_throttled_s, cpu_quota_cores).  A throttled CFS period holds every task of the cgroup -- the
+# agent's event loop, fio, iperf3, etcd, the load workers -- off the CPU until the period ends (up
+# to a whole period, 100 ms by default), and that stall lands in whatever the job was timing.
+# Samples are spread over the job as periods are, so once more than THROTTLED_SHARE of the
+# periods were throttled more than ~1 % of the samples can carry a stall: enough to move a p99,
+# the figure most checks judge (the same 1 % as rtt's stalled-loop share and the load generator's
+# late share).  Rarer throttling still invalidates when it adds up to THROTTLED_S: a stall that long
+# could carry a max-type figure by itself (half the 500 ms slowest-write limit, as the load
+# generator's LATE_MAX_LIMIT).  A job that was never throttled is judged exactly as before.
+THROTTLED_SHARE = 0.01
+THROTTLED_S = 0.25
+
+
+def _number(resources: Mapping[str, Any], field: str) -> float | None:
+    value = resources.get(field)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def throttling(measurement: Measurement) -> str | None:
+    """Why the measurement's job was CPU-throttled enough to distort its timing, or None."""
+    resources = measurement.resources
+    throttled, periods = _number(resources, "cpu_throttled_periods"), _number(resources, "cpu_periods")
+    seconds = _number(resources, "cpu_throttled_s") or 0.0
+    if not throttled or periods is None:
+        return None
+    if throttled <= THROTTLED_SHARE * periods and seconds < THROTTLED_S:
+        return None
+    quota = _number(resources, "cpu_quota_cores")
+    under = f"a {quota:g}-core quota" if quota is not None else "a CPU quota"
+    who = (
+        f"agent on {measurement.key.node}"
+        if measurement.key.node != CLUSTER_NODE
+        else f"agent running {measurement.key}"
+    )
+    return f"{who} was CPU-throttled in {throttled:.0f} of {periods:.0f} periods ({seconds:.1f} s) under {under}"
+
+
+def throttled_reason(measurements: Sequence[Measurement]) -> str | None:
+    """One reason naming every throttled job among ``measurements``, or None."""
+    reasons = list(dict.fromkeys(r for r in map(throttling, measurements) if r is not None))
+    if not reasons:
+        return None
+    return f"{'; '.join(reasons)}: its timing is the quota's, not the cluster's"
 
 
 def threshold_text(check: Check, metric: Metric) -> str:
@@ -71,10 +128,16 @@ def judge_subject(
 
     missing = [key for key in needed if key not in results]
     failed = [results[key] for key in needed if key in results and not results[key].ok]
+    throttled = throttled_reason([results[key] for key in needed if key in results]) if metric.timed else None
     if missing or failed:
         reasons = [f"{key}: no result" for key in missing] + [f"{m.key}: {m.error or 'failed'}" for m in failed]
+        if throttled is not None and not missing:  # a job that ran out of time under a quota
+            return verdict(Status.INVALID, None, f"not judged: {throttled} ({'; '.join(reasons)})")
         return verdict(Status.NO_DATA, None, "; ".join(reasons))
     observation = metric.observe(subject, [results[key] for key in needed], nodes)
+    if throttled is not None and observation.not_measured is None:
+        also = f"; {observation.invalid}" if observation.invalid else ""
+        observation = replace(observation, invalid=f"{throttled}{also}")
     status = judge_value(check, metric, observation)
     shown = (
         format_value(observation.value, metric.dimension)

@@ -38,6 +38,9 @@ class Metric:
     observe: Callable[[Subject, Sequence[Measurement], Sequence[Node]], Observation]
     description: str = ""
     needs: Callable[[Subject], tuple[ResultKey, ...]] | None = field(default=None, compare=False)
+    # False for figures that do not depend on timing (sizes, counts, disk kind, KubeSpan state): a
+    # CPU-throttled agent still reads them right, so throttling does not make them invalid.
+    timed: bool = True
 
     def keys_for(self, subject: Subject) -> tuple[ResultKey, ...]:
         if self.needs is not None:

@@ -19,8 +19,10 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from talbench.agents import cgroup
 from talbench.agents.etcdload.histogram import LatencyHistogram
 
 SCHEMA = 1
@@ -65,11 +67,17 @@ class LoadSpec:
         return round(self.rate * self.duration) if self.mode == "open" else 0
 
 
-def usable_cores() -> int:
+def usable_cores(cgroup_root: Path = Path("/")) -> int:
+    """The cores this process may run on, and no more than its cgroup's CPU quota allows (a pod
+    limit of 2 cores on a 64-core node is 2 workers, not 8): max(1, min(affinity, floor(quota)))."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    quota = cgroup.quota_cores(cgroup_root)
+    if quota is not None and math.isfinite(quota):
+        cores = max(1, min(cores, math.floor(quota)))
+    return cores
 
 
 def choose_workers(spec: LoadSpec, cores: int) -> int:

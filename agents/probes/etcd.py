@@ -12,6 +12,7 @@ from __future__ import annotations
 from talbench.agents.etcdload.settings import EtcdSettings
 from talbench.agents.probe import ProbeDeclaration, Tool
 from talbench.agents.probes import etcd_load, etcd_member
+from talbench.agents.probes.etcd_binary import ETCD_VERSION
 
 PROBE = ProbeDeclaration(
     name="etcd",
@@ -20,8 +21,13 @@ PROBE = ProbeDeclaration(
     jobs=(etcd_member.JOB, etcd_load.JOB),
     # etcd runs the members; etcdctl ships beside it (same release) for looking into a scratch
     # member by hand, and the benchmark compares against its `check perf`.  The jobs themselves
-    # talk to etcd over its JSON gateway (etcd3gw, aiohttp), not through etcdctl.
-    tools=(Tool("etcd", "etcd-server"), Tool("etcdctl", "etcd-client")),
+    # talk to etcd over its JSON gateway (etcd3gw, aiohttp), not through etcdctl.  Both are built
+    # from etcd's Go modules at the version Talos ships (`make etcd`, agents/build/build-etcd.sh),
+    # not Debian's 3.4: the scratch cluster refuses an etcd older than 3.5 (etcd_binary.py).
+    tools=(
+        Tool("etcd", built_by="etcd", version=ETCD_VERSION),
+        Tool("etcdctl", built_by="etcd", version=ETCD_VERSION),
+    ),
 )
 
 MEMBER, LOAD = PROBE.jobs

@@ -40,6 +40,7 @@ from talbench.agents.etcdload.settings import (
 )
 from talbench.agents.params import BYTES, SECONDS, Params, param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.probes.etcd_binary import binary_version, find_etcd
 from talbench.agents.wire import RUN_ID_PATTERN, valid_run_id
 
 STOP_TERM_WAIT = 10.0  # seconds after SIGTERM before SIGKILL
@@ -128,21 +129,6 @@ class MemberParams(RootModel[Annotated[MemberRequest, Field(discriminator="actio
     """One ``etcd.member`` job: the action names the model."""
 
     model_config = ConfigDict(frozen=True, strict=True)
-
-
-def find_etcd() -> str:
-    """The etcd binary: $TALBENCH_ETCD if set, else ``etcd`` on PATH."""
-    explicit = os.environ.get("TALBENCH_ETCD")
-    if explicit:
-        if os.access(explicit, os.X_OK):
-            return explicit
-        raise ProbeUnavailable(f"TALBENCH_ETCD={explicit} is not an executable file")
-    found = shutil.which("etcd")
-    if not found:
-        raise ProbeUnavailable(
-            "the etcd binary is not installed (Debian: apt-get install etcd-server; or upstream etcd on PATH)"
-        )
-    return found
 
 
 def etcd_command(binary: str, params: StartMember, data: Path, listen_host: str) -> list[str]:
@@ -282,6 +268,20 @@ async def _wait_serving(member: Member, deadline: float) -> dict[str, Any]:
     raise TimeoutError(f"member not serving within the start timeout ({last}); log: {_log_tail(member.log_path)}")
 
 
+async def _served_versions(member: Member) -> dict[str, str]:
+    """The serving member's /version: {"etcdserver": "3.6.16", "etcdcluster": "3.6.0"}; {} when
+    it does not answer (the version is not worth failing a started member for)."""
+    try:
+        answer = await asyncio.to_thread(_get_json, f"{member.params.client_url}/version", 2.0)
+    except (OSError, ValueError, urllib.error.URLError):
+        return {}
+    if not isinstance(answer, dict):
+        return {}
+    return {
+        key: value for key, value in answer.items() if key in ("etcdserver", "etcdcluster") and isinstance(value, str)
+    }
+
+
 def time_limit(params: MemberParams) -> float:
     request = params.root
     if isinstance(request, MeasurePeers):
@@ -321,6 +321,7 @@ async def measure(params: MemberParams, ctx: ProbeContext) -> dict[str, Any]:
 
 async def _start(params: StartMember, ctx: ProbeContext, root: Path, registered: str) -> dict[str, Any]:
     binary = find_etcd()
+    version = await binary_version(binary)
     shutil.rmtree(root, ignore_errors=True)  # left by a crashed agent with the same run id
     data = root / "data"
     try:
@@ -350,6 +351,7 @@ async def _start(params: StartMember, ctx: ProbeContext, root: Path, registered:
     started = time.monotonic()
     try:
         health = await _wait_serving(member, started + params.start_timeout)
+        served = await _served_versions(member)
     except BaseException:
         # the registry still owns it: release now so nothing outlives the failed start
         await asyncio.shield(ctx.cleanup.release(ctx.run_id, registered))
@@ -365,6 +367,9 @@ async def _start(params: StartMember, ctx: ProbeContext, root: Path, registered:
         "heartbeat_ms": params.heartbeat_ms,
         "election_ms": params.election_ms,
         "binary": binary,
+        # what the running member says on /version (its binary's --version when it does not answer)
+        "version": served.get("etcdserver") or version,
+        "cluster_version": served.get("etcdcluster"),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,8 @@ from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
 from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
 from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
-from talbench.bench.kube.readiness import untolerated_taints
+from talbench.bench.kube.image import ImageRef, build_hint, parse_pull_secrets, require_image
+from talbench.bench.kube.readiness import is_image_pull_failure, untolerated_taints
 
 ACCESS_MODES = ("auto", "proxy", "direct")
 
@@ -36,7 +37,8 @@ class KubeOptions:
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str | None = None  # an existing namespace to use; None: the run creates its own
-    image: str = field(default_factory=m.default_image)
+    image: str | None = None  # required to deploy (kube.image: no default image)
+    image_pull_secrets: tuple[str, ...] = ()  # Secrets in ``namespace`` (needs an existing namespace)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     agent_port: int = wire.DEFAULT_PORT
     access: str = "auto"  # proxy (from outside), direct (node IPs, in-cluster), auto
@@ -44,7 +46,7 @@ class KubeOptions:
     delete_timeout: float = 120.0
     poll_interval: float = 1.0
     request_timeout: float = 15.0
-    image_pull_policy: str = "IfNotPresent"
+    image_pull_policy: str | None = None  # None: by the reference (ImageRef.pull_policy)
 
 
 def parse_node_selector(values: Any) -> dict[str, str]:
@@ -74,17 +76,36 @@ class KubeDispatcher:
         self._target = target  # tests hand one in; otherwise kubeconfig / in-cluster precedence
 
     @classmethod
-    def from_args(cls, args: Any) -> KubeDispatcher:
+    def from_args(cls, args: Any, *, deploying: bool = False) -> KubeDispatcher:
         """From the CLI's ``run --target kube`` options (``--kubeconfig``, ``--context``,
-        ``--namespace``, ``--image``, ``--node-selector``); absent attributes take defaults."""
+        ``--namespace``, ``--image``, ``--image-pull-secret``, ``--node-selector``); absent
+        attributes take defaults.  ``deploying`` (``run``): the image is required and checked
+        here, before anything touches the cluster (UsageError, exit 2)."""
         options = KubeOptions(
             kubeconfig=getattr(args, "kubeconfig", None),
             context=getattr(args, "context", None),
             namespace=getattr(args, "namespace", None),
-            image=getattr(args, "image", None) or m.default_image(),
+            image=getattr(args, "image", None) or None,
+            image_pull_secrets=parse_pull_secrets(getattr(args, "image_pull_secret", None)),
             node_selector=parse_node_selector(getattr(args, "node_selector", None)),
         )
-        return cls(options)
+        dispatcher = cls(options)
+        if deploying:
+            dispatcher.image()
+        return dispatcher
+
+    def image(self) -> ImageRef:
+        """The image to deploy, checked (UsageError: none given, malformed, or pull secrets
+        without a namespace to find them in)."""
+        ref = require_image(self.options.image, m.tool_version())
+        if self.options.image_pull_secrets and self.options.namespace is None:
+            raise UsageError(
+                "--image-pull-secret needs --namespace: a pull secret is read from the namespace of the pods "
+                "that use it, and a run's own namespace starts empty",
+                hint="create the secret in an existing namespace (privileged Pod Security labels) and pass it "
+                "with --namespace",
+            )
+        return ref
 
     def target(self) -> ApiTarget:
         if self._target is None:
@@ -97,6 +118,7 @@ class KubeDispatcher:
     @contextlib.asynccontextmanager
     async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
         opts = self.options
+        image = self.image()  # before anything touches the cluster
         target = self.target()
         async with connect(target, timeout=opts.request_timeout) as kube:
             facts = await read_facts(kube)
@@ -109,12 +131,13 @@ class KubeDispatcher:
             spec = m.AgentSpec(
                 run_id=run_id,
                 namespace=opts.namespace or m.run_namespace(run_id),
-                image=opts.image,
+                image=str(image),
                 token=secrets.token_urlsafe(32),
                 port=opts.agent_port,
                 node_selector=dict(opts.node_selector),
                 own_namespace=opts.namespace is None,
-                image_pull_policy=opts.image_pull_policy,
+                image_pull_policy=opts.image_pull_policy or image.pull_policy,
+                image_pull_secrets=opts.image_pull_secrets,
             )
             direct = self._direct(target)
             created: list[dict[str, Any]] = []
@@ -142,6 +165,8 @@ class KubeDispatcher:
                 )
                 for name in unready:
                     agents.pop(name, None)
+                if not agents:  # nothing can be measured: the run could not happen
+                    raise no_agent_ready(eligible, unready, spec)
                 yield Fleet(
                     run_id=run_id,
                     nodes=tuple(n.as_node() for n in eligible),
@@ -249,6 +274,30 @@ class KubeDispatcher:
             raise UsageError("--keep-results needs --namespace (where the results are kept)")
         async with connect(target, timeout=self.options.request_timeout) as kube:
             return await keep_summary(kube, namespace, run_id, summary, keep=keep)
+
+
+def no_agent_ready(nodes: Sequence[NodeFacts], unready: Mapping[str, str], spec: m.AgentSpec) -> CouldNotRun:
+    """The error of a run no agent came up for (exit 3, "could not run", never a failed check):
+    one line per eligible node with its cause (image pull, crash loop, scheduling, ...)."""
+    lines = [f"  {node.name}: {unready.get(node.name, 'no agent')}" for node in nodes]
+    hint = None
+    if any(is_image_pull_failure(reason) for reason in unready.values()):
+        secrets_given = ", ".join(spec.image_pull_secrets)
+        hint = (
+            f"can the nodes pull {spec.image}?  Check that it was pushed and that the nodes reach the registry; "
+            + (
+                f"the pull secrets given ({secrets_given}) must exist in namespace {spec.namespace}"
+                if secrets_given
+                else "a private registry needs --image-pull-secret NAME (with --namespace)"
+            )
+            + ".  To publish an image: "
+            + build_hint(m.tool_version())
+        )
+    return CouldNotRun(
+        f"no agent became ready on any of the {len(nodes)} eligible node(s), nothing was measured:\n"
+        + "\n".join(lines),
+        hint=hint,
+    )
 
 
 def _no_pod_reason(node: NodeFacts) -> str | None:

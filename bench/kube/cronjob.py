@@ -18,6 +18,7 @@ from typing import Any
 from talbench.bench.errors import UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
+from talbench.bench.kube.image import ImageRef, parse_pull_secrets, require_image
 from talbench.bench.kube.rbac import coordinator_permissions, rbac_documents
 
 DEFAULT_NAMESPACE = "talbench"
@@ -49,7 +50,15 @@ def _labels(component: str) -> dict[str, str]:
     return {m.LABEL_NAME: "talbench", m.LABEL_COMPONENT: component, m.LABEL_MANAGED_BY: m.MANAGED_BY}
 
 
-def coordinator_pod_spec(args: Sequence[str], image: str, namespace: str) -> dict[str, Any]:
+# The coordinator's removal of the run's objects on SIGTERM (activeDeadlineSeconds, a deleted Job)
+# waits for the namespace's pods, whose own grace period is manifests.GRACE_PERIOD_S, and is bounded
+# by the dispatcher's delete timeout (120 s): the coordinator gets that long, and a margin.
+COORDINATOR_GRACE_S = 150
+
+
+def coordinator_pod_spec(
+    args: Sequence[str], image: ImageRef, namespace: str, pull_secrets: Sequence[str] = ()
+) -> dict[str, Any]:
     """The coordinator's pod: restricted Pod Security profile, read-only root, scratch in /tmp."""
     security = {
         "allowPrivilegeEscalation": False,
@@ -58,8 +67,8 @@ def coordinator_pod_spec(args: Sequence[str], image: str, namespace: str) -> dic
         "capabilities": {"drop": ["ALL"]},
     }
     common = {
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
+        "image": str(image),
+        "imagePullPolicy": image.pull_policy,
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "securityContext": security,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
@@ -68,6 +77,8 @@ def coordinator_pod_spec(args: Sequence[str], image: str, namespace: str) -> dic
     return {
         "serviceAccountName": COORDINATOR,
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": COORDINATOR_GRACE_S,
+        **m.image_pull_secrets(pull_secrets),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 65532,
@@ -86,18 +97,19 @@ def coordinator_pod_spec(args: Sequence[str], image: str, namespace: str) -> dic
 def coordinator_manifests(
     *,
     schedule: str,
-    image: str | None = None,
+    image: ImageRef,
     namespace: str = DEFAULT_NAMESPACE,
     scenario: str = "acceptance",
     keep: int = DEFAULT_KEEP,
     pushgateway: str | None = None,
     run_timeout: int = 3600,
+    pull_secrets: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Namespace, ServiceAccount, least RBAC and the CronJob running ``talbench run`` in-cluster."""
+    """Namespace, ServiceAccount, least RBAC and the CronJob running ``talbench run`` in-cluster.
+    ``pull_secrets`` must exist in ``namespace``: the coordinator's pod and the agents use them."""
     schedule = check_schedule(schedule)
     if not 1 <= keep <= 100:
         raise UsageError(f"--keep-results {keep}: from 1 to 100")
-    image = image or m.default_image()
     perms = coordinator_permissions(own_namespace=False, via_proxy=False, keep_results=True)
     args = [
         "run",
@@ -108,7 +120,8 @@ def coordinator_manifests(
         "--namespace",
         namespace,
         "--image",
-        image,
+        str(image),
+        *(arg for name in pull_secrets for arg in ("--image-pull-secret", name)),
         "--format",
         "json",
         "--out",
@@ -145,7 +158,7 @@ def coordinator_manifests(
                         "ttlSecondsAfterFinished": 7 * 24 * 3600,
                         "template": {
                             "metadata": {"labels": labels},
-                            "spec": coordinator_pod_spec(args, image, namespace),
+                            "spec": coordinator_pod_spec(args, image, namespace, pull_secrets),
                         },
                     },
                 },
@@ -154,11 +167,18 @@ def coordinator_manifests(
     ]
 
 
-def runner_manifests(*, image: str | None = None, run_id: str = "example") -> list[dict[str, Any]]:
+def runner_manifests(
+    *, image: ImageRef, run_id: str = "example", pull_secrets: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """What one laptop run creates (an example run id, the token shown as a placeholder) and the
     ClusterRole a user needs to run talbench (``kubectl create clusterrolebinding ... --user``)."""
     spec = m.AgentSpec(
-        run_id=run_id, namespace=m.run_namespace(run_id), image=image or m.default_image(), token="generated-per-run"
+        run_id=run_id,
+        namespace=m.run_namespace(run_id),
+        image=str(image),
+        token="generated-per-run",
+        image_pull_policy=image.pull_policy,
+        image_pull_secrets=tuple(pull_secrets),
     )
     perms = coordinator_permissions(own_namespace=True, via_proxy=True)
     return [
@@ -176,17 +196,28 @@ def manifests(
     scenario: str = "acceptance",
     keep: int = DEFAULT_KEEP,
     pushgateway: str | None = None,
+    pull_secrets: str | Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """``talbench manifests [--cronjob --schedule CRON]``: the documents, in apply order."""
-    if cronjob:
-        if not schedule:
-            raise UsageError("--cronjob needs --schedule CRON (e.g. '0 3 * * *')")
-        return coordinator_manifests(
-            schedule=schedule, image=image, namespace=namespace, scenario=scenario, keep=keep, pushgateway=pushgateway
-        )
-    if schedule:
+    """``talbench manifests [--cronjob --schedule CRON] --image REF [--image-pull-secret NAME]``:
+    the documents, in apply order.  The image is required (UsageError with how to build one)."""
+    if cronjob and not schedule:
+        raise UsageError("--cronjob needs --schedule CRON (e.g. '0 3 * * *')")
+    if schedule and not cronjob:
         raise UsageError("--schedule only goes with --cronjob")
-    return runner_manifests(image=image)
+    ref = require_image(image, m.tool_version())
+    secrets = parse_pull_secrets(pull_secrets)
+    if cronjob:
+        assert schedule is not None
+        return coordinator_manifests(
+            schedule=schedule,
+            image=ref,
+            namespace=namespace,
+            scenario=scenario,
+            keep=keep,
+            pushgateway=pushgateway,
+            pull_secrets=secrets,
+        )
+    return runner_manifests(image=ref, pull_secrets=secrets)
 
 
 # ---- results kept in the cluster ---------------------------------------------------------------

@@ -18,7 +18,13 @@ from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
 from talbench.bench.kube.facts import cluster_facts
-from talbench.bench.kube.readiness import creation_failure, is_pod_security_rejection, pod_state, untolerated_taints
+from talbench.bench.kube.readiness import (
+    creation_failure,
+    is_pod_security_rejection,
+    pod_node,
+    pod_state,
+    untolerated_taints,
+)
 from talbench.bench.model import Role
 
 _PATHS = {
@@ -100,7 +106,7 @@ async def wait_for_agents(
     failure: str | None = None
     while True:
         pods = await kube.list(pods_path, label_selector=selector)
-        by_node = {(p.get("spec") or {}).get("nodeName"): p for p in pods}
+        by_node = {pod_node(p): p for p in pods}  # bound, or still waiting for the scheduler
         states = {}
         for node in nodes:
             pod = by_node.get(node.name)

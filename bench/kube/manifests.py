@@ -7,6 +7,7 @@ left.  Nothing here talks to the API.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from talbench.agents import wire
+from talbench.agents.main import SHUTDOWN_TIMEOUT
 from talbench.agents.probes import declarations
 
 LABEL_NAME = "app.kubernetes.io/name"
@@ -31,8 +33,17 @@ CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
 PSA_LABELS = {f"pod-security.kubernetes.io/{mode}": "privileged" for mode in ("enforce", "warn", "audit")}
 
-DEFAULT_IMAGE_REPOSITORY = "ghcr.io/talbench/talbench"
 REFUSED_CAPABILITIES = frozenset({"SYS_MODULE", "SYS_BOOT"})  # Talos refuses pods asking for them
+
+# The kubelet sends SIGTERM, waits this long, then SIGKILLs.  The agent's own shutdown (cancel the
+# jobs, release what runs left: links, etcd members, processes) is bounded by SHUTDOWN_TIMEOUT
+# (agents/main.py); the margin covers the interpreter's exit and the kubelet's own latency.  A
+# SIGKILL before the agent is done would leave WireGuard test links in the node's kernel.
+SHUTDOWN_MARGIN_S = 15
+GRACE_PERIOD_S = math.ceil(SHUTDOWN_TIMEOUT) + SHUTDOWN_MARGIN_S
+
+# MEASUREMENT-PENDING
+MEMORY_LIMIT = "2Gi"
 
 
 def tool_version() -> str:
@@ -40,11 +51,6 @@ def tool_version() -> str:
         return metadata.version("talbench")
     except metadata.PackageNotFoundError:
         return "0.0.0"
-
-
-def default_image() -> str:
-    """The agent image matching this talbench version (built from agents/Containerfile)."""
-    return f"{DEFAULT_IMAGE_REPOSITORY}:v{tool_version()}"
 
 
 def run_namespace(run_id: str) -> str:
@@ -77,16 +83,23 @@ def label_selector(labels: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Resources:
+    """The agent pod's resources, shared by the agent and everything it starts (the scratch etcd
+    member, the etcd load workers, iperf3, fio).
+
+    No CPU limit: a CFS quota would throttle the measurement itself (latency, a lower throughput
+    ceiling) and the scratch member, and show up as a property of the cluster; the request keeps
+    the scheduler honest.  The memory limit is sized from a measured xl etcd run: MEMORY_LIMIT_NOTE.
+    """
+
     cpu_request: str = "250m"
     memory_request: str = "256Mi"
-    cpu_limit: str = "2"
-    memory_limit: str = "1Gi"
+    memory_limit: str = MEMORY_LIMIT
     scratch_limit: str = "4Gi"  # emptyDir for fio files and etcd data
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
-            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+            "limits": {"memory": self.memory_limit},
         }
 
 
@@ -102,7 +115,8 @@ class AgentSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     own_namespace: bool = True
     resources: Resources = Resources()
-    image_pull_policy: str = "IfNotPresent"
+    image_pull_policy: str = "IfNotPresent"  # kube.image.ImageRef.pull_policy for a checked reference
+    image_pull_secrets: tuple[str, ...] = ()  # Secrets in ``namespace`` (private registries)
 
     def __post_init__(self) -> None:
         if not wire.valid_run_id(self.run_id):  # it names the run's objects and labels them
@@ -116,6 +130,11 @@ class AgentSpec:
     @property
     def secret_name(self) -> str:
         return f"{self.name}-token"
+
+
+def image_pull_secrets(names: Sequence[str]) -> dict[str, Any]:
+    """The pod spec's ``imagePullSecrets`` (nothing when there are none)."""
+    return {"imagePullSecrets": [{"name": name} for name in names]} if names else {}
 
 
 def namespace(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -180,6 +199,9 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
             {"name": "api", "containerPort": spec.port, "hostPort": spec.port, "protocol": "TCP"},
             {"name": "echo", "containerPort": spec.port, "hostPort": spec.port, "protocol": "UDP"},
         ],
+        # a crash loop's last log lines come back in lastState.terminated.message: the run names
+        # the cause without reading pod logs (bench/kube/readiness.py)
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "readinessProbe": {
             "httpGet": {"path": f"{wire.PREFIX}/health", "port": spec.port},
             "periodSeconds": 2,
@@ -206,11 +228,12 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": GRACE_PERIOD_S,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
         "nodeSelector": {"kubernetes.io/os": "linux", **dict(spec.node_selector)},
         "containers": [container],
+        **image_pull_secrets(spec.image_pull_secrets),
         "volumes": [
             {
                 "name": "token",

@@ -1,4 +1,9 @@
-"""Why an agent pod is (not) ready, and why a DaemonSet got no pods: pure reading of API objects."""
+"""Why an agent pod is (not) ready, and why a DaemonSet got no pods: pure reading of API objects.
+
+The reasons name what a user acts on: the image for a pull failure, the agent's last log line for
+a crash loop (the container's termination message, ``terminationMessagePolicy:
+FallbackToLogsOnError``: no log access needed), the scheduler's message for an unschedulable pod.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ STUCK_REASONS = frozenset(
         "RunContainerError",
     }
 )
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,45 @@ class PodState:
     ready: bool
     stuck: bool  # will not become ready by waiting
     reason: str  # one line: why not ready ("" when ready)
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _last_line(text: Any) -> str:
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _image(pod: Mapping[str, Any], container: Mapping[str, Any]) -> str:
+    """The image a container status is about: the spec's (what was asked for), else the status's."""
+    for spec in (pod.get("spec") or {}).get("containers") or ():
+        if spec.get("name") == container.get("name") and spec.get("image"):
+            return str(spec["image"])
+    return str(container.get("image") or "?")
+
+
+def pod_node(pod: Mapping[str, Any]) -> str | None:
+    """The node a pod is for: ``spec.nodeName`` once bound; before that (a DaemonSet pod the
+    scheduler has not placed) the node its required node affinity names by ``metadata.name``."""
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return str(spec["nodeName"])
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    for term in required.get("nodeSelectorTerms") or ():
+        for field in term.get("matchFields") or ():
+            values: list[Any] = list(field.get("values") or ())
+            if field.get("key") == "metadata.name" and field.get("operator") == "In" and len(values) == 1:
+                return str(values[0])
+    return None
+
+
+def is_image_pull_failure(reason: str) -> bool:
+    """Whether a reason from ``pod_state`` is an image that cannot be pulled."""
+    return any(f": {pull} " in reason for pull in IMAGE_PULL_REASONS)
 
 
 def pod_state(pod: Mapping[str, Any]) -> PodState:
@@ -42,10 +87,17 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         last = (container.get("lastState") or {}).get("terminated") or {}
         if waiting.get("reason"):
             reason = waiting["reason"]
-            message = (waiting.get("message") or "").strip().splitlines()
-            text = f"agent pod {name}: {reason}" + (f": {message[0]}" if message else "")
+            message = _first_line(waiting.get("message"))
+            if reason in IMAGE_PULL_REASONS:
+                text = f"agent pod {name}: {reason} for image {_image(pod, container)}"
+            else:
+                text = f"agent pod {name}: {reason}"
+            text += f": {message}" if message else ""
             if last.get("exitCode") is not None:
                 text += f" (last exit code {last['exitCode']}{', ' + last['reason'] if last.get('reason') else ''})"
+                logged = _last_line(last.get("message"))
+                if logged:
+                    text += f"; last log line: {logged}"
             return PodState(False, reason in STUCK_REASONS, text)
         terminated = state.get("terminated") or {}
         if terminated:
@@ -60,10 +112,12 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             )
     scheduled = conditions.get("PodScheduled") or {}
     if scheduled.get("status") == "False":
+        # not stuck: preemption or a node's resources freeing up can still place it
+        why = _first_line(scheduled.get("message"))
         return PodState(
             False,
             False,
-            f"agent pod {name} not scheduled: {(scheduled.get('message') or scheduled.get('reason') or '').strip()}",
+            f"agent pod {name}: {scheduled.get('reason') or 'not scheduled'}" + (f": {why}" if why else ""),
         )
     return PodState(False, False, f"agent pod {name}: {status.get('phase') or 'Pending'}")
 

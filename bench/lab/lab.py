@@ -27,11 +27,13 @@ from pathlib import Path
 
 from talbench.agents import wire
 from talbench.bench.errors import InfrastructureError, MissingDependency, UsageError
+from talbench.bench.lab import containers, oci_image
 from talbench.bench.lab import state as lab_state
+from talbench.bench.lab.containers import ContainerAgents, ImageRequest
 from talbench.bench.lab.launch import AGENT_MODULE, launch_agents, launch_delayline, wait_agents_ready
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.network import build_network
-from talbench.bench.lab.state import LabNode, LabState, Owner
+from talbench.bench.lab.state import LabImage, LabNode, LabState, Owner
 from talbench.bench.lab.status import LabStatus, NodeStatus, find_usable, status
 from talbench.bench.lab.teardown import DownReport, down, remove_lab, remove_leftovers
 from talbench.bench.lab.topology import LabPlan, LabSpec, lab_id_of_namespace, new_lab_id, plan_lab
@@ -52,15 +54,18 @@ def up(
     wait_ready: bool = True,
     agent_ready_timeout: float = DEFAULT_AGENT_READY_TIMEOUT,
     agent_port: int = wire.DEFAULT_PORT,
+    image: ImageRequest | None = None,
 ) -> LabState:
     """Build the lab ``spec`` under ``root`` and start its agents; on any failure (or Ctrl-C)
     remove what was built and re-raise.  ``persistent`` labs outlive this process (``talbench lab
-    up``); others are the caller's to remove and count as leftovers once the caller is gone."""
+    up``); others are the caller's to remove and count as leftovers once the caller is gone.
+    With ``image`` the agents are the image's, each in a runc container with the pod context
+    ``image.pod`` (bench/lab/containers.py); the image is unpacked (once per digest) first."""
     require_root("lab up")
     ip = Ip.locate()
     if spec.delays and not Path("/dev/net/tun").exists():
         raise MissingDependency("--delay needs /dev/net/tun (the TUN driver)", hint="load it with: modprobe tun")
-    if start_agents and importlib.util.find_spec(f"{AGENT_MODULE}.__main__") is None:
+    if start_agents and image is None and importlib.util.find_spec(f"{AGENT_MODULE}.__main__") is None:
         raise MissingDependency(
             f"the talbench agent ({AGENT_MODULE}) is not installed", hint="pip install -e . in the venv"
         )
@@ -72,20 +77,26 @@ def up(
     lab_id = lab_id or new_lab_id()
     plan = plan_lab(spec, lab_id)
     lab_dir = root / lab_id
-    longest = max(len(str(lab_dir / "nodes" / n.name / "agent.sock")) for n in plan.nodes)
+    socket_name = "sock/agent.sock" if image else "agent.sock"
+    longest = max(len(str(lab_dir / "nodes" / n.name / socket_name)) for n in plan.nodes)
     if longest > MAX_SOCKET_PATH:
         raise UsageError(
             f"lab root {root} is too long for the agents' unix sockets (max {MAX_SOCKET_PATH} characters in all)"
         )
+    agents = ContainerAgents(oci_image.prepare_image(image.archive), image.pod) if image else None
+    lab_image = None
+    if agents is not None:  # unpacked (or found in the cache) before anything is built
+        unpacked = agents.image
+        lab_image = LabImage(str(unpacked.archive), unpacked.digest, str(unpacked.rootfs), agents.pod.grace_seconds)
 
-    state = _claim(ip, plan, lab_dir, persistent=persistent, port=agent_port)
+    state = _claim(ip, plan, lab_dir, persistent=persistent, port=agent_port, image=lab_image)
     try:
         build_network(ip, plan)
         if plan.router_namespace:
             state = state.with_changes(delayline_pid=launch_delayline(ip, plan, lab_dir))
             lab_state.save_state(state)
         if start_agents:
-            state = launch_agents(ip, state)
+            state = launch_agents(ip, state, agents)
             lab_state.save_state(state)
             if wait_ready:
                 problems = wait_agents_ready(state, agent_ready_timeout)
@@ -101,7 +112,7 @@ def up(
         raise
 
 
-def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int) -> LabState:
+def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, image: LabImage | None) -> LabState:
     """Create the lab's directory, token and state, and register it in the index, before any
     namespace exists; a lab id already in use (here or in another root) is refused untouched."""
     taken = InfrastructureError(f"lab id {plan.lab_id} is already in use (try again)")
@@ -111,7 +122,7 @@ def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int)
     except FileExistsError as exc:
         raise taken from exc
     try:
-        state = _initial_state(plan, lab_dir, persistent=persistent, port=port)
+        state = _initial_state(plan, lab_dir, persistent=persistent, port=port, image=image)
         lab_state.write_token(lab_dir)
         for node in state.nodes:
             node.data_dir.mkdir(parents=True)
@@ -128,7 +139,7 @@ def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int)
     return state
 
 
-def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int) -> LabState:
+def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, image: LabImage | None) -> LabState:
     nodes = tuple(
         LabNode(
             name=n.name,
@@ -139,6 +150,7 @@ def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int)
             labels=n.labels(),
             taints=n.taints(),
             node_dir=lab_dir / "nodes" / n.name,
+            container=containers.container_id(plan.lab_id, n.name) if image else None,
         )
         for n in plan.nodes
     )
@@ -155,4 +167,5 @@ def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int)
         delays=plan.spec.delays,
         bridge_namespace=plan.bridge_namespace,
         router_namespace=plan.router_namespace,
+        image=image,
     )

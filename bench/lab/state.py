@@ -4,6 +4,9 @@
     <root>/<lab_id>/token                  the agents' bearer token (0600, random per lab)
     <root>/<lab_id>/nodes/<name>/data/     the node's data directory (on real disk)
     <root>/<lab_id>/nodes/<name>/agent.sock, agent.log
+    <root>/<lab_id>/nodes/<name>/config.json, sock/agent.sock   with --image: the node's OCI
+                                           runtime config (its bundle) and the socket directory
+                                           the container sees (bench/lab/containers.py)
     <index>/<lab_id>.json                  {"schema", "lab_id", "lab_dir"}: where each lab's state
                                            lives, so that any ``lab down`` can tell a live lab
                                            (of another root) from the leftovers of a crashed one.
@@ -87,6 +90,7 @@ class LabNode:
     taints: tuple[str, ...]
     node_dir: Path
     pid: int | None = None  # the agent's pid (None before it starts, or without agents)
+    container: str | None = None  # the agent's runc container id (labs brought up with --image)
 
     @property
     def data_dir(self) -> Path:
@@ -94,7 +98,9 @@ class LabNode:
 
     @property
     def socket(self) -> Path:
-        return self.node_dir / "agent.sock"
+        """A container's socket is in a directory of its own: that directory is all of the node's
+        directory it sees, besides the data directory."""
+        return self.node_dir / ("sock/agent.sock" if self.container else "agent.sock")
 
     @property
     def log(self) -> Path:
@@ -102,6 +108,28 @@ class LabNode:
 
     def to_node(self) -> Node:
         return Node(self.name, self.role, self.address, dict(self.labels), self.taints)
+
+
+@dataclass(frozen=True)
+class LabImage:
+    """The image a lab's agents run from (``lab up --image``)."""
+
+    archive: str
+    digest: str
+    rootfs: str
+    grace_seconds: float  # the DaemonSet's terminationGracePeriodSeconds when the lab came up
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "archive": self.archive,
+            "digest": self.digest,
+            "rootfs": self.rootfs,
+            "grace_seconds": self.grace_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LabImage:
+        return cls(str(data["archive"]), str(data["digest"]), str(data["rootfs"]), float(data["grace_seconds"]))
 
 
 @dataclass(frozen=True)
@@ -119,6 +147,7 @@ class LabState:
     bridge_namespace: str
     router_namespace: str | None = None
     delayline_pid: int | None = None
+    image: LabImage | None = None  # None: the agents run as processes
     schema: int = SCHEMA_VERSION
 
     @property
@@ -160,6 +189,7 @@ class LabState:
             "bridge_namespace": self.bridge_namespace,
             "router_namespace": self.router_namespace,
             "delayline_pid": self.delayline_pid,
+            "image": self.image.to_json() if self.image else None,
             "delays": [{"node": d.node, "delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms} for d in self.delays],
             "nodes": [
                 {
@@ -174,6 +204,7 @@ class LabState:
                     "socket": str(n.socket),
                     "log": str(n.log),
                     "pid": n.pid,
+                    "container": n.container,
                 }
                 for n in self.nodes
             ],
@@ -204,6 +235,7 @@ class LabState:
                         taints=tuple(str(t) for t in n["taints"]),
                         node_dir=Path(n["data_dir"]).parent,
                         pid=None if n.get("pid") is None else int(n["pid"]),
+                        container=None if n.get("container") is None else str(n["container"]),
                     )
                     for n in data["nodes"]
                 ),
@@ -213,6 +245,7 @@ class LabState:
                 bridge_namespace=str(data["bridge_namespace"]),
                 router_namespace=data.get("router_namespace"),
                 delayline_pid=data.get("delayline_pid"),
+                image=LabImage.from_json(data["image"]) if data.get("image") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"{lab_dir / LAB_FILE}: malformed ({type(exc).__name__}: {exc})") from exc

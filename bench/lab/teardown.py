@@ -1,6 +1,7 @@
-"""Taking labs down: a lab's processes, namespaces, directory and index entry, and whatever
-crashed labs left anywhere on this host.  Idempotent; works from the namespaces themselves, so a
-missing or corrupt lab.json is no obstacle."""
+"""Taking labs down: a lab's containers (runc), processes, namespaces, cgroups, directory and
+index entry, and whatever crashed labs left anywhere on this host.  Idempotent; works from the
+namespaces, container ids and cgroup names themselves, so a missing or corrupt lab.json is no
+obstacle."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talbench.bench.errors import UsageError
-from talbench.bench.lab import processes
+from talbench.bench.lab import containers, processes
 from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.state import StateError, StateMissing
@@ -30,10 +31,12 @@ class DownReport:
     processes: tuple[int, ...] = ()
     paths: tuple[str, ...] = ()
     survivors: tuple[int, ...] = ()  # processes that would not die even after SIGKILL
+    containers: tuple[str, ...] = ()  # runc containers (labs brought up with --image)
+    cgroups: tuple[str, ...] = ()
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.labs or self.namespaces or self.processes or self.paths)
+        return bool(self.labs or self.namespaces or self.processes or self.paths or self.containers or self.cgroups)
 
     def __str__(self) -> str:
         if not self.removed_anything:
@@ -42,6 +45,8 @@ class DownReport:
             f"removed lab {', '.join(self.labs) or '-'}: {len(self.namespaces)} namespaces, "
             f"{len(self.processes)} processes, {len(self.paths)} directories"
         )
+        if self.containers or self.cgroups:
+            text += f", {len(self.containers)} containers, {len(self.cgroups)} cgroup directories"
         if self.survivors:
             text += f"; processes that would not die: {', '.join(map(str, self.survivors))}"
         return text
@@ -53,6 +58,8 @@ class DownReport:
             self.processes + other.processes,
             self.paths + other.paths,
             self.survivors + other.survivors,
+            self.containers + other.containers,
+            self.cgroups + other.cgroups,
         )
 
 
@@ -91,6 +98,7 @@ def remove_leftovers(*, term_timeout: float = DEFAULT_TERM_TIMEOUT, ip: Ip | Non
     present = ip.netns_list()
     index = lab_state.read_index()
     candidates = {lab for lab in map(lab_id_of_namespace, present) if lab} | set(index)
+    candidates |= containers.leftover_lab_ids()
     report = DownReport()
     for lab_id in sorted(candidates):
         lab_dir = index.get(lab_id)
@@ -113,15 +121,20 @@ def _is_live(ip: Ip, lab_dir: Path, present: Iterable[str]) -> bool:
 
 
 def remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, *, term_timeout: float) -> DownReport:
-    """Kill every process in the lab's namespaces, delete them, remove its directory and index
-    entry.  Works from the namespaces themselves, so a missing or corrupt lab.json is no obstacle."""
+    """Stop the lab's containers (SIGTERM, the grace period its pod had, SIGKILL, delete), kill
+    every process in its namespaces, delete them, its cgroups, its directory and index entry.
+    Works from the namespaces and container ids themselves, so a missing or corrupt lab.json is
+    no obstacle (its containers then get ``term_timeout`` to stop)."""
     recorded: list[int] = []
+    grace = term_timeout
     if lab_dir is not None:
         try:
             state = lab_state.load_state(lab_dir)
             recorded = [n.pid for n in state.nodes if n.pid] + ([state.delayline_pid] if state.delayline_pid else [])
+            grace = state.image.grace_seconds if state.image else term_timeout
         except StateError:
             pass
+    stopped = containers.stop_lab(lab_id, grace)
     namespaces = [ns for ns in ip.netns_list() if lab_id_of_namespace(ns) == lab_id]
     killed: list[int] = []
     survivors: tuple[int, ...] = ()
@@ -134,13 +147,22 @@ def remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, *, term_timeout: float
     for pid in recorded:
         processes.reap(pid)  # our own children (agents this process spawned) leave no zombie
     deleted = [ns for ns in _deletion_order(namespaces, lab_id) if ip.netns_delete(ns)]
+    cgroups = containers.remove_cgroups(lab_id)
     paths: list[str] = []
     if lab_dir is not None and lab_dir.name == lab_id and lab_dir.exists():
         shutil.rmtree(lab_dir, ignore_errors=True)
         paths.append(str(lab_dir))
     registered = lab_state.unregister(lab_id)
-    touched = bool(deleted or killed or paths or registered)
-    return DownReport((lab_id,) if touched else (), tuple(deleted), tuple(sorted(set(killed))), tuple(paths), survivors)
+    touched = bool(deleted or killed or paths or registered or stopped or cgroups)
+    return DownReport(
+        (lab_id,) if touched else (),
+        tuple(deleted),
+        tuple(sorted(set(killed))),
+        tuple(paths),
+        survivors,
+        stopped,
+        cgroups,
+    )
 
 
 def _deletion_order(namespaces: list[str], lab_id: str) -> list[str]:

@@ -341,6 +341,7 @@ class EtcdDriver(DeclaredDriver):
                     "member": names[n.name],
                     "client_url": client_urls[n.name],
                     "ready_after_s": starts[n.name].result.get("ready_after_s"),
+                    "version": starts[n.name].result.get("version"),  # what the member runs (/version)
                 }
                 for n in members
             },

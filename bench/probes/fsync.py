@@ -306,6 +306,7 @@ FSYNC_METRICS: tuple[Metric, ...] = (
         False,
         _observe_solid_state,
         "1 when the disk under the data directory is NVMe or SSD, 0 otherwise or unknown",
+        timed=False,
     ),
     Metric(
         "fsync.nvme",
@@ -315,6 +316,7 @@ FSYNC_METRICS: tuple[Metric, ...] = (
         False,
         _observe_nvme,
         "1 when the disk under etcd's filesystem is locally attached NVMe, 0 otherwise or unknown",
+        timed=False,
     ),
 )
 

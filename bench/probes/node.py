@@ -213,7 +213,7 @@ def _sizing_metric(name: str, field_: str, description: str) -> Metric:
             return Observation(None, 0, invalid=f"the agent reported no {field_.replace('_', ' ')}", detail=detail)
         return Observation(float(have) / required[field_], 1, detail=detail)
 
-    return Metric(name, "node", SubjectKind.NODE, Dimension.RATIO, False, observe, description)
+    return Metric(name, "node", SubjectKind.NODE, Dimension.RATIO, False, observe, description, timed=False)
 
 
 def _observe_cores(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
@@ -322,8 +322,12 @@ NODE_METRICS: tuple[Metric, ...] = (
     _sizing_metric(
         "node.disk_ratio", "disk_bytes", "size of etcd's filesystem / the 40 GB the reference architecture asks for"
     ),
-    Metric("node.cpu_cores", "node", SubjectKind.NODE, Dimension.COUNT, False, _observe_cores, "logical CPUs"),
-    Metric("node.memory", "node", SubjectKind.NODE, Dimension.BYTES, False, _observe_memory, "memory size"),
+    Metric(
+        "node.cpu_cores", "node", SubjectKind.NODE, Dimension.COUNT, False, _observe_cores, "logical CPUs", timed=False
+    ),
+    Metric(
+        "node.memory", "node", SubjectKind.NODE, Dimension.BYTES, False, _observe_memory, "memory size", timed=False
+    ),
     Metric(
         "node.cpu_utilisation",
         "node",

@@ -261,6 +261,7 @@ WIREGUARD_METRICS: tuple[Metric, ...] = (
         True,
         _observe_kubespan_cluster,
         "number of nodes in a cluster with KubeSpan active (0 when KubeSpan is off)",
+        timed=False,
     ),
     Metric(
         "wireguard.kubespan_on_storage",
@@ -271,5 +272,6 @@ WIREGUARD_METRICS: tuple[Metric, ...] = (
         _observe_kubespan_storage,
         "1 when KubeSpan is active on a node labelled node-role.kubernetes.io/storage",
         needs=_node_key,
+        timed=False,
     ),
 )

@@ -24,7 +24,7 @@ from talbench.agents.probes.etcd import LOAD
 from talbench.agents.probes.etcd_load import run_prefix
 from talbench.agents.probes.etcd_member import cleanup_name
 
-needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (make etcd)")
 
 
 # ---- histogram ---------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_load_parameters_are_bounded(raw: dict, words: str) -> None:
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
     if shutil.which("etcd") is None:
-        pytest.skip("needs etcd (apt-get install etcd-server)")
+        pytest.skip("needs etcd (make etcd)")
     async with local_cluster(3, tmp_path, "run-load") as running:
         yield running
 

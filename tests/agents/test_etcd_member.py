@@ -14,14 +14,15 @@ import pytest
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.etcdload import admin
 from talbench.agents.etcdload.local_cluster import free_ports, local_cluster
-from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable, Tool
 from talbench.agents.probes.etcd import MEMBER, PROBE
+from talbench.agents.probes.etcd_binary import ETCD_VERSION, binary_version, parse_version
 from talbench.agents.probes.etcd_member import MeasurePeers, StartMember, StopMember, cleanup_name, member_dir
 from talbench.agents.wire import valid_run_id
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1
 from tests.agents.helpers import AUTH
 
-pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (make etcd)")
 
 
 def start_params(name: str = "m1", client: int = 40001, peer: int = 40002, **extra) -> dict:
@@ -109,10 +110,11 @@ def test_every_action_is_checked_by_its_own_model(raw: dict, words: str) -> None
 
 def test_the_declaration_names_both_jobs_and_the_tools() -> None:
     assert [job.name for job in PROBE.jobs] == ["etcd.member", "etcd.load"]
-    assert {tool.binary: tool.debian_package for tool in PROBE.tools} == {
-        "etcd": "etcd-server",
-        "etcdctl": "etcd-client",
-    }
+    # built from etcd's Go modules at the version Talos ships (make etcd), not Debian's 3.4
+    assert PROBE.tools == (
+        Tool("etcd", built_by="etcd", version=ETCD_VERSION),
+        Tool("etcdctl", built_by="etcd", version=ETCD_VERSION),
+    )
     assert cleanup_name("m1") == "etcd.member/m1"
 
 
@@ -215,6 +217,8 @@ async def test_stop_releases_one_member_and_is_idempotent(tmp_path: Path) -> Non
     started = await probe.run(probe.parse(start_params(client=client, peer=peer, cluster_token="run-stop")), ctx)
     try:
         assert started["ready_after_s"] < 30 and started["client_url"] == f"http://127.0.0.1:{client}"
+        # the version the running member reports on /version
+        assert started["version"] == ETCD_VERSION and started["cluster_version"] == "3.6.0"
         assert (await probe.run(probe.parse({"action": "status", "name": "m1"}), ctx))["running"] is True
         with pytest.raises(ProbeParamError, match="already running"):
             await probe.run(probe.parse(start_params(client=client, peer=peer, cluster_token="run-stop")), ctx)
@@ -236,6 +240,46 @@ async def test_a_missing_etcd_binary_is_unavailable(tmp_path: Path, monkeypatch:
     with pytest.raises(ProbeUnavailable, match="not an executable"):
         await probe.run(probe.parse(start_params()), ctx)
     assert cleanups.names("run-x") == ()
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [("3.6.16", (3, 6, 16)), ("v3.5.21", (3, 5, 21)), ("3.6.0-rc.1", (3, 6, 0)), ("3.6", None), ("", None)],
+)
+def test_versions_are_parsed(text: str, parsed: tuple[int, int, int] | None) -> None:
+    assert parse_version(text) == parsed
+
+
+def fake_etcd(tmp_path: Path, output: str) -> Path:
+    script = tmp_path / "etcd"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}'\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize(
+    "output, words",
+    [
+        # Debian bookworm's etcd-server: one line naming the version found and `make etcd`
+        ("etcd Version: 3.4.23", r"/etcd is etcd 3\.4\.23, older than the 3\.5 .*`make etcd` builds etcd 3\.6\.16"),
+        ("something else", r"does not name an etcd version .*`make etcd`"),
+    ],
+)
+async def test_an_etcd_older_than_3_5_is_refused_with_the_version_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, words: str
+) -> None:
+    monkeypatch.setenv("TALBENCH_ETCD", str(fake_etcd(tmp_path, output)))
+    cleanups = Cleanups()
+    ctx = ProbeContext("n1", "run-old", tmp_path, "127.0.0.1", 0, cleanups)
+    with pytest.raises(ProbeUnavailable, match=words) as refused:
+        await MEMBER.run(MEMBER.parse(start_params()), ctx)
+    assert "\n" not in str(refused.value)
+    assert cleanups.names("run-old") == () and not member_dir(tmp_path, "run-old", "m1").exists()
+
+
+async def test_the_etcd_on_path_is_the_built_one() -> None:
+    etcd = shutil.which("etcd")
+    assert etcd is not None and await binary_version(etcd) == ETCD_VERSION, "make etcd installs it"
 
 
 async def test_the_agent_releases_a_member_when_the_run_is_deleted(start_agent) -> None:  # noqa: F811

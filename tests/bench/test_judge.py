@@ -141,3 +141,86 @@ def test_an_empty_scope_is_reported_and_no_verdicts_is_not_a_pass():
     (verdict,) = judge(plan, {}, nodes(1, 2), METRICS)
     assert verdict.status is Status.INFO and "nothing in scope" in verdict.message
     assert exit_code([]) == 1
+
+
+def throttle(measurement: Measurement, throttled: int, periods: int = 120, seconds: float = 1.8, quota=0.2):
+    resources = {
+        **measurement.resources,
+        "cpu_throttled_periods": throttled,
+        "cpu_periods": periods,
+        "cpu_throttled_s": seconds,
+        "cpu_quota_cores": quota,
+    }
+    return Measurement(measurement.key, measurement.ok, measurement.data, measurement.error, resources=resources)
+
+
+@pytest.mark.parametrize("samples_ms", [[30.0] * 200, [1.0] * 200, [12.0] * 200, []])
+def test_a_throttled_agent_makes_every_figure_invalid_with_the_throttling_named(samples_ms):
+    """Fail, pass, warn or no replies at all: under a throttled quota none of it is the network's."""
+    plan = make_plan([cp_check()], CLUSTER, METRICS)
+    results = {}
+    for a, b in (("cp1", "cp2"), ("cp1", "cp3"), ("cp2", "cp3")):
+        results.update(both(a, b, samples_ms, sent=200))
+    for key in [k for k in results if k.node == "cp1"]:
+        results[key] = throttle(results[key], 37)
+    verdicts = {str(v.subject): v for v in judge(plan, results, CLUSTER, METRICS)}
+    for pair in ("cp1-cp2", "cp1-cp3"):
+        assert verdicts[pair].status is Status.INVALID, verdicts[pair]
+        assert verdicts[pair].message.startswith(
+            "not judged: agent on cp1 was CPU-throttled in 37 of 120 periods (1.8 s) under a 0.2-core quota"
+        )
+    unthrottled = judge_subject(
+        cp_check(), P99, Subject(("cp2", "cp3")), both("cp2", "cp3", samples_ms, sent=200), CLUSTER
+    )
+    assert verdicts["cp2-cp3"] == unthrottled and unthrottled.status is not Status.INVALID
+
+
+def test_throttling_below_the_share_and_time_limits_is_judged_as_before():
+    results = both("cp1", "cp2", [30.0] * 200)
+    key = ResultKey("rtt", "cp1", "cp2")
+    before = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
+    for throttled, periods, seconds, status in [
+        (0, 150, 0.0, Status.FAIL),  # a quota never reached
+        (1, 150, 0.05, Status.FAIL),  # one short stall in 150 periods: under 1 %, under 250 ms
+        (2, 150, 0.1, Status.INVALID),  # 1.3 % of the periods
+        (3, 1000, 0.3, Status.INVALID),  # 0.3 %, but 300 ms throttled: one stall could be a max
+    ]:
+        verdict = judge_subject(
+            cp_check(),
+            P99,
+            Subject(("cp1", "cp2")),
+            {**results, key: throttle(results[key], throttled, periods, seconds, quota=None)},
+            CLUSTER,
+        )
+        assert verdict.status is status, (throttled, periods, verdict)
+        if status is Status.FAIL:
+            assert verdict == before
+        else:
+            assert f"in {throttled} of {periods} periods" in verdict.message and "under a CPU quota" in verdict.message
+
+
+def test_a_throttled_job_that_failed_is_invalid_and_a_saturated_one_keeps_both_reasons():
+    results = both("cp1", "cp2", [1.0] * 200, cpu=99.0)
+    key = ResultKey("rtt", "cp2", "cp1")
+    results[key] = throttle(results[key], 60)
+    verdict = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
+    assert verdict.status is Status.INVALID
+    assert "agent on cp2 was CPU-throttled" in verdict.message and "saturated" in verdict.message
+    timed_out = Measurement(key, False, error="time limit of 30s exceeded", resources=results[key].resources)
+    verdict = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), {**results, key: timed_out}, CLUSTER)
+    assert verdict.status is Status.INVALID and "time limit of 30s exceeded" in verdict.message
+    assert "cp2 was CPU-throttled in 60 of 120" in verdict.message
+
+
+def test_throttling_leaves_figures_that_do_not_depend_on_timing_judged():
+    """A node's core count is read right under any quota: sizes and kinds stay judged, while a
+    timed figure of the same throttled job is invalid."""
+    cores = Check(
+        "cores", "node.cpu_cores", Scope.CONTROL_PLANE_NODES, None, parse_quantity("4", Dimension.COUNT), "src"
+    )
+    key = ResultKey("node", "cp1")
+    facts = {"facts": {"cpus": 2, "memory_bytes": 8 * 2**30}}
+    measurement = throttle(Measurement(key, True, data=facts), 100, 120, 5.0)
+    verdict = judge_subject(cores, METRICS["node.cpu_cores"], Subject(("cp1",)), {key: measurement}, CLUSTER)
+    assert verdict.status is Status.FAIL and verdict.observed == 2
+    assert not METRICS["node.cpu_cores"].timed and METRICS["rtt.p99"].timed and METRICS["mtu.path"].timed

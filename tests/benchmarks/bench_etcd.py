@@ -45,7 +45,7 @@ PREFIX = "/talbench/bench-etcd/"
 
 
 def etcdctl(args: list[str], namespace: str | None, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Debian's etcdctl (v3 API), run inside ``namespace`` when one is given."""
+    """etcdctl (the one `make etcd` builds), run inside ``namespace`` when one is given."""
     argv = ["etcdctl", *args]
     if namespace:
         argv = ["ip", "netns", "exec", namespace, *argv]
@@ -192,7 +192,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results/bench/etcd.json"))
     args = parser.parse_args()
     if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
-        print("needs etcd and etcdctl (apt-get install etcd-server etcd-client)", file=sys.stderr)
+        print("needs etcd and etcdctl (make etcd)", file=sys.stderr)
         return 3
     use_lab = not args.loopback and os.geteuid() == 0
     rounds: list[dict[str, Any]] = []

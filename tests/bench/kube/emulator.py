@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.bench.kube import psa
+from tests.bench.kube import kubelet, psa
 
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "namespaces"): ("Namespace", False),
@@ -76,7 +76,7 @@ class SimNode:
     workdir: Path | None = None  # where the emulated kubelet keeps volumes and logs; None: no kubelet
     netns: str | None = None  # a lab node: containers run in its network namespace ...
     unix_socket: Path | None = None  # ... and the agent also serves this socket (the proxy's way in)
-    failure: str | None = None  # a waiting reason forced on its agent pod (ImagePullBackOff ...)
+    failure: str | None = None  # forced on its agent pod: a waiting reason (ImagePullBackOff ...) or Unschedulable
     kubelet_version: str = "v1.31.4"
     os_image: str = "Talos (v1.9.1)"
 
@@ -495,7 +495,7 @@ class ApiEmulator:
                     p
                     for p in self.objects("pods", ns)
                     if (
-                        p["spec"].get("nodeName") == node.name
+                        kubelet.affinity_node(p["spec"]) == node.name
                         and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or ())
                     )
                 ]
@@ -524,15 +524,31 @@ class ApiEmulator:
                                 }
                             ],
                         },
-                        "spec": {**copy.deepcopy(spec), "nodeName": node.name},
+                        "spec": self._scheduled(spec, node),
                         "status": {
                             "phase": "Pending",
-                            "hostIP": node.address,
-                            "podIP": node.address,
-                            "conditions": [{"type": "PodScheduled", "status": "True"}],
+                            **(
+                                {}
+                                if node.failure == kubelet.UNSCHEDULABLE
+                                else {"hostIP": node.address, "podIP": node.address}
+                            ),
+                            "conditions": [
+                                kubelet.unschedulable_condition(len(self.nodes))
+                                if node.failure == kubelet.UNSCHEDULABLE
+                                else {"type": "PodScheduled", "status": "True"}
+                            ],
                         },
                     },
                 )
+
+    @staticmethod
+    def _scheduled(template_spec: Mapping[str, Any], node: SimNode) -> dict[str, Any]:
+        """The pod's spec as the DaemonSet controller writes it (pinned by node affinity) and the
+        scheduler binds it (nodeName), unless the node has no room for it."""
+        spec = {**copy.deepcopy(dict(template_spec)), "affinity": kubelet.node_affinity(node.name)}
+        if node.failure != kubelet.UNSCHEDULABLE:
+            spec["nodeName"] = node.name
+        return spec
 
     def _failed_create(self, ns: str, ds: Mapping[str, Any], pod_name: str, problems: list[str]) -> None:
         key = (ns, ds["metadata"]["name"])
@@ -572,7 +588,8 @@ class ApiEmulator:
             live.add(uid)
             status = pod["status"]
             if node.failure:
-                self._set_waiting(status, node.failure, f"emulated {node.failure} on {node.name}")
+                image = pod["spec"]["containers"][0].get("image", "")
+                self._set_waiting(status, node.failure, kubelet.waiting_message(node.failure, image))
                 continue
             if node.workdir is None:
                 self._set_waiting(status, "ContainerCreating", "no kubelet on this node")
@@ -596,7 +613,13 @@ class ApiEmulator:
                                         "message": "back-off restarting failed container agent",
                                     }
                                 },
-                                "lastState": {"terminated": {"exitCode": container.proc.returncode, "reason": "Error"}},
+                                "lastState": {
+                                    "terminated": {
+                                        "exitCode": container.proc.returncode,
+                                        "reason": "Error",
+                                        **container.termination(pod),
+                                    }
+                                },
                             }
                         ],
                     }
@@ -662,6 +685,12 @@ class Container:
     def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
         self.proc = proc
         self.log = log
+
+    def termination(self, pod: Mapping[str, Any]) -> dict[str, str]:
+        """The terminated state's message (FallbackToLogsOnError: the log's tail)."""
+        policy = pod["spec"]["containers"][0].get("terminationMessagePolicy")
+        message = kubelet.termination_message(self.log, self.proc.returncode or 0, policy)
+        return {"message": message} if message else {}
 
     @classmethod
     async def start(

@@ -15,6 +15,7 @@ from talbench.bench.kube import manifests as m  # noqa: E402
 from tests.bench.kube import psa  # noqa: E402
 
 VERSIONS = ["1.33.0", kubernetes_validate.utils.latest_version()]
+DIGEST = "registry.example:5000/talbench@sha256:" + "ab" * 32
 
 
 def all_documents() -> list[dict]:
@@ -24,6 +25,7 @@ def all_documents() -> list[dict]:
         image="example/talbench:v1",
         token="tok",
         node_selector={"node.kubernetes.io/instance-type": "m5.large"},
+        image_pull_secrets=("regcred",),
     )
     existing = m.AgentSpec(
         run_id="r2", namespace="talbench", image="example/talbench:v1", token="tok", own_namespace=False
@@ -31,8 +33,14 @@ def all_documents() -> list[dict]:
     return [
         *m.agent_manifests(spec),
         *m.agent_manifests(existing),
-        *cronjob.manifests(),
-        *cronjob.manifests(cronjob=True, schedule="0 3 * * *", pushgateway="http://pushgateway.monitoring:9091"),
+        *cronjob.manifests(image=DIGEST),
+        *cronjob.manifests(
+            cronjob=True,
+            schedule="0 3 * * *",
+            image=DIGEST,
+            pull_secrets=["regcred"],
+            pushgateway="http://pushgateway.monitoring:9091",
+        ),
     ]
 
 
@@ -63,7 +71,7 @@ def test_a_broken_document_does_fail_validation():
 
 
 def test_the_printed_yaml_is_the_same_documents():
-    docs = cronjob.manifests(cronjob=True, schedule="@daily")
+    docs = cronjob.manifests(cronjob=True, schedule="@daily", image=DIGEST)
     assert list(yaml.safe_load_all(m.to_yaml(docs))) == docs
 
 
@@ -86,6 +94,7 @@ def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
     assert {p["containerPort"] for p in container["ports"]} == {8946}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health", "port": 8946}
     assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["imagePullPolicy"] == "IfNotPresent" and "imagePullSecrets" not in pod
     assert any("emptyDir" in v for v in pod["volumes"]) and not any("hostPath" in v for v in pod["volumes"])
     assert pod["automountServiceAccountToken"] is False
     # Talos' default (baseline) would reject it: that is why the namespace is privileged
@@ -93,7 +102,7 @@ def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
 
 
 def test_the_coordinator_pod_meets_the_restricted_profile():
-    docs = cronjob.manifests(cronjob=True, schedule="*/30 * * * *")
+    docs = cronjob.manifests(cronjob=True, schedule="*/30 * * * *", image=DIGEST)
     job = next(d for d in docs if d["kind"] == "CronJob")
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert psa.violations("restricted", pod) == []
@@ -102,18 +111,84 @@ def test_the_coordinator_pod_meets_the_restricted_profile():
     assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "*/30 * * * *"
 
 
-def test_the_default_image_follows_the_tool_version():
-    assert m.default_image().endswith(f":v{m.tool_version()}")
-
-
 @pytest.mark.parametrize("schedule", ["", "every day", "0 3 * *", "0 3 * * * *", "@sometimes"])
 def test_a_bad_schedule_is_a_usage_error(schedule):
     with pytest.raises(UsageError, match="--schedule"):
-        cronjob.manifests(cronjob=True, schedule=schedule)
+        cronjob.manifests(cronjob=True, schedule=schedule, image=DIGEST)
 
 
 def test_cronjob_needs_a_schedule_and_schedule_needs_cronjob():
     with pytest.raises(UsageError, match="--cronjob needs --schedule"):
-        cronjob.manifests(cronjob=True)
+        cronjob.manifests(cronjob=True, image=DIGEST)
     with pytest.raises(UsageError, match="only goes with --cronjob"):
-        cronjob.manifests(schedule="@daily")
+        cronjob.manifests(schedule="@daily", image=DIGEST)
+
+
+# ---- the image: none by default, a tag or a digest, pull secrets -------------------------------
+
+
+@pytest.mark.parametrize("cron", [False, True])
+def test_without_an_image_the_manifests_are_refused_with_how_to_build_one(cron):
+    with pytest.raises(UsageError, match="--image is required") as caught:
+        cronjob.manifests(cronjob=cron, schedule="@daily" if cron else None)
+    hint = caught.value.hint or ""
+    assert "make image" in hint and "skopeo copy" in hint and "oci-archive:results/image/" in hint
+    assert "@$(cat digest)" in hint and caught.value.exit_code == 2
+
+
+def test_no_document_names_an_image_talbench_does_not_build():
+    text = m.to_yaml(all_documents())
+    assert "ghcr.io" not in text and not hasattr(m, "default_image")
+
+
+def test_the_cronjob_pulls_by_digest_with_its_secrets_and_hands_them_to_the_run():
+    docs = cronjob.manifests(cronjob=True, schedule="@daily", image=DIGEST, pull_secrets="regcred,mirror")
+    job = next(d for d in docs if d["kind"] == "CronJob")
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    containers = pod["initContainers"] + pod["containers"]
+    assert {c["image"] for c in containers} == {DIGEST} and {c["imagePullPolicy"] for c in containers} == {
+        "IfNotPresent"
+    }
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--image") + 1] == DIGEST
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--image-pull-secret"] == ["regcred", "mirror"]
+
+
+def test_a_tag_is_pulled_every_time_a_digest_only_when_missing():
+    for image, policy in (("reg.example/talbench:v0.2.0", "Always"), (DIGEST, "IfNotPresent")):
+        docs = cronjob.manifests(image=image, pull_secrets=["regcred"])
+        pod = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"] == image and pod["containers"][0]["imagePullPolicy"] == policy
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+# ---- resources and the grace period -----------------------------------------------------------
+
+
+def _agent_pod() -> dict:
+    return m.agent_daemonset(m.AgentSpec(run_id="r", namespace="n", image=DIGEST, token="t"))["spec"]["template"][
+        "spec"
+    ]
+
+
+def test_the_agent_pod_has_a_cpu_request_a_memory_limit_and_no_cpu_limit():
+    resources = _agent_pod()["containers"][0]["resources"]
+    assert "cpu" not in resources["limits"]  # a CFS quota would throttle the measurement itself
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+    assert resources["limits"] == {"memory": m.MEMORY_LIMIT}
+
+
+def test_the_grace_period_outlasts_the_agents_own_shutdown():
+    from talbench.agents.main import SHUTDOWN_TIMEOUT
+
+    grace = _agent_pod()["terminationGracePeriodSeconds"]
+    assert grace == m.GRACE_PERIOD_S and grace >= SHUTDOWN_TIMEOUT + 10
+    # the coordinator, stopped while it removes a run, waits for the agents' grace period and more
+    from talbench.bench.dispatch.kube import KubeOptions
+
+    assert cronjob.COORDINATOR_GRACE_S > KubeOptions().delete_timeout > grace
+
+
+def test_a_crash_loop_reports_its_log_tail_without_log_access():
+    assert _agent_pod()["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"

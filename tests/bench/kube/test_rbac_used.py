@@ -37,7 +37,7 @@ async def test_a_laptop_run_uses_exactly_the_runner_cluster_role(cluster, tmp_pa
             await client.release_run("run-rbac")
     await dispatcher.clean()
     wanted = used(cluster, None)
-    granted = granted_by(cronjob.manifests())
+    granted = granted_by(cronjob.manifests(image="talbench-test:emulated"))
     assert granted == coordinator_permissions(own_namespace=True, via_proxy=True)
     assert wanted == granted, (
         f"unused grants: {sorted(map(str, granted - wanted))}; missing: {sorted(map(str, wanted - granted))}"
@@ -46,7 +46,7 @@ async def test_a_laptop_run_uses_exactly_the_runner_cluster_role(cluster, tmp_pa
 
 async def test_a_scheduled_run_uses_exactly_the_cronjob_roles(cluster, tmp_path):
     home = "talbench"
-    docs = cronjob.manifests(cronjob=True, schedule="@daily", namespace=home)
+    docs = cronjob.manifests(cronjob=True, schedule="@daily", namespace=home, image="talbench-test:emulated")
     ns = next(d for d in docs if d["kind"] == "Namespace")
     cluster._put("v1", "namespaces", None, {**ns, "status": {"phase": "Active"}})
     dispatcher = dispatcher_for(cluster, tmp_path, namespace=home, access="direct")

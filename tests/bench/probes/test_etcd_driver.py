@@ -34,7 +34,7 @@ from tests.agents.helpers import TOKEN
 
 DRIVERS = {"etcd": EtcdDriver()}
 METRICS = metrics_of(DRIVERS)
-needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (make etcd)")
 
 # The snippet for scenarios/control-plane.yaml (probes: and checks: entries).
 SNIPPET = """

@@ -6,11 +6,13 @@ raising the member RTT, the write latency and the recommended heartbeat."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import psutil
 import pytest
 
+from talbench.agents.probes.etcd_binary import ETCD_VERSION
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
@@ -20,6 +22,7 @@ from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status, Verdict
 from talbench.bench.plan import make_plan
 from talbench.bench.probes.etcd import EtcdDriver
+from talbench.bench.report.runjson import measurement_dict
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse
 from tests.bench.probes.test_etcd_driver import SNIPPET
@@ -68,6 +71,10 @@ async def test_three_member_scratch_cluster_on_the_lab(make_lab: Callable[..., L
     for member in members:  # members talk over the lab network, on the node addresses
         assert member["peer_urls"] == [f"http://{addresses[member['name']]}:12380"]
     assert all(t["ok"] and t["data_removed"] for t in cluster.data["teardown"].values())
+    # the members run the etcd Talos ships (make etcd builds it), and run.json records it
+    recorded = json.loads(json.dumps(measurement_dict(cluster)))["data"]["members"]
+    assert sorted(recorded) == ["cp1", "cp2", "cp3"]
+    assert {member["version"] for member in recorded.values()} == {ETCD_VERSION} == {"3.6.16"}, recorded
     judged = {k: v for k, v in verdicts.items() if v.status is not Status.INFO}
     assert judged and all(v.status in (Status.PASS, Status.WARN, Status.FAIL) for v in judged.values()), judged
     assert {k for k in verdicts if k.startswith("etcd-wal-fsync/")} == {

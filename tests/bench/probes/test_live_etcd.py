@@ -34,7 +34,7 @@ from talbench.bench.probes import default_drivers
 from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, measure_live_etcd
 from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings, url_list
 
-needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (apt-get install etcd-server)")
+needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (make etcd)")
 RUN = "run-live"
 PREFIX = f"/talbench/{RUN}/"
 NEIGHBOURS = {  # keys around the prefix that a sloppy range would touch
@@ -125,7 +125,7 @@ def seed(url: str, tls: TlsFiles | None = None, extra: dict[str, str] | None = N
 @pytest.fixture
 def etcd_url(tmp_path: Path) -> Iterator[str]:
     if shutil.which("etcd") is None:
-        pytest.skip("needs etcd (apt-get install etcd-server)")
+        pytest.skip("needs etcd (make etcd)")
     with real_etcd(tmp_path / "etcd") as url:
         seed(url)
         yield url

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# mmdebstrap's customize hook of build-image.sh: $1 is the finished Debian rootfs (the chroot runs
+# the target architecture, under qemu for a foreign one).  From build-image.sh's environment:
+#   TB_WHEEL         the talbench wheel
+#   TB_CA_BUNDLE     the CA bundle pip trusts while it runs (the build host's); may be empty
+#   TB_PIP_CACHE     pip's cache for this architecture (copied in and back out)
+#   TB_APT_CACHE     the Debian packages of this architecture (kept for the next build)
+#   TB_ETCD_DIR      etcd and etcdctl for this architecture; empty: none in the image
+#   TB_ETCD_VERSION  the version they must report
+#   TB_SKIP_TOOLS    declared tools not checked (etcd etcdctl without TB_ETCD_DIR)
+#   TB_PATH          the image's PATH
+set -euo pipefail
+rootfs=${1:?usage: image-customize.sh ROOTFS}
+log() { printf 'image-customize: %s\n' "$*" >&2; }
+in_root() { chroot "$rootfs" /usr/bin/env -i PATH="$TB_PATH" HOME=/root PYTHONDONTWRITEBYTECODE=1 "$@"; }
+
+# Keep this build's Debian packages for the next one; drop those no longer installed.
+archives=$rootfs/var/cache/apt/archives
+cp -n "$archives"/*.deb "$TB_APT_CACHE"/ 2>/dev/null || true
+in_root dpkg-query -W -f '${Package}_${Version}_${Architecture}.deb\n' | sed 's/:/%3a/g' | sort >"$rootfs/tmp/installed-debs"
+(cd "$TB_APT_CACHE" && ls -- *.deb 2>/dev/null | sort | comm -23 - "$rootfs/tmp/installed-debs" | xargs -r rm -f --)
+
+# The venv, the wheel and its dependencies from PyPI
+mkdir -p "$rootfs/tmp/wheel" "$rootfs/tmp/pip-cache"
+cp "$TB_WHEEL" "$rootfs/tmp/wheel/"
+cp -a "$TB_PIP_CACHE/." "$rootfs/tmp/pip-cache/"
+pip_env=()
+if [ -n "$TB_CA_BUNDLE" ]; then
+  cp "$TB_CA_BUNDLE" "$rootfs/tmp/build-ca.crt"
+  pip_env+=(PIP_CERT=/tmp/build-ca.crt)
+fi
+# The build host's index, proxy and timeout settings apply to the build (not stored in the image).
+for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_DEFAULT_TIMEOUT http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+  [ -z "${!var:-}" ] || pip_env+=("$var=${!var}")
+done
+in_root python3 -m venv /opt/talbench
+in_root "${pip_env[@]}" /opt/talbench/bin/pip install --quiet --disable-pip-version-check --no-warn-script-location \
+  --no-compile --cache-dir /tmp/pip-cache "/tmp/wheel/$(basename "$TB_WHEEL")" >&2
+cp -a "$rootfs/tmp/pip-cache/." "$TB_PIP_CACHE/"
+# What the venv holds, for whoever audits the image; pip itself is not needed at run time.
+in_root /opt/talbench/bin/pip freeze --all --disable-pip-version-check >"$rootfs/opt/talbench/pip-freeze.txt"
+in_root /opt/talbench/bin/pip uninstall --quiet --yes pip >&2
+
+if [ -n "$TB_ETCD_DIR" ]; then
+  install -m 0755 "$TB_ETCD_DIR/etcd" "$TB_ETCD_DIR/etcdctl" "$rootfs/usr/local/bin/"
+  reported=$(in_root etcd --version | sed -n 's/^etcd Version: //p')
+  [ "v$reported" = "$TB_ETCD_VERSION" ] || { log "etcd in the image reports '$reported', not $TB_ETCD_VERSION"; exit 1; }
+  in_root etcdctl version >/dev/null
+fi
+
+# Every tool a probe declares is on the image's PATH, and the agent starts.
+in_root TB_SKIP_TOOLS="$TB_SKIP_TOOLS" /opt/talbench/bin/python - <<'EOF'
+import os
+import shutil
+import sys
+
+from talbench.agents.probes import declarations
+
+skip = set(os.environ["TB_SKIP_TOOLS"].split())
+tools = {tool for declaration in declarations().values() for tool in declaration.tools}
+missing = sorted(f"{t.binary} ({t.debian_package})" for t in tools if t.binary not in skip and not shutil.which(t.binary))
+if missing:
+    sys.exit("image-customize: declared tools missing from the image: " + ", ".join(missing))
+import etcd3gw  # noqa: E402,F401  (the live-etcd client: its dependencies import at run time)
+EOF
+in_root /opt/talbench/bin/talbench --help >/dev/null
+in_root python -m talbench.agents --help >/dev/null # the DaemonSet's command
+
+# No caches, logs or byte code (PYTHONDONTWRITEBYTECODE: a read-only root never writes it);
+# build-image.sh removes the host's resolv.conf and hostname and /dev's nodes once mmdebstrap
+# has unmounted what it mounted.
+rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs"/root/.cache "$rootfs"/var/lib/apt/lists/* \
+  "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old \
+  "$rootfs"/var/log/apt/* "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log
+find "$rootfs/opt" "$rootfs/usr/lib" -xdev -depth -type d -name __pycache__ -exec rm -rf {} +

@@ -1,0 +1,79 @@
+"""What the emulator's scheduler and kubelet write when an agent pod cannot start, in the words
+of the real ones (kube-scheduler, the kubelet with containerd), and the node affinity the
+DaemonSet controller gives each of its pods (tests/bench/kube/emulator.py uses these)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+UNSCHEDULABLE = "Unschedulable"
+TERMINATION_TAIL_BYTES = 2048  # the kubelet's FallbackToLogsOnError: the log's last 2 KiB ...
+TERMINATION_TAIL_LINES = 80  # ... or last 80 lines, whichever is less
+
+
+def node_affinity(node: str) -> dict[str, Any]:
+    """What the DaemonSet controller pins each of its pods to its node with (the scheduler binds it)."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]
+            }
+        }
+    }
+
+
+def affinity_node(spec: Mapping[str, Any]) -> str | None:
+    """The node a pod is for: bound, or pinned by node affinity (not yet scheduled)."""
+    if spec.get("nodeName"):
+        return str(spec["nodeName"])
+    terms = (
+        ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        or {}
+    ).get("nodeSelectorTerms") or []
+    for term in terms:
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name" and field.get("values"):
+                return str(field["values"][0])
+    return None
+
+
+def waiting_message(reason: str, image: str) -> str:
+    """The kubelet's message for a waiting container (containerd's words for a pull failure)."""
+    if reason == "ErrImagePull":
+        return (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+            f'failed to resolve reference "{image}": {image}: not found'
+        )
+    if reason == "ImagePullBackOff":
+        return f'Back-off pulling image "{image}"'
+    return f"emulated {reason}"
+
+
+def unschedulable_condition(nodes: int) -> dict[str, str]:
+    """kube-scheduler's PodScheduled condition for a DaemonSet pod its node has no room for."""
+    others = nodes - 1
+    return {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": UNSCHEDULABLE,
+        "message": (
+            f"0/{nodes} nodes are available: 1 Insufficient memory, {others} node(s) didn't match Pod's node "
+            f"affinity/selector. preemption: 0/{nodes} nodes are available: 1 No preemption victims found for "
+            f"incoming pod, {others} Preemption is not helpful for scheduling."
+        ),
+    }
+
+
+def termination_message(log: Path, exit_code: int, policy: str | None) -> str | None:
+    """``lastState.terminated.message``: with FallbackToLogsOnError and a failed exit, the tail of
+    the container's log (the agent writes no termination-log file)."""
+    if policy != "FallbackToLogsOnError" or exit_code == 0:
+        return None
+    try:
+        data = log.read_bytes()[-TERMINATION_TAIL_BYTES:]
+    except OSError:
+        return None
+    lines = data.decode(errors="replace").splitlines()[-TERMINATION_TAIL_LINES:]
+    return "\n".join(lines) or None

@@ -1,0 +1,239 @@
+"""Lab agents in runc containers (``lab up --image``): the pod context is the DaemonSet's, the
+runtime config grants exactly it, the image is picked and unpacked once, and (root, with runc,
+umoci and an image archive) a real lab runs probes in containers whose PID 1 holds only the
+declared capabilities on a read-only root, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from talbench.bench.dispatch.lab import pod_context, quantity
+from talbench.bench.kube import manifests
+from talbench.bench.lab import containers, oci_image
+from talbench.bench.lab.containers import ImageRequest
+from talbench.bench.lab.oci_image import Image
+from talbench.bench.lab.oci_spec import SOCKET_DIR
+from talbench.bench.lab.state import LabImage, LabState, load_state, save_state
+from talbench.bench.lab.topology import LabSpec
+from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible
+
+IMAGE_DIR = Path(__file__).resolve().parents[3] / "results" / "image"  # where make image leaves its archives
+CAP_BITS = {"NET_ADMIN": 12, "NET_RAW": 13}
+
+# -- pure: the pod context and the runtime config --------------------------------------------------
+
+
+def daemonset_pod() -> dict:
+    spec = manifests.AgentSpec(run_id="lab", namespace="lab", image="lab", token="lab")
+    return manifests.agent_daemonset(spec)["spec"]["template"]["spec"]
+
+
+def test_the_pod_context_is_read_from_the_daemonset():
+    pod, context = daemonset_pod(), pod_context()
+    container = pod["containers"][0]
+    assert list(context.capabilities) == manifests.agent_capabilities()
+    assert context.read_only_root is container["securityContext"]["readOnlyRootFilesystem"]
+    assert context.no_new_privileges is (container["securityContext"]["allowPrivilegeEscalation"] is False)
+    assert context.memory_limit == quantity(container["resources"]["limits"]["memory"])
+    assert context.grace_seconds == pod["terminationGracePeriodSeconds"]
+    assert {v.path for v in context.volumes} == {m["mountPath"] for m in container["volumeMounts"]}
+    assert context.data_dir == manifests.DATA_DIR and context.token_file.startswith(manifests.TOKEN_DIR)
+
+
+def test_quantities():
+    assert quantity("1Gi") == 2**30 and quantity("250m") == 0.25 and quantity("2") == 2 and quantity(None) is None
+    with pytest.raises(ValueError):
+        quantity("lots")
+
+
+def fake_state(tmp_path: Path) -> LabState:
+    from talbench.bench.lab.lab import _initial_state
+    from talbench.bench.lab.topology import plan_lab
+
+    image = LabImage("/x.tar", "sha256:" + "0" * 64, "/cache/rootfs", 30.0)
+    return _initial_state(plan_lab(LabSpec(1, 0), "lab0a0b0c"), tmp_path, persistent=True, port=7000, image=image)
+
+
+def test_the_runtime_config_grants_exactly_the_pod_context(tmp_path):
+    state = fake_state(tmp_path)
+    (node,) = state.nodes
+    context = pod_context()
+    image = Image(Path("/x.tar"), "sha256:" + "0" * 64, Path("/cache/rootfs"), ("/opt/talbench/bin/talbench",), (), "/")
+    config = containers.node_config(state, node, image, context)
+    caps = sorted(f"CAP_{c}" for c in manifests.agent_capabilities())
+    process = config["process"]
+    assert {k: sorted(v) for k, v in process["capabilities"].items()} == {
+        "bounding": caps,
+        "effective": caps,
+        "permitted": caps,
+        "inheritable": [],
+        "ambient": [],
+    }
+    assert process["noNewPrivileges"] is True and process["user"] == {"uid": 0, "gid": 0}
+    assert process["args"][:2] == ["/opt/talbench/bin/talbench", "agent"]
+    assert process["args"][process["args"].index("--unix") + 1] == f"{SOCKET_DIR}/agent.sock"
+    assert config["root"] == {"path": "/cache/rootfs", "readonly": True}
+    namespaces = {n["type"]: n.get("path") for n in config["linux"]["namespaces"]}
+    assert namespaces == {
+        "network": f"/run/netns/{node.namespace}",
+        "pid": None,
+        "mount": None,
+        "ipc": None,
+        "uts": None,
+    }
+    assert config["linux"]["resources"]["memory"]["limit"] == context.memory_limit
+    assert config["linux"]["cgroupsPath"] == "/talbench-lab0a0b0c/cp1"
+    binds = {m["destination"]: (m["source"], m["options"][-1]) for m in config["mounts"] if m["type"] == "bind"}
+    assert binds[context.data_dir] == (str(node.data_dir), "rw")
+    assert binds[context.token_file] == (str(state.token_file), "ro")
+    assert binds[SOCKET_DIR] == (str(node.socket.parent), "rw")
+    assert node.container == "talbench-lab0a0b0c-cp1" and node.socket == node.node_dir / "sock" / "agent.sock"
+
+
+def test_the_lab_state_records_the_image_and_the_containers(tmp_path):
+    state = fake_state(tmp_path)
+    save_state(state)
+    again = load_state(tmp_path)
+    assert again.image == state.image and [n.container for n in again.nodes] == ["talbench-lab0a0b0c-cp1"]
+
+
+def write_layout(root: Path, arch: str) -> str:
+    """A minimal OCI layout: an index of two platforms, each a manifest with a config."""
+
+    def blob(data: dict) -> dict:
+        raw = json.dumps(data).encode()
+        digest = hashlib.sha256(raw).hexdigest()
+        (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "blobs" / "sha256" / digest).write_bytes(raw)
+        return {"digest": f"sha256:{digest}", "size": len(raw)}
+
+    chosen = ""
+    entries = []
+    for platform in ("arm64", "amd64"):
+        config = blob({"architecture": platform, "os": "linux", "config": {"Entrypoint": ["/bin/tb"]}})
+        manifest = blob({"schemaVersion": 2, "config": config, "layers": []})
+        entries.append({**manifest, "mediaType": "application/vnd.oci.image.manifest.v1+json", "platform": {"architecture": platform, "os": "linux"}})  # fmt: skip
+        if platform == arch:
+            chosen = manifest["digest"]
+    index = blob({"schemaVersion": 2, "manifests": entries})
+    nested = {**index, "mediaType": oci_image.INDEX_MEDIA_TYPE}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [nested]}))
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return chosen
+
+
+def test_this_machines_manifest_is_picked_out_of_a_multi_platform_index(tmp_path):
+    expected = write_layout(tmp_path, oci_image.goarch())
+    with oci_image._reader(tmp_path) as read:
+        digest, config = oci_image._manifest_and_config(read)
+    assert digest == expected and config["architecture"] == oci_image.goarch()
+
+
+# -- root: a real lab in containers ---------------------------------------------------------------
+
+
+def archive_or_skip() -> Path:
+    skip_unless_lab_possible(agents=False)
+    missing = [tool for tool in ("runc", "umoci") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)} (apt-get install runc umoci)")
+    given = os.environ.get("TALBENCH_IMAGE_ARCHIVE")
+    built = sorted(IMAGE_DIR.glob(f"*{oci_image.goarch()}*.tar")) if IMAGE_DIR.is_dir() else []
+    archive = Path(given) if given else (built[-1] if built else None)
+    if archive is None or not archive.exists():
+        pytest.skip(f"no image archive ({given or IMAGE_DIR}): make image, or set TALBENCH_IMAGE_ARCHIVE")
+    return archive
+
+
+def status_field(pid: int, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def cap_eff(pid: int) -> int:
+    return int(status_field(pid, "CapEff"), 16)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths are one inode (a container's /proc/PID/root reads as "/" from outside)."""
+    first, second = a.stat(), b.stat()
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def in_container(cid: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runc", "exec", cid, *argv], capture_output=True, text=True, timeout=30, check=False)
+
+
+def leftovers(lab_id: str) -> dict[str, object]:
+    mounts = Path("/proc/self/mountinfo").read_text()
+    return {
+        "containers": containers.lab_containers(lab_id),
+        "cgroups": containers.cgroup_parents(lab_id),
+        "namespaces": lab_namespaces(lab_id),
+        "mounts": [line for line in mounts.splitlines() if lab_id in line],
+    }
+
+
+@pytest.mark.root("ip", "runc")
+@pytest.mark.lab
+def test_a_lab_of_containers_runs_probes_with_only_the_declared_capabilities(tmp_path):
+    from talbench.bench.lab import lab
+
+    archive = archive_or_skip()
+    with lab_root() as root:
+        state = lab.up(LabSpec(2, 0), root, image=ImageRequest(archive, pod_context()), agent_ready_timeout=60)
+        lab_id = state.lab_id
+        assert state.image is not None and Path(state.image.archive) == archive.resolve()
+        declared = sum(1 << CAP_BITS[c] for c in manifests.agent_capabilities())
+        for node in state.nodes:
+            assert node.container and node.pid
+            assert cap_eff(node.pid) == declared, node.name
+            assert same_file(Path(f"/proc/{node.pid}/root"), Path(state.image.rootfs)), "not the image's root"
+            assert status_field(node.pid, "NSpid").split()[-1] == "1", "the agent is not its container's PID 1"
+            assert "agent" in in_container(node.container, "cat", "/proc/1/cmdline").stdout.split("\0")
+            refused = in_container(node.container, "touch", "/opt/talbench/written")
+            assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+            assert in_container(node.container, "touch", f"{pod_context().data_dir}/written").returncode == 0
+            assert (node.data_dir / "written").exists()
+        out = tmp_path / "out"
+        environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
+        argv = ["run", "--scenario", "control-plane", "--target", "lab", "--image", str(archive)]
+        argv += ["--only", "rtt,mtu,fsync", "--quick", "--out", str(out), "--format", "json"]
+        done = subprocess.run(
+            [sys.executable, "-m", "talbench.bench.cli", *argv],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        (run_dir,) = list(out.iterdir())
+        doc = json.loads((run_dir / "run.json").read_text())
+        statuses = {(v["check"], v["subject"]): v["status"] for v in doc["verdicts"]}
+        assert statuses and "no_data" not in statuses.values(), statuses
+        lab.down(root, lab_id, term_timeout=5.0)
+        assert leftovers(lab_id) == {"containers": (), "cgroups": (), "namespaces": [], "mounts": []}
+
+
+@pytest.mark.root("ip", "runc")
+@pytest.mark.lab
+def test_lab_down_removes_the_containers_of_a_lab_whose_directory_is_gone():
+    from talbench.bench.lab import lab
+
+    archive = archive_or_skip()
+    with lab_root() as root:
+        state = lab.up(LabSpec(1, 0), root, image=ImageRequest(archive, pod_context()), persistent=False)
+        shutil.rmtree(state.lab_dir)
+        report = lab.remove_leftovers(term_timeout=5.0)
+        assert state.lab_id in report.labs and report.containers == (f"talbench-{state.lab_id}-cp1",)
+        assert leftovers(state.lab_id) == {"containers": (), "cgroups": (), "namespaces": [], "mounts": []}
