@@ -1,7 +1,8 @@
 # talbench: everything a fresh Debian/Ubuntu machine needs, installed by the project itself.
 #   make run    install, build the lab, run the control-plane scenario on it, remove the lab
 #   make test   install what the tests need; the static checks (make lint, make typecheck), then the tests
-#   make lint   formatter check (ruff format), ruff's rules, import-linter's layer contracts (.importlinter)
+#   make lint   formatter check (ruff format), ruff's rules, import-linter's layer contracts (.importlinter),
+#               actionlint (with shellcheck) on .github/workflows
 #   make typecheck  mypy (strict on the pure layers; pyproject.toml [tool.mypy])
 #   make fmt    format the tree and apply ruff's safe fixes
 #   make bench  benchmarks (talbench next to the reference tools), written to results/bench/
@@ -23,7 +24,13 @@ ETCD_ARCHES ?= amd64 arm64
 ETCD_BINDIR ?= /usr/local/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean
+.PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean actionlint shellcheck
+
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# actionlint, a Go program from the Go module proxy (`go list -m -versions github.com/rhysd/actionlint`),
+# installed once per machine under $(TALBENCH_CACHE), with the Go caches `make etcd` uses
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(TALBENCH_CACHE)/bin/actionlint-$(ACTIONLINT_VERSION)/actionlint
 
 system-deps:
 	@missing=""; \
@@ -70,10 +77,26 @@ run: venv etcd
 test: lint typecheck etcd
 	$(BIN)/pytest -q -ra
 
-lint: venv
+lint: venv actionlint
 	$(BIN)/ruff format --check --quiet
 	$(BIN)/ruff check --quiet
 	$(BIN)/lint-imports --no-logo
+
+# The release workflow (.github/workflows), its run: scripts through shellcheck.
+actionlint: $(ACTIONLINT) shellcheck
+	$(ACTIONLINT) -no-color -shellcheck "$$(command -v shellcheck)"
+
+$(ACTIONLINT):
+	@[ -x "$(GO)" ] || { echo "make: Go is needed to install actionlint (https://go.dev/dl/, or GO=/path/to/go)" >&2; exit 3; }
+	@mkdir -p $(@D) $(TALBENCH_CACHE)/go
+	GOBIN=$(@D) GOMODCACHE=$(TALBENCH_CACHE)/go/mod GOCACHE=$(TALBENCH_CACHE)/go/build GOFLAGS=-modcacherw \
+	  $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+shellcheck:
+	@command -v shellcheck >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: needs root to install: shellcheck (run as root, or install it)" >&2; exit 3; fi; \
+	  echo "installing system packages: shellcheck"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
 
 # mypy reads talbench/ (symlinks to bench/, agents/): module names are the installed ones.
 typecheck: venv

@@ -264,15 +264,15 @@ async def serve(options: Options) -> None:
         if options.unix is not None:  # first: refusing a taken socket path logs nothing before
             unix_sock = _bind_unix(options.unix)
             unix_inode = options.unix.stat().st_ino
-        netns_lock = claim_netns()
-        if netns_lock is not None:  # before serving: no job of this agent has made a link yet
-            await remove_leftovers()
-        else:
-            log.info("another talbench agent runs in this network namespace: its test links are left alone")
         try:
             await runner.setup()  # binds the UDP echo responder
         except OSError as exc:
             raise CannotServe(f"UDP {options.host}:{options.port}: {exc.strerror or exc}") from exc
+        netns_lock = claim_netns()
+        if netns_lock is not None:  # before the API serves: no job of this agent has made a link yet
+            await remove_leftovers()
+        else:
+            log.info("another talbench agent runs in this network namespace: its test links are left alone")
         try:
             await web.TCPSite(runner, options.host, options.port, reuse_address=True).start()
         except OSError as exc:

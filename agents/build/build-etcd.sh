@@ -5,7 +5,7 @@
 #   ${TALBENCH_CACHE:-/var/cache/talbench}/etcd/v3.6.16/linux-<arch>/{etcd,etcdctl}
 #
 # once per machine: an architecture whose stamp matches the recipe (go.mod, go.sum, the main
-# packages, this script) is skipped without running Go, so a second run is instant.  The Go
+# packages, the build flags) is skipped without running Go, so a second run is instant.  The Go
 # module and build caches live under the same cache directory.  Static (CGO_ENABLED=0),
 # -trimpath, no VCS stamp of this repository.  etcd's own build sets api/v3/version.GitSHA from
 # its git checkout; the module proxy serves no commit, so `etcd --version` says "Not provided".
@@ -19,6 +19,7 @@ set -euo pipefail
 
 ETCD_VERSION=v3.6.16
 ARCHES_DEFAULT=(amd64 arm64)
+BUILD_FLAGS=(-trimpath -ldflags "-s -w")  # static (CGO_ENABLED=0, below), reproducible paths, no symbols
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 recipe=$here/etcd
@@ -44,8 +45,8 @@ for module in server etcdctl; do
     || die "agents/build/etcd/go.mod does not pin go.etcd.io/etcd/$module/v3 $ETCD_VERSION"
 done
 
-# What a built binary depends on: the recipe and the flags below.  A change rebuilds.
-recipe_hash=$(cd "$recipe" && cat go.mod go.sum cmd/etcd/main.go cmd/etcdctl/main.go "$here/build-etcd.sh" \
+# What a built binary depends on: the recipe and the build flags.  A change rebuilds.
+recipe_hash=$( (cd "$recipe" && cat go.mod go.sum cmd/etcd/main.go cmd/etcdctl/main.go && echo "${BUILD_FLAGS[*]}") \
   | sha256sum | cut -c1-16)
 
 built() {  # ARCH: both binaries there and stamped with this recipe
@@ -71,7 +72,8 @@ have=$("$go" env GOVERSION | sed 's/^go//')
   || [[ ${GOTOOLCHAIN:-auto} != local ]] \
   || die "etcd $ETCD_VERSION needs Go >= $need, $go is $have (GOTOOLCHAIN=local)"
 
-mkdir -p "$root" "$cache/go"
+mkdir -p "$root" "$cache/go" 2>/dev/null && [[ -w $root ]] \
+  || die "cannot write $root: run as root, or set TALBENCH_CACHE to a directory of yours"
 exec 9>"$root/.lock"
 flock 9  # one build at a time per cache; the second waits, then finds the stamps
 
@@ -86,15 +88,18 @@ for arch in "${todo[@]}"; do
   started=$(date +%s)
   echo "build-etcd: building etcd $ETCD_VERSION for linux/$arch ($("$go" env GOVERSION))" >&2
   for binary in etcd etcdctl; do
-    (cd "$recipe" && GOARCH=$arch "$go" build -trimpath -ldflags "-s -w" -o "$tmp/$binary" "./cmd/$binary")
+    (cd "$recipe" && GOARCH=$arch "$go" build "${BUILD_FLAGS[@]}" -o "$tmp/$binary" "./cmd/$binary")
     # The binary carries its module versions: check they are the pinned ones, for this arch.
     info=$("$go" version -m "$tmp/$binary")
     grep -q "GOARCH=$arch" <<<"$info" || die "$binary is not a linux/$arch binary"
     grep -Eq "dep[[:space:]]+go.etcd.io/etcd/(server|etcdctl)/v3[[:space:]]+$ETCD_VERSION" <<<"$info" \
       || die "$binary was not built from etcd $ETCD_VERSION"
   done
-  if [[ $arch == $("$go" env GOHOSTARCH) ]]; then
-    "$tmp/etcd" --version | grep -qx "etcd Version: ${ETCD_VERSION#v}" || die "$tmp/etcd --version is not ${ETCD_VERSION#v}"
+  # Run it when this machine can (its own arch; a foreign one through qemu-user-static's binfmt).
+  if [[ $arch == $("$go" env GOHOSTARCH) ]] || "$tmp/etcd" --version >/dev/null 2>&1; then
+    reported=$("$tmp/etcd" --version)$'\n'$("$tmp/etcdctl" version)
+    grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$reported" || die "etcd --version is not ${ETCD_VERSION#v}: $reported"
+    grep -qx "etcdctl version: ${ETCD_VERSION#v}" <<<"$reported" || die "etcdctl version is not ${ETCD_VERSION#v}: $reported"
   fi
   mkdir -p "$dir"
   rm -f "$dir/.stamp"

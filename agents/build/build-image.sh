@@ -2,7 +2,7 @@
 # Builds the talbench image with no container engine and no registry: a minimal Debian bookworm
 # rootfs (mmdebstrap), the packages of agents/build/image-packages.txt, the project's wheel and
 # its dependencies from PyPI in a venv at /opt/talbench, the Talos etcd/etcdctl built by
-# `make etcd`; packed by umoci as an OCI image and written as an OCI archive (a tar of an OCI
+# `make etcd` (agents/build/build-etcd.sh); packed by umoci as an OCI image and written as an OCI archive (a tar of an OCI
 # image layout):
 #
 #   results/image/talbench-<version>-<arch>.oci.tar   one per architecture (one manifest)
@@ -19,20 +19,19 @@
 #   --no-etcd  build without etcd/etcdctl (the etcd probe cannot run on such an image)
 # Needs root, mmdebstrap, umoci, python3, git; qemu-user-static + binfmt-support for a foreign
 # architecture (`make image` installs them).  Caches (Debian packages, pip's downloads) live
-# under ${TALBENCH_CACHE:-/var/cache/talbench}/image/; the etcd binaries are read from
-# ${TALBENCH_CACHE:-/var/cache/talbench}/etcd/<ETCD_VERSION>/linux-<arch>/.
+# under ${TALBENCH_CACHE:-/var/cache/talbench}/image/; the etcd binaries are read from where
+# build-etcd.sh puts them (build-etcd.sh --print-dir ARCH).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${TALBENCH_CACHE:-/var/cache/talbench}
-ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 IMAGE_PATH=/opt/talbench/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-log() { printf 'build-image: %s\n' "$*" >&2; }
+log() { printf 'build-image: [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 die() {
   log "$*"
   exit 1
@@ -77,6 +76,7 @@ if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
 fi
 # No credentials in a label: https://user:token@host/x -> https://host/x; git@host:x -> https://host/x
 source=$(printf '%s' "$source" | sed -E 's#^[a-z+]+://[^/@]*@#https://#; s#^git@([^:]+):#https://\1/#; s#\.git$##')
+[ -n "$source" ] || log "no git remote 'origin' and no TALBENCH_IMAGE_SOURCE: no org.opencontainers.image.source label"
 created=$(date -u ${SOURCE_DATE_EPOCH:+-d "@$SOURCE_DATE_EPOCH"} +%Y-%m-%dT%H:%M:%SZ)
 
 mapfile -t packages < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$HERE/image-packages.txt")
@@ -126,16 +126,16 @@ for arch in "${arches[@]}"; do
   start=$SECONDS
   [ "$arch" = "$host_arch" ] || ensure_foreign "$arch"
   etcd_dir=
-  etcd_label=$ETCD_VERSION
+  etcd_label=none
   skip_tools=
   if [ "$etcd" = 1 ]; then
-    etcd_dir=$CACHE/etcd/$ETCD_VERSION/linux-$arch
+    etcd_dir=$("$HERE/build-etcd.sh" --print-dir "$arch") # .../etcd/<version>/linux-<arch>
+    etcd_label=$(basename "$(dirname "$etcd_dir")")
     [ -x "$etcd_dir/etcd" ] && [ -x "$etcd_dir/etcdctl" ] ||
-      die "no etcd $ETCD_VERSION for $arch in $etcd_dir (make etcd builds it; --no-etcd builds an image without)"
+      die "no etcd for $arch in $etcd_dir (make etcd builds it; --no-etcd builds an image without)"
   else
     log "WARNING: --no-etcd: the $arch image has no etcd/etcdctl, its etcd probe cannot run"
     skip_tools="etcd etcdctl"
-    etcd_label=none
   fi
   apt_cache=$CACHE/image/apt/$SUITE-$arch
   pip_cache=$CACHE/image/pip/$arch
@@ -147,10 +147,17 @@ for arch in "${arches[@]}"; do
   umoci new --image "$layout:$tag"
   umoci unpack --image "$layout:$tag" "$bundle" >&2
   log "$arch: Debian $SUITE rootfs (mmdebstrap) and the venv"
+  # merged-usr hook: the rootfs is merged-/usr from the start (else apt meets init-system-helpers'
+  # "usrmerge | usr-is-merged" with usrmerge, which brings perl: 50 MB).  essential/unlink kept:
+  # every package is in /var/cache/apt/archives when the customize hook saves them for the next
+  # build.  eatmydata (its hook takes it out again) and force-unsafe-io: no fsync per file, the
+  # rootfs is thrown away if the build stops.  No docs, man pages or translations (copyright
+  # files stay).
   TB_WHEEL="$work/wheel/$wheel" TB_CA_BUNDLE=$ca_bundle TB_PIP_CACHE=$pip_cache TB_APT_CACHE=$apt_cache TB_ETCD_DIR=$etcd_dir \
-    TB_ETCD_VERSION=$ETCD_VERSION TB_SKIP_TOOLS=$skip_tools TB_PATH=$IMAGE_PATH \
+    TB_ETCD_VERSION=$etcd_label TB_SKIP_TOOLS=$skip_tools TB_PATH=$IMAGE_PATH \
     mmdebstrap --quiet --variant=minbase --arch="$arch" --include="$(IFS=,; echo "${packages[*]}")" \
-    --skip=essential/unlink \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \
+    --skip=essential/unlink --dpkgopt=force-unsafe-io \
     --aptopt='Acquire::Languages "none"' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -177,9 +184,8 @@ for arch in "${arches[@]}"; do
     "org.opencontainers.image.licenses=Apache-2.0"
   )
   [ -z "$source" ] || labels+=("org.opencontainers.image.source=$source")
-  [ -n "$source" ] || log "no git remote 'origin' and no TALBENCH_IMAGE_SOURCE: no org.opencontainers.image.source label"
   config=(--architecture "$arch" --os linux --created "$created" --author talbench --no-history
-    --config.entrypoint /opt/talbench/bin/talbench --config.cmd --help --config.user 0 --config.workingdir /tmp
+    --config.entrypoint /opt/talbench/bin/talbench --config.cmd=--help --config.user 0 --config.workingdir /tmp
     --config.env "PATH=$IMAGE_PATH" --config.env PYTHONUNBUFFERED=1 --config.env PYTHONDONTWRITEBYTECODE=1)
   for label in "${labels[@]}"; do config+=(--config.label "$label"); done
   umoci config --image "$layout:$tag" "${config[@]}"

@@ -11,7 +11,7 @@
 #   TB_PATH          the image's PATH
 set -euo pipefail
 rootfs=${1:?usage: image-customize.sh ROOTFS}
-log() { printf 'image-customize: %s\n' "$*" >&2; }
+log() { printf 'image-customize: [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 in_root() { chroot "$rootfs" /usr/bin/env -i PATH="$TB_PATH" HOME=/root PYTHONDONTWRITEBYTECODE=1 "$@"; }
 
 # Keep this build's Debian packages for the next one; drop those no longer installed.
@@ -19,8 +19,9 @@ archives=$rootfs/var/cache/apt/archives
 cp -n "$archives"/*.deb "$TB_APT_CACHE"/ 2>/dev/null || true
 in_root dpkg-query -W -f '${Package}_${Version}_${Architecture}.deb\n' | sed 's/:/%3a/g' | sort >"$rootfs/tmp/installed-debs"
 (cd "$TB_APT_CACHE" && ls -- *.deb 2>/dev/null | sort | comm -23 - "$rootfs/tmp/installed-debs" | xargs -r rm -f --)
+rm -f "$archives"/*.deb
 
-# The venv, the wheel and its dependencies from PyPI
+log "the venv: talbench and its dependencies from PyPI"
 mkdir -p "$rootfs/tmp/wheel" "$rootfs/tmp/pip-cache"
 cp "$TB_WHEEL" "$rootfs/tmp/wheel/"
 cp -a "$TB_PIP_CACHE/." "$rootfs/tmp/pip-cache/"
@@ -48,7 +49,7 @@ if [ -n "$TB_ETCD_DIR" ]; then
   in_root etcdctl version >/dev/null
 fi
 
-# Every tool a probe declares is on the image's PATH, and the agent starts.
+log "checking the image: every tool a probe declares is on its PATH, the agent starts"
 in_root TB_SKIP_TOOLS="$TB_SKIP_TOOLS" /opt/talbench/bin/python - <<'EOF'
 import os
 import shutil
@@ -73,3 +74,4 @@ rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs"/root/.cache "$rootfs"/var/
   "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old \
   "$rootfs"/var/log/apt/* "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log
 find "$rootfs/opt" "$rootfs/usr/lib" -xdev -depth -type d -name __pycache__ -exec rm -rf {} +
+log "done"

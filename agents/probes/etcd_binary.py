@@ -9,6 +9,7 @@ the control planes' measures something else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -55,7 +56,8 @@ async def binary_version(binary: str) -> str:
             output, _ = await asyncio.wait_for(process.communicate(), VERSION_TIMEOUT)
         finally:
             if process.returncode is None:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
                 await process.wait()
     except (OSError, TimeoutError) as exc:
         raise ProbeUnavailable(

@@ -42,14 +42,14 @@ class LabDispatcher:
         root: Path,
         spec: LabSpec,
         *,
-        agent_ready_timeout: float = 20.0,
+        agent_ready_timeout: float | None = None,  # default: lab.ready_timeout(with an image)
         release_timeout: float = 10.0,
         image: Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.spec = spec
         self.image = image_request(image) if image is not None else None
-        self.agent_ready_timeout = agent_ready_timeout
+        self.agent_ready_timeout = agent_ready_timeout or lab.ready_timeout(image is not None)
         self.release_timeout = release_timeout
 
     @contextlib.asynccontextmanager
@@ -199,7 +199,11 @@ def image_request(archive: Path) -> ImageRequest:
 
 def pod_context() -> PodContext:
     """The agent DaemonSet's pod (bench/kube/manifests.py), read back from the manifest itself:
-    its security context, limits, grace period, volumes and the agent's paths."""
+    its security context, limits, grace period, volumes and the agent's paths.
+
+    Capabilities: the lab grants ``capabilities.add`` and nothing else.  A pod keeps its runtime's
+    default set besides (containerd's: CHOWN, DAC_OVERRIDE, SETUID, NET_RAW, ...) unless its
+    container also says ``drop: [ALL]``, which is what makes the two the same."""
     spec = manifests.AgentSpec(run_id="lab", namespace="lab", image="lab", token="lab")
     pod = manifests.agent_daemonset(spec)["spec"]["template"]["spec"]
     container = pod["containers"][0]

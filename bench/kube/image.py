@@ -45,7 +45,7 @@ def build_hint(version: str) -> str:
     """How to get an image to pass as --image (one line)."""
     return (
         f"build it with 'make image', push it with 'skopeo copy --digestfile digest "
-        f"oci-archive:results/image/<file> docker://REGISTRY/{REPOSITORY}:v{version}', "
+        f"oci-archive:results/image/talbench-{version}-<arch>.oci.tar docker://REGISTRY/{REPOSITORY}:v{version}', "
         f"then pass --image REGISTRY/{REPOSITORY}@$(cat digest)  (a private registry: --image-pull-secret NAME)"
     )
 

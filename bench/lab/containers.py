@@ -116,6 +116,7 @@ def node_config(state: LabState, node: LabNode, image: Image, pod: PodContext) -
             args=agent_args(image, node, pod),
             env=tuple(f"{key}={value}" for key, value in env.items()),
             cwd=image.cwd,
+            user=image.user,
             volume_sources=volume_sources(state, node, pod),
             socket_dir=str(node.socket.parent),
             arch=goarch(),

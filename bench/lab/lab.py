@@ -41,6 +41,9 @@ from talbench.bench.lab.topology import LabPlan, LabSpec, lab_id_of_namespace, n
 __all__ = ["DownReport", "LabStatus", "NodeStatus", "down", "find_usable", "remove_leftovers", "status", "up"]
 
 DEFAULT_AGENT_READY_TIMEOUT = 20.0
+# A container's agent starts from the image's own interpreter and files (a cold page cache), and
+# the lab's containers share one cgroup parent's CPU weight: on a busy host they take longer.
+CONTAINER_AGENT_READY_TIMEOUT = 60.0
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
@@ -52,7 +55,7 @@ def up(
     persistent: bool = True,
     start_agents: bool = True,
     wait_ready: bool = True,
-    agent_ready_timeout: float = DEFAULT_AGENT_READY_TIMEOUT,
+    agent_ready_timeout: float | None = None,  # default: (CONTAINER_)AGENT_READY_TIMEOUT
     agent_port: int = wire.DEFAULT_PORT,
     image: ImageRequest | None = None,
 ) -> LabState:
@@ -99,6 +102,7 @@ def up(
             state = launch_agents(ip, state, agents)
             lab_state.save_state(state)
             if wait_ready:
+                agent_ready_timeout = agent_ready_timeout or ready_timeout(image is not None)
                 problems = wait_agents_ready(state, agent_ready_timeout)
                 if problems:
                     detail = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
@@ -110,6 +114,11 @@ def up(
         with contextlib.suppress(Exception):  # the original error says more than a teardown one
             remove_lab(ip, lab_id, lab_dir, term_timeout=2.0)
         raise
+
+
+def ready_timeout(containers: bool) -> float:
+    """How long agents get to answer health by default (as processes, or in containers)."""
+    return CONTAINER_AGENT_READY_TIMEOUT if containers else DEFAULT_AGENT_READY_TIMEOUT
 
 
 def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, image: LabImage | None) -> LabState:

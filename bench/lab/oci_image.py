@@ -43,6 +43,7 @@ class Image:
     entrypoint: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str
+    user: tuple[int, int] = (0, 0)  # the config's User (uid[:gid], numeric): what a pod without runAsUser runs as
 
 
 def goarch() -> str:
@@ -74,7 +75,8 @@ def prepare_image(archive: Path) -> Image:
             with _reader(archive) as read:
                 digest, config = _manifest_and_config(read)
         except (OSError, tarfile.TarError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"--image {archive}: not an OCI image ({type(exc).__name__}: {exc})") from exc
+            why = (str(exc).splitlines() or [""])[0].rstrip(":")
+            raise UsageError(f"--image {archive}: not an OCI image archive ({type(exc).__name__}: {why})") from exc
         final = cache / digest.split(":", 1)[1]
         image_config = config.get("config") or {}
         if not (final / "image.json").exists():
@@ -90,7 +92,15 @@ def prepare_image(archive: Path) -> Image:
         entrypoint=entrypoint,
         env=tuple(image_config.get("Env") or ()),
         cwd=image_config.get("WorkingDir") or "/",
+        user=_user(archive, str(image_config.get("User") or "0")),
     )
+
+
+def _user(archive: Path, text: str) -> tuple[int, int]:
+    uid, _, gid = text.partition(":")
+    if not uid.isdigit() or not (gid or uid).isdigit():
+        raise UsageError(f"--image {archive}: the image's user {text!r} is not numeric (uid[:gid])")
+    return int(uid), int(gid or 0)
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@ applied to one node of the lab.  Pure: builds a dict, touches nothing.
 What the pod asks for and how the lab gives it:
     hostNetwork                    the node's network namespace, joined by path (/run/netns/NAME)
     capabilities.add (the probes') bounding = effective = permitted = exactly those; inheritable
-                                   and ambient empty (the agent runs as uid 0: what it starts
-                                   keeps its bounding set), as containerd gives a pod
+                                   and ambient empty, as containerd gives a pod (the image's
+                                   user is uid 0: what the agent starts keeps the bounding set)
+    no runAsUser                   the image config's User (numeric)
     allowPrivilegeEscalation false noNewPrivileges
     readOnlyRootFilesystem         root.readonly (the image's rootfs, shared by every node)
     volumes                        secret: the lab's token file, bind-mounted read-only;
@@ -89,6 +90,7 @@ class NodeContainer:
     args: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str
+    user: tuple[int, int]  # uid, gid
     volume_sources: Mapping[str, str]  # volume name -> host path (secret: the file; disk: a directory)
     socket_dir: str  # host directory mounted at SOCKET_DIR
     arch: str  # GOARCH of the host: amd64, arm64
@@ -102,7 +104,7 @@ def runtime_config(pod: PodContext, node: NodeContainer) -> dict[str, Any]:
         "root": {"path": node.rootfs, "readonly": pod.read_only_root},
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": node.user[0], "gid": node.user[1]},
             "args": list(node.args),
             "env": list(node.env),
             "cwd": node.cwd,

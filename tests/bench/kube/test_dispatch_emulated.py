@@ -90,7 +90,7 @@ async def test_an_unreachable_api_server_is_one_line_and_exit_3(tmp_path):
         "users: [{name: u, user: {token: t}}]\n"
         "contexts: [{name: gone, context: {cluster: c, user: u}}]\n"
     )
-    dispatcher = KubeDispatcher(KubeOptions(kubeconfig=str(kubeconfig), request_timeout=3))
+    dispatcher = KubeDispatcher(KubeOptions(kubeconfig=str(kubeconfig), image="talbench:v0", request_timeout=3))
     with pytest.raises(CouldNotRun) as caught:
         async with dispatcher.deploy("run-unreachable"):
             pytest.fail("deployed without an API server")
