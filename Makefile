@@ -24,7 +24,7 @@ ETCD_ARCHES ?= amd64 arm64
 ETCD_BINDIR ?= /usr/local/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean actionlint shellcheck
+.PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean actionlint shellcheck image
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # actionlint, a Go program from the Go module proxy (`go list -m -versions github.com/rhysd/actionlint`),
@@ -109,6 +109,20 @@ fmt: venv
 bench: venv etcd
 	@mkdir -p results/bench
 	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# The talbench image, an OCI archive built with no container engine and no registry
+# (agents/build/build-image.sh: mmdebstrap + umoci), into results/image/:
+#   make image                     this machine's architecture: talbench-<version>-<arch>.oci.tar
+#   make image ARCH=arm64          another one, run under qemu-user-static (binfmt_misc)
+#   make image ARCH="amd64 arm64"  both, and talbench-<version>.oci.tar: one index over them
+ARCH ?=
+IMAGE_APT_PACKAGES := mmdebstrap umoci skopeo debian-archive-keyring
+IMAGE_FOREIGN_APT_PACKAGES := arch-test qemu-user-static binfmt-support
+image: venv etcd
+	@host=$$(dpkg --print-architecture); foreign=""; \
+	for a in $(ARCH); do [ "$$a" = "$$host" ] || foreign="$(IMAGE_FOREIGN_APT_PACKAGES)"; done; \
+	$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(IMAGE_APT_PACKAGES) $$foreign"
+	agents/build/build-image.sh $(addprefix --arch ,$(ARCH))
 
 lab-down: venv
 	$(BIN)/talbench lab down

@@ -20,12 +20,14 @@
 # Needs root, mmdebstrap, umoci, python3, git; qemu-user-static + binfmt-support for a foreign
 # architecture (`make image` installs them).  Caches (Debian packages, pip's downloads) live
 # under ${TALBENCH_CACHE:-/var/cache/talbench}/image/; the etcd binaries are read from where
-# build-etcd.sh puts them (build-etcd.sh --print-dir ARCH).
+# build-etcd.sh puts them, ${TALBENCH_CACHE:-/var/cache/talbench}/etcd/<ETCD_VERSION>/linux-<arch>/
+# (the probe declares that version; the build checks that `etcd --version` says it).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${TALBENCH_CACHE:-/var/cache/talbench}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -129,10 +131,10 @@ for arch in "${arches[@]}"; do
   etcd_label=none
   skip_tools=
   if [ "$etcd" = 1 ]; then
-    etcd_dir=$("$HERE/build-etcd.sh" --print-dir "$arch") # .../etcd/<version>/linux-<arch>
-    etcd_label=$(basename "$(dirname "$etcd_dir")")
+    etcd_dir=$CACHE/etcd/$ETCD_VERSION/linux-$arch
+    etcd_label=$ETCD_VERSION
     [ -x "$etcd_dir/etcd" ] && [ -x "$etcd_dir/etcdctl" ] ||
-      die "no etcd for $arch in $etcd_dir (make etcd builds it; --no-etcd builds an image without)"
+      die "no etcd $ETCD_VERSION for $arch in $etcd_dir (make etcd builds it; --no-etcd builds an image without)"
   else
     log "WARNING: --no-etcd: the $arch image has no etcd/etcdctl, its etcd probe cannot run"
     skip_tools="etcd etcdctl"

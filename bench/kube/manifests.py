@@ -221,8 +221,9 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
             "privileged": False,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
-            # what the probes declare (WireGuard links: NET_ADMIN); never SYS_MODULE or SYS_BOOT
-            "capabilities": {"add": agent_capabilities()},
+            # exactly what the probes declare (WireGuard links: NET_ADMIN), with the runtime's
+            # default set dropped (the lab's runc containers run the same); never SYS_MODULE/SYS_BOOT
+            "capabilities": {"drop": ["ALL"], "add": agent_capabilities()},
         },
         "volumeMounts": [
             {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},

@@ -90,6 +90,7 @@ def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
     caps = container["securityContext"]["capabilities"]["add"]
     assert "NET_ADMIN" in caps and container["securityContext"]["privileged"] is False  # WireGuard's links
     assert caps == m.agent_capabilities()  # exactly what the probes declare
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]  # and none of the runtime's defaults
     assert not {"SYS_MODULE", "SYS_BOOT"} & set(caps)
     assert {p["containerPort"] for p in container["ports"]} == {8946}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health", "port": 8946}

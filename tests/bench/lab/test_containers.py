@@ -105,6 +105,28 @@ def test_the_lab_state_records_the_image_and_the_containers(tmp_path):
     assert again.image == state.image and [n.container for n in again.nodes] == ["talbench-lab0a0b0c-cp1"]
 
 
+def test_stop_sends_sigterm_waits_the_grace_period_then_sigkill_and_deletes(monkeypatch):
+    calls: list[tuple[str, ...]] = []
+    ids = ("talbench-lab0a0b0c-cp1", "talbench-lab0a0b0c-cp2")
+    state = dict.fromkeys(ids, "running")
+
+    def fake_runc(argv: list[str], **_: object) -> str:
+        calls.append(tuple(argv[1:]))
+        if argv[1:3] == ["kill", ids[0]]:
+            state[ids[0]] = "stopped"  # cp1 stops on SIGTERM; cp2 ignores it
+        if argv[1:4] == ["kill", ids[1], "KILL"]:
+            state[ids[1]] = "stopped"
+        return json.dumps([{"id": cid, "status": status} for cid, status in state.items()])
+
+    monkeypatch.setattr(containers, "run_tool", fake_runc)
+    monkeypatch.setattr(containers.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(containers, "POLL", 0.01)
+    assert containers.stop_lab("lab0a0b0c", grace=0.2) == ids
+    kills = [c for c in calls if c[0] == "kill"]
+    assert kills == [("kill", ids[0], "TERM"), ("kill", ids[1], "TERM"), ("kill", ids[1], "KILL")]
+    assert [c for c in calls if c[0] == "delete"] == [("delete", "--force", cid) for cid in ids]
+
+
 def write_layout(root: Path, arch: str) -> str:
     """A minimal OCI layout: an index of two platforms, each a manifest with a config."""
 
