@@ -61,8 +61,13 @@ read -r -a arches <<<"${arches[*]}"
 for tool in mmdebstrap umoci python3 git tar; do
   command -v "$tool" >/dev/null || die "$tool is not installed (make image installs what it needs)"
 done
-for arch in "${arches[@]}"; do
-  case $arch in amd64 | arm64) ;; *) die "unsupported architecture: $arch (amd64, arm64)" ;; esac
+for i in "${!arches[@]}"; do
+  case ${arches[$i]} in
+    amd64 | arm64) ;;
+    x86_64) arches[i]=amd64 ;;
+    aarch64) arches[i]=arm64 ;;
+    *) die "unsupported architecture: ${arches[$i]} (amd64, arm64)" ;;
+  esac
 done
 
 version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml")
@@ -110,7 +115,12 @@ ensure_foreign() { # $1: a foreign Debian architecture, run by qemu-user-static 
 # The wheel, from the checkout's files (tracked, and untracked but not ignored: what the
 # revision's -dirty stands for), built once for every architecture (it is pure Python).
 mkdir -p "$work/src" "$work/wheel"
-(cd "$ROOT" && git ls-files -z -co --exclude-standard 2>/dev/null || find . -path ./.git -prune -o -type f -print0) |
+# shellcheck disable=SC2016 # $f is the inner shell's
+if [ "$revision" != unknown ]; then
+  git -C "$ROOT" ls-files -z -co --exclude-standard
+else
+  (cd "$ROOT" && find . -path ./.git -prune -o -type f -print0)
+fi |
   (cd "$ROOT" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh) |
   tar -C "$ROOT" --null -T - -cf - | tar -C "$work/src" -xf -
 wheel_python=$ROOT/.venv/bin/python
@@ -133,8 +143,9 @@ for arch in "${arches[@]}"; do
   if [ "$etcd" = 1 ]; then
     etcd_dir=$CACHE/etcd/$ETCD_VERSION/linux-$arch
     etcd_label=$ETCD_VERSION
-    [ -x "$etcd_dir/etcd" ] && [ -x "$etcd_dir/etcdctl" ] ||
+    if [ ! -x "$etcd_dir/etcd" ] || [ ! -x "$etcd_dir/etcdctl" ]; then
       die "no etcd $ETCD_VERSION for $arch in $etcd_dir (make etcd builds it; --no-etcd builds an image without)"
+    fi
   else
     log "WARNING: --no-etcd: the $arch image has no etcd/etcdctl, its etcd probe cannot run"
     skip_tools="etcd etcdctl"
@@ -155,6 +166,7 @@ for arch in "${arches[@]}"; do
   # build.  eatmydata (its hook takes it out again) and force-unsafe-io: no fsync per file, the
   # rootfs is thrown away if the build stops.  No docs, man pages or translations (copyright
   # files stay).
+  # shellcheck disable=SC2016 # the hooks' $1 and $TB_* are expanded by mmdebstrap's shell
   TB_WHEEL="$work/wheel/$wheel" TB_CA_BUNDLE=$ca_bundle TB_PIP_CACHE=$pip_cache TB_APT_CACHE=$apt_cache TB_ETCD_DIR=$etcd_dir \
     TB_ETCD_VERSION=$etcd_label TB_SKIP_TOOLS=$skip_tools TB_PATH=$IMAGE_PATH \
     mmdebstrap --quiet --variant=minbase --arch="$arch" --include="$(IFS=,; echo "${packages[*]}")" \

@@ -17,8 +17,10 @@ in_root() { chroot "$rootfs" /usr/bin/env -i PATH="$TB_PATH" HOME=/root PYTHONDO
 # Keep this build's Debian packages for the next one; drop those no longer installed.
 archives=$rootfs/var/cache/apt/archives
 cp -n "$archives"/*.deb "$TB_APT_CACHE"/ 2>/dev/null || true
+# shellcheck disable=SC2016 # dpkg-query's fields
 in_root dpkg-query -W -f '${Package}_${Version}_${Architecture}.deb\n' | sed 's/:/%3a/g' | sort >"$rootfs/tmp/installed-debs"
-(cd "$TB_APT_CACHE" && ls -- *.deb 2>/dev/null | sort | comm -23 - "$rootfs/tmp/installed-debs" | xargs -r rm -f --)
+find "$TB_APT_CACHE" -maxdepth 1 -name '*.deb' -printf '%f\n' | sort | comm -23 - "$rootfs/tmp/installed-debs" |
+  (cd "$TB_APT_CACHE" && xargs -r rm -f --)
 rm -f "$archives"/*.deb
 
 log "the venv: talbench and its dependencies from PyPI"
@@ -67,11 +69,16 @@ EOF
 in_root /opt/talbench/bin/talbench --help >/dev/null
 in_root python -m talbench.agents --help >/dev/null # the DaemonSet's command
 
-# No caches, logs or byte code (PYTHONDONTWRITEBYTECODE: a read-only root never writes it);
-# build-image.sh removes the host's resolv.conf and hostname and /dev's nodes once mmdebstrap
-# has unmounted what it mounted.
+# No caches or logs; build-image.sh removes the host's resolv.conf and hostname and /dev's nodes
+# once mmdebstrap has unmounted what it mounted.
 rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs"/root/.cache "$rootfs"/var/lib/apt/lists/* \
   "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old \
   "$rootfs"/var/log/apt/* "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log
+# Byte code, compiled once here: a read-only root never caches it, and without it every agent
+# start compiles talbench and its dependencies again (measured: 7-9 s instead of 2-3 s to import
+# the agent on a loaded 2-core amd64; more on a small arm64 node) for +35 MB unpacked.
+# unchecked-hash: the files never change in an image, so no timestamp or hash check at import.
 find "$rootfs/opt" "$rootfs/usr/lib" -xdev -depth -type d -name __pycache__ -exec rm -rf {} +
+in_root /opt/talbench/bin/python -m compileall -q --invalidation-mode unchecked-hash \
+  /opt/talbench/lib /usr/lib/python3.11 /usr/lib/python3/dist-packages >&2
 log "done"

@@ -79,7 +79,12 @@ def merge(out: Path, tag: str, layouts: list[Path]) -> None:
     ).encode()
     digest = hashlib.sha256(raw).hexdigest()
     (out / "blobs" / "sha256" / digest).write_bytes(raw)
-    top = {"mediaType": INDEX_MEDIA_TYPE, "digest": f"sha256:{digest}", "size": len(raw), "annotations": {REF_NAME: tag}}
+    top = {
+        "mediaType": INDEX_MEDIA_TYPE,
+        "digest": f"sha256:{digest}",
+        "size": len(raw),
+        "annotations": {REF_NAME: tag},
+    }
     _write(out / "index.json", {"schemaVersion": 2, "manifests": [top]})
     _write(out / "oci-layout", LAYOUT_FILE)
 

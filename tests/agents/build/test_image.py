@@ -187,7 +187,6 @@ def test_nothing_of_a_secret_or_of_the_build_host_is_in_the_rootfs(rootfs: Path)
     assert not list((rootfs / "tmp").iterdir())
     assert not list((rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"))
     assert not list((rootfs / "var" / "lib" / "apt" / "lists").glob("*_Packages"))
-    assert not list((rootfs / "opt" / "talbench").rglob("__pycache__"))
 
 
 def test_every_tool_a_probe_declares_is_on_the_image_path(rootfs: Path, config: dict[str, Any]):
@@ -206,4 +205,15 @@ def test_the_agent_and_the_talos_etcd_run_in_a_chroot(rootfs: Path, config: dict
     pinned = re.search(r"^ETCD_VERSION=(v\S+)$", (ROOT / "agents/build/build-etcd.sh").read_text(), re.M)
     assert pinned is not None
     assert f"etcd Version: {pinned.group(1).lstrip('v')}" in _run(rootfs, config, "etcd", "--version")
-    assert not list((rootfs / "opt" / "talbench").rglob("__pycache__"))
+
+
+def test_the_byte_code_is_compiled_in_and_never_checked_against_the_sources(rootfs: Path):
+    """A read-only root cannot cache byte code: without it every agent start compiles again."""
+    site = next((rootfs / "opt" / "talbench" / "lib").glob("python3.*")) / "site-packages" / "talbench"
+    sources = list(site.rglob("*.py"))
+    assert sources
+    for source in sources:
+        compiled = list((source.parent / "__pycache__").glob(f"{source.stem}.cpython-*.pyc"))
+        assert compiled, f"{source.relative_to(rootfs)} has no byte code"
+        flags = int.from_bytes(compiled[0].read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{compiled[0].name}: not an unchecked-hash pyc (flags {flags})"

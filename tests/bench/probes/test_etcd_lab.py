@@ -111,6 +111,8 @@ async def test_cancelling_the_run_leaves_no_member(make_lab: Callable[..., LabSt
 async def test_a_delayed_control_plane_raises_rtt_latency_and_the_heartbeat(make_lab: Callable[..., LabState]) -> None:
     plain = make_lab(LabSpec(control_planes=3, workers=0))
     fast, _ = await run_etcd(plain, "run-etcd-fast")
+    if fast["etcd-latency-p99/cluster"].status is Status.INVALID:  # the generator fell behind: see below
+        fast, _ = await run_etcd(plain, "run-etcd-fast-2")
     delayed_lab = make_lab(LabSpec(control_planes=3, workers=0, delays=(NodeDelay("cp3", 10.0),)))
     slow, results = await run_etcd(delayed_lab, "run-etcd-slow")
     if slow["etcd-latency-p99/cluster"].status is Status.INVALID:
