@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the talbench image with no container engine and no registry: a minimal Debian bookworm
 # rootfs (mmdebstrap), the packages of agents/build/image-packages.txt, the project's wheel and
-# its dependencies from PyPI in a venv at /opt/talbench, the Talos etcd/etcdctl built by
-# `make etcd` (agents/build/build-etcd.sh); packed by umoci as an OCI image and written as an OCI archive (a tar of an OCI
-# image layout):
+# its dependencies from PyPI in a venv at /opt/talbench, the Talos etcd/etcdctl that `make etcd`
+# builds (agents/build/build-etcd.sh); packed by umoci as an OCI image and written as an OCI
+# archive (a tar of an OCI image layout):
 #
 #   results/image/talbench-<version>-<arch>.oci.tar   one per architecture (one manifest)
 #   results/image/talbench-<version>.oci.tar          when several architectures are built in one
@@ -17,11 +17,12 @@
 #   --arch     default: this machine's; a foreign one runs under qemu-user-static (binfmt_misc is
 #              mounted and qemu registered when they are not)
 #   --no-etcd  build without etcd/etcdctl (the etcd probe cannot run on such an image)
-# Needs root, mmdebstrap, umoci, python3, git; qemu-user-static + binfmt-support for a foreign
-# architecture (`make image` installs them).  Caches (Debian packages, pip's downloads) live
-# under ${TALBENCH_CACHE:-/var/cache/talbench}/image/; the etcd binaries are read from where
+# Needs root, mmdebstrap, umoci, python3 >= 3.11 and a venv with pip (make venv); arch-test,
+# qemu-user-static and binfmt-support for a foreign architecture (`make image` installs them);
+# git for the revision label.  Caches (Debian packages, pip's downloads) live under
+# ${TALBENCH_CACHE:-/var/cache/talbench}/image/; etcd and etcdctl are read from where
 # build-etcd.sh puts them, ${TALBENCH_CACHE:-/var/cache/talbench}/etcd/<ETCD_VERSION>/linux-<arch>/
-# (the probe declares that version; the build checks that `etcd --version` says it).
+# (the version the probe declares; the build checks that `etcd --version` says it).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,7 +59,7 @@ host_arch=$(dpkg --print-architecture)
 read -r -a arches <<<"${arches[*]}"
 
 [ "$(id -u)" = 0 ] || die "needs root (mmdebstrap's root mode, chroot, umoci unpack)"
-for tool in mmdebstrap umoci python3 git tar; do
+for tool in mmdebstrap umoci python3 tar; do
   command -v "$tool" >/dev/null || die "$tool is not installed (make image installs what it needs)"
 done
 for i in "${!arches[@]}"; do
@@ -72,14 +73,19 @@ done
 
 version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml")
 tag=v$version
+# root (sudo make image) reading a checkout another user owns: git would refuse it ("dubious
+# ownership") and the image would say revision "unknown"
+git_() { git -c safe.directory="$ROOT" -C "$ROOT" "$@"; }
 revision=unknown
 source=${TALBENCH_IMAGE_SOURCE:-}
-if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-  revision=$(git -C "$ROOT" rev-parse HEAD)
-  [ -z "$(git -C "$ROOT" status --porcelain)" ] || revision=$revision-dirty
+if command -v git >/dev/null && git_ rev-parse --git-dir >/dev/null 2>&1; then
+  revision=$(git_ rev-parse HEAD)
+  [ -z "$(git_ status --porcelain)" ] || revision=$revision-dirty
   if [ -z "$source" ]; then
-    source=$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)
+    source=$(git_ remote get-url origin 2>/dev/null || true)
   fi
+else
+  log "not a git checkout: the image's revision label says 'unknown'"
 fi
 # No credentials in a label: https://user:token@host/x -> https://host/x; git@host:x -> https://host/x
 source=$(printf '%s' "$source" | sed -E 's#^[a-z+]+://[^/@]*@#https://#; s#^git@([^:]+):#https://\1/#; s#\.git$##')
@@ -117,7 +123,7 @@ ensure_foreign() { # $1: a foreign Debian architecture, run by qemu-user-static 
 mkdir -p "$work/src" "$work/wheel"
 # shellcheck disable=SC2016 # $f is the inner shell's
 if [ "$revision" != unknown ]; then
-  git -C "$ROOT" ls-files -z -co --exclude-standard
+  git_ ls-files -z -co --exclude-standard
 else
   (cd "$ROOT" && find . -path ./.git -prune -o -type f -print0)
 fi |
