@@ -19,8 +19,8 @@
 #   --no-etcd  build without etcd/etcdctl (the etcd probe cannot run on such an image)
 # Needs root, mmdebstrap, umoci, python3 >= 3.11 and a venv with pip (make venv); arch-test,
 # qemu-user-static and binfmt-support for a foreign architecture (`make image` installs them);
-# git for the revision label.  Caches (Debian packages, pip's downloads) live under
-# ${TALBENCH_CACHE:-/var/cache/talbench}/image/; etcd and etcdctl are read from where
+# git for the revision label.  The Debian packages are kept for the next build under
+# ${TALBENCH_CACHE:-/var/cache/talbench}/image/apt/; etcd and etcdctl are read from where
 # build-etcd.sh puts them, ${TALBENCH_CACHE:-/var/cache/talbench}/etcd/<ETCD_VERSION>/linux-<arch>/
 # (the version the probe declares; the build checks that `etcd --version` says it).
 set -euo pipefail
@@ -157,8 +157,7 @@ for arch in "${arches[@]}"; do
     skip_tools="etcd etcdctl"
   fi
   apt_cache=$CACHE/image/apt/$SUITE-$arch
-  pip_cache=$CACHE/image/pip/$arch
-  mkdir -p "$apt_cache" "$pip_cache"
+  mkdir -p "$apt_cache"
   layout=$work/$arch/layout
   bundle=$work/$arch/bundle
   mkdir -p "$work/$arch"
@@ -173,7 +172,7 @@ for arch in "${arches[@]}"; do
   # rootfs is thrown away if the build stops.  No docs, man pages or translations (copyright
   # files stay).
   # shellcheck disable=SC2016 # the hooks' $1 and $TB_* are expanded by mmdebstrap's shell
-  TB_WHEEL="$work/wheel/$wheel" TB_CA_BUNDLE=$ca_bundle TB_PIP_CACHE=$pip_cache TB_APT_CACHE=$apt_cache TB_ETCD_DIR=$etcd_dir \
+  TB_WHEEL="$work/wheel/$wheel" TB_CA_BUNDLE=$ca_bundle TB_APT_CACHE=$apt_cache TB_ETCD_DIR=$etcd_dir \
     TB_ETCD_VERSION=$etcd_label TB_SKIP_TOOLS=$skip_tools TB_PATH=$IMAGE_PATH \
     mmdebstrap --quiet --variant=minbase --arch="$arch" --include="$(IFS=,; echo "${packages[*]}")" \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \

@@ -3,7 +3,6 @@
 # the target architecture, under qemu for a foreign one).  From build-image.sh's environment:
 #   TB_WHEEL         the talbench wheel
 #   TB_CA_BUNDLE     the CA bundle pip trusts while it runs (the build host's); may be empty
-#   TB_PIP_CACHE     pip's cache for this architecture (copied in and back out)
 #   TB_APT_CACHE     the Debian packages of this architecture (kept for the next build)
 #   TB_ETCD_DIR      etcd and etcdctl for this architecture; empty: none in the image
 #   TB_ETCD_VERSION  the version they must report
@@ -24,9 +23,8 @@ find "$TB_APT_CACHE" -maxdepth 1 -name '*.deb' -printf '%f\n' | sort | comm -23 
 rm -f "$archives"/*.deb
 
 log "the venv: talbench and its dependencies from PyPI"
-mkdir -p "$rootfs/tmp/wheel" "$rootfs/tmp/pip-cache"
+mkdir -p "$rootfs/tmp/wheel"
 cp "$TB_WHEEL" "$rootfs/tmp/wheel/"
-cp -a "$TB_PIP_CACHE/." "$rootfs/tmp/pip-cache/"
 pip_env=()
 if [ -n "$TB_CA_BUNDLE" ]; then
   cp "$TB_CA_BUNDLE" "$rootfs/tmp/build-ca.crt"
@@ -38,10 +36,9 @@ for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_DEFAULT_TIMEOUT http_proxy http
 done
 in_root python3 -m venv /opt/talbench
 in_root "${pip_env[@]}" /opt/talbench/bin/pip install --quiet --disable-pip-version-check --no-warn-script-location \
-  --no-compile --cache-dir /tmp/pip-cache "/tmp/wheel/$(basename "$TB_WHEEL")" >&2
-cp -a "$rootfs/tmp/pip-cache/." "$TB_PIP_CACHE/"
+  --no-compile --no-cache-dir "/tmp/wheel/$(basename "$TB_WHEEL")" >&2
 # What the venv holds, for whoever audits the image; pip itself is not needed at run time.
-in_root /opt/talbench/bin/pip freeze --all --disable-pip-version-check >"$rootfs/opt/talbench/pip-freeze.txt"
+in_root /opt/talbench/bin/pip freeze --all --exclude pip --disable-pip-version-check >"$rootfs/opt/talbench/pip-freeze.txt"
 in_root /opt/talbench/bin/pip uninstall --quiet --yes pip >&2
 
 if [ -n "$TB_ETCD_DIR" ]; then
