@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import Metric, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
+from talbench.bench.probes.peer_jobs import run_peer_jobs
 from talbench.bench.units import Dimension
 
 JOB = mtu_agent.PROBE.jobs[0]
@@ -27,52 +27,7 @@ class MtuDriver(DeclaredDriver):
     async def run(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: MtuSettings, progress: Progress
     ) -> list[Measurement]:
-        peers_of: dict[str, list[str]] = {}
-        for key in keys:
-            if key.peer is not None:
-                peers_of.setdefault(key.node, []).append(key.peer)
-        done = 0
-        progress.update(self.name, done=0, total=len(peers_of), note=f"{len(keys)} directed pairs")
-
-        async def one(node: str, peers: list[str]) -> list[Measurement]:
-            nonlocal done
-            spec = [{"name": p, "host": fleet.node(p).address, "port": fleet.agent_port} for p in sorted(peers)]
-            params = {**wire(settings), "peers": spec}
-            deadline = JOB.time_limit(JOB.parse(params)) + 10.0
-            outcome = await fleet.agents[node].run_job(JOB.name, params, fleet.run_id, deadline=deadline)
-            done += 1
-            progress.update(self.name, done=done, total=len(peers_of), note=f"{node} done")
-            found = (outcome.result.get("peers") or {}) if outcome.ok else {}
-            results = []
-            for peer in peers:
-                key = ResultKey(self.name, node, peer)
-                if peer in found:
-                    results.append(
-                        Measurement(
-                            key,
-                            True,
-                            data=found[peer],
-                            started=outcome.started,
-                            ended=outcome.ended,
-                            resources=outcome.resources,
-                        )
-                    )
-                else:
-                    error = outcome.error or f"agent {node} returned no result for {peer}"
-                    results.append(
-                        Measurement(
-                            key,
-                            False,
-                            error=error,
-                            error_kind=outcome.error_kind,
-                            started=outcome.started,
-                            ended=outcome.ended,
-                        )
-                    )
-            return results
-
-        gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
-        return [m for group in gathered for m in group]
+        return await run_peer_jobs(JOB, keys, fleet, lambda peers: {**wire(settings), "peers": peers}, progress)
 
     def metrics(self) -> Sequence[Metric]:
         return MTU_METRICS

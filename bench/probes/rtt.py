@@ -3,7 +3,6 @@ the metrics pool both directions' raw samples per unordered pair."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
+from talbench.bench.probes.peer_jobs import run_peer_jobs
 from talbench.bench.stats import Summary, jitter
 from talbench.bench.units import Dimension
 
@@ -27,6 +27,9 @@ SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its time
 # and is left alone.
 STALLED_SHARE = 0.01
 MIN_LATE_TICKS = 3  # fewer late wake-ups than this say nothing about a share (short jobs have ~30)
+
+
+JOB = rtt_agent.PROBE.jobs[0]
 
 
 def deadline(settings: RttSettings) -> float:
@@ -57,54 +60,16 @@ class RttDriver(DeclaredDriver):
     async def run(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress
     ) -> list[Measurement]:
-        peers_of: dict[str, list[str]] = {}
-        for key in keys:
-            if key.peer is not None:
-                peers_of.setdefault(key.node, []).append(key.peer)
-        total = len(peers_of)
-        done = 0
-        progress.update("rtt", done=0, total=total, note=f"{len(keys)} directed pairs, {settings.count} samples each")
-
-        async def one(node: str, peers: list[str]) -> list[Measurement]:
-            nonlocal done
-            client = fleet.agents[node]
-            spec = [{"name": p, "host": fleet.node(p).address, "port": fleet.agent_port} for p in sorted(peers)]
-            outcome = await client.run_job("rtt", _as_job(settings, spec), fleet.run_id, deadline=deadline(settings))
-            done += 1
-            progress.update("rtt", done=done, total=total, note=f"{node} done")
-            results = []
-            for peer in peers:
-                key = ResultKey("rtt", node, peer)
-                per_peer = (outcome.result.get("peers") or {}).get(peer) if outcome.ok else None
-                if per_peer is None:
-                    error = outcome.error or f"agent {node} returned no result for {peer}"
-                    results.append(
-                        Measurement(
-                            key,
-                            False,
-                            error=error,
-                            error_kind=outcome.error_kind,
-                            started=outcome.started,
-                            ended=outcome.ended,
-                        )
-                    )
-                else:
-                    # the trust floor travels with the raw result, so run.json says what was required
-                    data = {**per_peer, "min_samples": settings.min_samples}
-                    results.append(
-                        Measurement(
-                            key,
-                            True,
-                            data=data,
-                            started=outcome.started,
-                            ended=outcome.ended,
-                            resources=outcome.resources,
-                        )
-                    )
-            return results
-
-        gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
-        return [m for group in gathered for m in group]
+        # the trust floor travels with the raw result, so run.json says what was required
+        return await run_peer_jobs(
+            JOB,
+            keys,
+            fleet,
+            lambda peers: _as_job(settings, peers),
+            progress,
+            note=f"{len(keys)} directed pairs, {settings.count} samples each",
+            extra={"min_samples": settings.min_samples},
+        )
 
     def metrics(self) -> Sequence[Metric]:
         return RTT_METRICS

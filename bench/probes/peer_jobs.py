@@ -1,0 +1,72 @@
+"""The fan-out shared by the per-pair probes (rtt, mtu): each agent gets one job naming every
+peer it owes, and each (node, peer) key gets a Measurement from that job's ``peers`` result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from talbench.agents.probe import AgentJob
+from talbench.bench.dispatch.base import Fleet
+from talbench.bench.metric import Progress
+from talbench.bench.model import Measurement, ResultKey
+
+
+async def run_peer_jobs(
+    job: AgentJob[Any],
+    keys: frozenset[ResultKey],
+    fleet: Fleet,
+    params_for: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    progress: Progress,
+    *,
+    note: str = "",
+    extra: Mapping[str, Any] | None = None,
+    slack: float = 10.0,
+) -> list[Measurement]:
+    """One ``job`` per agent that owes pair keys; ``params_for(peers)`` builds its body and the
+    wait is the job's own time limit plus ``slack``.  ``extra`` is added to every peer's raw
+    result (e.g. the trust floor the metrics apply)."""
+    probe = next(iter(keys)).probe if keys else job.name
+    peers_of: dict[str, list[str]] = {}
+    for key in keys:
+        if key.peer is not None:
+            peers_of.setdefault(key.node, []).append(key.peer)
+    done = 0
+    progress.update(probe, done=0, total=len(peers_of), note=note or f"{len(keys)} directed pairs")
+
+    async def one(node: str, peers: list[str]) -> list[Measurement]:
+        nonlocal done
+        spec = [{"name": p, "host": fleet.node(p).address, "port": fleet.agent_port} for p in sorted(peers)]
+        params = params_for(spec)
+        deadline = job.time_limit(job.parse(params)) + slack
+        outcome = await fleet.agents[node].run_job(job.name, params, fleet.run_id, deadline=deadline)
+        done += 1
+        progress.update(probe, done=done, total=len(peers_of), note=f"{node} done")
+        found = (outcome.result.get("peers") or {}) if outcome.ok else {}
+        results = []
+        for peer in peers:
+            key = ResultKey(probe, node, peer)
+            if peer in found:
+                data = {**found[peer], **(extra or {})}
+                results.append(
+                    Measurement(
+                        key, True, data=data, started=outcome.started, ended=outcome.ended, resources=outcome.resources
+                    )
+                )
+            else:
+                error = outcome.error or f"agent {node} returned no result for {peer}"
+                results.append(
+                    Measurement(
+                        key,
+                        False,
+                        error=error,
+                        error_kind=outcome.error_kind,
+                        started=outcome.started,
+                        ended=outcome.ended,
+                    )
+                )
+        return results
+
+    gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
+    return [m for group in gathered for m in group]
