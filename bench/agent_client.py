@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from talbench.agents import wire
+from talbench.bench.model import Measurement, ResultKey
 
 TOKEN_HEADER_ALT = wire.TOKEN_HEADER_ALT
 
@@ -34,6 +35,25 @@ class JobOutcome:
     ended: float | None = None
     resources: Mapping[str, Any] = field(default_factory=dict)
     error_kind: str | None = None  # wire.ERROR_* ; "unavailable" means a missing tool/permission
+
+    def measurement(
+        self, key: ResultKey, data: Mapping[str, Any] | None = None, *, error: str | None = None
+    ) -> Measurement:
+        """This job as the Measurement for ``key``: its result (or ``data``, the part of it that
+        belongs to ``key``) when it succeeded and ``error`` is None, else the error."""
+        if self.ok and error is None:
+            result = self.result if data is None else data
+            return Measurement(
+                key, True, data=dict(result), started=self.started, ended=self.ended, resources=self.resources
+            )
+        return Measurement(
+            key,
+            False,
+            error=error or self.error or "failed",
+            error_kind=self.error_kind,
+            started=self.started,
+            ended=self.ended,
+        )
 
 
 class AgentClient:

@@ -76,24 +76,7 @@ class FsyncDriver(DeclaredDriver):
                 )
             done += 1
             progress.update("fsync", done=done, total=len(nodes), note=f"{node} done")
-            key = ResultKey("fsync", node)
-            if not outcome.ok:
-                return Measurement(
-                    key,
-                    False,
-                    error=outcome.error or "failed",
-                    error_kind=outcome.error_kind,
-                    started=outcome.started,
-                    ended=outcome.ended,
-                )
-            return Measurement(
-                key,
-                True,
-                data=dict(outcome.result),
-                started=outcome.started,
-                ended=outcome.ended,
-                resources=outcome.resources,
-            )
+            return outcome.measurement(ResultKey("fsync", node))
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 

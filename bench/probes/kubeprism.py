@@ -61,16 +61,7 @@ class KubePrismDriver(DeclaredDriver):
             outcome = await fleet.agents[node].run_job(PROBE, wire(settings), fleet.run_id, deadline=deadline(settings))
             done += 1
             progress.update(PROBE, done=done, total=len(nodes), note=f"{node} done")
-            return Measurement(
-                ResultKey(PROBE, node),
-                outcome.ok,
-                data=dict(outcome.result),
-                error=outcome.error,
-                started=outcome.started,
-                ended=outcome.ended,
-                resources=dict(outcome.resources),
-                error_kind=outcome.error_kind,
-            )
+            return outcome.measurement(ResultKey(PROBE, node))
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from talbench.agents.params import validate, wire
 from talbench.agents.probes import node as node_agent
 from talbench.agents.probes.node import NodeParams, NodeSettings
+from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, Progress
@@ -152,20 +153,8 @@ def _nodes(keys: frozenset[ResultKey]) -> list[str]:
     return sorted({key.node for key in keys if key.probe == "node"})
 
 
-def _measurement(node: str, outcome: Any) -> Measurement:
-    key = ResultKey("node", node)
-    if not outcome.ok:
-        return Measurement(
-            key,
-            False,
-            error=outcome.error or "failed",
-            error_kind=outcome.error_kind,
-            started=outcome.started,
-            ended=outcome.ended,
-        )
-    return Measurement(
-        key, True, data=dict(outcome.result), started=outcome.started, ended=outcome.ended, resources=outcome.resources
-    )
+def _measurement(node: str, outcome: JobOutcome) -> Measurement:
+    return outcome.measurement(ResultKey("node", node))
 
 
 # ---- sizing --------------------------------------------------------------------------------

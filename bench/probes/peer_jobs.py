@@ -48,23 +48,10 @@ async def run_peer_jobs(
         for peer in peers:
             key = ResultKey(probe, node, peer)
             if peer in found:
-                data = {**found[peer], **(extra or {})}
-                results.append(
-                    Measurement(
-                        key, True, data=data, started=outcome.started, ended=outcome.ended, resources=outcome.resources
-                    )
-                )
+                results.append(outcome.measurement(key, {**found[peer], **(extra or {})}))
             else:
-                error = outcome.error or f"agent {node} returned no result for {peer}"
                 results.append(
-                    Measurement(
-                        key,
-                        False,
-                        error=error,
-                        error_kind=outcome.error_kind,
-                        started=outcome.started,
-                        ended=outcome.ended,
-                    )
+                    outcome.measurement(key, error=outcome.error or f"agent {node} returned no result for {peer}")
                 )
         return results
 

@@ -237,10 +237,7 @@ class PairMeasurement:
 
 
 def failed_measurement(key: ResultKey, outcome: JobOutcome, what: str = "") -> Measurement:
-    error = f"{what}: {outcome.error}" if what else (outcome.error or "failed")
-    return Measurement(
-        key, False, error=error, error_kind=outcome.error_kind, started=outcome.started, ended=outcome.ended
-    )
+    return outcome.measurement(key, error=f"{what}: {outcome.error}" if what else (outcome.error or "failed"))
 
 
 def _via(iperf: Mapping[str, Any]) -> str:
