@@ -34,13 +34,15 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class Unit:
-    """A field's unit: ``seconds`` or ``bytes``; scenario files may write it with a suffix."""
+    """A field's unit: seconds, bytes or per second; scenario files may write it with a suffix
+    (``20ms``, ``22MiB``, ``500/s``)."""
 
     name: str
 
 
 SECONDS = Unit("seconds")
 BYTES = Unit("bytes")
+PER_SECOND = Unit("per second")
 
 _UNIT = "talbench_unit"
 _COORDINATOR_ONLY = "talbench_coordinator_only"

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import PrivateAttr, StringConstraints, model_validator
 
 from talbench.agents.etcdload.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
-from talbench.agents.params import BYTES, SECONDS, Params, param
+from talbench.agents.params import BYTES, PER_SECOND, SECONDS, Params, param
 
 MAX_MEMBERS = 9
 MAX_OPEN_LOOP_WRITES = 20_000_000  # rate x duration: bounds the generator's schedule and the keys left to delete
@@ -122,7 +122,7 @@ class LoadShape(LoadWindow):
 
     mode: LoadMode = param("open", help="open: the rate, judged; ceiling: closed loop, the most the cluster takes")
     rate: float = param(
-        150.0, ge=1.0, le=100_000.0, help="writes per second in open mode (the profile's; a scenario may write 500/s)"
+        150.0, ge=1.0, le=100_000.0, unit=PER_SECOND, help="writes per second in open mode (the profile's)"
     )
     clients: int = param(50, ge=1, le=5000, help="concurrent clients, one keep-alive connection each (the profile's)")
     key_size: int = param(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from talbench.agents.params import BYTES, SECONDS, ParamError, Params, unit_of, validate
+from talbench.agents.params import BYTES, PER_SECOND, SECONDS, ParamError, Params, unit_of, validate
 from talbench.bench.errors import ScenarioError
 from talbench.bench.units import Dimension, UnitError, parse_duration, parse_quantity
 
@@ -42,6 +42,8 @@ def _plain(value: Any, unit: str | None) -> Any:
         return parse_duration(value)
     if unit == BYTES.name and isinstance(value, str):
         return int(parse_quantity(value, Dimension.BYTES).value)
+    if unit == PER_SECOND.name and isinstance(value, str):
+        return parse_quantity(value, Dimension.RATE).value
     if isinstance(value, list):  # YAML sequences: the declaration decides (tuples accept lists)
         return list(value)
     return value

@@ -47,7 +47,6 @@ from talbench.bench.metric import Metric, NullProgress, Progress
 from talbench.bench.model import CLUSTER_NODE, Measurement, Node, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.probes.etcd_metrics import ETCD_METRICS
-from talbench.bench.units import Dimension, UnitError, parse_quantity
 
 NAME = etcd_agent.PROBE.name
 MEMBER_JOB = etcd_agent.MEMBER.name
@@ -89,18 +88,6 @@ def settings_record(settings: EtcdSettings) -> dict[str, Any]:
         "min_requests": settings.min_requests,
         "quick": settings.quick,
     }
-
-
-def _plain_rate(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Scenario files write the rate as a quantity (``500/s``): writes per second, as declared.
-    Anything but a mapping goes on as it is, for the declaration to refuse."""
-    rate = raw.get("rate") if isinstance(raw, Mapping) else None
-    if not isinstance(rate, str):
-        return raw
-    try:
-        return {**raw, "rate": parse_quantity(rate, Dimension.RATE).value}
-    except UnitError as exc:
-        raise ScenarioError(f"rate: {exc}") from exc
 
 
 # ---- the driver -----------------------------------------------------------------------------
@@ -255,10 +242,6 @@ class EtcdDriver(DeclaredDriver):
     name = NAME
     declaration = etcd_agent.PROBE
     settings_model = EtcdSettings
-
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> EtcdSettings:
-        settings: EtcdSettings = super().settings(_plain_rate(raw), quick=quick)
-        return settings
 
     def quicken(self, settings: EtcdSettings) -> EtcdSettings:
         # Demos and tests: at most 10 s of load (the members still start and stop in full).

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talbench.agents.params import BYTES, SECONDS, ParamDoc, describe
+from talbench.agents.params import BYTES, PER_SECOND, SECONDS, ParamDoc, describe
 from talbench.bench.scenario import Composition
 
 INDENT = "  "
@@ -72,6 +72,8 @@ def _default(doc: ParamDoc) -> str:
         for suffix, factor in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
             if abs(value) >= factor or value == 0 or suffix == "us":
                 return f"{round(value / factor, 9):g}{suffix}"
+    if doc.unit == PER_SECOND.name:
+        return f"{value:g}/s"
     if doc.unit == BYTES.name and value == int(value):
         for suffix, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
             if value and int(value) % factor == 0:
