@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -73,3 +74,28 @@ class Agent:
 
 
 StartAgent = Callable[..., Awaitable[Agent]]  # the ``start_agent`` fixture (conftest.py)
+
+
+def stop_agent_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s: bounded, whatever state the agent is in."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+async def wait_agent_healthy(client: Any, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until ``client.health()`` answers; the agent's last stderr when it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"agent exited: {process.stderr.read().decode()[-500:] if process.stderr else ''}")
+        try:
+            await client.health()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

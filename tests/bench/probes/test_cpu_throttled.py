@@ -35,7 +35,7 @@ from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
-from tests.agents.helpers import free_port
+from tests.agents.helpers import free_port, stop_agent_process, wait_agent_healthy
 
 pytestmark = [pytest.mark.root("fio")]
 
@@ -99,27 +99,7 @@ def agents(root: Path, addresses: dict[str, str], port: int, token_file: Path) -
         yield started
     finally:
         for process in started.values():
-            process.terminate()
-        for process in started.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-async def wait_healthy(client: AgentClient, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"agent exited: {process.stderr.read().decode()[-500:] if process.stderr else ''}")
-        try:
-            await client.health()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+            stop_agent_process(process)
 
 
 @contextlib.asynccontextmanager
@@ -128,7 +108,7 @@ async def fleet_of(
 ) -> AsyncIterator[Fleet]:
     async with aiohttp.ClientSession() as session:
         clients = {n.name: AgentClient(n.name, session, f"http://{n.address}:{port}", token) for n in nodes}
-        await asyncio.gather(*(wait_healthy(clients[n], processes[n]) for n in clients))
+        await asyncio.gather(*(wait_agent_healthy(clients[n], processes[n]) for n in clients))
         yield Fleet(run_id, nodes, clients, agent_port=port)
 
 

@@ -4,7 +4,6 @@ the fio it starts; the coordinator's driver, metric and judge see the slow fdata
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import subprocess
@@ -27,7 +26,7 @@ from talbench.bench.probes.fsync import FsyncDriver
 from talbench.bench.probes.node import NodeDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
-from tests.agents.helpers import free_port
+from tests.agents.helpers import free_port, stop_agent_process, wait_agent_healthy
 
 BLKIO = Path("/sys/fs/cgroup/blkio")
 WRITE_IOPS = 100  # turns this VM's ~0.3 ms fdatasync into tens of ms
@@ -89,26 +88,7 @@ def agent_in(group: Path, data_dir: Path, token_file: Path, port: int) -> Iterat
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-async def wait_healthy(client: AgentClient, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"agent exited: {process.stderr.read().decode()[-500:] if process.stderr else ''}")
-        try:
-            await client.health()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+        stop_agent_process(process)
 
 
 async def test_throttled_disk_fails_the_control_plane_fsync_check(tmp_path: Path) -> None:
@@ -132,7 +112,7 @@ async def test_throttled_disk_fails_the_control_plane_fsync_check(tmp_path: Path
     with throttled_cgroup(backing, WRITE_IOPS) as group, agent_in(group, data_dir, token_file, port) as process:
         async with aiohttp.ClientSession() as session:
             client = AgentClient("cp1", session, f"http://127.0.0.1:{port}", token)
-            await wait_healthy(client, process)
+            await wait_agent_healthy(client, process, timeout=20.0)
             assert str(process.pid) in (group / "cgroup.procs").read_text().split()
             fleet = Fleet("run-slow", (node,), {"cp1": client})
             [measurement] = await DRIVERS["fsync"].run(
