@@ -1,5 +1,9 @@
-"""UDP echo responder for the RTT probe: answers RTT packets (rtt_packet.MAGIC, at most
-MAX_PACKET bytes) by sending them back unchanged to the sender; ignores everything else.
+"""UDP echo responder for the RTT probe, the reflector of TWAMP-light: answers RTT packets
+(rtt_packet.MAGIC, HEADER_SIZE to MAX_PACKET bytes) by sending them back to the sender with its
+receive and send stamps written in (T2: the kernel's receive stamp, ``SO_TIMESTAMPNS``; T3: its
+clock read just before the reply is handed to the kernel), so the time a request waited for this
+process (a busy, stalled or throttled agent) is taken out of the round trip by the sender instead
+of being counted as network delay.  Everything else is ignored.
 
 Replies leave from the address the request was sent to (IP_PKTINFO / IPV6_PKTINFO reflected
 back), so an agent listening on a wildcard address still answers correctly on a multi-address
@@ -14,17 +18,20 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
-from talbench.agents.rtt_packet import MAX_PACKET, is_echoable
+from talbench.agents.rtt_packet import MAX_PACKET, T2_KERNEL, is_echoable, reflect
+from talbench.agents.timestamps import enable_receive_stamps, receive_stamp
 
 log = logging.getLogger(__name__)
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python does not always export it
 IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, spec_dst, addr
 IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
-ANCILLARY_SPACE = socket.CMSG_SPACE(IN_PKTINFO.size) + socket.CMSG_SPACE(IN6_PKTINFO.size)
+ANCILLARY_SPACE = socket.CMSG_SPACE(IN_PKTINFO.size) + socket.CMSG_SPACE(IN6_PKTINFO.size) + socket.CMSG_SPACE(16)
 BATCH = 64  # datagrams handled per readable event before yielding to the loop
+RECEIVE_BUFFER = 1 << 20  # requests queued while this process waits for a CPU (capped by rmem_max)
 
 
 @dataclass
@@ -64,11 +71,15 @@ class EchoResponder:
                 self.counters.errors += 1
                 log.debug("echo responder: %s", exc)
                 return
+            kernel_t2 = receive_stamp(ancdata)
+            t2 = kernel_t2 or time.time_ns()
             if flags & socket.MSG_TRUNC or not is_echoable(data):
                 self.counters.ignored += 1
                 continue
+            route = reply_ancillary(ancdata)
             try:
-                self._sock.sendmsg([data], reply_ancillary(ancdata), 0, addr)
+                reply = reflect(data, t2, time.time_ns(), T2_KERNEL if kernel_t2 else 0)
+                self._sock.sendmsg([reply], route, 0, addr)
             except OSError as exc:  # e.g. a full send buffer: the sender sees a lost packet
                 self.counters.errors += 1
                 log.debug("echo responder: reply to %s: %s", addr, exc)
@@ -92,6 +103,8 @@ def _bind(host: str, port: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        enable_receive_stamps(sock)  # without: T2 is read on wake-up, and the sender sees the flag
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.setblocking(False)
         sock.bind(address)
     except OSError:

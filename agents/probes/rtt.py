@@ -3,10 +3,13 @@
 Per peer: one connected UDP socket; ``warmup`` packets (discarded) then ``count`` measured ones,
 ``interval`` apart with +/- ``jitter`` relative randomisation, starting at a random offset in
 [0, ``stagger``) so agents do not fire in lock-step.  Each packet carries a stream id, its
-sequence number and its send time (time.perf_counter_ns); the RTT is the local receive time
-minus that.  A reply later than ``timeout`` is counted as late (and lost), not sampled.
+sequence number and its send stamp; the peer's echo responder writes its receive and send
+stamps into the reply, and the RTT is TWAMP-light's (T4 - T1) - (T3 - T2) from kernel stamps
+where Linux gives them (agents/rtt_stream.py).  A round trip longer than ``timeout`` is counted
+as late (and lost), not sampled.
 
-Result per peer: raw samples in send order (answered packets only), sent, received,
+Result per peer: raw RTT samples in send order (answered packets only) with the reflector's
+dwell and the four stamps of each, how many stamps came from the kernel, sent, received,
 lost (= count - received), late, duplicates, the first few socket errors (an ICMP port
 unreachable shows up here as "Connection refused"), and the sender's worst lateness against
 its schedule.  Summaries are the coordinator's business.
@@ -16,21 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
+import socket
 from typing import Any
 
 from pydantic import field_validator, model_validator
 
 from talbench.agents.params import SECONDS, Params, param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration
-from talbench.agents.rtt_packet import HEADER_SIZE, RttPacket, decode, encode
+from talbench.agents.rtt_packet import HEADER_SIZE
+from talbench.agents.rtt_stream import RECEIVE_BUFFER, RttStream
+from talbench.agents.timestamps import enable_sender_stamps
 
 MAX_PEERS = 1000
 MAX_PACKETS_TOTAL = 2_000_000  # peers * (warmup + count): bounds memory and result size
-KEPT_ERRORS = 5
 TIME_LIMIT_SLACK = 5.0
-
-_UNSENT, _SENT, _ANSWERED, _LATE = 0, 1, 2, 3
 
 
 NAME = r"^[^\s\x00-\x1f\x7f]+$"  # printable, no blanks (node names, hosts)
@@ -82,92 +84,31 @@ class RttParams(RttSettings):
         return self
 
 
-# ---- one peer's stream ----------------------------------------------------------------------
-
-
-class _Stream(asyncio.DatagramProtocol):
-    """Send-side bookkeeping and the receive callback of one peer's connected socket."""
-
-    def __init__(self, params: RttParams, stream_id: int) -> None:
-        self.params = params
-        self.stream_id = stream_id
-        self.total = params.warmup + params.count
-        self.timeout_ns = int(params.timeout * 1e9)
-        self.sent_ns = [0] * self.total
-        self.state = bytearray(self.total)
-        self.rtt_ns: list[int | None] = [None] * self.total
-        self.sent = 0  # all packets, warm-up included
-        self.answered = 0  # packets with a reply, in time or late
-        self.late = 0
-        self.duplicates = 0
-        self.foreign = 0
-        self.errors: list[str] = []
-        self.error_count = 0
-        self.send_lag_max = 0.0
-        self.sending_done = False
-        self.all_answered = asyncio.Event()
-
-    def measured(self, seq: int) -> bool:
-        return seq >= self.params.warmup
-
-    def note_error(self, exc: BaseException) -> None:
-        self.error_count += 1
-        if len(self.errors) < KEPT_ERRORS:
-            self.errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        now = time.perf_counter_ns()
-        packet = decode(data)
-        if packet is None or packet.stream != self.stream_id or packet.seq >= self.total:
-            self.foreign += 1
-            return
-        seq = packet.seq
-        if self.state[seq] == _UNSENT or self.sent_ns[seq] != packet.sent_ns:
-            self.foreign += 1
-            return
-        if self.state[seq] != _SENT:
-            self.duplicates += self.measured(seq)
-            return
-        self.answered += 1
-        rtt = now - packet.sent_ns
-        if rtt > self.timeout_ns:
-            self.state[seq] = _LATE
-            self.late += self.measured(seq)
-        else:
-            self.state[seq] = _ANSWERED
-            self.rtt_ns[seq] = rtt
-        if self.sending_done and self.answered >= self.sent:
-            self.all_answered.set()
-
-    def error_received(self, exc: Exception) -> None:
-        self.note_error(exc)
-
-    def result(self, peer: Peer) -> dict[str, Any]:
-        warmup = self.params.warmup
-        samples = [r for r in self.rtt_ns[warmup:] if r is not None]
-        return {
-            "host": peer.host,
-            "port": peer.port,
-            "sent": sum(1 for s in self.state[warmup:] if s != _UNSENT),
-            "received": len(samples),
-            "samples_ns": samples,
-            "lost": self.params.count - len(samples),
-            "late": self.late,
-            "duplicates": self.duplicates,
-            "errors": list(self.errors),
-            "error_count": self.error_count,
-            "send_lag_max_ms": round(self.send_lag_max * 1000.0, 3),
-        }
+async def _connected_socket(peer: Peer) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    stream = _Stream(params, rng.getrandbits(64))
     try:
-        transport, _ = await loop.create_datagram_endpoint(lambda: stream, remote_addr=(peer.host, peer.port))
+        sock = await _connected_socket(peer)
     except OSError as exc:  # includes name resolution failures
-        stream.note_error(exc)
-        return stream.result(peer)
+        unsent = RttStream(params, 0, None, kernel_stamps=False)
+        unsent.note_error(exc)
+        return unsent.result(peer.host, peer.port)
+    stream = RttStream(params, rng.getrandbits(64), sock, kernel_stamps=enable_sender_stamps(sock))
+    loop.add_reader(sock.fileno(), stream.on_readable)
     try:
         if params.stagger > 0:
             await asyncio.sleep(rng.uniform(0.0, params.stagger))
@@ -179,11 +120,7 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
                 await asyncio.sleep(delay)
             last_sent = loop.time()
             stream.send_lag_max = max(stream.send_lag_max, last_sent - next_at)
-            sent_ns = time.perf_counter_ns()
-            stream.sent_ns[seq] = sent_ns
-            stream.state[seq] = _SENT
-            stream.sent += 1
-            transport.sendto(encode(RttPacket(stream.stream_id, seq, sent_ns), params.payload))
+            stream.send(seq)
             next_at += params.interval * (1.0 + params.jitter * rng.uniform(-1.0, 1.0))
             if next_at < last_sent:  # fell behind (busy loop): resume the schedule from now
                 next_at = last_sent
@@ -195,9 +132,11 @@ async def _measure_peer(peer: Peer, params: RttParams, rng: random.Random) -> di
                     await asyncio.wait_for(stream.all_answered.wait(), remaining)
                 except TimeoutError:
                     pass
+        stream.on_readable()  # whatever arrived while this process waited for a CPU
     finally:
-        transport.close()
-    return stream.result(peer)
+        loop.remove_reader(sock.fileno())
+        sock.close()
+    return stream.result(peer.host, peer.port)
 
 
 def time_limit(params: RttSettings) -> float:

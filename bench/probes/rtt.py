@@ -19,6 +19,11 @@ from talbench.bench.probes.peer_jobs import run_peer_jobs
 from talbench.bench.stats import Summary, jitter
 from talbench.bench.units import Dimension
 
+# What makes a direction's figures untrustworthy, where its stamps are not all the kernel's (an
+# old kernel, a socket that refused SO_TIMESTAMPING): then a timestamp is a clock read by a
+# process that may wait for a CPU, and a busy or stalled agent's wait is counted as network.
+# With kernel stamps at T1, T2 and T4 (agents/rtt_stream.py) neither end's scheduling moves
+# the figure (the reflector's wait is its dwell, taken out), and these rules do not apply.
 SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
 # The agent's event loop was stalled (woke its sampler >= 5 ms late) in more than this share of
 # its wake-ups: that share of RTT samples carries scheduling delay rather than network delay,
@@ -75,22 +80,42 @@ class RttDriver(DeclaredDriver):
         return RTT_METRICS
 
 
+def kernel_stamped(data: Mapping[str, Any]) -> bool:
+    """Every sample of this direction has kernel stamps at T1, T2 and T4 and a reflector's T3."""
+    stamps, n = data.get("stamps"), len(data.get("samples_ns", ()))
+    if not isinstance(stamps, Mapping):
+        return False
+    return all(stamps.get(k) == n for k in ("t1_kernel", "t2_kernel", "t4_kernel", "reflected"))
+
+
 def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int, str | None]:
     """All samples (seconds) of the given directions, packets sent, received, and a reason the
-    figures cannot be trusted (saturated agent)."""
+    figures cannot be trusted (a saturated or stalled agent whose clock reads are in them)."""
     samples: list[float] = []
     sent = received = 0
     for m in measurements:
         samples.extend(ns / 1e9 for ns in m.data.get("samples_ns", ()))
         sent += int(m.data.get("sent", 0))
         received += int(m.data.get("received", 0))
+        if kernel_stamped(m.data):
+            continue
         # the agent's peak over 0.5 s windows: a saturated burst is not averaged away
         cpu = m.resources.get("cpu_process_percent_max", m.resources.get("cpu_process_percent"))
         if isinstance(cpu, (int, float)) and cpu >= SATURATED_CPU_PERCENT:
-            return samples, sent, received, f"agent on {m.key.node} was saturated ({cpu:.0f} % of a core)"
+            return (
+                samples,
+                sent,
+                received,
+                f"agent on {m.key.node} was saturated ({cpu:.0f} % of a core), its timestamps not the kernel's",
+            )
         stalled = _stalled(m.resources)
         if stalled is not None:
-            return samples, sent, received, f"agent on {m.key.node} {stalled}: its timestamps include scheduling delay"
+            return (
+                samples,
+                sent,
+                received,
+                f"agent on {m.key.node} {stalled}: its timestamps (not the kernel's) include scheduling delay",
+            )
     return samples, sent, received, None
 
 
@@ -112,6 +137,20 @@ def _stalled(resources: Mapping[str, Any]) -> str | None:
     )
 
 
+def _dwell_note(measurements: Sequence[Measurement]) -> str:
+    """The reflectors' worst p99 dwell, when it was large enough to have mattered (>= 1 ms)."""
+    dwells = [Summary.of([ns / 1e9 for ns in m.data["dwell_ns"]]).p99 for m in measurements if m.data.get("dwell_ns")]
+    worst = max(dwells, default=0.0)
+    return f", reflector dwell p99 {worst * 1e3:.3g} ms taken out" if worst >= 1e-3 else ""
+
+
+def _observe_dwell(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
+    dwells = [ns / 1e9 for m in measurements for ns in m.data.get("dwell_ns", ())]
+    if not dwells:
+        return Observation(None, 0, invalid="no reflector stamps (no replies, or a reflector that does not stamp)")
+    return Observation(Summary.of(dwells).p99, len(dwells), detail="time the peers' agents held a probe")
+
+
 def _min_samples(measurements: Sequence[Measurement]) -> int:
     return sum(int(m.data.get("min_samples", 0)) for m in measurements)
 
@@ -120,7 +159,7 @@ def _latency_metric(name: str, field: str, description: str) -> Metric:
     def observe(subject: Subject, measurements: Sequence[Measurement], nodes: Sequence[Node]) -> Observation:
         samples, sent, received, saturated = _pooled(measurements)
         loss = 1 - received / sent if sent else 1.0
-        detail = f"n={received}/{sent}, loss {loss * 100:.2g} %"
+        detail = f"n={received}/{sent}, loss {loss * 100:.2g} %" + _dwell_note(measurements)
         if saturated:
             return Observation(None, received, invalid=saturated, detail=detail)
         if sent and not samples:
@@ -151,6 +190,15 @@ RTT_METRICS: tuple[Metric, ...] = (
     _latency_metric("rtt.max", "maximum", "slowest round trip"),
     _latency_metric("rtt.jitter", "jitter", "mean difference between consecutive RTTs (worse direction)"),
     Metric("rtt.loss", "rtt", SubjectKind.PAIR, Dimension.RATIO, True, _observe_loss, "share of probes without reply"),
+    Metric(
+        "rtt.dwell.p99",
+        "rtt",
+        SubjectKind.PAIR,
+        Dimension.DURATION,
+        True,
+        _observe_dwell,
+        "99th percentile of the reflectors' dwell (T3 - T2): their own delay, taken out of the RTT",
+    ),
 )
 
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 
 from talbench.agents.app import ECHO
 from talbench.agents.probe import ProbeParamError
 from talbench.agents.probes.rtt import PROBE, RttParams
-from talbench.agents.rtt_packet import MAGIC, MAX_PACKET, RttPacket, decode, encode
+from talbench.agents.rtt_packet import (
+    HEADER_SIZE,
+    MAGIC,
+    MAX_PACKET,
+    REFLECTED,
+    T2_KERNEL,
+    RttPacket,
+    decode,
+    encode,
+)
 from tests.agents.helpers import dead_udp_port
 
 RTT_JOB = PROBE.jobs[0]
@@ -199,15 +209,24 @@ async def test_echo_answers_only_rtt_packets(start_agent):
     try:
         transport.sendto(b"hello, not a probe packet")
         transport.sendto(MAGIC + bytes(MAX_PACKET + 1 - len(MAGIC)))  # too long
+        transport.sendto(MAGIC + bytes(HEADER_SIZE - 1 - len(MAGIC)))  # too short for the stamps
+        before = time.time_ns()
         packet = encode(RttPacket(1, 2, 3), 100)
         transport.sendto(packet)
-        assert await asyncio.wait_for(replies.get(), 2) == packet
+        reply = await asyncio.wait_for(replies.get(), 2)
+        after = time.time_ns()
         await asyncio.sleep(0.1)
         assert replies.empty()
     finally:
         transport.close()
     counters = agent.app[ECHO].counters
-    assert counters.answered == 1 and counters.ignored == 2 and counters.errors == 0
+    assert counters.answered == 1 and counters.ignored == 3 and counters.errors == 0
+    # the same packet back, with the reflector's receive and send stamps (same host: same clock)
+    answered = decode(reply)
+    assert answered is not None and len(reply) == 100 and reply[HEADER_SIZE:] == packet[HEADER_SIZE:]
+    assert (answered.stream, answered.seq, answered.sent_ns) == (1, 2, 3)
+    assert answered.flags == REFLECTED | T2_KERNEL  # the kernel stamped the arrival
+    assert before <= answered.t2_ns <= answered.t3_ns <= after
 
 
 async def exchange(target: tuple[str, int], family: int = socket.AF_INET) -> bytes | None:

@@ -91,6 +91,31 @@ def test_too_few_samples_or_a_saturated_agent_is_invalid_not_judged():
     assert judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER).status is Status.FAIL
 
 
+def test_kernel_stamped_round_trips_are_judged_whatever_the_agents_scheduling():
+    """With kernel stamps at T1, T2 and T4 (and the reflector's dwell taken out) a stalled or
+    saturated agent does not move the figure: the same stall that invalidates clock-read samples
+    leaves these judged, and the detail names the dwell that was taken out."""
+    stalls = {"loop_lag_max_ms": 38.0, "loop_ticks": 150, "loop_ticks_late": 9, "cpu_process_percent_max": 99.0}
+    results = {}
+    for key, m in both("cp1", "cp2", [0.4] * 200).items():
+        n = len(m.data["samples_ns"])
+        data = {
+            **m.data,
+            "dwell_ns": [20_000_000] * n,  # the reflector held every probe 20 ms
+            "stamps": {"t1_kernel": n, "t2_kernel": n, "t4_kernel": n, "reflected": n},
+        }
+        results[key] = Measurement(key, True, data, resources=stalls)
+    verdict = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
+    assert verdict.status is Status.PASS, verdict.message
+    assert "reflector dwell p99 20 ms taken out" in verdict.detail
+    # one direction with a sample whose send was not stamped by the kernel: the old rule again
+    key = ResultKey("rtt", "cp2", "cp1")
+    stamps = {**results[key].data["stamps"], "t1_kernel": 199}
+    results[key] = Measurement(key, True, {**results[key].data, "stamps": stamps}, resources=stalls)
+    verdict = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
+    assert verdict.status is Status.INVALID and "not the kernel's" in verdict.message
+
+
 def test_no_replies_at_all_fails_as_unbounded_latency():
     results = both("cp1", "cp2", [], sent=100)
     verdict = judge_subject(cp_check(), P99, Subject(("cp1", "cp2")), results, CLUSTER)
