@@ -7,7 +7,8 @@ directory, which is removed whatever happens.  The result keeps fio's percentile
 latency histograms (``json+`` bins) so the coordinator re-derives every figure itself.
 
 Bounds: fio's ``--runtime`` stops it at the time limit (the result then says ``complete: false``
-and the coordinator marks it invalid); if fio does not stop by itself it is killed a little later.
+and how many writes were done; the coordinator judges those, or calls the figure invalid when
+they are too few for a p99); if fio does not stop by itself it is killed a little later.
 The probe refuses to start when the filesystem has less free space than the test file plus a
 reserve, so it never fills the disk etcd lives on.
 """
@@ -58,7 +59,11 @@ class FsyncParams(Params):
         help="bytes per write, each followed by fdatasync (about one etcd WAL entry)",
     )
     time_limit: float = param(
-        120.0, ge=1.0, le=600.0, unit=SECONDS, help="fio stops there; an unfinished recipe is invalid, not judged"
+        120.0,
+        ge=1.0,
+        le=600.0,
+        unit=SECONDS,
+        help="fio stops there; an unfinished recipe is judged on the writes done (invalid if too few)",
     )
     reserve: int = param(
         256 * MiB, ge=0, le=1 << 50, unit=BYTES, help="refuse to start unless this much stays free beside the test file"

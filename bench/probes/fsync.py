@@ -120,15 +120,16 @@ def _sync_block(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def untrusted(data: Mapping[str, Any]) -> str | None:
-    """Why a fsync result cannot be judged (None when it can)."""
-    if not data.get("complete"):
-        return str(data.get("stopped") or "fio did not complete the recipe")
+    """Why a fsync result cannot be judged (None when it can).  A recipe cut short by fio's time
+    limit is judged on the fdatasyncs it did, when there are enough of them: a disk too slow to
+    finish in time has plenty of slow samples, and calling that "not judged" would hide a fail."""
     block = _sync_block(data)
+    stopped = None if data.get("complete") else str(data.get("stopped") or "fio did not complete the recipe")
     if not block:
-        return "fio reported no fdatasync latency"
+        return stopped or "fio reported no fdatasync latency"
     count = int(block.get("count") or 0)
     if count < MIN_SYNCS:
-        return f"too few fdatasyncs ({count} < {MIN_SYNCS})"
+        return f"too few fdatasyncs ({count} < {MIN_SYNCS})" + (f": {stopped}" if stopped else "")
     if data.get("etcd_same_disk") is False:
         measured = _disk_names(data.get("device"))
         etcd = data.get("etcd_device") or {}
@@ -173,6 +174,8 @@ def _latency_metric(name: str, q: float | None, description: str) -> Metric:
 
 def _latency_detail(data: Mapping[str, Any], count: int) -> str:
     parts = [f"{count} fdatasyncs"]
+    if not data.get("complete") and data.get("stopped"):
+        parts[0] += f" (cut short: {data['stopped']})"
     p50 = sync_percentile(data, 50) if _sync_block(data) else None
     if p50 is not None:
         parts.append(f"p50 {format_value(p50, Dimension.DURATION)}")
