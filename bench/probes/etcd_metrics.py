@@ -13,8 +13,8 @@ measured by talbench: every member's node sends HTTP round trips to the other me
 listeners (/raft/probing, what etcd's prober uses) before the load; the mean per direction, the
 worst direction judged.  etcd's own etcd_network_peer_round_trip_time_seconds is not used: it is
 a smoothed RTT starting from zero that under-reads on a freshly started cluster.  The recommended
-heartbeat follows the etcd tuning guide: heartbeat around the maximum of the average RTT between
-members, election timeout at least 10x.
+heartbeat follows the etcd tuning guide: etcd's defaults (100 ms / 1000 ms) unless the maximum of
+the average RTT between members calls for more (heartbeat around it, election timeout 10x).
 """
 
 from __future__ import annotations
@@ -214,10 +214,11 @@ def _observe_peer_rtt(subject: Subject, ms: Sequence[Measurement], nodes: Sequen
 
 def recommended_timing(max_rtt: float) -> tuple[float, float]:
     """(heartbeat, election timeout) in seconds for a maximum average member RTT, after the etcd
-    tuning guide: heartbeat around the maximum average RTT (whole milliseconds, at least 1 ms),
-    election timeout 10x the heartbeat."""
-    heartbeat = max(1, math.ceil(max_rtt * 1000 - 1e-9)) / 1000.0
-    return heartbeat, 10 * heartbeat
+    tuning guide: its defaults (100 ms / 1000 ms) suit a local network and tuning is for high
+    latency, so they stand unless the RTT calls for more: heartbeat around the maximum average
+    RTT (whole milliseconds), election timeout at least 10x the heartbeat."""
+    heartbeat = max(ETCD_DEFAULT_HEARTBEAT, math.ceil(max_rtt * 1000 - 1e-9) / 1000.0)
+    return heartbeat, max(ETCD_DEFAULT_ELECTION, 10 * heartbeat)
 
 
 def _timing_metric(name: str, index: int, description: str) -> Metric:
@@ -228,10 +229,15 @@ def _timing_metric(name: str, index: int, description: str) -> Metric:
         worst = max(rtts.values())
         heartbeat, election = recommended_timing(worst)
         configured = _settings(ms[0])
-        covered = heartbeat <= ETCD_DEFAULT_HEARTBEAT
+        if (heartbeat, election) == (ETCD_DEFAULT_HEARTBEAT, ETCD_DEFAULT_ELECTION):
+            advice = "etcd's defaults (100 ms / 1000 ms) suffice for this RTT: keep them"
+        else:
+            advice = (
+                f"etcd's defaults (100 ms / 1000 ms) are too low for this RTT: heartbeat-interval "
+                f"~{heartbeat * 1000:g} ms, election-timeout >= {election * 1000:g} ms"
+            )
         detail = (
-            f"max average member RTT {_ms(worst)} -> heartbeat-interval ~{heartbeat * 1000:g} ms, election-timeout >= {election * 1000:g} ms"
-            f"; etcd's defaults (100 ms / 1000 ms) {'cover' if covered else 'are too low for'} this RTT"
+            f"max average member RTT {_ms(worst)}; {advice}"
             f"; the scratch members ran with {configured.get('heartbeat_ms')} ms / {configured.get('election_ms')} ms"
         )
         return Observation((heartbeat, election)[index], len(rtts), detail=detail)

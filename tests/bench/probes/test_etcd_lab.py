@@ -108,7 +108,9 @@ async def test_cancelling_the_run_leaves_no_member(make_lab: Callable[..., LabSt
     assert leftovers(state) == []
 
 
-async def test_a_delayed_control_plane_raises_rtt_latency_and_the_heartbeat(make_lab: Callable[..., LabState]) -> None:
+async def test_a_delayed_control_plane_raises_rtt_and_latency_within_etcds_defaults(
+    make_lab: Callable[..., LabState],
+) -> None:
     plain = make_lab(LabSpec(control_planes=3, workers=0))
     fast, _ = await run_etcd(plain, "run-etcd-fast")
     if fast["etcd-latency-p99/cluster"].status is Status.INVALID:  # the generator fell behind: see below
@@ -127,8 +129,10 @@ async def test_a_delayed_control_plane_raises_rtt_latency_and_the_heartbeat(make
     assert slow_rtt.observed >= 0.020 and "cp3" in slow_rtt.detail.split(";")[0], slow_rtt  # 10 ms each way
     assert slow_rtt.observed >= fast_rtt.observed + 0.012, (fast_rtt, slow_rtt)
     fast_hb, slow_hb = fast["etcd-recommended-heartbeat/cluster"], slow["etcd-recommended-heartbeat/cluster"]
-    assert fast_hb.observed <= 0.010 and slow_hb.observed >= 0.020, (fast_hb, slow_hb)
-    assert slow["etcd-recommended-election-timeout/cluster"].observed == pytest.approx(10 * slow_hb.observed)
+    # 20 ms is far inside etcd's defaults: the advice is to keep them, said in words
+    assert fast_hb.observed == slow_hb.observed == 0.1, (fast_hb, slow_hb)
+    assert "suffice for this RTT: keep them" in slow_hb.detail, slow_hb
+    assert slow["etcd-recommended-election-timeout/cluster"].observed == pytest.approx(1.0)
     # a third of the writes go to cp3's client URL: 20 ms there and back, 20 more to the leader
     for verdict in (fast["etcd-latency-p99/cluster"], slow["etcd-latency-p99/cluster"]):
         assert verdict.observed is not None, verdict  # (invalid when the generator fell behind)
