@@ -15,6 +15,12 @@ STAMP := $(VENV)/.installed
 # wireguard-go + wg (tunnel), procps, runc + umoci (the lab's agents in containers: lab up --image).
 # etcd and etcdctl are not Debian's (3.4): `make etcd`.
 APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 wireguard-go wireguard-tools runc umoci
+# The metrics tests push to a real Pushgateway scraped by a real Prometheus (and run promtool),
+# both started by the test on loopback ports (tests/bench/report/test_prometheus.py).
+APT_PACKAGES += prometheus prometheus-pushgateway
+# report.html is loaded by headless Chromium over the DevTools protocol: no console error, one
+# heatmap cell per measured pair, a screenshot (tests/bench/report/test_html_browser.py).
+APT_PACKAGES += chromium
 # etcd and etcdctl at the version Talos ships, built from etcd's Go modules (needs Go, see
 # agents/build/build-etcd.sh) once per machine into $(TALBENCH_CACHE)/etcd/, for ETCD_ARCHES (the
 # image takes both); this machine's are linked into ETCD_BINDIR, ahead of /usr/bin on PATH.
@@ -25,6 +31,7 @@ ETCD_BINDIR ?= /usr/local/bin
 RUN_ARGS ?=
 
 .PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean actionlint shellcheck image
+.PHONY: kubernetes etcd-benchmark
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # actionlint, a Go program from the Go module proxy (`go list -m -versions github.com/rhysd/actionlint`),
@@ -68,6 +75,15 @@ etcd:
 
 venv: system-deps etcd $(STAMP)
 
+# The Kubernetes control plane of `talbench lab up --kubernetes` (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl), built from the k8s.io/kubernetes Go module by
+# agents/build/build-kubernetes.sh once per machine into $(TALBENCH_CACHE)/kubernetes/<version>/linux-<arch>/
+# (a second run is instant).  Not a dependency of `test`: a cold build takes tens of minutes, and
+# the tests that need it skip without it.
+kubernetes:
+	@agents/build/build-kubernetes.sh
+	@echo "Kubernetes binaries in $$(agents/build/build-kubernetes.sh --print-dir)"
+
 # Exits 0 when the run completed, whatever the verdicts (exit 1 = a finding about this machine);
 # set-up errors (2, 3) and interruptions (130) still fail.
 run: venv etcd
@@ -106,7 +122,13 @@ fmt: venv
 	$(BIN)/ruff format
 	$(BIN)/ruff check --fix
 
-bench: venv etcd
+# etcd's own load tool `benchmark` (tools/benchmark of go.etcd.io/etcd/v3), the reference that
+# tests/benchmarks/bench_etcd.py measures talbench's etcd write ceiling against: built by
+# agents/build/build-etcd-benchmark.sh once per machine next to this machine's etcd (a second run is instant).
+etcd-benchmark: etcd
+	@agents/build/build-etcd-benchmark.sh
+
+bench: venv etcd etcd-benchmark
 	@mkdir -p results/bench
 	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 

@@ -16,6 +16,9 @@ the job, ``cpu_throttled_periods`` of them throttled, ``cpu_throttled_s`` thrott
 ``cpu_quota_cores`` (None: no quota).  The agent's tools (fio, iperf3, etcd, the load workers) run
 in the same cgroup, so a quota they exhaust shows here although ``cpu_process_percent`` counts
 only the agent.  Absent when no cgroup with the cpu controller can be read.
+
+What the rest of the host did meanwhile (steal, iowait, other processes' CPU, dirty pages and
+writeback) comes from agents.host_context, as ``host_*`` fields.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import psutil
 
 from talbench.agents import cgroup
+from talbench.agents.host_context import HostContext
 
 SAMPLE_INTERVAL = 0.5  # CPU peak windows
 TICK = 0.1  # loop-lag sampling
@@ -85,8 +89,10 @@ class CpuMeter:
         self._ticks = 0
         self._late = 0
         self._task: asyncio.Task[None] | None = None
+        self._host = HostContext()
 
     def start(self) -> None:
+        self._host.start()
         self._cgroup = cgroup.locate(self._cgroup_root)
         self._cgroup_first = cgroup.sample(self._cgroup) if self._cgroup is not None else None
         self._first = snapshot()
@@ -105,6 +111,7 @@ class CpuMeter:
                 current = snapshot()
                 self._peak_process = max(self._peak_process, _process_percent(previous, current))
                 previous = current
+                self._host.sample()
 
     async def stop(self) -> dict[str, Any]:
         if self._task is not None:
@@ -132,4 +139,5 @@ class CpuMeter:
             "loop_ticks_late": self._late,
             "loop_late_ms": LATE_MS,
             **throttling,
+            **self._host.stop(),
         }

@@ -14,6 +14,10 @@ from pathlib import Path
 from rich.console import Console
 
 from talbench.bench.cli_commands import cmd_clean, cmd_lab, cmd_manifests, cmd_scenarios
+from talbench.bench.cli_compare import add_parser as add_compare_parser
+from talbench.bench.cli_compare import cmd_compare
+from talbench.bench.cli_report import add_parser as add_report_parser
+from talbench.bench.cli_report import cmd_report
 from talbench.bench.cli_run import cmd_run
 from talbench.bench.errors import CouldNotRun, TalbenchError, UsageError
 from talbench.bench.run import check_run_id, tool_version
@@ -67,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument(
         "--pushgateway", default=None, metavar="URL", help="push the verdicts to a Prometheus Pushgateway"
     )
+    run_p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NAME",
+        help="the cluster's name in the pushed metrics' grouping key (default: the kubeconfig context)",
+    )
     live = run_p.add_argument_group("live etcd (opt-in; reads only unless --allow-live-etcd-writes)")
     live.add_argument("--etcd-endpoints", default=None, metavar="URL[,URL]", help="the cluster's etcd client URLs")
     live.add_argument("--etcd-cacert", default=None, metavar="FILE")
@@ -108,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     manifests_p.add_argument("--scenario", default="acceptance")
     manifests_p.add_argument("--keep", type=int, default=10, help="summaries the CronJob keeps")
     manifests_p.add_argument("--pushgateway", default=None, metavar="URL")
+    manifests_p.add_argument("--cluster", default=None, metavar="NAME", help="with --pushgateway: the cluster's name")
+    manifests_p.add_argument(
+        "--dashboard", action="store_true", help="print the Grafana dashboard (JSON) of the pushed metrics instead"
+    )
 
     lab_p = commands.add_parser("lab", help="the local multi-node lab (network namespaces)")
     lab_cmds = lab_p.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=_Parser)
@@ -122,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the agents from this OCI image archive (make image), each in a runc container with the "
         "DaemonSet's pod context (default: agents as processes)",
     )
+    up.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="also run a real Kubernetes control plane on the lab (binaries from make kubernetes) and "
+        "write an admin kubeconfig into the lab's directory",
+    )
     for name in ("up", "down", "status"):
         sub = (
             up
@@ -133,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--lab-root", type=Path, default=None, help=argparse.SUPPRESS)
 
     commands.add_parser("scenarios", help="list scenarios with their checks, thresholds and sources")
+    add_compare_parser(commands)
+    add_report_parser(commands)
 
     agent_p = commands.add_parser(
         "agent", help="run the node agent (what the lab and the DaemonSet run)", add_help=False
@@ -176,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scenarios": cmd_scenarios,
             "clean": cmd_clean,
             "manifests": cmd_manifests,
+            "compare": cmd_compare,
+            "report": cmd_report,
         }[args.command]
         return handler(args, err)
     except TalbenchError as exc:

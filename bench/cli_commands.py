@@ -32,7 +32,8 @@ def cmd_lab(args: argparse.Namespace, err: Console) -> int:
             from talbench.bench.dispatch.lab import image_request
 
             image = image_request(args.image)
-        state = labs.up(spec, root, image=image)  # refuses (UsageError) when a lab is up under root
+        kubernetes = bool(getattr(args, "kubernetes", False))
+        state = labs.up(spec, root, image=image, kubernetes=kubernetes)  # UsageError when a lab is up under root
         out.print(f"lab {state.lab_id} is up: {', '.join(n.name for n in state.nodes)}")
         return _print_status(labs.status(root), out)
     if args.lab_command == "down":
@@ -69,6 +70,11 @@ def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
     from talbench.bench.kube.cronjob import manifests
     from talbench.bench.kube.manifests import to_yaml
 
+    if args.dashboard:
+        from talbench.bench.report.dashboard import dashboard_text
+
+        sys.stdout.write(dashboard_text())
+        return 0
     docs = manifests(
         cronjob=args.cronjob,
         schedule=args.schedule,
@@ -77,6 +83,7 @@ def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
         scenario=args.scenario,
         keep=args.keep,
         pushgateway=args.pushgateway,
+        cluster=args.cluster,
         pull_secrets=args.image_pull_secret,
     )
     sys.stdout.write(to_yaml(docs))

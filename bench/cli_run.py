@@ -1,5 +1,5 @@
 """`talbench run`: load the scenario and its settings (live etcd joins on request), pick the
-dispatcher, run with a progress display, write run.json and junit.xml, show the verdicts (table or
+dispatcher, run with a progress display, write run.json, junit.xml and report.html, show the verdicts (table or
 JSON), keep a summary in the cluster and push to a Pushgateway when asked.  Part of the CLI
 (bench/cli.py maps what it raises to exit codes)."""
 
@@ -21,7 +21,7 @@ from talbench.bench.model import Check, Measurement, RunRecord
 from talbench.bench.plan import select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
-from talbench.bench.report import junit, runjson, table
+from talbench.bench.report import html, junit, runjson, table
 from talbench.bench.report.files import write_atomically
 from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, run, tool_version
 
@@ -135,7 +135,8 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         table.render(record, out)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
         out.print(
-            f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}"
+            f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}, "
+            f"{run_dir / html.REPORT_FILE}"
         )
     if args.target == "kube" and args.keep_results > 0:
         run_async(
@@ -145,7 +146,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     if args.pushgateway:
         from talbench.bench.report.pushgateway import push
 
-        run_async(push(args.pushgateway, record.scenario.name, record.run_id, record.verdicts, ended=record.ended), err)
+        run_async(push(args.pushgateway, record, cluster=args.cluster), err)
     unavailable = _first_unavailable(record)
     if unavailable is not None:
         err.print(
@@ -165,7 +166,11 @@ def _summary_document(record: RunRecord, run_dir: Path, code: int) -> dict[str, 
         "exit_code": code,
         "summary": runjson.summary(record),
         "verdicts": [runjson.verdict_dict(v) for v in record.verdicts],
-        "files": {"run": str(run_dir / "run.json"), "junit": str(run_dir / "junit.xml")},
+        "files": {
+            "run": str(run_dir / "run.json"),
+            "junit": str(run_dir / "junit.xml"),
+            "report": str(run_dir / html.REPORT_FILE),
+        },
     }
 
 
@@ -178,6 +183,7 @@ def write_results(record: RunRecord, out: Path) -> Path:
     try:
         write_atomically(run_dir / "run.json", runjson.dumps(record))
         write_atomically(run_dir / "junit.xml", junit.dumps(record))
+        write_atomically(run_dir / html.REPORT_FILE, html.render(record))
     except OSError as exc:
         raise CouldNotRun(f"cannot write results to {run_dir}: {exc.strerror}", hint="check --out") from exc
     return run_dir

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from talbench.bench.context import context_of
 from talbench.bench.metric import Metric
 from talbench.bench.model import (
     CLUSTER_NODE,
@@ -112,6 +113,8 @@ def judge_subject(
     needed = metric.keys_for(subject)
     threshold = threshold_text(check, metric)
 
+    context = context_of([results[key] for key in needed if key in results])
+
     def verdict(status: Status, observed: float | None, message: str, detail: str = "") -> Verdict:
         return Verdict(
             check.name,
@@ -124,6 +127,7 @@ def judge_subject(
             message,
             check.source,
             detail,
+            context,
         )
 
     missing = [key for key in needed if key not in results]

@@ -187,6 +187,7 @@ class Verdict:
     message: str
     source: str
     detail: str = ""
+    context: str = ""  # what the busiest measured node's host was doing (bench/context.py)
 
 
 @dataclass(frozen=True)
@@ -206,3 +207,5 @@ class RunRecord:
     unready: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     timings: Mapping[str, tuple[float, float]] = field(default_factory=dict, hash=False, compare=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # first measurements of results measured again on a busy host (bench/retry.py)
+    superseded: tuple[Measurement, ...] = ()

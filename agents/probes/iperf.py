@@ -293,6 +293,20 @@ def _refused(text: str) -> bool:
     return "Connection refused" in text
 
 
+def _client_outcome(out: str, failed: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """(the client's JSON report, why it failed or None).  iperf3 (3.12 at least) exits 0 with
+    ``-J`` when it could not connect, the error in the report: a report's ``error`` is a failure
+    whatever the exit status."""
+    try:
+        report = _parse_json(out)
+    except RuntimeError as exc:
+        return None, out.strip() if failed else str(exc)
+    error = report.get("error")
+    if error:
+        return report, str(error)
+    return report, (out.strip() or "iperf3 failed") if failed else None
+
+
 async def run_client(params: IperfClient, ctx: ProbeContext) -> dict[str, Any]:
     iperf3 = _iperf3()
     args = [
@@ -331,17 +345,14 @@ async def run_client(params: IperfClient, ctx: ProbeContext) -> dict[str, Any]:
         finally:
             await kill_and_reap(proc)
         end = cpu_mark()
-        if not failed:
+        report, message = _client_outcome(out, failed)
+        if message is None and report is not None:
+            summary = summarize_client(report)
             break
-        if _refused(out) and time.monotonic() < give_up:
+        if _refused(message or out) and time.monotonic() < give_up:
             await asyncio.sleep(CONNECT_RETRY_INTERVAL)
             continue
-        try:
-            message = _parse_json(out).get("error") or out.strip()
-        except RuntimeError:
-            message = out.strip()
-        raise RuntimeError(f"iperf3 client to {params.host}:{params.port}: {str(message)[:300]}")
-    summary = summarize_client(_parse_json(out))
+        raise RuntimeError(f"iperf3 client to {params.host}:{params.port}: {str(message or out.strip())[:300]}")
     return {
         "role": "client",
         "host": params.host,

@@ -20,6 +20,7 @@ from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
 from talbench.bench.kube.image import ImageRef, parse_pull_secrets, require_image
 from talbench.bench.kube.rbac import coordinator_permissions, rbac_documents
+from talbench.bench.report.dashboard import DASHBOARD_FILE, SIDECAR_LABEL, dashboard
 
 DEFAULT_NAMESPACE = "talbench"
 COORDINATOR = "talbench-coordinator"
@@ -102,10 +103,12 @@ def coordinator_manifests(
     scenario: str = "acceptance",
     keep: int = DEFAULT_KEEP,
     pushgateway: str | None = None,
+    cluster: str | None = None,
     run_timeout: int = 3600,
     pull_secrets: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Namespace, ServiceAccount, least RBAC and the CronJob running ``talbench run`` in-cluster.
+    """Namespace, ServiceAccount, least RBAC and the CronJob running ``talbench run`` in-cluster;
+    with ``pushgateway``, the Grafana dashboard of the pushed metrics as a ConfigMap.
     ``pull_secrets`` must exist in ``namespace``: the coordinator's pod and the agents use them."""
     schedule = check_schedule(schedule)
     if not 1 <= keep <= 100:
@@ -130,7 +133,7 @@ def coordinator_manifests(
         str(keep),
     ]
     if pushgateway:
-        args += ["--pushgateway", pushgateway]
+        args += ["--pushgateway", pushgateway, *(["--cluster", cluster] if cluster else [])]
     labels = _labels("coordinator")
     return [
         m.namespace(namespace, _labels("namespace")),
@@ -164,7 +167,23 @@ def coordinator_manifests(
                 },
             },
         },
+        *([dashboard_configmap(namespace)] if pushgateway else []),
     ]
+
+
+def dashboard_configmap(namespace: str) -> dict[str, Any]:
+    """The Grafana dashboard (bench/report/dashboard.py) where Grafana's sidecar finds it: a
+    ConfigMap labelled ``grafana_dashboard: "1"`` (the sidecar must watch this namespace)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "talbench-grafana-dashboard",
+            "namespace": namespace,
+            "labels": {**_labels("dashboard"), SIDECAR_LABEL: "1"},
+        },
+        "data": {DASHBOARD_FILE: json.dumps(dashboard(), separators=(",", ":"))},
+    }
 
 
 def runner_manifests(
@@ -196,6 +215,7 @@ def manifests(
     scenario: str = "acceptance",
     keep: int = DEFAULT_KEEP,
     pushgateway: str | None = None,
+    cluster: str | None = None,
     pull_secrets: str | Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``talbench manifests [--cronjob --schedule CRON] --image REF [--image-pull-secret NAME]``:
@@ -215,6 +235,7 @@ def manifests(
             scenario=scenario,
             keep=keep,
             pushgateway=pushgateway,
+            cluster=cluster,
             pull_secrets=secrets,
         )
     return runner_manifests(image=ref, pull_secrets=secrets)

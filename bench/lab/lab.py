@@ -27,7 +27,7 @@ from pathlib import Path
 
 from talbench.agents import wire
 from talbench.bench.errors import InfrastructureError, MissingDependency, UsageError
-from talbench.bench.lab import containers, oci_image
+from talbench.bench.lab import containers, kube_binaries, kube_control, oci_image
 from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.containers import ContainerAgents, ImageRequest
 from talbench.bench.lab.launch import AGENT_MODULE, launch_agents, launch_delayline, wait_agents_ready
@@ -58,14 +58,19 @@ def up(
     agent_ready_timeout: float | None = None,  # default: (CONTAINER_)AGENT_READY_TIMEOUT
     agent_port: int = wire.DEFAULT_PORT,
     image: ImageRequest | None = None,
+    kubernetes: bool = False,
 ) -> LabState:
     """Build the lab ``spec`` under ``root`` and start its agents; on any failure (or Ctrl-C)
     remove what was built and re-raise.  ``persistent`` labs outlive this process (``talbench lab
     up``); others are the caller's to remove and count as leftovers once the caller is gone.
     With ``image`` the agents are the image's, each in a runc container with the pod context
-    ``image.pod`` (bench/lab/containers.py); the image is unpacked (once per digest) first."""
+    ``image.pod`` (bench/lab/containers.py); the image is unpacked (once per digest) first.
+    With ``kubernetes`` a real control plane runs on the first control plane and the lab's nodes
+    are registered with it (bench/lab/kube_control.py)."""
     require_root("lab up")
     ip = Ip.locate()
+    if kubernetes:
+        kube_binaries.locate()  # a missing binary stops here, before anything is built
     if spec.delays and not Path("/dev/net/tun").exists():
         raise MissingDependency("--delay needs /dev/net/tun (the TUN driver)", hint="load it with: modprobe tun")
     if start_agents and image is None and importlib.util.find_spec(f"{AGENT_MODULE}.__main__") is None:
@@ -107,6 +112,8 @@ def up(
                 if problems:
                     detail = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
                     raise InfrastructureError(f"lab agents not ready within {agent_ready_timeout:g}s: {detail}")
+        if kubernetes:
+            kube_control.start(ip, state)
         state = state.with_changes(status=lab_state.STATUS_UP)
         lab_state.save_state(state)
         return state

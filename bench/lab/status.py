@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from talbench.bench.lab import kube_control
 from talbench.bench.lab import state as lab_state
+from talbench.bench.lab.kube_status import KubeStatus, kube_status
 from talbench.bench.lab.launch import agent_problem
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.state import LabState, StateError
@@ -43,10 +45,17 @@ class LabStatus:
     delays: tuple[NodeDelay, ...]
     delayline: str | None  # None without delays; "running" or why not
     other_labs: tuple[str, ...] = field(default=())  # further lab dirs under the same root
+    kubernetes: KubeStatus | None = None  # labs brought up with --kubernetes
 
     @property
     def healthy(self) -> bool:
-        return self.condition == "up" and all(n.healthy for n in self.nodes) and self.delayline in (None, "running")
+        kube_ok = self.kubernetes is None or self.kubernetes.healthy
+        return (
+            self.condition == "up"
+            and all(n.healthy for n in self.nodes)
+            and self.delayline in (None, "running")
+            and kube_ok
+        )
 
     def render(self) -> str:
         """A short human description (the CLI prints it)."""
@@ -60,6 +69,8 @@ class LabStatus:
             out.append(f"  {node.name:<5} {node.role.value:<13} {node.address:<12} agent {node.agent}{delay}")
         if self.delayline is not None:
             out.append(f"  delay line: {self.delayline}")
+        if self.kubernetes is not None:
+            out += self.kubernetes.lines()
         if self.other_labs:
             out.append(f"  other labs under this root: {', '.join(self.other_labs)}")
         return out
@@ -131,6 +142,7 @@ def status(root: Path, *, health_timeout: float = 2.0) -> LabStatus | None:
         running = chosen.delayline_pid is not None and chosen.delayline_pid in ip.netns_pids(chosen.router_namespace)
         delayline = "running" if running else "not running"
     others = tuple(s.lab_id for s in states if s is not chosen) + tuple(broken)
+    kube = kube_control.load(chosen.lab_dir)
     return LabStatus(
         lab_id=chosen.lab_id,
         lab_dir=chosen.lab_dir,
@@ -142,4 +154,5 @@ def status(root: Path, *, health_timeout: float = 2.0) -> LabStatus | None:
         delays=chosen.delays,
         delayline=delayline,
         other_labs=others,
+        kubernetes=kube_status(kube) if kube else None,
     )

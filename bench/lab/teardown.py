@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talbench.bench.errors import UsageError
-from talbench.bench.lab import containers, processes
+from talbench.bench.lab import containers, kube_control, processes
 from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.state import StateError, StateMissing
@@ -131,6 +131,7 @@ def remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, *, term_timeout: float
         try:
             state = lab_state.load_state(lab_dir)
             recorded = [n.pid for n in state.nodes if n.pid] + ([state.delayline_pid] if state.delayline_pid else [])
+            recorded += kube_control.recorded_pids(lab_dir)
             grace = state.image.grace_seconds if state.image else term_timeout
         except StateError:
             pass

@@ -30,6 +30,8 @@ def dumps(record: RunRecord) -> str:
             suite, "testcase", classname=f"{record.scenario.name}.{v.check}", name=str(v.subject), time="0"
         )
         text = f"{v.status.value}: {v.message}" + (f" [{v.detail}]" if v.detail else "") + f"\nsource: {v.source}"
+        if v.context:
+            text += f"\nhost: {v.context}"
         if v.status is Status.FAIL:
             ET.SubElement(case, "failure", message=f"{v.check} {v.subject}: {v.message}", type="fail").text = text
         elif v.status in (Status.NO_DATA, Status.INVALID):

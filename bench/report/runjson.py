@@ -68,6 +68,7 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
         "threshold": v.threshold,
         "message": v.message,
         "detail": v.detail,
+        "context": v.context,
         "source": v.source,
     }
 
@@ -101,6 +102,7 @@ def to_dict(record: RunRecord) -> dict[str, Any]:
         "summary": summary(record),
         "verdicts": [verdict_dict(v) for v in record.verdicts],
         "results": [measurement_dict(m) for m in record.results],
+        "superseded_results": [measurement_dict(m) for m in record.superseded],
     }
 
 

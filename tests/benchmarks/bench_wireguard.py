@@ -1,16 +1,22 @@
 """Benchmark: talbench's WireGuard overhead figures next to iperf3 and ping run by hand, over the
 same two paths (plain lab network, WireGuard tunnel), in one run.
 
-    .venv/bin/python tests/benchmarks/bench_wireguard.py [--rounds 2] [--duration 5] [--count 200]
+    .venv/bin/python tests/benchmarks/bench_wireguard.py [--rounds 5] [--duration 5] [--omit 1] [--count 200]
 
-Builds a 2-node lab (cp1, cp2: network namespaces, real agents).  Rounds alternate:
+Builds a 2-node lab (cp1, cp2: network namespaces, real agents).  Rounds alternate the two tools
+(talbench first in even rounds, by hand first in odd ones):
 - talbench: the WireguardDriver on the pair cp1-cp2 (its wireguard.tunnel and wireguard.iperf jobs
   and the RTT probe's job, through the agents); figures as the metrics report them;
-- by hand: a WireGuard tunnel built with wireguard-go, wg and ip directly in the two namespaces
-  (its own names, keys, port and addresses), then ``iperf3 -c`` from cp1 to cp2 over the plain
-  path and through that tunnel, and ``ping`` over both (same count and interval as talbench's
-  RTT), everything torn down after the round.
-Prints a table and writes results/bench/wireguard.json.  Needs root, iperf3, wg, wireguard-go.
+- by hand (tests/benchmarks/wg_by_hand.py): a WireGuard tunnel built with wireguard-go, wg and ip
+  directly in the two namespaces (its own names, keys, port and addresses, talbench's MTU), then
+  ``iperf3 -c`` from cp1 to cp2 over the plain path and through that tunnel with talbench's
+  ``-t``, ``-O`` and one stream, the receiver's rate, and ``ping`` over both (same count and
+  interval as talbench's RTT), everything torn down after the round.
+The benchmark and everything it starts (the agents, their tools, the by-hand tools) share one CPU
+cgroup, so the host's other work weighs on both tools alike (wg_by_hand.py says why).  Prints
+medians with the spread over rounds, whether they agree (Done-when: throughput share within 10 %,
+RTT added within 0.1 ms) and the host's load, and writes results/bench/wireguard.json.  Needs
+root, iperf3, wg, wireguard-go, ping.
 """
 
 from __future__ import annotations
@@ -20,10 +26,8 @@ import asyncio
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from wg_by_hand import CpuGroup, hand_round
 
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
@@ -43,22 +48,10 @@ from talbench.bench.probes.wireguard import WireguardDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.stats import Summary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROOT = Path(__file__).resolve().parents[2]
-HAND_ADDRESSES = ("198.19.0.1", "198.19.0.2")  # by hand: another /30 of the benchmarking range
-HAND_PORT = 51999
-HAND_IPERF_PORT = 5399
-
-
-def sh(argv: list[str], *, timeout: float = 30, stdin: str | None = None, check: bool = True) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:6])}: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
-
-
-def in_ns(ns: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *argv]
+SHARE_TOLERANCE = 0.10  # Done-when 4: throughput share within 10 %
+RTT_ADDED_TOLERANCE_MS = 0.1  # and RTT added within 0.1 ms
 
 
 # -- talbench --------------------------------------------------------------------------------
@@ -94,6 +87,10 @@ async def talbench_round(state: LabState, settings: Any, round_no: int) -> dict[
         return observation.value
 
     data = measurement.data
+
+    def dwell_p50_ms(path: str) -> float:
+        return statistics.median(data[path]["rtt"].get("dwell_ns") or [0]) / 1e6
+
     return {
         "plain_bps": value("wireguard.node_throughput"),
         "tunnel_bps": value("wireguard.tunnel_throughput"),
@@ -104,135 +101,9 @@ async def talbench_round(state: LabState, settings: Any, round_no: int) -> dict[
         "tunnel_rtt_p99_ms": value("wireguard.tunnel_rtt_p99") * 1e3,
         "rtt_added_ms": value("wireguard.rtt_added") * 1e3,
         "tunnel_cpu_per_gbit": value("wireguard.tunnel_cpu_per_gbit"),
+        "plain_dwell_p50_ms": dwell_p50_ms("node_path"),
+        "tunnel_dwell_p50_ms": dwell_p50_ms("tunnel"),
         "implementation": data["tunnel"]["implementation"]["cp1"],
-    }
-
-
-# -- by hand ---------------------------------------------------------------------------------
-
-
-def hand_tunnel_up(state: LabState, tag: str) -> list[tuple[str, str, subprocess.Popen]]:
-    """wireguard-go + wg + ip in both namespaces; returns (namespace, link, process) to tear down."""
-    nodes = state.nodes[:2]
-    keys = []
-    for _ in nodes:
-        private = sh(["wg", "genkey"]).strip()
-        keys.append((private, sh(["wg", "pubkey"], stdin=private + "\n").strip()))
-    made: list[tuple[str, str, subprocess.Popen]] = []
-    try:
-        for i, node in enumerate(nodes):
-            name = f"bh{tag}{i}"
-            proc = subprocess.Popen(
-                in_ns(node.namespace, "wireguard-go", "-f", name),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "WG_PROCESS_FOREGROUND": "1"},
-            )
-            made.append((node.namespace, name, proc))
-            give_up = time.monotonic() + 10
-            while not Path(f"/var/run/wireguard/{name}.sock").exists():
-                if time.monotonic() > give_up or proc.poll() is not None:
-                    raise RuntimeError(f"wireguard-go {name} did not start")
-                time.sleep(0.05)
-        for i, (ns, name, _) in enumerate(made):
-            other = 1 - i
-            sh(
-                in_ns(
-                    ns,
-                    "wg",
-                    "set",
-                    name,
-                    "private-key",
-                    "/dev/stdin",
-                    "listen-port",
-                    str(HAND_PORT),
-                    "peer",
-                    keys[other][1],
-                    "endpoint",
-                    f"{nodes[other].address}:{HAND_PORT}",
-                    "allowed-ips",
-                    f"{HAND_ADDRESSES[other]}/32",
-                ),
-                stdin=keys[i][0] + "\n",
-            )
-            sh(in_ns(ns, "ip", "address", "add", f"{HAND_ADDRESSES[i]}/30", "dev", name))
-            sh(in_ns(ns, "ip", "link", "set", "dev", name, "mtu", "1420", "up"))
-    except BaseException:
-        hand_tunnel_down(made)
-        raise
-    return made
-
-
-def hand_tunnel_down(made: list[tuple[str, str, subprocess.Popen]]) -> None:
-    for ns, name, proc in made:
-        sh(in_ns(ns, "ip", "link", "del", "dev", name), check=False)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def hand_iperf(server_ns: str, client_ns: str, host: str, duration: int) -> float:
-    server = subprocess.Popen(
-        in_ns(server_ns, "iperf3", "-s", "-1", "-B", host, "-p", str(HAND_IPERF_PORT)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(50):
-            done = subprocess.run(
-                in_ns(client_ns, "iperf3", "-J", "-c", host, "-p", str(HAND_IPERF_PORT), "-t", str(duration)),
-                capture_output=True,
-                text=True,
-                timeout=duration + 30,
-            )
-            if done.returncode == 0:
-                return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"])
-            if "refused" not in done.stdout + done.stderr:
-                raise RuntimeError(f"iperf3 by hand: {done.stdout[-300:]} {done.stderr[-300:]}")
-            time.sleep(0.1)
-        raise RuntimeError("iperf3 server by hand never listened")
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait(timeout=10)
-
-
-def hand_ping(ns: str, host: str, count: int, interval: float) -> list[float]:
-    done = subprocess.run(
-        in_ns(ns, "ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", host),
-        capture_output=True,
-        text=True,
-        timeout=count * interval * 3 + 20,
-    )
-    return [float(m) for m in re.findall(r"time=([\d.]+) ms", done.stdout)]
-
-
-def hand_round(state: LabState, duration: int, count: int, interval: float, round_no: int) -> dict[str, float]:
-    a, b = state.nodes[0], state.nodes[1]
-    made = hand_tunnel_up(state, str(round_no))
-    try:
-        sh(
-            in_ns(a.namespace, "ping", "-n", "-c", "10", "-i", "0.01", "-W", "1", HAND_ADDRESSES[1]), check=False
-        )  # handshake, warm-up
-        plain_rtt = hand_ping(a.namespace, b.address, count, interval)
-        tunnel_rtt = hand_ping(a.namespace, HAND_ADDRESSES[1], count, interval)
-        plain = hand_iperf(b.namespace, a.namespace, b.address, duration)
-        tunnel = hand_iperf(b.namespace, a.namespace, HAND_ADDRESSES[1], duration)
-    finally:
-        hand_tunnel_down(made)
-    p_plain, p_tunnel = Summary.of(plain_rtt), Summary.of(tunnel_rtt)
-    return {
-        "plain_bps": plain,
-        "tunnel_bps": tunnel,
-        "ratio": tunnel / plain,
-        "plain_rtt_p50_ms": p_plain.p50,
-        "plain_rtt_p99_ms": p_plain.p99,
-        "tunnel_rtt_p50_ms": p_tunnel.p50,
-        "tunnel_rtt_p99_ms": p_tunnel.p99,
-        "rtt_added_ms": p_tunnel.p50 - p_plain.p50,
-        "ping_replies": float(min(len(plain_rtt), len(tunnel_rtt))),
     }
 
 
@@ -250,10 +121,54 @@ ROWS = [
 ]
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def agreement(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Done-when 4 on the medians over rounds, and the same on each round's own pair."""
+    share_t = statistics.median(r["talbench"]["ratio"] for r in rounds)
+    share_h = statistics.median(r["by_hand"]["ratio"] for r in rounds)
+    added_t = statistics.median(r["talbench"]["rtt_added_ms"] for r in rounds)
+    added_h = statistics.median(r["by_hand"]["rtt_added_ms"] for r in rounds)
+    paired_share = [r["talbench"]["ratio"] / r["by_hand"]["ratio"] - 1 for r in rounds]
+    paired_added = [r["talbench"]["rtt_added_ms"] - r["by_hand"]["rtt_added_ms"] for r in rounds]
+    share_off, added_off = share_t / share_h - 1, added_t - added_h
+    return {
+        "share_relative_difference": share_off,
+        "share_within_10_percent": abs(share_off) <= SHARE_TOLERANCE,
+        "rtt_added_difference_ms": added_off,
+        "rtt_added_within_0_1_ms": abs(added_off) <= RTT_ADDED_TOLERANCE_MS,
+        "per_round_share_relative_difference": paired_share,
+        "per_round_rtt_added_difference_ms": paired_added,
+    }
+
+
+def run_rounds(args: argparse.Namespace, settings: Any, root: Path) -> list[dict[str, Any]]:
+    interval = args.interval_ms / 1000
+    rounds: list[dict[str, Any]] = []
+    state = lab.up(LabSpec(control_planes=2, workers=0), root, persistent=False)
+    for r in range(args.rounds):
+        load_before = os.getloadavg()[0]
+        order = ("talbench", "by_hand") if r % 2 == 0 else ("by_hand", "talbench")
+        figures: dict[str, Any] = {}
+        for side in order:
+            if side == "talbench":
+                figures[side] = asyncio.run(talbench_round(state, settings, r))
+            else:
+                figures[side] = hand_round(state, args.duration, args.omit, args.count, interval, str(r))
+        figures["first"] = order[0]
+        figures["load_1min"] = [load_before, os.getloadavg()[0]]
+        rounds.append(figures)
+        print(f"round {r + 1}/{args.rounds} done ({order[0]} first, load {load_before:.1f})", file=sys.stderr)
+    return rounds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--duration", type=int, default=5, help="iperf3 seconds per path")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians over them)")
+    parser.add_argument("--duration", type=int, default=5, help="iperf3 -t: seconds per path")
+    parser.add_argument("--omit", type=int, default=1, help="iperf3 -O: seconds of slow start left out (both tools)")
     parser.add_argument("--count", type=int, default=200, help="RTT samples per path")
     parser.add_argument("--interval-ms", type=float, default=10.0)
     args = parser.parse_args()
@@ -264,11 +179,10 @@ def main() -> int:
     if missing:
         print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 3
-    interval = args.interval_ms / 1000
     settings = WireguardDriver().settings(
         {
             "duration": f"{args.duration}s",
-            "omit": 0,
+            "omit": args.omit,
             "rtt_count": args.count,
             "rtt_interval": f"{args.interval_ms}ms",
             "min_rtt_samples": max(1, args.count // 2),
@@ -276,33 +190,46 @@ def main() -> int:
         quick=False,
     )
     root = Path(tempfile.mkdtemp(prefix="tbw-", dir="/var/tmp"))
-    rounds: list[dict[str, Any]] = []
+    group = CpuGroup(f"talbench-bench-wg-{os.getpid()}")
+    load_start = os.getloadavg()
     try:
-        state = lab.up(LabSpec(control_planes=2, workers=0), root, persistent=False)
-        for r in range(args.rounds):
-            ours = asyncio.run(talbench_round(state, settings, r))
-            theirs = hand_round(state, args.duration, args.count, interval, r)
-            rounds.append({"talbench": ours, "by_hand": theirs})
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        rounds = run_rounds(args, settings, root)
     finally:
-        lab.down(root, term_timeout=5.0)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            lab.down(root, term_timeout=5.0)
+            shutil.rmtree(root, ignore_errors=True)
+        finally:
+            group.leave()
+    load_end = os.getloadavg()
 
-    def median(side: str, field: str) -> float:
-        return statistics.median(r[side][field] for r in rounds)
-
+    summary = {
+        field: {side: spread([r[side][field] for r in rounds]) for side in ("talbench", "by_hand")}
+        for field, *_ in ROWS
+    }
+    agree = agreement(rounds)
+    cpu = statistics.median(r["talbench"]["tunnel_cpu_per_gbit"] for r in rounds)
+    dwell = statistics.median(r["talbench"]["tunnel_dwell_p50_ms"] for r in rounds)
     print(
-        f"\nWireGuard overhead, cp1 -> cp2, {args.rounds} rounds (median), iperf3 {args.duration}s, "
-        f"{args.count} RTT samples at {args.interval_ms:g} ms; tunnel: {rounds[0]['talbench']['implementation']}"
+        f"\nWireGuard overhead, cp1 -> cp2, {args.rounds} interleaved rounds (median [min-max]), iperf3 "
+        f"-t {args.duration} -O {args.omit}, {args.count} RTT samples at {args.interval_ms:g} ms; tunnel: "
+        f"{rounds[0]['talbench']['implementation']}; load average {load_start[0]:.1f} -> {load_end[0]:.1f}; "
+        f"{group.note}"
     )
-    print(f"{'figure':22} {'talbench':>12} {'by hand':>12}  unit")
-    summary = {}
+    print(f"{'figure':18} {'talbench':>24} {'by hand':>24}  unit")
     for field, label, unit, scale in ROWS:
-        ours, theirs = median("talbench", field), median("by_hand", field)
-        summary[field] = {"talbench": ours, "by_hand": theirs}
-        print(f"{label:22} {ours * scale:12.3f} {theirs * scale:12.3f}  {unit}")
-    cpu = median("talbench", "tunnel_cpu_per_gbit")
-    print(f"{'tunnel CPU per Gbit/s':22} {cpu:12.3f} {'-':>12}  cores (talbench only)")
+        cells = [
+            f"{v['median'] * scale:.3f} [{v['min'] * scale:.3f}-{v['max'] * scale:.3f}]"
+            for v in (summary[field]["talbench"], summary[field]["by_hand"])
+        ]
+        print(f"{label:18} {cells[0]:>24} {cells[1]:>24}  {unit}")
+    print(f"{'tunnel CPU/Gbit/s':18} {cpu:24.3f} {'-':>24}  cores (talbench only)")
+    print(f"{'reflector dwell':18} {dwell:24.3f} {'-':>24}  ms, tunnel p50 (talbench only, excluded)")
+    print(
+        f"agreement: share {agree['share_relative_difference']:+.1%} "
+        f"({'within' if agree['share_within_10_percent'] else 'NOT within'} 10 %), RTT added "
+        f"{agree['rtt_added_difference_ms']:+.3f} ms "
+        f"({'within' if agree['rtt_added_within_0_1_ms'] else 'NOT within'} 0.1 ms)"
+    )
     out = ROOT / "results" / "bench" / "wireguard.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -312,13 +239,17 @@ def main() -> int:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": {"start": list(load_start), "end": list(load_end)},
+        "cpu_group": group.note,
         "settings": {
             "rounds": args.rounds,
             "duration_s": args.duration,
+            "omit_s": args.omit,
             "count": args.count,
             "interval_ms": args.interval_ms,
         },
         "median": summary,
+        "agreement": agree,
         "tunnel_cpu_per_gbit": cpu,
         "rounds": rounds,
     }

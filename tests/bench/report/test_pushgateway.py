@@ -1,109 +1,217 @@
-"""Pushing a run's figures to a Pushgateway: a tiny aiohttp server on 127.0.0.1 plays the
-gateway and records what it receives."""
+"""A run's figures as Prometheus metrics (bench/report/metrics.py) and the push request built for
+them (bench/report/pushgateway.py).  The real Pushgateway and Prometheus are in test_prometheus.py."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
-from aiohttp import web
+import yaml
 
 from talbench.bench.errors import CouldNotRun, UsageError
-from talbench.bench.model import Status, Subject, Verdict
-from talbench.bench.report.pushgateway import exposition, push
-from talbench.bench.units import Dimension
+from talbench.bench.kube.cronjob import manifests
+from talbench.bench.model import Check, RunRecord, Scenario, Scope, Status, Subject, Verdict
+from talbench.bench.report.dashboard import dashboard
+from talbench.bench.report.metrics import exposition
+from talbench.bench.report.pushgateway import push, push_request
+from talbench.bench.units import Dimension, Quantity
+from tests.bench.factories import nodes
 from tests.bench.kube.conftest import free_port
 
-VERDICTS = [
-    Verdict(
+MS = 1e-3
+PAIRS = (("cp1", "cp2"), ("cp1", "cp3"), ("cp2", "cp3"))
+CHECKS = (
+    Check(
         "control-plane-rtt",
         "rtt.p99",
-        Subject(("cp1", "cp2")),
-        Status.PASS,
-        0.0012,
-        Dimension.DURATION,
-        "< 15ms",
-        "ok",
+        Scope.CONTROL_PLANE_PAIRS,
+        Quantity(10 * MS, Dimension.DURATION, "10ms"),
+        Quantity(15 * MS, Dimension.DURATION, "15ms"),
         "src",
     ),
-    Verdict(
-        "control-plane-rtt",
-        "rtt.p99",
-        Subject(("cp1", "cp3")),
-        Status.FAIL,
-        0.021,
-        Dimension.DURATION,
-        "< 15ms",
-        "bad",
+    Check(
+        "control-plane-rtt-loss",
+        "rtt.loss",
+        Scope.CONTROL_PLANE_PAIRS,
+        Quantity(0.005, Dimension.RATIO, "0.5 %"),
+        Quantity(0.02, Dimension.RATIO, "2 %"),
         "src",
     ),
-    Verdict(
-        "etcd",
-        "etcd.p99",
-        Subject(("cp2",)),
-        Status.NO_DATA,
+    Check(
+        "control-plane-path-mtu",
+        "mtu.path",
+        Scope.CONTROL_PLANE_PAIRS,
         None,
-        Dimension.DURATION,
-        "< 10ms",
-        'agent "x"\nmissing',
+        Quantity(1480, Dimension.BYTES, "1480B"),
         "src",
     ),
-]
+    Check("control-plane-tunnel-throughput", "wireguard.throughput", Scope.CONTROL_PLANE_PAIRS, None, None, "src"),
+    Check("etcd-write-rate", "etcd.rate", Scope.CLUSTER, None, None, "src"),
+    Check(
+        "control-plane-count", "topology.control_planes", Scope.CLUSTER, Quantity(5, Dimension.COUNT, "5"), None, "src"
+    ),
+    Check(
+        "etcd-wal-fsync",
+        "etcd.wal_fsync_p99",
+        Scope.CONTROL_PLANE_NODES,
+        None,
+        Quantity(10 * MS, Dimension.DURATION, "10ms"),
+        "src",
+    ),
+)
 
 
-@pytest.fixture
-async def gateway():
-    received: list[tuple[str, str, str]] = []
+def run_record(run_id: str, *, scale: float = 1.0, started: float = 1_700_000_000.0) -> RunRecord:
+    """A control-plane run on cp1..cp3 with a check of every dimension; ``scale`` moves every value
+    (a second run measures different figures); cp2's etcd figure never came (no_data)."""
+    checks = {c.name: c for c in CHECKS}
 
-    async def handler(request: web.Request) -> web.Response:
-        received.append((request.method, request.path, await request.text()))
-        return web.Response(status=200 if request.path.startswith("/metrics/job/") else 404)
+    def verdict(check: str, subject: tuple[str, ...], status: Status, observed: float | None, dim: Dimension):
+        c = checks[check]
+        value = None if observed is None else observed * scale
+        return Verdict(c.name, c.metric, Subject(subject), status, value, dim, "", "", c.source)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port(["127.0.0.1"])
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        await runner.cleanup()
+    verdicts = [
+        *(verdict("control-plane-rtt", p, Status.PASS, (1 + i) * MS, Dimension.DURATION) for i, p in enumerate(PAIRS)),
+        *(verdict("control-plane-rtt-loss", p, Status.PASS, 0.001 * i, Dimension.RATIO) for i, p in enumerate(PAIRS)),
+        *(verdict("control-plane-path-mtu", p, Status.PASS, 1500.0, Dimension.BYTES) for p in PAIRS),
+        *(verdict("control-plane-tunnel-throughput", p, Status.INFO, 8e8, Dimension.BITRATE) for p in PAIRS),
+        verdict("etcd-write-rate", (), Status.INFO, 4000.0, Dimension.RATE),
+        verdict("control-plane-count", (), Status.PASS, 3.0, Dimension.COUNT),
+        verdict("etcd-wal-fsync", ("cp1",), Status.PASS, 2 * MS, Dimension.DURATION),
+        verdict("etcd-wal-fsync", ("cp2",), Status.NO_DATA, None, Dimension.DURATION),
+        verdict("etcd-wal-fsync", ("cp3",), Status.FAIL, 12 * MS, Dimension.DURATION),
+    ]
+    return RunRecord(
+        run_id=run_id,
+        scenario=Scenario("control-plane", "", "control-plane.yaml", CHECKS),
+        target="kube",
+        quick=False,
+        nodes=nodes(3, 0),
+        started=started,
+        ended=started + 150.0,
+        results=(),
+        verdicts=tuple(verdicts),
+        checks=CHECKS,
+        metadata={"tool_version": "0.1.0", "kube": {"context": "admin@prod-eu1"}},
+    )
 
 
-async def test_a_run_is_pushed_as_one_group_per_scenario(gateway):
-    url, received = gateway
-    target = await push(url, "acceptance", "run-1", VERDICTS, ended=1700000000.0)
-    assert target == f"{url}/metrics/job/talbench/scenario/acceptance"
-    ((method, path, body),) = received
-    assert method == "PUT" and path == "/metrics/job/talbench/scenario/acceptance"
-    lines = [line for line in body.splitlines() if not line.startswith("#")]
+def samples(text: bytes) -> list[str]:
+    return [line for line in text.decode().splitlines() if line and not line.startswith("#")]
+
+
+def test_series_identity_holds_no_run_id_and_units_are_in_the_names():
+    lines = samples(exposition(run_record("run-1")))
+    assert [line for line in lines if "run-1" in line] == [
+        'talbench_run_info{quick="false",run_id="run-1",target="kube",version="0.1.0"} 1.0'
+    ]
     assert (
-        'talbench_check_value{check="control-plane-rtt",metric="rtt.p99",subject="cp1-cp3",unit="seconds",run_id="run-1"} 0.021'
+        'talbench_check_observed_seconds{check="etcd-wal-fsync",metric="etcd.wal_fsync_p99",subject="cp3"} 0.012'
         in lines
     )
     assert (
-        'talbench_check_status{check="control-plane-rtt",metric="rtt.p99",subject="cp1-cp3",run_id="run-1"} 2' in lines
+        'talbench_check_observed_ratio{check="control-plane-rtt-loss",metric="rtt.loss",subject="cp1-cp3"} 0.001'
+        in lines
     )
-    assert 'talbench_check_status{check="etcd",metric="etcd.p99",subject="cp2",run_id="run-1"} 3' in lines
-    assert not any(line.startswith('talbench_check_value{check="etcd"') for line in lines)  # no value: no sample
-    assert 'talbench_run_blocking_verdicts{run_id="run-1"} 2' in lines
+    assert (
+        'talbench_check_observed_bytes{check="control-plane-path-mtu",metric="mtu.path",subject="cp1-cp2"} 1500.0'
+        in lines
+    )
+    # 800 Mbit/s is 100 MB/s: bytes are Prometheus's base unit
+    assert any(
+        line.startswith("talbench_check_observed_bytes_per_second{") and line.endswith(" 1e+08") for line in lines
+    )
+    assert (
+        'talbench_check_observed_per_second{check="etcd-write-rate",metric="etcd.rate",subject="cluster"} 4000.0'
+        in lines
+    )
+    assert (
+        'talbench_check_observed{check="control-plane-count",metric="topology.control_planes",subject="cluster"} 3.0'
+        in lines
+    )
+    assert 'talbench_check_limit_seconds{check="control-plane-rtt",level="fail",metric="rtt.p99"} 0.015' in lines
+    assert "talbench_run_blocking_verdicts 2.0" in lines
+    assert "talbench_run_duration_seconds 150.0" in lines
+
+
+def test_the_status_is_a_state_set_and_a_missing_value_has_no_sample():
+    lines = samples(exposition(run_record("r")))
+    cp2 = [line for line in lines if 'subject="cp2"' in line and "etcd-wal-fsync" in line]
+    assert [line for line in cp2 if line.endswith(" 1.0")] == [
+        'talbench_check_status{check="etcd-wal-fsync",metric="etcd.wal_fsync_p99",status="no_data",subject="cp2"} 1.0'
+    ]
+    assert len(cp2) == 6  # one per status, no observed value
+    assert {line.split()[-1] for line in cp2} == {"0.0", "1.0"}
 
 
 def test_label_values_are_escaped():
-    verdict = Verdict('we"ird\\name\n', "m", Subject(()), Status.PASS, 1.0, Dimension.COUNT, "", "", "")
-    assert 'check="we\\"ird\\\\name\\n"' in exposition("r", [verdict])
+    record = run_record("r")
+    weird = Verdict('we"ird\\name\n', "m", Subject(()), Status.PASS, 1.0, Dimension.COUNT, "", "", "")
+    text = exposition(RunRecord(**{**record.__dict__, "verdicts": (weird,)})).decode()
+    assert 'check="we\\"ird\\\\name\\n"' in text
+
+
+def test_one_group_per_scenario_and_cluster():
+    record = run_record("run-1")
+    request = push_request("http://gw:9091/", record)
+    assert request.method == "PUT"
+    # the kubeconfig context names the cluster; a value with '/' or ' ' goes base64 (prometheus_client)
+    assert request.url == "http://gw:9091/metrics/job/talbench/cluster/admin%40prod-eu1/scenario/control-plane"
+    assert push_request("http://gw:9091", record, cluster="eu 1").url.startswith(
+        "http://gw:9091/metrics/job/talbench/cluster@base64/ZXUgMQ==/"
+    )
+    in_pod = RunRecord(**{**record.__dict__, "metadata": {"kube": {"context": "in-cluster"}}})
+    assert push_request("http://gw:9091", in_pod).url == "http://gw:9091/metrics/job/talbench/scenario/control-plane"
+    assert request.body == exposition(record)
 
 
 async def test_an_unreachable_gateway_is_one_line_exit_3():
     port = free_port(["127.0.0.1"])
     with pytest.raises(CouldNotRun) as caught:
-        await push(f"http://127.0.0.1:{port}", "acceptance", "r", VERDICTS, timeout=3)
+        await push(f"http://127.0.0.1:{port}", run_record("r"), timeout=3)
     assert caught.value.exit_code == 3 and "\n" not in str(caught.value)
     assert str(caught.value).startswith(f"cannot reach the Pushgateway at http://127.0.0.1:{port}")
 
 
-async def test_a_refusing_gateway_and_a_bad_url(gateway):
-    url, _ = gateway
-    with pytest.raises(CouldNotRun, match="refused the push: HTTP 404"):
-        await push(url + "/wrong-prefix", "acceptance", "r", VERDICTS)
-    with pytest.raises(UsageError):
-        await push("pushgateway:9091", "acceptance", "r", VERDICTS)
+async def test_a_url_that_is_not_http_is_a_usage_error():
+    with pytest.raises(UsageError, match="expected an http"):
+        await push("pushgateway:9091", run_record("r"))
+
+
+def _talbench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "talbench.bench.cli", *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def test_the_dashboard_ships_with_the_cronjob_manifests():
+    assert json.loads(_talbench("manifests", "--dashboard")) == dashboard()
+    docs = list(
+        yaml.safe_load_all(
+            _talbench(
+                "manifests",
+                "--cronjob",
+                "--schedule",
+                "@daily",
+                "--image",
+                "registry.example/talbench:v1",
+                "--pushgateway",
+                "http://pushgateway.monitoring:9091",
+                "--cluster",
+                "prod-eu1",
+            )
+        )
+    )
+    (cronjob,) = [d for d in docs if d["kind"] == "CronJob"]
+    args = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--pushgateway", "http://pushgateway.monitoring:9091", "--cluster", "prod-eu1"]
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert configmap["metadata"]["namespace"] == "talbench"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["talbench.json"]) == dashboard()
+    without = manifests(cronjob=True, schedule="@daily", image="registry.example/talbench:v1")
+    assert "ConfigMap" not in {d["kind"] for d in without}  # no Pushgateway, no metrics to graph

@@ -1,0 +1,175 @@
+"""report.html as a reader gets it, without a browser: what the page says and holds (verdicts,
+every check with value, threshold and source, the heatmap's cells, node facts), that it fetches
+nothing, and that the heatmap stays drawable at 1,000 nodes.  tests/bench/report/
+test_html_browser.py loads the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from html import unescape
+
+from talbench.bench import scenario
+from talbench.bench.judge import judge
+from talbench.bench.model import Measurement, ResultKey, RunRecord
+from talbench.bench.plan import make_plan
+from talbench.bench.probes import default_drivers
+from talbench.bench.report import html, html_data, html_figures, runjson
+from talbench.bench.report.runjson_read import parse_run
+from talbench.bench.run import metrics_of
+from tests.bench.factories import nodes, rtt
+
+METRICS = metrics_of(default_drivers())
+
+
+def judged_record(control_planes: int = 3, workers: int = 1, *, slow: str = "cp3", seed: int = 7) -> RunRecord:
+    """A run of the control-plane scenario's RTT checks, judged by the real judge: every pair
+    measured both ways (``slow``'s pairs at ~25 ms), one direction lost entirely."""
+    cluster = nodes(control_planes, workers)
+    loaded = scenario.load(scenario.resolve("control-plane"), METRICS)
+    checks = tuple(c for c in loaded.checks if c.probe == "rtt")
+    plan = make_plan(checks, cluster, METRICS)
+    rng = random.Random(seed)
+    results: dict[ResultKey, Measurement] = {}
+    for key in sorted(plan.keys_of("rtt")):
+        base = 25.0 if slow in (key.node, key.peer) else 0.4
+        results[key] = rtt(key.node, key.peer or "", [base + rng.expovariate(4.0) for _ in range(150)])
+    lost = ResultKey("rtt", "cp1", "w1") if workers else None
+    if lost in results:
+        results[lost] = rtt("cp1", "w1", [], sent=150)
+    verdicts = judge(plan, results, cluster, METRICS)
+    return RunRecord(
+        "20261126-010000-beef",
+        loaded,
+        "lab",
+        True,
+        cluster,
+        1795650000.0,
+        1795650042.0,
+        tuple(results[k] for k in sorted(results)),
+        verdicts,
+        checks,
+        metadata={"tool_version": "0.1.0"},
+    )
+
+
+def text_of(page: str) -> str:
+    """The page's visible text, roughly: tags and scripts gone, entities decoded."""
+    body = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+def figure_data(page: str, div_id: str) -> list[dict]:
+    """The data plotly is given for the figure in ``div_id`` (what the browser draws)."""
+    match = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*(\[.*?\]),\s*\{', page, flags=re.S)
+    assert match, f"no plot {div_id}"
+    return json.loads(match.group(1))
+
+
+def test_the_page_holds_every_verdict_check_threshold_and_source():
+    record = judged_record()
+    page = html.render(record)
+    text = text_of(page)
+    assert "FAILED" in text and "QUICK run" in text
+    assert record.run_id in text
+    for check in record.checks:
+        assert check.name in text
+        assert check.source[:60] in text  # the source of the threshold is quoted
+    for v in record.verdicts:
+        assert f"{v.check}" in text and str(v.subject) in text
+    # the failing pair's observed value and threshold, as the judge wrote them
+    failing = next(v for v in record.verdicts if v.check == "control-plane-rtt" and str(v.subject) == "cp1-cp3")
+    assert failing.status.value == "fail"
+    assert failing.message in text and failing.threshold in text
+
+
+def test_the_page_fetches_nothing():
+    page = html.render(judged_record())
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", page)
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)  # plotly.js names its home page
+    assert not re.search(r"(src|href|url)[=(]", markup.replace('href="#', ""))
+    assert "Plotly.newPlot" in page and len(page) > 3_000_000  # plotly.js inlined
+
+
+def test_heatmap_has_one_cell_per_measured_direction_control_planes_first():
+    record = judged_record(3, 2)
+    page = html.render(record)
+    (trace,) = figure_data(page, "rtt-heatmap")
+    assert trace["type"] == "heatmap"
+    assert trace["y"] == ["cp1", "cp2", "cp3", "w1", "w2"] == trace["x"]
+    cells = {
+        (trace["y"][i], trace["x"][j]) for i, row in enumerate(trace["z"]) for j, v in enumerate(row) if v is not None
+    }
+    measured = {(m.key.node, m.key.peer) for m in record.results if m.data.get("samples_ns")}
+    assert cells == measured  # the direction that lost every packet has no cell
+    assert ("cp1", "w1") not in cells and len(cells) == 5 * 4 - 1
+    z = {(trace["y"][i], trace["x"][j]): v for i, row in enumerate(trace["z"]) for j, v in enumerate(row)}
+    assert z[("cp1", "cp3")] > 25 > 5 > z[("cp1", "cp2")]  # milliseconds
+
+
+def test_cdfs_come_from_the_raw_samples():
+    record = judged_record()
+    page = html.render(record)
+    lines = {line["name"].split(" ")[0]: line for line in figure_data(page, "cdf-rtt")}
+    assert set(lines) == {"cp1-cp2", "cp1-cp3", "cp2-cp3", "cp1-w1", "cp2-w1", "cp3-w1"}
+    pooled = sorted(
+        ns / 1e6 for m in record.results if {m.key.node, m.key.peer} == {"cp1", "cp3"} for ns in m.data["samples_ns"]
+    )
+    assert lines["cp1-cp3"]["name"] == "cp1-cp3 (n=300)"
+    assert lines["cp1-cp3"]["x"][0] == round(pooled[0], 6) and lines["cp1-cp3"]["x"][-1] == round(pooled[-1], 6)
+    assert lines["cp1-cp3"]["y"][-1] == 100
+
+
+def test_a_re_read_run_json_renders_the_same_page():
+    record = judged_record()
+    again = parse_run(runjson.dumps(record))
+    assert html.render(again) == html.render(record)
+
+
+def test_heatmap_at_1000_nodes_stays_drawable():
+    """1,000 nodes: a million cells.  The figure is built in seconds, cells carry only the p99,
+    and the axes can be re-sorted slowest-first."""
+    cluster = nodes(5, 995)
+    rng = random.Random(1)
+    names = [n.name for n in cluster]
+    results = []
+    for i, name in enumerate(names):  # every node to its next 3: 3,000 measured directions
+        for step in (1, 2, 3):
+            peer = names[(i + step) % len(names)]
+            results.append(rtt(name, peer, [rng.uniform(0.2, 2.0) for _ in range(20)]))
+    results[8] = rtt(names[2], names[5], [40.0] * 20)  # cp3 -> w1, its third peer
+    record = RunRecord("r", judged_record().scenario, "kube", False, cluster, 0.0, 1.0, tuple(results), (), ())
+    started = time.monotonic()
+    matrix = html_data.rtt_matrix(record)
+    assert matrix is not None and matrix.measured == 3000 and not matrix.p50  # no per-cell hover detail
+    assert matrix.nodes[:5] == ("cp1", "cp2", "cp3", "cp4", "cp5") and matrix.nodes[5:8] == ("w1", "w2", "w3")
+    assert matrix.worst_first[:2] == ("cp3", "w1")
+    fragment = html_figures.heatmap(matrix, 0.015)
+    assert time.monotonic() - started < 60
+    assert len(fragment) < 12_000_000
+
+
+def test_node_facts_and_no_node_probe_note():
+    record = judged_record()
+    text = text_of(html.render(record))
+    assert "did not include the node probe" in text
+    for node in record.nodes:
+        assert node.address in text
+
+
+def test_many_pairs_are_pooled_by_group_within_the_bucket_resolution():
+    record = judged_record(5, 2)  # 21 pairs: more than one line each would be readable
+    groups = {line.name: line for line in html_data.rtt_cdfs(record)}
+    assert set(groups) == {"control plane to control plane", "control plane to worker", "worker to worker"}
+    samples = sorted(
+        ns / 1e9
+        for m in record.results
+        if m.key.node.startswith("cp") and (m.key.peer or "").startswith("cp")
+        for ns in m.data["samples_ns"]
+    )
+    line = groups["control plane to control plane"]
+    assert line.count == len(samples) == 20 * 150
+    median = next(v for v, share in zip(line.values, line.shares, strict=True) if share >= 0.5)
+    assert abs(median - samples[len(samples) // 2]) <= 0.04 * samples[len(samples) // 2]
