@@ -8,21 +8,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from talbench.bench import scenario as scenario_files
-from talbench.bench.errors import CouldNotRun, UsageError
+from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.judge import judge
 from talbench.bench.model import RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
+from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.report import html, runjson
 from talbench.bench.report.files import write_atomically
 from talbench.bench.report.runjson_read import read_run, run_file
-from talbench.bench.run import exit_code, metrics_of
+from talbench.bench.run import exit_code, metrics_of, pair_budgets
 
 
 def add_parser(commands: Any) -> None:
@@ -43,7 +45,8 @@ def add_parser(commands: Any) -> None:
 def rejudge(record: RunRecord, scenario_name: str) -> tuple[RunRecord, tuple[str, ...]]:
     """The run judged against ``scenario_name``'s checks, and the checks left out because their
     probe was not part of this run (they would be no_data by construction, not by finding)."""
-    metrics = metrics_of(default_drivers())
+    drivers = default_drivers()
+    metrics = metrics_of(drivers)
     scenario = scenario_files.load(scenario_files.resolve(scenario_name), metrics)
     ran = {m.key.probe for m in record.results} | {check.probe for check in record.checks}
     checks = tuple(check for check in scenario.checks if check.probe in ran)
@@ -53,9 +56,28 @@ def rejudge(record: RunRecord, scenario_name: str) -> tuple[RunRecord, tuple[str
             f"scenario {scenario.name} judges no probe that run {record.run_id} measured "
             f"({', '.join(sorted(ran)) or 'none'})"
         )
-    plan = make_plan(checks, record.nodes, metrics)
+    plan = make_plan(checks, record.nodes, metrics, stored_budgets(record, drivers))
     verdicts = judge(plan, {m.key: m for m in record.results}, record.nodes, metrics)
     return dataclasses.replace(record, scenario=scenario, checks=checks, verdicts=verdicts), skipped
+
+
+def stored_budgets(record: RunRecord, drivers: Mapping[str, ProbeDriver]) -> dict[str, int]:
+    """The pair budgets the run planned with, from the settings run.json keeps.  A probe whose
+    stored settings lack a field of today's model was run by an older talbench, before budgets:
+    it measured every pair, and is re-planned that way."""
+    stored = record.metadata.get("settings") or {}
+    settings = {}
+    for probe, raw in stored.items() if isinstance(stored, Mapping) else ():
+        if (
+            probe in drivers
+            and isinstance(raw, Mapping)
+            and set(drivers[probe].settings_model.model_fields) <= set(raw)
+        ):
+            try:
+                settings[probe] = drivers[probe].settings(raw, quick=False)
+            except ScenarioError:
+                continue
+    return pair_budgets(drivers, settings)
 
 
 def _rejudge_note(original: RunRecord, scenario_path: str, skipped: tuple[str, ...]) -> str:

@@ -185,6 +185,23 @@ def judge(
             )
             continue
         verdicts.extend(judge_subject(check, metric, subject, results, nodes) for subject in subjects)
+        left_out = plan.sampled_out.get(check.name, 0)
+        if left_out:
+            sample = plan.samples[metric.probe]
+            verdicts.append(
+                Verdict(
+                    check.name,
+                    check.metric,
+                    Subject(()),
+                    Status.INFO,
+                    None,
+                    metric.dimension,
+                    threshold_text(check, metric),
+                    f"not measured: {left_out} pairs sampled out (each node measures at most {sample.degree} "
+                    f"peers beyond the control planes; 'talbench run --dry-run' lists the pairs)",
+                    check.source,
+                )
+            )
     return tuple(verdicts)
 
 

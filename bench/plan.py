@@ -7,12 +7,23 @@ that never comes is visible as missing (no_data), never silently absent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 from talbench.bench.errors import UsageError
 from talbench.bench.metric import Metric
-from talbench.bench.model import STORAGE_LABEL, Check, Node, ResultKey, Role, Scenario, Scope, Subject
+from talbench.bench.model import (
+    STORAGE_LABEL,
+    Check,
+    Node,
+    ResultKey,
+    Role,
+    Scenario,
+    Scope,
+    Subject,
+    SubjectKind,
+)
+from talbench.bench.sampling import PairSample, sample_pairs
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,9 @@ class Plan:
     checks: tuple[Check, ...]
     subjects: tuple[tuple[Check, tuple[Subject, ...]], ...]
     keys: frozenset[ResultKey]
+    # pair probes under a per-node budget: probe -> the pairs chosen beyond the control planes'
+    samples: Mapping[str, PairSample] = field(default_factory=dict, compare=False)
+    sampled_out: Mapping[str, int] = field(default_factory=dict, compare=False)  # check name -> pairs left out
 
     def keys_of(self, probe: str) -> frozenset[ResultKey]:
         return frozenset(key for key in self.keys if key.probe == probe)
@@ -59,22 +73,45 @@ def subjects(scope: Scope, nodes: Sequence[Node]) -> tuple[Subject, ...]:
         return tuple(Subject((n,)) for n in workers)
     if scope is Scope.STORAGE_NODES:
         return tuple(Subject((n.name,)) for n in sorted(nodes, key=lambda n: n.name) if STORAGE_LABEL in n.labels)
-    pairs = [Subject(pair) for pair in combinations(names, 2)]
-    if scope is Scope.ALL_PAIRS:
-        return tuple(pairs)
-    both_control = [s for s in pairs if set(s.nodes) <= set(control)]
+    control_set = set(control)
     if scope is Scope.CONTROL_PLANE_PAIRS:
-        return tuple(both_control)
-    return tuple(s for s in pairs if s not in both_control)  # OTHER_PAIRS
+        return tuple(Subject(pair) for pair in combinations(control, 2))
+    pairs = combinations(names, 2)
+    if scope is Scope.ALL_PAIRS:
+        return tuple(Subject(pair) for pair in pairs)
+    return tuple(Subject(p) for p in pairs if p[0] not in control_set or p[1] not in control_set)  # OTHER_PAIRS
 
 
-def make_plan(checks: Sequence[Check], nodes: Sequence[Node], metrics: Mapping[str, Metric]) -> Plan:
+def make_plan(
+    checks: Sequence[Check],
+    nodes: Sequence[Node],
+    metrics: Mapping[str, Metric],
+    pair_budget: Mapping[str, int] | None = None,
+) -> Plan:
+    """Every check's subjects and the results they need.  ``pair_budget`` (probe -> most pairs
+    per node beyond the control planes') bounds what a pair probe costs each node whatever the
+    cluster's size: control-plane pairs are all kept, the others sampled (bench/sampling.py)."""
     planned = []
     keys: set[ResultKey] = set()
+    samples: dict[str, PairSample] = {}
+    sampled_out: dict[str, int] = {}
     for check in checks:
         metric = metrics[check.metric]
-        found = subjects(check.scope, nodes)
+        budget = (pair_budget or {}).get(metric.probe)
+        sampled = check.scope in (Scope.OTHER_PAIRS, Scope.ALL_PAIRS) and metric.kind is SubjectKind.PAIR
+        if budget is not None and sampled:
+            # never enumerates every pair: the chosen ones, and the control planes' for all-pairs
+            if metric.probe not in samples:
+                samples[metric.probe] = sample_pairs(nodes, budget)
+            sample = samples[metric.probe]
+            found = tuple(Subject(pair) for pair in sorted(sample.chosen))
+            if check.scope is Scope.ALL_PAIRS:
+                found = subjects(Scope.CONTROL_PLANE_PAIRS, nodes) + found
+            if sample.sampled_out:
+                sampled_out[check.name] = sample.sampled_out
+        else:
+            found = subjects(check.scope, nodes)
         planned.append((check, found))
         for subject in found:
             keys.update(metric.keys_for(subject))
-    return Plan(tuple(checks), tuple(planned), frozenset(keys))
+    return Plan(tuple(checks), tuple(planned), frozenset(keys), samples, sampled_out)

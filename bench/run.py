@@ -64,6 +64,12 @@ def metrics_of(drivers: Mapping[str, ProbeDriver]) -> dict[str, Metric]:
     return {metric.name: metric for driver in drivers.values() for metric in driver.metrics()}
 
 
+def pair_budgets(drivers: Mapping[str, ProbeDriver], settings: Mapping[str, Any]) -> dict[str, int]:
+    """Probe -> the most pairs per node beyond the control planes', for the plan."""
+    budgets = {probe: drivers[probe].pair_budget(s) for probe, s in settings.items() if probe in drivers}
+    return {probe: budget for probe, budget in budgets.items() if budget is not None}
+
+
 async def run(
     request: RunRequest,
     dispatcher: Dispatcher,
@@ -79,7 +85,7 @@ async def run(
         progress.update(
             "deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready"
         )
-        plan = make_plan(request.checks, fleet.nodes, metrics)
+        plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings))
         execution = await execute(plan, fleet, drivers, request.settings, progress)
         results = dict(execution.results)
         timings = {t.probe: (t.started, t.ended) for t in execution.timings}

@@ -65,6 +65,13 @@ class RttSettings(Params):
     min_samples: int = param(
         100, ge=1, le=100_000, coordinator_only=True, help="fewer replies than this: invalid, not judged"
     )
+    max_peers: int = param(
+        6,
+        ge=1,
+        le=1000,
+        coordinator_only=True,
+        help="most pairs per node beyond the control-plane pairs (all measured); the rest are sampled out",
+    )
 
 
 class RttParams(RttSettings):

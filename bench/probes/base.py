@@ -52,6 +52,10 @@ class ProbeDriver(Protocol):
     def metrics(self) -> Sequence[Metric]:
         """The metrics this probe provides."""
 
+    def pair_budget(self, settings: Any) -> int | None:
+        """For a pair probe: the most pairs each node measures beyond the control-plane pairs
+        (the plan samples the rest: bench/sampling.py); None: every pair."""
+
 
 class DeclaredDriver:
     """Settings read from the declaration: the scenario block validated by ``settings_model``,
@@ -68,3 +72,6 @@ class DeclaredDriver:
     def quicken(self, settings: Any) -> Any:
         """Shorter durations for demos and tests; the report says the run was quick."""
         return settings
+
+    def pair_budget(self, settings: Any) -> int | None:
+        return None

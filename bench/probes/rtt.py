@@ -65,19 +65,30 @@ class RttDriver(DeclaredDriver):
     async def run(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress
     ) -> list[Measurement]:
-        # the trust floor travels with the raw result, so run.json says what was required
-        return await run_peer_jobs(
-            JOB,
-            keys,
-            fleet,
-            lambda peers: _as_job(settings, peers),
-            progress,
-            note=f"{len(keys)} directed pairs, {settings.count} samples each",
-            extra={"min_samples": settings.min_samples},
-        )
+        # Control-plane pairs first and on their own, so no other probing disturbs the pairs the
+        # reference architecture bounds; then the rest (sampled by the plan: a bounded budget per node).
+        control = {node.name for node in fleet.nodes if node.is_control_plane}
+        first = frozenset(k for k in keys if k.node in control and k.peer in control)
+        measured: list[Measurement] = []
+        for phase, phase_keys in (("control-plane pairs", first), ("other pairs", keys - first)):
+            if phase_keys:
+                # the trust floor travels with the raw result, so run.json says what was required
+                measured += await run_peer_jobs(
+                    JOB,
+                    phase_keys,
+                    fleet,
+                    lambda peers: _as_job(settings, peers),
+                    progress,
+                    note=f"{phase}: {len(phase_keys)} directed, {settings.count} samples each",
+                    extra={"min_samples": settings.min_samples},
+                )
+        return measured
 
     def metrics(self) -> Sequence[Metric]:
         return RTT_METRICS
+
+    def pair_budget(self, settings: RttSettings) -> int | None:
+        return settings.max_peers
 
 
 def kernel_stamped(data: Mapping[str, Any]) -> bool:
