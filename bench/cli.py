@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--out", default="results", type=Path, help="results directory (default: results)")
     run_p.add_argument("--format", choices=("table", "json"), default="table")
     run_p.add_argument("--quick", action="store_true", help="scale durations down (demos, tests); the report says so")
+    run_p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (nodes, pairs measured and why, per-node load, expected duration) and run nothing",
+    )
     _lab_shape_options(run_p)
     run_p.add_argument("--lab-root", type=Path, default=None, help=argparse.SUPPRESS)
     _kube_options(run_p)

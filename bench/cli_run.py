@@ -18,12 +18,13 @@ from talbench.bench import scenario as scenario_files
 from talbench.bench.cli_shared import lab_root, run_async
 from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.model import Check, Measurement, RunRecord
-from talbench.bench.plan import select_checks
+from talbench.bench.plan import make_plan, select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
+from talbench.bench.report import dry_run as dry_run_report
 from talbench.bench.report import html, junit, runjson, table
 from talbench.bench.report.files import write_atomically
-from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, run, tool_version
+from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, pair_budgets, run, tool_version
 
 
 def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> RunRequest:
@@ -82,9 +83,12 @@ def make_dispatcher(args: argparse.Namespace) -> Any:
     if args.target == "lab":
         from talbench.bench.dispatch.lab import LabDispatcher
         from talbench.bench.lab import lab as labs
-        from talbench.bench.lab.topology import make_spec
+        from talbench.bench.lab.topology import DRY_RUN_MAX_WORKERS, MAX_WORKERS, make_spec
 
-        spec = make_spec(args.control_planes, args.workers, args.delay)
+        dry = getattr(args, "dry_run", False)  # a plan of any size builds nothing
+        spec = make_spec(
+            args.control_planes, args.workers, args.delay, max_workers=DRY_RUN_MAX_WORKERS if dry else MAX_WORKERS
+        )
         root = lab_root(args)
         existing = labs.find_usable(root)
         image = Path(args.image).resolve() if args.image else None
@@ -111,6 +115,8 @@ def _runs_image(state: Any, archive: Path) -> bool:
 def cmd_run(args: argparse.Namespace, err: Console) -> int:
     drivers = default_drivers()
     request = load_request(args, drivers)
+    if args.dry_run:
+        return dry_run(args, request, drivers, err)
     dispatcher = make_dispatcher(args)
     out = Console(highlight=False, soft_wrap=args.format == "json", width=None if sys.stdout.isatty() else 160)
     err.print(
@@ -154,6 +160,32 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         )
         return CouldNotRun.exit_code
     return code
+
+
+def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, ProbeDriver], err: Console) -> int:
+    """The plan on the nodes the run would find; nothing deployed, nothing measured."""
+    if args.target == "kube":
+        from talbench.bench.dispatch.kube import KubeDispatcher
+
+        dispatcher: Any = KubeDispatcher.from_args(args)  # no --image needed: nothing is deployed
+    else:
+        dispatcher = make_dispatcher(args)
+    nodes = run_async(dispatcher.discover(), err)
+    if not nodes:
+        raise CouldNotRun("no nodes found to plan for", hint="check the target (lab up? kubeconfig context?)")
+    metrics = metrics_of(drivers)
+    plan = make_plan(request.checks, nodes, metrics, pair_budgets(drivers, request.settings))
+    costs = {
+        probe: drivers[probe].estimate(plan.keys_of(probe), request.settings[probe], nodes) for probe in plan.probes
+    }
+    doc = dry_run_report.plan_document(request.scenario.name, args.target, nodes, plan, costs)
+    out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    if args.format == "json":
+        out.print_json(json.dumps(doc))
+    else:
+        for line in dry_run_report.plan_lines(doc):
+            out.print(line, markup=False)
+    return 0
 
 
 def _summary_document(record: RunRecord, run_dir: Path, code: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@ parser read.  No I/O is reachable from here (the layer contract in .importlinter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,6 +15,20 @@ class Progress(Protocol):
     """Live progress sink passed in by the caller (the CLI renders it; tests collect it)."""
 
     def update(self, task: str, *, done: int | None = None, total: int | None = None, note: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class ProbeCost:
+    """What a probe will cost, known before it runs (``talbench run --dry-run``): how long at
+    most, and per node the streams it sends and echoes, the packets per second that makes and the
+    bytes it writes to disk.  None and empty maps where the probe does not say."""
+
+    probe: str
+    duration_s: float | None = None
+    streams: Mapping[str, int] = field(default_factory=dict)
+    packets_per_s: Mapping[str, float] = field(default_factory=dict)
+    disk_bytes: Mapping[str, int] = field(default_factory=dict)
+    note: str = ""
 
 
 class NullProgress:

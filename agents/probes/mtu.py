@@ -52,6 +52,13 @@ class MtuSettings(Params):
     high: int = param(1500, ge=576, le=1500, help="largest IP packet searched (capped by the local link MTU)")
     attempts: int = param(3, ge=1, le=10, help="packets per size before it counts as not crossing")
     timeout: float = param(0.3, ge=0.01, le=5.0, unit=SECONDS, help="wait for each packet's echo")
+    max_peers: int = param(
+        6,
+        ge=1,
+        le=1000,
+        coordinator_only=True,
+        help="most pairs per node beyond the control-plane pairs (all searched); the rest are sampled out",
+    )
 
 
 class MtuParams(MtuSettings):

@@ -38,6 +38,9 @@ class Fleet:
 class Dispatcher(Protocol):
     name: str
 
+    async def discover(self) -> tuple[Node, ...]:
+        """The nodes a run would measure, deploying nothing (``talbench run --dry-run``)."""
+
     def deploy(self, run_id: str) -> AbstractAsyncContextManager[Fleet]:
         """Deploy (or find) agents, wait until they are ready (bounded), yield the Fleet, and in
         ``finally`` remove everything created for ``run_id``."""

@@ -28,6 +28,7 @@ from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
 from talbench.bench.kube.image import ImageRef, build_hint, parse_pull_secrets, require_image
 from talbench.bench.kube.readiness import is_image_pull_failure, untolerated_taints
+from talbench.bench.model import Node
 
 ACCESS_MODES = ("auto", "proxy", "direct")
 
@@ -114,6 +115,12 @@ class KubeDispatcher:
 
     def _direct(self, target: ApiTarget) -> bool:
         return self.options.access == "direct" or (self.options.access == "auto" and target.in_cluster)
+
+    async def discover(self) -> tuple[Node, ...]:
+        """The cluster's nodes that match --node-selector: one read of the API, nothing created."""
+        async with connect(self.target(), timeout=self.options.request_timeout) as kube:
+            facts = await read_facts(kube)
+        return tuple(n.as_node() for n in facts.nodes if matches(n.labels, self.options.node_selector))
 
     @contextlib.asynccontextmanager
     async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:

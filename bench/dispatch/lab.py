@@ -28,9 +28,11 @@ from talbench.bench.lab.containers import ImageRequest
 from talbench.bench.lab.netns import require_root
 from talbench.bench.lab.oci_spec import PodContext, Volume, VolumeKind
 from talbench.bench.lab.state import LabNode, LabState
-from talbench.bench.lab.topology import LabSpec, new_lab_id
+from talbench.bench.lab.topology import LabSpec, new_lab_id, plan_lab
+from talbench.bench.model import Node
 
 AGENT_BASE_URL = "http://agent"
+DRY_RUN_LAB_ID = "lab000000"  # names the addresses of a lab that is only planned
 HEALTH_POLL_INTERVAL = 0.2
 
 
@@ -51,6 +53,13 @@ class LabDispatcher:
         self.image = image_request(image) if image is not None else None
         self.agent_ready_timeout = agent_ready_timeout or lab.ready_timeout(image is not None)
         self.release_timeout = release_timeout
+
+    async def discover(self) -> tuple[Node, ...]:
+        """The lab that is up, else the nodes ``deploy`` would build (nothing is built)."""
+        state = await asyncio.to_thread(lab.find_usable, self.root) if self.root.exists() else None
+        if state is not None:
+            return state.cluster_nodes()
+        return tuple(node.to_node() for node in plan_lab(self.spec, DRY_RUN_LAB_ID).nodes)
 
     @contextlib.asynccontextmanager
     async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:

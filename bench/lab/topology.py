@@ -44,6 +44,7 @@ DELAY_RULE_PRIORITY = 100
 
 MAX_CONTROL_PLANES = 32
 MAX_WORKERS = 64
+DRY_RUN_MAX_WORKERS = 100_000  # run --dry-run plans a lab of any size and builds nothing
 MAX_DELAY_MS = 5000.0
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 CONTROL_PLANE_TAINT = f"{CONTROL_PLANE_LABEL}:NoSchedule"
@@ -162,12 +163,14 @@ def node_names(control_planes: int, workers: int) -> tuple[str, ...]:
     return tuple(f"cp{i}" for i in range(1, control_planes + 1)) + tuple(f"w{i}" for i in range(1, workers + 1))
 
 
-def make_spec(control_planes: int = 3, workers: int = 1, delay_options: Iterable[str] = ()) -> LabSpec:
+def make_spec(
+    control_planes: int = 3, workers: int = 1, delay_options: Iterable[str] = (), *, max_workers: int = MAX_WORKERS
+) -> LabSpec:
     """A LabSpec from CLI options; UsageError (one line) for anything out of range."""
     if not _is_count(control_planes) or not 1 <= control_planes <= MAX_CONTROL_PLANES:
         raise UsageError(f"--control-planes must be between 1 and {MAX_CONTROL_PLANES}, got {control_planes!r}")
-    if not _is_count(workers) or not 0 <= workers <= MAX_WORKERS:
-        raise UsageError(f"--workers must be between 0 and {MAX_WORKERS}, got {workers!r}")
+    if not _is_count(workers) or not 0 <= workers <= max_workers:
+        raise UsageError(f"--workers must be between 0 and {max_workers}, got {workers!r}")
     names = node_names(control_planes, workers)
     return LabSpec(control_planes, workers, parse_delays(delay_options, names))
 

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from talbench.agents.params import Params
 from talbench.agents.probe import ProbeDeclaration
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.metric import Metric, NullProgress, Progress
-from talbench.bench.model import Measurement, ResultKey
+from talbench.bench.metric import Metric, NullProgress, ProbeCost, Progress
+from talbench.bench.model import Measurement, Node, ResultKey
 from talbench.bench.probes.declared import from_scenario
 
-__all__ = ["DeclaredDriver", "Metric", "NullProgress", "ProbeDriver", "Progress"]
+__all__ = ["DeclaredDriver", "Metric", "NullProgress", "ProbeCost", "ProbeDriver", "Progress"]
 
 
 class ProbeDriver(Protocol):
@@ -52,6 +52,9 @@ class ProbeDriver(Protocol):
     def metrics(self) -> Sequence[Metric]:
         """The metrics this probe provides."""
 
+    def estimate(self, keys: frozenset[ResultKey], settings: Any, nodes: Sequence[Node]) -> ProbeCost:
+        """What measuring ``keys`` will cost (``--dry-run``), before anything runs."""
+
     def pair_budget(self, settings: Any) -> int | None:
         """For a pair probe: the most pairs each node measures beyond the control-plane pairs
         (the plan samples the rest: bench/sampling.py); None: every pair."""
@@ -75,3 +78,6 @@ class DeclaredDriver:
 
     def pair_budget(self, settings: Any) -> int | None:
         return None
+
+    def estimate(self, keys: frozenset[ResultKey], settings: Any, nodes: Sequence[Node]) -> ProbeCost:
+        return ProbeCost(self.name, note="not estimated")

@@ -43,7 +43,7 @@ from talbench.agents.probes.etcd_member import url_host
 from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.metric import Metric, NullProgress, Progress
+from talbench.bench.metric import Metric, NullProgress, ProbeCost, Progress
 from talbench.bench.model import CLUSTER_NODE, Measurement, Node, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.probes.etcd_metrics import ETCD_METRICS
@@ -249,6 +249,16 @@ class EtcdDriver(DeclaredDriver):
 
     def metrics(self) -> Sequence[Metric]:
         return ETCD_METRICS
+
+    def estimate(self, keys: frozenset[ResultKey], settings: EtcdSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """A scratch member on every control plane; the load for ``duration``, at most the load
+        job's deadline with the members' start and stop."""
+        return ProbeCost(
+            self.name,
+            duration_s=load_deadline(settings),
+            note=f"a scratch member per control plane, {settings.profile} profile: "
+            f"{settings.rate:g} writes/s for {settings.duration:g} s",
+        )
 
     async def run(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: EtcdSettings, progress: Progress

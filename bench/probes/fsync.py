@@ -17,7 +17,7 @@ from talbench.agents.probes import fsync as fsync_agent
 from talbench.agents.probes.fsync import FsyncSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.metric import Metric, Progress
+from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.units import Dimension, format_value
@@ -52,6 +52,17 @@ class FsyncDriver(DeclaredDriver):
         # Not re-validated here: ``settings`` checks the fdatasyncs that are left.
         return settings.model_copy(
             update={"size": min(settings.size, QUICK_SIZE), "time_limit": min(settings.time_limit, QUICK_TIME_LIMIT)}
+        )
+
+    def estimate(self, keys: frozenset[ResultKey], settings: FsyncSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """fio on ``parallel`` nodes at a time, each at most its time limit; the test file on disk."""
+        measured = sorted({key.node for key in keys})
+        waves = -(-len(measured) // settings.parallel)
+        return ProbeCost(
+            self.name,
+            duration_s=waves * fsync_agent.time_limit(settings),
+            disk_bytes=dict.fromkeys(measured, settings.size),
+            note=f"{settings.expected_writes} writes of {settings.block_size} B + fdatasync per node",
         )
 
     async def run(

@@ -32,6 +32,9 @@ class MtuDriver(DeclaredDriver):
     def metrics(self) -> Sequence[Metric]:
         return MTU_METRICS
 
+    def pair_budget(self, settings: MtuSettings) -> int | None:
+        return settings.max_peers
+
 
 def _direction(m: Measurement) -> str:
     data: dict[str, Any] = dict(m.data)

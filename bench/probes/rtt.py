@@ -12,7 +12,7 @@ from talbench.agents.probes import rtt as rtt_agent
 from talbench.agents.probes.rtt import RttSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.metric import Metric, Progress
+from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.probes.peer_jobs import run_peer_jobs
@@ -67,10 +67,9 @@ class RttDriver(DeclaredDriver):
     ) -> list[Measurement]:
         # Control-plane pairs first and on their own, so no other probing disturbs the pairs the
         # reference architecture bounds; then the rest (sampled by the plan: a bounded budget per node).
-        control = {node.name for node in fleet.nodes if node.is_control_plane}
-        first = frozenset(k for k in keys if k.node in control and k.peer in control)
         measured: list[Measurement] = []
-        for phase, phase_keys in (("control-plane pairs", first), ("other pairs", keys - first)):
+        first, rest = _phases(keys, fleet.nodes)
+        for phase, phase_keys in (("control-plane pairs", first), ("other pairs", rest)):
             if phase_keys:
                 # the trust floor travels with the raw result, so run.json says what was required
                 measured += await run_peer_jobs(
@@ -90,6 +89,27 @@ class RttDriver(DeclaredDriver):
     def pair_budget(self, settings: RttSettings) -> int | None:
         return settings.max_peers
 
+    def estimate(self, keys: frozenset[ResultKey], settings: RttSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """Two phases (control-plane pairs, then the others), each at most the agent's time
+        limit; per node, in its busier phase: the streams it sends and echoes, each one packet
+        per ``interval``."""
+        phases = [ks for ks in _phases(keys, nodes) if ks]
+        streams: dict[str, int] = {}
+        for phase in phases:
+            counted: dict[str, int] = {}
+            for key in phase:
+                for node in (key.node, key.peer or key.node):
+                    counted[node] = counted.get(node, 0) + 1
+            for node, n in counted.items():
+                streams[node] = max(streams.get(node, 0), n)
+        return ProbeCost(
+            self.name,
+            duration_s=len(phases) * deadline(settings),
+            streams=streams,
+            packets_per_s={node: n / settings.interval for node, n in streams.items()},
+            note=f"{len(phases)} phase(s), {settings.count} samples per direction",
+        )
+
 
 def kernel_stamped(data: Mapping[str, Any]) -> bool:
     """Every sample of this direction has kernel stamps at T1, T2 and T4 and a reflector's T3."""
@@ -97,6 +117,13 @@ def kernel_stamped(data: Mapping[str, Any]) -> bool:
     if not isinstance(stamps, Mapping):
         return False
     return all(stamps.get(k) == n for k in ("t1_kernel", "t2_kernel", "t4_kernel", "reflected"))
+
+
+def _phases(keys: frozenset[ResultKey], nodes: Sequence[Node]) -> tuple[frozenset[ResultKey], frozenset[ResultKey]]:
+    """(control-plane pairs, the others): measured one after the other."""
+    control = {n.name for n in nodes if n.is_control_plane}
+    first = frozenset(k for k in keys if k.node in control and k.peer in control)
+    return first, keys - first
 
 
 def _pooled(measurements: Sequence[Measurement]) -> tuple[list[float], int, int, str | None]:
