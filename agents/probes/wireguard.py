@@ -5,7 +5,8 @@ two jobs the coordinator drives per measured pair.
 agents (agents/probes/wg_tunnel.py); ``wireguard.iperf`` runs one side of an iperf3 transfer
 (agents/probes/iperf.py), over the node path and through the tunnel.  RTT over both paths is
 the RTT probe's own job (agents/probes/rtt.py), aimed at the node's echo responder and at the one
-the tunnel brings up on its address.
+the tunnel brings up on its address; through a userspace tunnel (wireguard-go) it is
+``wireguard.ping`` instead (agents/probes/wg_ping.py: the kernel's ICMP echo reply, see there why).
 
 The settings are the two jobs' settings (``IperfSettings``, ``TunnelLink``: one declaration, the
 jobs inherit it) plus what only the coordinator reads: the RTT run it asks of the RTT probe,
@@ -17,15 +18,16 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, model_validator
 
 from talbench.agents import kubespan
 from talbench.agents.params import SECONDS, param
 from talbench.agents.probe import AgentJob, ProbeDeclaration, Tool
-from talbench.agents.probes import iperf, wg_tunnel
+from talbench.agents.probes import iperf, wg_ping, wg_tunnel
 from talbench.agents.probes.iperf import PORT_MAX, PORT_MIN, IperfParams, IperfSettings
+from talbench.agents.probes.wg_ping import PingParams
 from talbench.agents.probes.wg_tunnel import TunnelLink, TunnelParams
 
 PAIR_PORTS = 64  # pair i uses base port + i % 64 (iperf3: two ports per pair)
@@ -51,6 +53,12 @@ class WireguardSettings(TunnelLink, IperfSettings):
     rtt_interval: float = param(0.01, ge=0.001, le=1.0, unit=SECONDS, help="gap between RTT packets of one path")
     rtt_warmup: int = param(
         10, ge=0, le=1000, help="RTT packets sent first and discarded (they also make the handshake)"
+    )
+    rtt_reflector: Literal["auto", "udp", "icmp"] = param(
+        "auto",
+        help="who answers the RTT packets: udp (the agents' echo responders, TWAMP-light), icmp (the kernel's "
+        "echo reply; needs a raw socket, else udp), auto (icmp through a userspace tunnel, whose processes a "
+        "user-space reflector's dwell leaves idle, else udp)",
     )
     min_rtt_samples: int = param(
         100, ge=1, le=100_000, coordinator_only=True, help="fewer RTT replies than this on a path: invalid, not judged"
@@ -101,6 +109,7 @@ def tunnel_job(sys_root: Path = Path("/sys")) -> AgentJob[TunnelParams]:
 
 
 IPERF_JOB: AgentJob[IperfParams] = AgentJob("wireguard.iperf", IperfParams, iperf.measure, iperf.time_limit)
+PING_JOB: AgentJob[PingParams] = AgentJob("wireguard.ping", PingParams, wg_ping.measure, wg_ping.time_limit)
 TUNNEL_JOB: AgentJob[TunnelParams] = tunnel_job()
 
 
@@ -108,7 +117,7 @@ PROBE = ProbeDeclaration(
     name="wireguard",
     summary="WireGuard test tunnel per pair: throughput (iperf3) and RTT over the node path and through the tunnel",
     settings=WireguardSettings,
-    jobs=(IPERF_JOB, TUNNEL_JOB),
+    jobs=(IPERF_JOB, TUNNEL_JOB, PING_JOB),
     tools=(
         Tool("iperf3", "iperf3"),
         Tool("wireguard-go", "wireguard-go"),

@@ -51,6 +51,7 @@ DEFAULT_READY_TIMEOUT = 180.0  # a cold kube-apiserver on a loaded 2-core machin
 KUBECTL_TIMEOUT = 10.0
 COMPONENTS = ("etcd", "kube-apiserver", "forwarder", "kube-controller-manager", "kube-scheduler")
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+STOP_ORDER = ("kube-scheduler", "kube-controller-manager", "forwarder", "kube-apiserver", "etcd")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,24 @@ def load(lab_dir: Path) -> KubeLab | None:
 def recorded_pids(lab_dir: Path) -> tuple[int, ...]:
     kube = load(lab_dir)
     return tuple(kube.pids.values()) if kube else ()
+
+
+def stop(ip: Ip, lab_dir: Path, *, term_timeout: float) -> tuple[int, ...]:
+    """Stop the lab's control plane in order, clients before servers (all at once, kube-apiserver
+    waits out its grace for an etcd that is gone: seconds instead of one), each bounded; only
+    recorded pids that are still processes of the control plane's namespace are signalled.
+    Returns the pids stopped; the lab's namespace sweep ends anything else."""
+    kube = load(lab_dir)
+    if kube is None:
+        return ()
+    present = set(ip.netns_pids(kube.namespace))
+    stopped: list[int] = []
+    for name in STOP_ORDER:
+        pid = kube.pids.get(name)
+        if pid is not None and pid in present:
+            processes.terminate([pid], term_timeout=term_timeout)
+            stopped.append(pid)
+    return tuple(stopped)
 
 
 def component_status(kube: KubeLab) -> dict[str, str]:

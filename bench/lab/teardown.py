@@ -135,6 +135,8 @@ def remove_lab(ip: Ip, lab_id: str, lab_dir: Path | None, *, term_timeout: float
             grace = state.image.grace_seconds if state.image else term_timeout
         except StateError:
             pass
+    if lab_dir is not None:  # a Kubernetes lab's control plane, in order (bench/lab/kube_control.py)
+        kube_control.stop(ip, lab_dir, term_timeout=term_timeout)
     stopped = containers.stop_lab(lab_id, grace)
     namespaces = [ns for ns in ip.netns_list() if lab_id_of_namespace(ns) == lab_id]
     killed: list[int] = []

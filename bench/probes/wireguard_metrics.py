@@ -155,10 +155,12 @@ def _observe_rtt_added(data: Mapping[str, Any]) -> Observation:
     if plain is None or tunnel is None:
         return Observation(None, invalid=plain_bad or tunnel_bad)
     via = (data.get("node_path") or {}).get("via", "plain")
+    reflector = (data.get("settings") or {}).get("rtt_reflector", "udp")
     return Observation(
         tunnel.p50 - plain.p50,
         plain.count + tunnel.count,
-        detail=f"p50 tunnel {tunnel.p50 * 1e3:.3g} ms vs {via} {plain.p50 * 1e3:.3g} ms ({tunnel_detail}; {plain_detail})",
+        detail=f"p50 tunnel {tunnel.p50 * 1e3:.3g} ms vs {via} {plain.p50 * 1e3:.3g} ms "
+        f"({tunnel_detail}; {plain_detail}; {reflector} echo)",
     )
 
 

@@ -7,7 +7,9 @@ server node ``b``, measured by the driver in bench/probes/wireguard.py:
    given the other as peer (action ``peer``);
 2. measure RTT over the node path (b's address, the agent's echo responder) and through the
    tunnel (b's tunnel address, the echo responder the tunnel brought up), interleaved in one
-   job of the RTT probe (its declaration's parameters) so both paths see the same moment;
+   job of the RTT probe (its declaration's parameters) so both paths see the same moment; through
+   a userspace tunnel (wireguard-go) both paths are echoed by the kernel instead (ICMP,
+   ``wireguard.ping``; ``rtt_reflector``), falling back to the echo responders without a raw socket;
 3. measure TCP throughput with iperf3 (``wireguard.iperf``) over the node path, then through the tunnel, and read
    WireGuard's byte counters to prove the tunnel figures went through the tunnel;
 4. tear the tunnel down (always, also on cancellation; the agents' cleanup registries are the
@@ -32,8 +34,9 @@ from talbench.agents.probes import rtt as rtt_agent
 from talbench.agents.probes.iperf import IperfSettings
 from talbench.agents.probes.rtt import RttSettings
 from talbench.agents.probes.wg_tunnel import TunnelLink
-from talbench.agents.probes.wireguard import IPERF_JOB, PAIR_PORTS, TUNNEL_JOB, WireguardSettings
+from talbench.agents.probes.wireguard import IPERF_JOB, PAIR_PORTS, PING_JOB, TUNNEL_JOB, WireguardSettings
 from talbench.agents.wire import ERROR_UNAVAILABLE
+from talbench.agents.wireguard import USERSPACE
 from talbench.bench.agent_client import AgentClient, JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.model import Measurement, ResultKey
@@ -67,6 +70,35 @@ def rtt_settings(settings: WireguardSettings) -> RttSettings:
         stagger=0.0,
         min_samples=settings.min_rtt_samples,
     )
+
+
+def reflector_of(settings: WireguardSettings, implementations: Sequence[str]) -> tuple[str, str]:
+    """Who answers the RTT packets (``udp``: the agents' echo responders, ``icmp``: the kernel),
+    and why.  ``auto`` picks the kernel's echo reply through a userspace tunnel: a user-space
+    reflector's dwell leaves wireguard-go idle and the reply pays its wake-up, which the dwell
+    subtraction cannot remove (agents/probes/wg_ping.py)."""
+    if settings.rtt_reflector != "auto":
+        return settings.rtt_reflector, "rtt_reflector setting"
+    if USERSPACE in implementations:
+        return "icmp", f"auto: a userspace tunnel ({USERSPACE})"
+    return "udp", "auto: kernel WireGuard"
+
+
+def ping_params(settings: WireguardSettings, targets: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    rtt = rtt_settings(settings)
+    return {
+        "count": rtt.count,
+        "interval": rtt.interval,
+        "warmup": rtt.warmup,
+        "timeout": rtt.timeout,
+        "jitter": rtt.jitter,
+        "targets": [dict(t) for t in targets],
+    }
+
+
+def ping_deadline(settings: WireguardSettings) -> float:
+    rtt = rtt_settings(settings)
+    return rtt_deadline(rtt)
 
 
 def iperf_deadline(settings: WireguardSettings) -> float:
@@ -171,17 +203,31 @@ class PairMeasurement:
                 return failed_measurement(key, outcome, f"tunnel peer on {n}")
 
         # Step 2: RTT, both paths interleaved in one job (the warm-up also makes the handshake).
-        rtt = rtt_settings(s)
-        paths = [
-            {"name": "node", "host": node_b.address, "port": fleet.agent_port},
-            {"name": "tunnel", "host": _host(self.address[b]), "port": self.echo_port},
-        ]
-        measured = await agents[a].run_job(
-            RTT_JOB.name, {**wire(rtt), "peers": paths}, fleet.run_id, deadline=rtt_deadline(rtt)
-        )
-        if not measured.ok:
-            return failed_measurement(key, measured, "rtt")
-        rtt_peers = measured.result.get("peers") or {}
+        reflector, why = reflector_of(s, [str(up[n].get("implementation")) for n in (a, b)])
+        measured: JobOutcome | None = None
+        rtt_peers: Mapping[str, Any] = {}
+        if reflector == "icmp":
+            targets = [{"name": "node", "host": node_b.address}, {"name": "tunnel", "host": _host(self.address[b])}]
+            params = ping_params(s, targets)
+            measured = await agents[a].run_job(PING_JOB.name, params, fleet.run_id, deadline=ping_deadline(s))
+            if measured.ok:
+                rtt_peers = measured.result.get("targets") or {}
+            elif measured.error_kind == ERROR_UNAVAILABLE:
+                reflector, why = "udp", f"icmp unavailable: {measured.error}"
+            else:
+                return failed_measurement(key, measured, "rtt (icmp)")
+        if reflector == "udp":
+            rtt = rtt_settings(s)
+            paths = [
+                {"name": "node", "host": node_b.address, "port": fleet.agent_port},
+                {"name": "tunnel", "host": _host(self.address[b]), "port": self.echo_port},
+            ]
+            measured = await agents[a].run_job(
+                RTT_JOB.name, {**wire(rtt), "peers": paths}, fleet.run_id, deadline=rtt_deadline(rtt)
+            )
+            if not measured.ok:
+                return failed_measurement(key, measured, "rtt")
+            rtt_peers = measured.result.get("peers") or {}
 
         # Step 3: throughput, node path then tunnel; WireGuard counters around the tunnel run.
         node_iperf = await _iperf(agents[a], agents[b], node_b.address, self.iperf_port, fleet.run_id, s)
@@ -227,9 +273,12 @@ class PairMeasurement:
                 "omit_s": s.omit,
                 "streams": s.streams,
                 "min_rtt_samples": s.min_rtt_samples,
+                "rtt_reflector": reflector,
+                "rtt_reflector_why": why,
             },
         }
-        return Measurement(key, True, data=data, started=started, ended=time.time(), resources=measured.resources)
+        resources = measured.resources if measured is not None else {}
+        return Measurement(key, True, data=data, started=started, ended=time.time(), resources=resources)
 
     async def _stats(self, agent: AgentClient) -> Mapping[str, Any] | None:
         outcome = await self._tunnel_step(agent, {"action": "stats"})

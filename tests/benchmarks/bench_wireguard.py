@@ -104,6 +104,7 @@ async def talbench_round(state: LabState, settings: Any, round_no: int) -> dict[
         "plain_dwell_p50_ms": dwell_p50_ms("node_path"),
         "tunnel_dwell_p50_ms": dwell_p50_ms("tunnel"),
         "implementation": data["tunnel"]["implementation"]["cp1"],
+        "reflector": f"{data['settings']['rtt_reflector']} ({data['settings']['rtt_reflector_why']})",
     }
 
 
@@ -166,11 +167,14 @@ def run_rounds(args: argparse.Namespace, settings: Any, root: Path) -> list[dict
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians over them)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds, each tool first in half of them (medians)")
     parser.add_argument("--duration", type=int, default=5, help="iperf3 -t: seconds per path")
     parser.add_argument("--omit", type=int, default=1, help="iperf3 -O: seconds of slow start left out (both tools)")
     parser.add_argument("--count", type=int, default=200, help="RTT samples per path")
     parser.add_argument("--interval-ms", type=float, default=10.0)
+    parser.add_argument(
+        "--cpu-weight", type=float, default=10.0, help="the CPU group's weight against one other session"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -190,7 +194,7 @@ def main() -> int:
         quick=False,
     )
     root = Path(tempfile.mkdtemp(prefix="tbw-", dir="/var/tmp"))
-    group = CpuGroup(f"talbench-bench-wg-{os.getpid()}")
+    group = CpuGroup(f"talbench-bench-wg-{os.getpid()}", args.cpu_weight)
     load_start = os.getloadavg()
     try:
         rounds = run_rounds(args, settings, root)
@@ -212,7 +216,7 @@ def main() -> int:
     print(
         f"\nWireGuard overhead, cp1 -> cp2, {args.rounds} interleaved rounds (median [min-max]), iperf3 "
         f"-t {args.duration} -O {args.omit}, {args.count} RTT samples at {args.interval_ms:g} ms; tunnel: "
-        f"{rounds[0]['talbench']['implementation']}; load average {load_start[0]:.1f} -> {load_end[0]:.1f}; "
+        f"{rounds[0]['talbench']['implementation']}; talbench's RTT reflector: {rounds[0]['talbench']['reflector']}; load average {load_start[0]:.1f} -> {load_end[0]:.1f}; "
         f"{group.note}"
     )
     print(f"{'figure':18} {'talbench':>24} {'by hand':>24}  unit")
@@ -241,6 +245,7 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": {"start": list(load_start), "end": list(load_end)},
         "cpu_group": group.note,
+        "cpu_weight": args.cpu_weight,
         "settings": {
             "rounds": args.rounds,
             "duration_s": args.duration,

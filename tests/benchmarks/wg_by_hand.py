@@ -9,7 +9,9 @@ starts each agent in a session of its own (and the agent's iperf3 and wireguard-
 while processes started by hand would sit in the benchmark's session: the two tools would then
 compete with the host's other work (a niced build is a session of its own, or several) with
 different weights, and the comparison would measure the scheduler.  Inside one non-root CPU
-cgroup no autogroup applies: talbench's processes and the by-hand ones are scheduled alike.
+cgroup no autogroup applies: talbench's processes and the by-hand ones are scheduled alike.  The
+group's weight (``--cpu-weight``, in sessions) is what a nice value no longer gives across
+sessions: a niced build on the same host takes less from the benchmark, for both tools alike.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class CpuGroup:
     """This process (and so the lab's agents and every tool started later) in one CPU cgroup of
     its own; ``leave`` moves it back and removes the group once its other members are gone."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, weight: float = 1.0) -> None:
         self.path: Path | None = None
         self.note = ""
         for root in (CPU_V1, CGROUP_V2):
@@ -60,8 +62,11 @@ class CpuGroup:
                 continue
             if root == CGROUP_V2 and "cpu" not in (root / "cgroup.subtree_control").read_text().split():
                 continue
+            # a session's weight is cgroup v1's 1024 shares, v2's 100: ``weight`` times that
+            knob, value = ("cpu.shares", int(1024 * weight)) if root == CPU_V1 else ("cpu.weight", int(100 * weight))
             try:
                 (root / name).mkdir()
+                (root / name / knob).write_text(str(max(1, min(value, 10_000 if root == CGROUP_V2 else 262_144))))
                 (root / name / "cgroup.procs").write_text(str(os.getpid()))
             except OSError as exc:
                 self.note = f"no CPU group ({exc}): autogroup weights may differ"
@@ -69,7 +74,7 @@ class CpuGroup:
                     (root / name).rmdir()
                 continue
             self.path, self.root = root / name, root
-            self.note = f"one CPU cgroup for both tools: {self.path}"
+            self.note = f"one CPU cgroup for both tools ({self.path}, {knob} {value})"
             return
         self.note = self.note or "no CPU cgroup controller found: autogroup weights may differ"
 

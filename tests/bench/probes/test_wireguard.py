@@ -12,7 +12,7 @@ from talbench.agents.params import describe, validate, wire
 from talbench.agents.probes.iperf import IperfSettings
 from talbench.agents.probes.rtt import RttParams
 from talbench.agents.probes.wg_tunnel import TunnelLink
-from talbench.agents.probes.wireguard import PROBE, WireguardSettings
+from talbench.agents.probes.wireguard import PING_JOB, PROBE, WireguardSettings
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import (
@@ -30,7 +30,7 @@ from talbench.bench.model import (
 )
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.wireguard import WireguardDriver, pair_sample
-from talbench.bench.probes.wireguard_pair import rtt_settings, shared, tunnel_addresses
+from talbench.bench.probes.wireguard_pair import ping_params, reflector_of, rtt_settings, shared, tunnel_addresses
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from talbench.bench.units import parse_quantity
@@ -168,7 +168,7 @@ def test_the_driver_is_discovered_with_its_declaration() -> None:
         and driver.declaration is PROBE
         and driver.settings_model is WireguardSettings
     )
-    assert sorted(job.name for job in PROBE.jobs) == ["wireguard.iperf", "wireguard.tunnel"]
+    assert sorted(job.name for job in PROBE.jobs) == ["wireguard.iperf", "wireguard.ping", "wireguard.tunnel"]
 
 
 def test_scenario_names_defaults_and_the_coordinators_own() -> None:
@@ -191,6 +191,22 @@ def test_the_rtt_job_is_built_from_the_rtt_declaration() -> None:
     assert (rtt.count, rtt.interval, rtt.warmup, rtt.stagger) == (200, 0.005, 3, 0.0)
     params = validate(RttParams, {**wire(rtt), "peers": [{"name": "tunnel", "host": "198.18.0.2", "port": 51900}]})
     assert params.count == 200 and "min_samples" not in wire(rtt)
+
+
+def test_the_rtt_reflector_is_the_kernel_through_a_userspace_tunnel() -> None:
+    auto = settings_of({}, quick=False)
+    assert auto.rtt_reflector == "auto"
+    assert reflector_of(auto, ["wireguard-go", "wireguard-go"])[0] == "icmp"
+    assert reflector_of(auto, ["kernel", "wireguard-go"])[0] == "icmp"
+    assert reflector_of(auto, ["kernel", "kernel"])[0] == "udp"
+    assert reflector_of(settings_of({"rtt_reflector": "udp"}, quick=False), ["wireguard-go"])[0] == "udp"
+    assert reflector_of(settings_of({"rtt_reflector": "icmp"}, quick=False), ["kernel"])[0] == "icmp"
+    with pytest.raises(ScenarioError):
+        settings_of({"rtt_reflector": "tcp"}, quick=False)
+    # the ICMP job is asked for the RTT run the RTT probe would be asked for
+    settings = settings_of({"rtt_count": 200, "rtt_interval": "5ms", "rtt_warmup": 3}, quick=False)
+    params = PING_JOB.parse(ping_params(settings, [{"name": "tunnel", "host": "198.18.0.2"}]))
+    assert (params.count, params.interval, params.warmup) == (200, 0.005, 3)
 
 
 def test_quick_shortens_transfers_and_rtt() -> None:
