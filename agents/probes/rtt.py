@@ -72,6 +72,13 @@ class RttSettings(Params):
         coordinator_only=True,
         help="most pairs per node beyond the control-plane pairs (all measured); the rest are sampled out",
     )
+    raw_limit: int = param(
+        500_000,
+        ge=0,
+        le=100_000_000,
+        coordinator_only=True,
+        help="most raw samples kept for pairs beyond the control planes'; past it they keep histograms",
+    )
 
 
 class RttParams(RttSettings):
