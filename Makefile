@@ -90,7 +90,18 @@ run: venv etcd
 	@rc=0; $(BIN)/talbench run --scenario control-plane --target lab $(RUN_ARGS) || rc=$$?; \
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
-test: lint typecheck etcd
+# The tests that run the agents from the image under runc (tests/bench/lab/test_containers.py)
+# use this machine's image, rebuilt when a source it packs changes (about 3 minutes cold), so a
+# clean checkout (CI) builds and tests the image users get.
+HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+TEST_IMAGE := results/image/talbench-$(VERSION)-$(HOST_ARCH).oci.tar
+IMAGE_SOURCES := $(shell git ls-files agents bench scenarios pyproject.toml 2>/dev/null)
+
+$(TEST_IMAGE): $(IMAGE_SOURCES)
+	$(MAKE) --no-print-directory image ARCH=$(HOST_ARCH)
+
+test: lint typecheck etcd $(TEST_IMAGE)
 	$(BIN)/pytest -q -ra
 
 lint: venv actionlint
