@@ -269,10 +269,25 @@ def _job_or_404(request: web.Request) -> str:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    record = request.app[JOBS].get(_job_or_404(request))
+    job_id = _job_or_404(request)
+    wait = _wait_seconds(request.query.get("wait"))
+    record = await request.app[JOBS].wait(job_id, wait) if wait > 0 else request.app[JOBS].get(job_id)
     if record is None:  # dropped in between
         raise ApiError(404, "job gone")
     return ok({"job": record.to_wire()})
+
+
+def _wait_seconds(raw: str | None) -> float:
+    """``?wait=`` of a job poll: 0 (answer at once) to wire.MAX_JOB_WAIT seconds."""
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(400, f"wait must be a number of seconds (got {raw[:20]!r})") from None
+    if not 0 <= wait <= wire.MAX_JOB_WAIT:
+        raise ApiError(400, f"wait must be between 0 and {wire.MAX_JOB_WAIT:g} seconds (got {raw[:20]})")
+    return wait
 
 
 async def cancel_job(request: web.Request) -> web.Response:

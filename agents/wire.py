@@ -36,6 +36,9 @@ JOB_DONE = "done"
 JOB_FAILED = "failed"
 JOB_CANCELLED = "cancelled"
 JOB_FINAL_STATES = frozenset({JOB_DONE, JOB_FAILED, JOB_CANCELLED})
+# GET /v1/jobs/{id}?wait=SECONDS answers when the job has ended or after at most that long (a
+# long poll: a coordinator asks a few times per job, not four times a second per agent)
+MAX_JOB_WAIT = 30.0
 
 # error_kind values: "unavailable" means the probe cannot run on this node at all (missing tool,
 # no permission: ProbeUnavailable); the coordinator turns it into exit 3 with the agent's hint.

@@ -20,6 +20,7 @@ from talbench.agents import wire
 from talbench.bench.model import Measurement, ResultKey
 
 TOKEN_HEADER_ALT = wire.TOKEN_HEADER_ALT
+LONG_POLL = 20.0  # seconds an agent may hold a job poll (at most wire.MAX_JOB_WAIT)
 
 
 class AgentError(Exception):
@@ -74,15 +75,18 @@ class AgentClient:
         self._headers = {wire.TOKEN_HEADER: f"Bearer {token}", TOKEN_HEADER_ALT: token, **self._extra}
         self._request_timeout = request_timeout
 
-    async def _call(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, auth: bool = True, wait: float = 0.0
+    ) -> dict[str, Any]:
         url = f"{self._base}{wire.PREFIX}{path}"
+        limit = self._request_timeout + wait
         try:
             async with self._session.request(
                 method,
                 url,
                 json=body,
                 headers=self._headers if auth else self._extra,
-                timeout=aiohttp.ClientTimeout(total=self._request_timeout),
+                timeout=aiohttp.ClientTimeout(total=limit),
             ) as response:
                 try:
                     payload = await response.json(content_type=None)
@@ -95,7 +99,7 @@ class AgentClient:
                     raise AgentError(f"agent {self.node}: unexpected answer to {method} {path}")
                 return payload
         except TimeoutError as exc:
-            raise AgentError(f"agent {self.node}: no answer within {self._request_timeout:g}s") from exc
+            raise AgentError(f"agent {self.node}: no answer within {limit:g}s") from exc
         except aiohttp.ClientError as exc:
             raise AgentError(f"agent {self.node}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
@@ -131,8 +135,13 @@ class AgentClient:
                     return JobOutcome(
                         False, error=f"no result from {self.node} within {deadline:g}s", started=job.get("started")
                     )
-                await asyncio.sleep(poll_interval)
-                job = (await self._call("GET", f"/jobs/{job_id}"))["job"]
+                # a long poll: the agent answers when the job ends, or after ``wait``; an agent
+                # that answers at once anyway (older) is asked again after ``poll_interval``
+                wait = max(0.0, min(LONG_POLL, give_up - time.monotonic()))
+                asked = time.monotonic()
+                job = (await self._call("GET", f"/jobs/{job_id}?wait={wait:.1f}", wait=wait))["job"]
+                if job["state"] not in wire.JOB_FINAL_STATES and time.monotonic() - asked < poll_interval:
+                    await asyncio.sleep(poll_interval)
             job_id = None  # finished: nothing to cancel
             return JobOutcome(
                 ok=job["state"] == wire.JOB_DONE,
