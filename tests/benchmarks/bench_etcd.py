@@ -133,7 +133,9 @@ def benchmark_put(
 
 def delete_all(endpoints: list[str], namespace: str | None) -> None:
     """benchmark put writes raw keys under no prefix: on the scratch cluster, delete every key."""
-    done = run_in(["etcdctl", "--endpoints", endpoints[0], "del", "--prefix", ""], namespace, 60)
+    done = run_in(
+        ["etcdctl", "--endpoints", endpoints[0], "--command-timeout", "100s", "del", "--prefix", ""], namespace, 120
+    )
     if done.returncode != 0:
         raise RuntimeError(f"etcdctl del failed: {done.stderr.strip()[-300:]}")
 
@@ -212,6 +214,8 @@ async def run_round(
 
         out[tool] = await counted(measure, urls, namespace)
         fastest.append(out[tool]["achieved_rate"])
+    rates = ", ".join(f"{tool} {out[tool]['achieved_rate']:.0f}" for tool in out["order"])
+    print(f"round {index + 1}: writes/s {rates}", flush=True)
     out["ratio_benchmark"] = out["talbench"]["achieved_rate"] / out["benchmark"]["achieved_rate"]
     out["ratio_etcdctl"] = out["talbench"]["achieved_rate"] / out["etcdctl"]["achieved_rate"]
     return out
