@@ -9,7 +9,8 @@ server node ``b``, measured by the driver in bench/probes/wireguard.py:
    tunnel (b's tunnel address, the echo responder the tunnel brought up), interleaved in one
    job of the RTT probe (its declaration's parameters) so both paths see the same moment; through
    a userspace tunnel (wireguard-go) both paths are echoed by the kernel instead (ICMP,
-   ``wireguard.ping``; ``rtt_reflector``), falling back to the echo responders without a raw socket;
+   ``wireguard.ping``, one path after the other; ``rtt_reflector``), falling back to the echo
+   responders without a raw socket;
 3. measure TCP throughput with iperf3 (``wireguard.iperf``) over the node path, then through the tunnel, and read
    WireGuard's byte counters to prove the tunnel figures went through the tunnel;
 4. tear the tunnel down (always, also on cancellation; the agents' cleanup registries are the
@@ -96,9 +97,9 @@ def ping_params(settings: WireguardSettings, targets: Sequence[Mapping[str, str]
     }
 
 
-def ping_deadline(settings: WireguardSettings) -> float:
-    rtt = rtt_settings(settings)
-    return rtt_deadline(rtt)
+def ping_deadline(settings: WireguardSettings, targets: Sequence[Mapping[str, str]]) -> float:
+    """How long the coordinator waits for the ICMP job (its paths one after the other)."""
+    return PING_JOB.time_limit(PING_JOB.parse(ping_params(settings, targets))) + 10.0
 
 
 def iperf_deadline(settings: WireguardSettings) -> float:
@@ -202,14 +203,14 @@ class PairMeasurement:
             if not outcome.ok:
                 return failed_measurement(key, outcome, f"tunnel peer on {n}")
 
-        # Step 2: RTT, both paths interleaved in one job (the warm-up also makes the handshake).
+        # Step 2: RTT over both paths in one job (the warm-up also makes the handshake).
         reflector, why = reflector_of(s, [str(up[n].get("implementation")) for n in (a, b)])
         measured: JobOutcome | None = None
         rtt_peers: Mapping[str, Any] = {}
         if reflector == "icmp":
             targets = [{"name": "node", "host": node_b.address}, {"name": "tunnel", "host": _host(self.address[b])}]
             params = ping_params(s, targets)
-            measured = await agents[a].run_job(PING_JOB.name, params, fleet.run_id, deadline=ping_deadline(s))
+            measured = await agents[a].run_job(PING_JOB.name, params, fleet.run_id, deadline=ping_deadline(s, targets))
             if measured.ok:
                 rtt_peers = measured.result.get("targets") or {}
             elif measured.error_kind == ERROR_UNAVAILABLE:
