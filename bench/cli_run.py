@@ -24,6 +24,7 @@ from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.report import dry_run as dry_run_report
 from talbench.bench.report import html, junit, runjson, table
 from talbench.bench.report.files import write_atomically
+from talbench.bench.report.history import History, since
 from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, pair_budgets, run, tool_version
 
 
@@ -134,25 +135,27 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
 
         record = run_async(run(request, dispatcher, drivers, LineProgress(sys.stderr)), err)
     run_dir = write_results(record, args.out)
-    code = exit_code(record.verdicts)
+    code = exit_code(record.verdicts)  # a regression since the previous run alone fails no check
+    keeping = args.target == "kube" and args.keep_results > 0
+    history = _history(dispatcher, record, drivers, err) if keeping else None
+    summary = _summary_document(record, run_dir, code, history)
     if args.format == "json":
-        out.print_json(json.dumps(_summary_document(record, run_dir, code)))
+        out.print_json(json.dumps(summary))
     else:
         table.render(record, out)
+        for line in history.lines() if history else ():
+            out.print(line, markup=False)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
         out.print(
             f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}, "
             f"{run_dir / html.REPORT_FILE}"
         )
-    if args.target == "kube" and args.keep_results > 0:
-        run_async(
-            dispatcher.keep_summary(record.run_id, _summary_document(record, run_dir, code), keep=args.keep_results),
-            err,
-        )
+    if keeping:
+        run_async(dispatcher.keep_summary(record.run_id, summary, keep=args.keep_results), err)
     if args.pushgateway:
         from talbench.bench.report.pushgateway import push
 
-        run_async(push(args.pushgateway, record, cluster=args.cluster), err)
+        run_async(push(args.pushgateway, record, cluster=args.cluster, history=history), err)
     unavailable = _first_unavailable(record)
     if unavailable is not None:
         err.print(
@@ -188,7 +191,18 @@ def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, Pr
     return 0
 
 
-def _summary_document(record: RunRecord, run_dir: Path, code: int) -> dict[str, Any]:
+def _history(dispatcher: Any, record: RunRecord, drivers: dict[str, ProbeDriver], err: Console) -> History:
+    """CronJob mode: this run against the previous one of its scenario kept in the cluster, read
+    before this run keeps its own (bench/report/history.py).  A failure to read is one line."""
+    try:
+        kept = run_async(dispatcher.kept_summaries(), err)
+    except CouldNotRun as exc:
+        return History(f"not compared with the previous run: {exc}")
+    directions = {metric: known.lower_is_better for metric, known in metrics_of(drivers).items()}
+    return since(kept, record, directions)
+
+
+def _summary_document(record: RunRecord, run_dir: Path, code: int, history: History | None = None) -> dict[str, Any]:
     return {
         "schema": runjson.RUN_SCHEMA,
         "run_id": record.run_id,
@@ -203,6 +217,7 @@ def _summary_document(record: RunRecord, run_dir: Path, code: int) -> dict[str, 
             "junit": str(run_dir / "junit.xml"),
             "report": str(run_dir / html.REPORT_FILE),
         },
+        **(history.document() if history is not None else {}),
     }
 
 

@@ -342,11 +342,28 @@ def compare(
     settings: CompareSettings | None = None,
 ) -> Comparison:
     """Every (check, subject) of either run, in NEW's order then BASE-only ones."""
+    results = ({m.key: m for m in base.results}, {m.key: m for m in new.results})
+    info = RunInfo.of(base), RunInfo.of(new)
+    return compare_verdicts(info[0], base.verdicts, info[1], new.verdicts, directions, settings, results=results)
+
+
+def compare_verdicts(
+    base: RunInfo,
+    base_list: Sequence[Verdict],
+    new: RunInfo,
+    new_list: Sequence[Verdict],
+    directions: Mapping[str, bool] | None = None,
+    settings: CompareSettings | None = None,
+    *,
+    results: tuple[Mapping[ResultKey, Measurement], Mapping[ResultKey, Measurement]] = ({}, {}),
+) -> Comparison:
+    """``compare`` of runs known by their verdicts; without ``results`` (BASE's, NEW's) the value-only
+    form (the summary a CronJob run keeps in the cluster has no raw samples): a regression is then a
+    verdict that got worse or a pair that stopped answering."""
+    base_results, new_results = results
     directions = directions or {}
     settings = settings or CompareSettings()
-    base_verdicts, new_verdicts = _by_key(base.verdicts), _by_key(new.verdicts)
-    base_results = {m.key: m for m in base.results}
-    new_results = {m.key: m for m in new.results}
+    base_verdicts, new_verdicts = _by_key(base_list), _by_key(new_list)
     changes: list[Change] = []
     for key, verdict in new_verdicts.items():
         before = base_verdicts.get(key)
@@ -367,13 +384,13 @@ def compare(
         for key, verdict in base_verdicts.items()
         if key not in new_verdicts
     )
-    return Comparison(RunInfo.of(base), RunInfo.of(new), settings, tuple(changes), _notes(base, new))
+    return Comparison(base, new, settings, tuple(changes), _notes(base, new))
 
 
-def _notes(base: RunRecord, new: RunRecord) -> tuple[str, ...]:
+def _notes(base: RunInfo, new: RunInfo) -> tuple[str, ...]:
     notes = []
-    if base.scenario.name != new.scenario.name:
-        notes.append(f"the runs judged different scenarios ({base.scenario.name}, {new.scenario.name})")
+    if base.scenario != new.scenario:
+        notes.append(f"the runs judged different scenarios ({base.scenario}, {new.scenario})")
     if base.target != new.target:
         notes.append(f"the runs measured different targets ({base.target}, {new.target})")
     quick = [name for name, record in (("BASE", base), ("NEW", new)) if record.quick]

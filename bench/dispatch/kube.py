@@ -24,11 +24,12 @@ from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
 from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
-from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary
+from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary, kept_summaries
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
 from talbench.bench.kube.image import ImageRef, build_hint, parse_pull_secrets, require_image
 from talbench.bench.kube.readiness import is_image_pull_failure, untolerated_taints
 from talbench.bench.model import Node
+from talbench.bench.report.history import Kept
 
 ACCESS_MODES = ("auto", "proxy", "direct")
 
@@ -281,6 +282,19 @@ class KubeDispatcher:
             raise UsageError("--keep-results needs --namespace (where the results are kept)")
         async with connect(target, timeout=self.options.request_timeout) as kube:
             return await keep_summary(kube, namespace, run_id, summary, keep=keep)
+
+    async def kept_summaries(self) -> tuple[Kept, ...]:
+        """The summaries earlier ``--keep-results`` runs kept in the namespace ``keep_summary``
+        uses, newest first (a run compares itself with the previous one, bench/report/history.py)."""
+        target = self.target()
+        namespace = self.options.namespace or target.namespace
+        if not namespace:
+            raise UsageError("--keep-results needs --namespace (where the results are kept)")
+        async with connect(target, timeout=self.options.request_timeout) as kube:
+            try:
+                return await kept_summaries(kube, namespace)
+            except KubeApiError as exc:
+                raise CouldNotRun(f"cannot list the results kept in namespace {namespace}: {exc}") from exc
 
 
 def no_agent_ready(nodes: Sequence[NodeFacts], unready: Mapping[str, str], spec: m.AgentSpec) -> CouldNotRun:

@@ -21,15 +21,18 @@ from talbench.bench.kube.client import KubeApiError, KubeClient, path
 from talbench.bench.kube.image import ImageRef, parse_pull_secrets, require_image
 from talbench.bench.kube.rbac import coordinator_permissions, rbac_documents
 from talbench.bench.report.dashboard import DASHBOARD_FILE, SIDECAR_LABEL, dashboard
+from talbench.bench.report.history import Kept
 
 DEFAULT_NAMESPACE = "talbench"
 COORDINATOR = "talbench-coordinator"
 RUNNER_ROLE = "talbench-runner"  # what a laptop user needs (bind it to yourself)
 RESULT_COMPONENT = "result"
 RESULT_KEY = "summary.json"
+LABEL_SCENARIO = "talbench.io/scenario"  # on a kept result, when the scenario's name is a label value
 DEFAULT_KEEP = 10
 CONFIGMAP_LIMIT = 1_000_000  # bytes; the API server refuses ConfigMaps over 1 MiB
 
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
@@ -252,9 +255,46 @@ def _compact(summary: Mapping[str, Any]) -> str:
     text = json.dumps(summary, sort_keys=True, default=str)
     if len(text.encode()) <= CONFIGMAP_LIMIT:
         return text
-    brief = {k: summary[k] for k in ("schema", "run_id", "scenario", "status", "exit_code", "counts") if k in summary}
+    keys = ("schema", "run_id", "scenario", "status", "exit_code", "counts", "compared_with", "comparison")
+    brief = {k: summary[k] for k in keys if k in summary}
     brief["truncated"] = "the full summary is larger than a ConfigMap holds; see the job's log"
     return json.dumps(brief, sort_keys=True, default=str)
+
+
+def _scenario_label(summary: Mapping[str, Any]) -> dict[str, str]:
+    scenario = summary.get("scenario")
+    return {LABEL_SCENARIO: scenario} if isinstance(scenario, str) and _LABEL_VALUE.match(scenario) else {}
+
+
+def _oldest_first(found: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(
+        found,
+        key=lambda c: (
+            str(c["metadata"].get("creationTimestamp", "")),
+            c["metadata"].get("labels", {}).get(m.LABEL_RUN_ID, ""),
+        ),
+    )
+
+
+async def kept_summaries(kube: KubeClient, namespace: str) -> tuple[Kept, ...]:
+    """The summaries kept in ``namespace``, newest first (what bench/report/history.py compares a
+    run with); read as they are, damaged or not."""
+    selector = m.label_selector(_labels(RESULT_COMPONENT))
+    found = await kube.list(path("v1", "configmaps", namespace), label_selector=selector)
+    kept = []
+    for item in reversed(_oldest_first(found)):
+        meta, data = item["metadata"], item.get("data")
+        labels = meta.get("labels") or {}
+        text = data.get(RESULT_KEY) if isinstance(data, Mapping) else None
+        kept.append(
+            Kept(
+                name=str(meta.get("name", "")),
+                run_id=str(labels.get(m.LABEL_RUN_ID, "")),
+                scenario=labels.get(LABEL_SCENARIO),
+                text=text if isinstance(text, str) else None,
+            )
+        )
+    return tuple(kept)
 
 
 async def keep_summary(
@@ -262,7 +302,7 @@ async def keep_summary(
 ) -> list[str]:
     """Store ``summary`` as ConfigMap ``talbench-result-<run id>`` and delete the oldest beyond
     ``keep``.  Returns the names deleted."""
-    labels = {**_labels(RESULT_COMPONENT), m.LABEL_RUN_ID: run_id}
+    labels = {**_labels(RESULT_COMPONENT), m.LABEL_RUN_ID: run_id, **_scenario_label(summary)}
     body = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -271,14 +311,7 @@ async def keep_summary(
     }
     await kube.create(path("v1", "configmaps", namespace), body)
     selector = m.label_selector(_labels(RESULT_COMPONENT))
-    found = await kube.list(path("v1", "configmaps", namespace), label_selector=selector)
-    ordered = sorted(
-        found,
-        key=lambda c: (
-            str(c["metadata"].get("creationTimestamp", "")),
-            c["metadata"].get("labels", {}).get(m.LABEL_RUN_ID, ""),
-        ),
-    )
+    ordered = _oldest_first(await kube.list(path("v1", "configmaps", namespace), label_selector=selector))
     deleted = []
     for old in ordered[: max(0, len(ordered) - keep)]:
         name = old["metadata"]["name"]

@@ -15,6 +15,12 @@ is on one series only, ``talbench_run_info``.
     talbench_run_start_timestamp_seconds, talbench_run_end_timestamp_seconds, talbench_run_duration_seconds
     talbench_run_nodes                                    nodes the run measured
     talbench_run_blocking_verdicts                        fail + no_data + invalid verdicts
+
+With ``--keep-results`` (CronJob mode) a run compared with the previous one kept in the cluster
+(bench/report/history.py) adds, only when it was compared:
+
+    talbench_check_regressed{check,metric,subject}        1 when the verdict regressed since the previous run, else 0
+    talbench_run_regressions                              regressions since the previous run
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
 
 from talbench.bench.model import Check, RunRecord, Status, Verdict
+from talbench.bench.report.history import History
 from talbench.bench.units import Dimension, Quantity
 
 PREFIX = "talbench"
@@ -81,18 +88,38 @@ def cluster_of(record: RunRecord) -> str | None:
     return str(context) if context and context != "in-cluster" else None
 
 
-def registry_for(record: RunRecord) -> CollectorRegistry:
-    """A fresh registry holding the run's metrics (identity without the run id)."""
+def registry_for(record: RunRecord, history: History | None = None) -> CollectorRegistry:
+    """A fresh registry holding the run's metrics (identity without the run id); with ``history``,
+    its regressions since the previous kept run."""
     registry = CollectorRegistry(auto_describe=True)
     _check_metrics(registry, record.verdicts)
     _limit_metrics(registry, record.checks)
     _run_metrics(registry, record)
+    if history is not None and history.compared_with is not None:
+        _regression_metrics(registry, record.verdicts, history)
     return registry
 
 
-def exposition(record: RunRecord) -> bytes:
+def exposition(record: RunRecord, history: History | None = None) -> bytes:
     """The text the Pushgateway receives (Prometheus text format 0.0.4)."""
-    return generate_latest(registry_for(record))
+    return generate_latest(registry_for(record, history))
+
+
+def _regression_metrics(registry: CollectorRegistry, verdicts: Sequence[Verdict], history: History) -> None:
+    regressed = {(c.check, str(c.subject)) for c in history.regressions}
+    gauge = Gauge(
+        f"{PREFIX}_check_regressed",
+        "1 when a talbench check's verdict for one subject regressed since the previous kept run, else 0.",
+        CHECK_LABELS,
+        registry=registry,
+    )
+    for v in verdicts:
+        gauge.labels(check=v.check, metric=v.metric, subject=str(v.subject)).set(
+            1 if (v.check, str(v.subject)) in regressed else 0
+        )
+    Gauge(
+        f"{PREFIX}_run_regressions", "Regressions since the previous run kept in the cluster.", registry=registry
+    ).set(len(history.regressions))
 
 
 def _check_metrics(registry: CollectorRegistry, verdicts: Sequence[Verdict]) -> None:

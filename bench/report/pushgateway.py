@@ -17,6 +17,7 @@ from prometheus_client import push_to_gateway
 
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.model import RunRecord
+from talbench.bench.report.history import History
 from talbench.bench.report.metrics import JOB, Grouping, cluster_of, registry_for
 
 
@@ -30,9 +31,12 @@ class PushRequest:
     body: bytes
 
 
-def push_request(url: str, record: RunRecord, *, cluster: str | None = None) -> PushRequest:
-    """The request for ``record``; ``cluster`` (else the record's kubeconfig context) joins the
-    grouping key.  UsageError for a URL that is not http(s)."""
+def push_request(
+    url: str, record: RunRecord, *, cluster: str | None = None, history: History | None = None
+) -> PushRequest:
+    """The request for ``record`` (with ``history``, its regressions since the previous kept run);
+    ``cluster`` (else the record's kubeconfig context) joins the grouping key.  UsageError for a
+    URL that is not http(s)."""
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--pushgateway {url!r}: expected an http:// or https:// URL")
     grouping = Grouping(record.scenario.name, cluster or cluster_of(record))
@@ -48,14 +52,16 @@ def push_request(url: str, record: RunRecord, *, cluster: str | None = None) -> 
 
         return record_it
 
-    push_to_gateway(url, job=JOB, registry=registry_for(record), grouping_key=grouping.key(), handler=capture)
+    push_to_gateway(url, job=JOB, registry=registry_for(record, history), grouping_key=grouping.key(), handler=capture)
     return captured[0]
 
 
-async def push(url: str, record: RunRecord, *, cluster: str | None = None, timeout: float = 10.0) -> str:
+async def push(
+    url: str, record: RunRecord, *, cluster: str | None = None, timeout: float = 10.0, history: History | None = None
+) -> str:
     """PUT the run's metrics to the Pushgateway at ``url``; returns the URL pushed to.  CouldNotRun
     (one line) when the gateway cannot be reached or refuses."""
-    request = push_request(url, record, cluster=cluster)
+    request = push_request(url, record, cluster=cluster, history=history)
     try:
         async with aiohttp.ClientSession() as session:
             async with session.request(

@@ -254,3 +254,12 @@ def read_v1(doc: Mapping[str, Any]) -> RunRecord:
 
 
 READERS: Mapping[str, Callable[[Mapping[str, Any]], RunRecord]] = MappingProxyType({"talbench/run/v1": read_v1})
+
+
+def read_verdicts(doc: Mapping[str, Any], name: str) -> tuple[Verdict, ...]:
+    """The ``verdicts`` of a document that holds them as run.json v1 writes them (the summary a
+    CronJob run keeps in the cluster has them, without the raw results); RunFileError otherwise."""
+    try:
+        return _v1_list(doc, "verdicts", _v1_verdict)
+    except _Damaged as exc:
+        raise RunFileError(f"{name}: damaged: {exc}") from None

@@ -12,15 +12,18 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from talbench.bench.compare import RunInfo, compare_verdicts
 from talbench.bench.errors import CouldNotRun
+from talbench.bench.model import Status
 from talbench.bench.report.dashboard import dashboard
+from talbench.bench.report.history import History
 from talbench.bench.report.pushgateway import push, push_request
 from talbench.bench.units import Dimension
 from tests.bench.kube.conftest import free_port
@@ -235,8 +238,16 @@ async def test_every_dashboard_query_returns_data(stack: Stack):
 
 
 def test_the_pushed_exposition_passes_promtool():
-    for record in (run_record("run-1"), run_record("run-2", scale=2.0)):
-        body = push_request("http://127.0.0.1:9091", record, cluster="lab-test").body
+    first, second = run_record("run-1"), run_record("run-2", scale=2.0)
+    # CronJob mode: the second run compared with the first, one verdict worse (talbench_check_regressed)
+    worse = tuple(replace(v, status=Status.FAIL) if v.check == "control-plane-count" else v for v in second.verdicts)
+    second = replace(second, verdicts=worse)
+    history = History("compared with run run-1", "run-1", compare_verdicts(
+        RunInfo.of(first), first.verdicts, RunInfo.of(second), second.verdicts).regressions)  # fmt: skip
+    assert len(history.regressions) == 1
+    for record, since in ((first, None), (second, history)):
+        body = push_request("http://127.0.0.1:9091", record, cluster="lab-test", history=since).body
+        assert (b"talbench_check_regressed{" in body) is (since is not None)
         checked = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
         assert (checked.returncode, checked.stdout, checked.stderr) == (0, b"", b"")
 
