@@ -13,8 +13,9 @@ runs in (or, the forwarder, has joined) a lab namespace.  ``lab down`` therefore
 it with the lab: it ends every process of the lab's namespaces and deletes the lab directory.
 The caller (bench/lab/lab.py ``up``) removes the lab when ``start`` fails.
 
-The lab's programs talk to the API only through kubectl (``make kubernetes`` builds it): the
-Python client belongs to bench/kube.
+``lab up`` talks to the API only through kubectl (``make kubernetes`` builds it): the Python
+client belongs to bench/kube.  The lab kubelet (bench/lab/kubelet.py, started here once the Nodes
+are registered) makes its own few calls, as each node (bench/lab/kubelet_api.py).
 """
 
 from __future__ import annotations
@@ -30,16 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import kube_files, kube_nodes, processes
+from talbench.bench.lab import kube_files, kube_nodes, kubelet_config, processes
 from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.kube_binaries import KUBERNETES_VERSION, KubeBinaries, locate
 from talbench.bench.lab.kube_pki import LabPki, make_pki
 from talbench.bench.lab.launch import python_env
 from talbench.bench.lab.netns import Ip
+from talbench.bench.lab.oci_image import Image
 from talbench.bench.lab.state import LabNode, LabState
 from talbench.bench.model import Role
 
 FORWARD_MODULE = "talbench.bench.lab.kube_forward"
+KUBELET_MODULE = "talbench.bench.lab.kubelet"
 DIRECTORY = "kubernetes"
 STATE_FILE = "kubernetes.json"
 KUBECONFIG = "kubeconfig"  # <lab_dir>/kubeconfig: the admin's
@@ -49,9 +52,9 @@ ETCD_PEER_PORT = 2380
 SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_READY_TIMEOUT = 180.0  # a cold kube-apiserver on a loaded 2-core machine takes tens of seconds
 KUBECTL_TIMEOUT = 10.0
-COMPONENTS = ("etcd", "kube-apiserver", "forwarder", "kube-controller-manager", "kube-scheduler")
+COMPONENTS = ("etcd", "kube-apiserver", "forwarder", "kube-controller-manager", "kube-scheduler", "kubelet")
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
-STOP_ORDER = ("kube-scheduler", "kube-controller-manager", "forwarder", "kube-apiserver", "etcd")
+STOP_ORDER = ("kubelet", "kube-scheduler", "kube-controller-manager", "forwarder", "kube-apiserver", "etcd")
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,13 @@ def component_status(kube: KubeLab) -> dict[str, str]:
     return {name: ("running" if processes.alive(pid) else "not running") for name, pid in kube.pids.items()}
 
 
-def start(ip: Ip, state: LabState, *, ready_timeout: float = DEFAULT_READY_TIMEOUT) -> KubeLab:
+def start(
+    ip: Ip, state: LabState, *, ready_timeout: float = DEFAULT_READY_TIMEOUT, images: Sequence[Image] = ()
+) -> KubeLab:
     """Start the control plane on ``state``'s first control plane, register the lab's nodes,
-    and wait (bounded) until the API server is ready and the controller manager and the
-    scheduler hold their leases."""
+    start the lab kubelet (bench/lab/kubelet.py; it has ``images``), and wait (bounded) until
+    the API server is ready, the controller manager and the scheduler hold their leases and
+    every node is Ready."""
     binaries = locate()
     node = next((n for n in state.nodes if n.role is Role.CONTROL_PLANE), None)
     if node is None:
@@ -185,8 +191,35 @@ def start(ip: Ip, state: LabState, *, ready_timeout: float = DEFAULT_READY_TIMEO
     launch("kube-controller-manager", _controller_manager_argv(binaries, directory, pki, cluster))
     launch("kube-scheduler", _scheduler_argv(binaries, directory))
     _kubectl(binaries, kube, "apply", "-f", "-", stdin=kube_nodes.manifest(state.nodes))
+    kubelet = kubelet_config.prepare(
+        state.lab_id,
+        directory,
+        server=inside,
+        api_endpoint=f"{node.address}:{API_PORT}",
+        ca=(pki.ca.cert, pki.ca.key),
+        version=KUBERNETES_VERSION,
+        nodes=state.nodes,
+        images=images,
+    )
+    # joins the namespace itself (setns, as the forwarder does): ``ip netns exec`` would remount
+    # /sys and hide the cgroup hierarchies runc needs
+    netns = f"/run/netns/{node.namespace}"
+    argv = [sys.executable, "-m", KUBELET_MODULE, "--config", str(kubelet), "--netns", netns]
+    pids["kubelet"] = processes.spawn(argv, directory / "kubelet.log", env=python_env())
+    kube.save()
     for lease in LEADER_LEASES:
         _wait(kube, binaries, deadline, f"{lease} to hold its lease", "-n", "kube-system", "get", "lease", lease)
+    _wait(
+        kube,
+        binaries,
+        deadline,
+        "the nodes to be Ready",
+        "wait",
+        "--for=condition=Ready",
+        "nodes",
+        "--all",
+        "--timeout=5s",
+    )
     return _with(kube, pids=dict(pids))
 
 

@@ -4,8 +4,8 @@ kubelet's well-known labels (hostname, os, arch), on control planes Talos'
 labels and the ``node-role.kubernetes.io/control-plane:NoSchedule`` taint; the node's lab address
 as its InternalIP.
 
-No kubelet runs yet: the Nodes carry no Ready condition, so the node lifecycle controller marks
-them unreachable after its grace period (a later step of the Kubernetes lab runs a lab kubelet).
+The lab kubelet (bench/lab/kubelet.py) then reports each Node's status (Ready, addresses,
+capacity) and renews its Lease; it never changes these labels and taints.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ DEFAULT_AGENT_READY_TIMEOUT = 20.0
 # A container's agent starts from the image's own interpreter and files (a cold page cache), and
 # the lab's containers share one cgroup parent's CPU weight: on a busy host they take longer.
 CONTAINER_AGENT_READY_TIMEOUT = 60.0
+KUBERNETES_LAB_AGENT_PORT = wire.DEFAULT_PORT + 1
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
@@ -82,6 +83,10 @@ def up(
         existing = find_usable(root)
         if existing is not None:
             raise UsageError(f"a lab is already up under {root}: {existing.lab_id} (talbench lab down removes it)")
+    if kubernetes and agent_port == wire.DEFAULT_PORT:
+        # the DaemonSet's agents (run by the lab kubelet in the nodes' namespaces) listen on the
+        # default port: the lab's own agents move aside
+        agent_port = KUBERNETES_LAB_AGENT_PORT
     lab_id = lab_id or new_lab_id()
     plan = plan_lab(spec, lab_id)
     lab_dir = root / lab_id
@@ -113,7 +118,7 @@ def up(
                     detail = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
                     raise InfrastructureError(f"lab agents not ready within {agent_ready_timeout:g}s: {detail}")
         if kubernetes:
-            kube_control.start(ip, state)
+            kube_control.start(ip, state, images=(agents.image,) if agents else ())
         state = state.with_changes(status=lab_state.STATUS_UP)
         lab_state.save_state(state)
         return state

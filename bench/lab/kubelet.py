@@ -1,0 +1,102 @@
+"""The lab kubelet: keeps the Kubernetes lab's Nodes Ready and runs the pods bound to them from
+the talbench image under runc, in the nodes' network namespaces (``talbench lab up
+--kubernetes [--image ARCHIVE]`` starts it, ``lab down`` stops it).
+
+    python -m talbench.bench.lab.kubelet --config <lab_dir>/kubernetes/kubelet/kubelet.json
+
+One process serves every node of the lab, each node with its own client certificate
+(``system:node:<name>``), so the API server authorizes each node's calls as a real kubelet's
+(Node authorizer, NodeRestriction).  One process rather than one per node: the nodes are
+namespaces of one host with 2 cores, one interpreter (~40 MB) instead of N, and nothing is
+shared between nodes but the event loop (bench/lab/kubelet_node.py has one API session, one
+heartbeat and one pod watch per node).  It joins the first control plane's network namespace
+(setns: its mount namespace stays the host's, where runc finds the cgroups), beside the API
+server, so ``lab down`` stops it with the control plane (and its namespace sweep ends it in any
+case).  On SIGTERM it returns at once and leaves the containers running, as a real kubelet
+does; ``lab down`` then stops them (bench/lab/containers.py ``stop_lab``: TERM, grace, KILL,
+delete).
+
+Parts: kubelet_config (what it is given), kubelet_api (the API calls), kubelet_node (heartbeat,
+pod watch), kubelet_server (the nodes' port 10250: container logs), kubelet_prism (KubePrism,
+127.0.0.1:7445 on every node), kubelet_pod (one pod's life),
+kubelet_container (its bundle and probes), kubelet_spec and kubelet_volumes (the pod spec as an
+OCI runtime config), kubelet_probe, kubelet_runc, kubelet_status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from talbench.bench.lab import kubelet_api, kubelet_config, kubelet_prism, kubelet_server
+from talbench.bench.lab.kube_forward import join_netns
+from talbench.bench.lab.kubelet_config import KubeletConfig
+from talbench.bench.lab.kubelet_container import NodeContext
+from talbench.bench.lab.kubelet_node import NodeKubelet
+
+MODULE = "talbench.bench.lab.kubelet"
+
+
+async def serve(
+    config: KubeletConfig, sockets: Mapping[str, socket.socket], prism: Mapping[str, socket.socket]
+) -> None:
+    """Run every node's kubelet (its endpoint on ``sockets``, KubePrism on ``prism``) until
+    SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        kubelets = {}
+        for node in config.nodes:
+            api = await stack.enter_async_context(kubelet_api.connect(config.server, config.ca, node.cert, node.key))
+            kubelets[node.name] = NodeKubelet(NodeContext(config, node, api))
+        finders = {name: kubelet.find_log for name, kubelet in kubelets.items()}
+        await stack.enter_async_context(kubelet_server.serving(config, sockets, finders))
+        server = urlsplit(config.server)
+        await stack.enter_async_context(kubelet_prism.serving(prism, server.hostname or "", server.port or 443))
+        tasks = [asyncio.create_task(kubelet.run()) for kubelet in kubelets.values()]
+        logging.getLogger(MODULE).info(
+            "serving %s with %d image(s)", ", ".join(n.name for n in config.nodes), len(config.images)
+        )
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in [waiter, *tasks]:
+            task.cancel()
+        await asyncio.gather(waiter, *tasks, return_exceptions=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=MODULE, description="the talbench lab's kubelet")
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--netns", default=None, help="join this network namespace first (a /run/netns path)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    try:
+        config = kubelet_config.load(args.config)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"lab kubelet: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sockets = kubelet_server.listen(config)  # in each node's namespace
+        prism = kubelet_server.listen(config, kubelet_prism.PORT, kubelet_prism.HOST)
+    except OSError as exc:
+        print(f"lab kubelet: cannot listen on the nodes' ports: {exc}", file=sys.stderr)
+        return 2
+    if args.netns:
+        join_netns(args.netns)  # only the network: the mount namespace (cgroups for runc) stays the host's
+    asyncio.run(serve(config, sockets, prism))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
