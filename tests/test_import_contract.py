@@ -30,6 +30,9 @@ ENTRY_POINTS = {
     "agents/__main__.py",
     "agents/etcdload/worker.py",
     "agents/build/oci_index.py",
+    # the lab's own processes (python -m ...): the loopback forwarder into the lab and the lab kubelet
+    "bench/lab/kube_forward.py",
+    "bench/lab/kubelet.py",
 }
 
 
