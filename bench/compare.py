@@ -4,25 +4,22 @@ For every (check, subject) judged in both runs the change is NEW - BASE of the j
 verdicts' ``observed``), with a confidence interval from the stored raw results where they hold
 the samples the figure was computed from (bench/compare_stats.py says how):
 
-- RTT percentiles: the pooled ``samples_ns`` of both directions of the pair;
-- fsync percentiles: fio's fdatasync (``sync.lat``) or write (``write.clat``) histogram;
-- RTT loss: probes sent and answered (a difference of two proportions).
-
-Any other figure (a maximum, a throughput, a count, etcd's figures) is compared by value only,
-and the change says so.
+RTT percentiles from the pooled ``samples_ns`` of both directions; fsync percentiles from fio's
+``sync.lat`` or ``write.clat`` histogram; RTT loss from probes sent and answered (a difference
+of two proportions).  Any other figure is compared by value only, and the change says so.
 
 **The regression rule.**  A change is a regression when
 
 1. the verdict got worse (pass -> warn -> fail): the scenario's own limits say so; or
 2. the figure moved in the metric's bad direction (latency up, throughput down: the metric's
-   ``lower_is_better``) by more than ``threshold`` of BASE's value (default 10 %), *and* its
-   confidence interval excludes zero on that side.
+   ``lower_is_better``) by more than ``threshold`` of BASE's value (default 10 %) and, for a
+   duration, by at least ``min_duration`` (0.5 ms: a 0.08 ms step on a 0.17 ms path is 50 % and
+   real, but no latency limit cares), *and* its confidence interval excludes zero on that side.
 
-A figure without samples is never a regression by rule 2 alone: two values cannot tell a change
-from the run-to-run noise, so such a change is reported as ``changed``, not flagged.  A subject
-judged ``invalid`` or ``no_data`` in either run is ``not_compared`` (there is no trustworthy figure
-to compare; the run itself already exits 1 for it); a pair that answered in BASE and not at all
-in NEW is a regression.  Subjects judged in one run only are listed, not flagged.
+A figure without samples is never a regression by rule 2 alone (two values cannot tell a change
+from noise: ``changed``).  A subject ``invalid`` or ``no_data`` in either run is ``not_compared``;
+a pair that answered in BASE and not at all in NEW is a regression.  Subjects judged in one run
+only are listed, not flagged.
 """
 
 from __future__ import annotations
@@ -53,6 +50,7 @@ class Outcome(str, Enum):
 @dataclass(frozen=True)
 class CompareSettings:
     threshold: float = 0.10  # relative change (of BASE's value) beyond which a change counts
+    min_duration: float = 0.0005  # seconds: a smaller change of a duration never counts
     confidence: float = 0.95
     resamples: int = 1000  # a 95 % percentile interval wants about 1000 (Efron & Tibshirani 1993, ch. 13)
     seed: int = 20260101
@@ -255,6 +253,8 @@ def _decide(change: Change, settings: CompareSettings) -> tuple[Outcome, str]:
     beyond = abs(worse_by) > settings.threshold
     if not beyond:
         return Outcome.UNCHANGED, f"within {settings.threshold:.0%}"
+    if change.dimension is Dimension.DURATION and abs(change.difference or 0.0) < settings.min_duration:
+        return Outcome.UNCHANGED, f"changed by less than {settings.min_duration * 1e3:g} ms"
     if change.interval is None:
         return Outcome.CHANGED, f"{'worse' if worse_by > 0 else 'better'}; no samples to tell it from noise"
     bad_side = change.interval.low > 0 if change.lower_is_better else change.interval.high < 0
