@@ -18,22 +18,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from talbench.bench.model import Measurement
+from talbench.bench.units import Dimension, format_value
 
 STEAL_PERCENT = 5.0
 OTHER_CPU_PERCENT = 50.0
 WRITEBACK_BYTES = 64 << 20
 
 
-def _number(resources: Mapping[str, Any], field: str) -> float | None:
+def resource_number(resources: Mapping[str, Any], field: str) -> float | None:
+    """A numeric field of a job's ``resources`` (None when absent or not a number)."""
     value = resources.get(field)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _bytes(value: float) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{value:.0f} B"
+    return format_value(value, Dimension.BYTES)
 
 
 def describe(resources: Mapping[str, Any]) -> str:
@@ -41,13 +40,16 @@ def describe(resources: Mapping[str, Any]) -> str:
     when the agent reported no host context."""
     parts = []
     for field, label in (("host_steal_percent", "steal"), ("host_iowait_percent", "iowait")):
-        value = _number(resources, field)
+        value = resource_number(resources, field)
         if value is not None:
             parts.append(f"{label} {value:.0f} %")
-    other = _number(resources, "host_other_cpu_percent")
+    other = resource_number(resources, "host_other_cpu_percent")
     if other is not None:
         parts.append(f"other processes {other:.0f} % CPU")
-    writeback, dirty = _number(resources, "host_writeback_max_bytes"), _number(resources, "host_dirty_max_bytes")
+    writeback, dirty = (
+        resource_number(resources, "host_writeback_max_bytes"),
+        resource_number(resources, "host_dirty_max_bytes"),
+    )
     if writeback is not None:
         parts.append(f"writeback {_bytes(writeback)}" + (f" (dirty {_bytes(dirty)})" if dirty is not None else ""))
     return ", ".join(parts)
@@ -56,13 +58,13 @@ def describe(resources: Mapping[str, Any]) -> str:
 def noise(resources: Mapping[str, Any]) -> str | None:
     """Why the host was too busy for a fail measured on it to stand unchecked, or None."""
     reasons = []
-    steal = _number(resources, "host_steal_percent")
+    steal = resource_number(resources, "host_steal_percent")
     if steal is not None and steal >= STEAL_PERCENT:
         reasons.append(f"the hypervisor took {steal:.0f} % of the CPUs (steal)")
-    other = _number(resources, "host_other_cpu_percent")
+    other = resource_number(resources, "host_other_cpu_percent")
     if other is not None and other >= OTHER_CPU_PERCENT:
         reasons.append(f"other processes kept {other:.0f} % of the CPUs busy")
-    writeback = _number(resources, "host_writeback_max_bytes")
+    writeback = resource_number(resources, "host_writeback_max_bytes")
     if writeback is not None and writeback >= WRITEBACK_BYTES:
         reasons.append(f"{_bytes(writeback)} of other writes were being flushed to disk")
     return "; ".join(reasons) or None
@@ -74,7 +76,7 @@ def context_of(measurements: Sequence[Measurement]) -> str:
     described = [(m, text) for m, text in described if text]
     if not described:
         return ""
-    busiest, text = max(described, key=lambda item: _number(item[0].resources, "host_other_cpu_percent") or 0.0)
+    busiest, text = max(described, key=lambda item: resource_number(item[0].resources, "host_other_cpu_percent") or 0.0)
     return f"{busiest.key.node}: {text}"
 
 

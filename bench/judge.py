@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
-from talbench.bench.context import context_of
+from talbench.bench.context import context_of, resource_number
 from talbench.bench.metric import Metric
 from talbench.bench.model import (
     CLUSTER_NODE,
@@ -37,21 +36,16 @@ THROTTLED_SHARE = 0.01
 THROTTLED_S = 0.25
 
 
-def _number(resources: Mapping[str, Any], field: str) -> float | None:
-    value = resources.get(field)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def throttling(measurement: Measurement) -> str | None:
     """Why the measurement's job was CPU-throttled enough to distort its timing, or None."""
     resources = measurement.resources
-    throttled, periods = _number(resources, "cpu_throttled_periods"), _number(resources, "cpu_periods")
-    seconds = _number(resources, "cpu_throttled_s") or 0.0
+    throttled, periods = resource_number(resources, "cpu_throttled_periods"), resource_number(resources, "cpu_periods")
+    seconds = resource_number(resources, "cpu_throttled_s") or 0.0
     if not throttled or periods is None:
         return None
     if throttled <= THROTTLED_SHARE * periods and seconds < THROTTLED_S:
         return None
-    quota = _number(resources, "cpu_quota_cores")
+    quota = resource_number(resources, "cpu_quota_cores")
     under = f"a {quota:g}-core quota" if quota is not None else "a CPU quota"
     who = (
         f"agent on {measurement.key.node}"
@@ -161,6 +155,21 @@ def judge_subject(
     return verdict(status, observation.value, message, observation.detail)
 
 
+def _check_note(check: Check, metric: Metric, message: str) -> Verdict:
+    """An INFO verdict about the check as a whole (no subject): what was not judged, and why."""
+    return Verdict(
+        check.name,
+        check.metric,
+        Subject(()),
+        Status.INFO,
+        None,
+        metric.dimension,
+        threshold_text(check, metric),
+        message,
+        check.source,
+    )
+
+
 def judge(
     plan: Plan, results: Mapping[ResultKey, Measurement], nodes: Sequence[Node], metrics: Mapping[str, Metric]
 ) -> tuple[Verdict, ...]:
@@ -170,36 +179,18 @@ def judge(
     for check, subjects in plan.subjects:
         metric = metrics[check.metric]
         if not subjects:
-            verdicts.append(
-                Verdict(
-                    check.name,
-                    check.metric,
-                    Subject(()),
-                    Status.INFO,
-                    None,
-                    metric.dimension,
-                    threshold_text(check, metric),
-                    f"nothing in scope {check.scope.value} on this cluster",
-                    check.source,
-                )
-            )
+            verdicts.append(_check_note(check, metric, f"nothing in scope {check.scope.value} on this cluster"))
             continue
         verdicts.extend(judge_subject(check, metric, subject, results, nodes) for subject in subjects)
         left_out = plan.sampled_out.get(check.name, 0)
         if left_out:
-            sample = plan.samples[metric.probe]
+            degree = plan.samples[metric.probe].degree
             verdicts.append(
-                Verdict(
-                    check.name,
-                    check.metric,
-                    Subject(()),
-                    Status.INFO,
-                    None,
-                    metric.dimension,
-                    threshold_text(check, metric),
-                    f"not measured: {left_out} pairs sampled out (each node measures at most {sample.degree} "
+                _check_note(
+                    check,
+                    metric,
+                    f"not measured: {left_out} pairs sampled out (each node measures at most {degree} "
                     f"peers beyond the control planes; 'talbench run --dry-run' lists the pairs)",
-                    check.source,
                 )
             )
     return tuple(verdicts)

@@ -13,6 +13,7 @@ from talbench.bench.metric import ProbeCost
 from talbench.bench.model import Node, Role
 from talbench.bench.plan import Plan
 from talbench.bench.sampling import ZONE_LABEL
+from talbench.bench.units import Dimension, format_value
 
 DRY_RUN_SCHEMA = "talbench/plan/v1"
 
@@ -74,10 +75,7 @@ def plan_document(
 
 
 def _bytes(value: float) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{value:.0f} B"
+    return format_value(value, Dimension.BYTES)
 
 
 def plan_lines(doc: Mapping[str, Any]) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from talbench.bench.compare import Change, RunInfo, compare_verdicts
 from talbench.bench.model import RunRecord, Verdict
+from talbench.bench.report.runjson import json_number
 from talbench.bench.report.runjson_read import RunFileError, read_verdicts
 from talbench.bench.units import format_value
 
@@ -75,8 +76,8 @@ def regression_dict(change: Change) -> dict[str, Any]:
         "subject": str(change.subject),
         "before": change.base_status.value if change.base_status else None,
         "after": change.new_status.value if change.new_status else None,
-        "observed_before": _number(change.base),
-        "observed_after": _number(change.new),
+        "observed_before": json_number(change.base),
+        "observed_after": json_number(change.new),
         "unit": change.dimension.value,
         "why": change.reason,
     }
@@ -96,12 +97,6 @@ def _value(value: float | None, change: Change) -> str:
     if not math.isfinite(value):
         return "no reply" if value > 0 else "-inf"
     return format_value(value, change.dimension)
-
-
-def _number(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return "inf" if value > 0 else "-inf"
 
 
 def read_kept(kept: Kept) -> KeptRun:

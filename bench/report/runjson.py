@@ -11,7 +11,7 @@ from talbench.bench.model import Check, Measurement, Node, RunRecord, Verdict
 RUN_SCHEMA = "talbench/run/v1"
 
 
-def _number(value: float | None) -> float | str | None:
+def json_number(value: float | None) -> float | str | None:
     """JSON has no infinity: an unbounded observation is written as the string "inf"."""
     if value is None or math.isfinite(value):
         return value
@@ -63,7 +63,7 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
         "subject": str(v.subject),
         "nodes": list(v.subject.nodes),
         "status": v.status.value,
-        "observed": _number(v.observed),
+        "observed": json_number(v.observed),
         "unit": v.dimension.value,
         "threshold": v.threshold,
         "message": v.message,

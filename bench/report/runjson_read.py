@@ -123,7 +123,7 @@ def _enum(enum: type[Any], raw: Any, where: str) -> Any:
 
 
 def _number(raw: Any, where: str) -> float | None:
-    """A figure as runjson._number wrote it: a number, null, or "inf"/"-inf"."""
+    """A figure as runjson.json_number wrote it: a number, null, or "inf"/"-inf"."""
     if raw is None:
         return None
     if raw in ("inf", "-inf"):
