@@ -11,7 +11,7 @@ from talbench.agents.params import wire
 from talbench.agents.probes import kubeprism as kubeprism_agent
 from talbench.agents.probes.kubeprism import KubePrismSettings
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.metric import Metric, Progress
+from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.units import Dimension
@@ -64,6 +64,14 @@ class KubePrismDriver(DeclaredDriver):
             return outcome.measurement(ResultKey(PROBE, node))
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
+
+    def estimate(self, keys: frozenset[ResultKey], settings: KubePrismSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """Every node at once, each at most its job's own limit: a few connections to 127.0.0.1."""
+        return ProbeCost(
+            self.name,
+            duration_s=kubeprism_agent.time_limit(settings),
+            note=f"{settings.attempts} connection(s) per node to its local load balancer",
+        )
 
     def metrics(self) -> Sequence[Metric]:
         return (

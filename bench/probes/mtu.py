@@ -10,10 +10,10 @@ from talbench.agents.params import wire
 from talbench.agents.probes import mtu as mtu_agent
 from talbench.agents.probes.mtu import MtuSettings
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.metric import Metric, Progress
+from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
-from talbench.bench.probes.peer_jobs import run_peer_jobs
+from talbench.bench.probes.peer_jobs import estimate_peer_jobs, run_peer_jobs
 from talbench.bench.units import Dimension
 
 JOB = mtu_agent.PROBE.jobs[0]
@@ -31,6 +31,18 @@ class MtuDriver(DeclaredDriver):
 
     def metrics(self) -> Sequence[Metric]:
         return MTU_METRICS
+
+    def estimate(self, keys: frozenset[ResultKey], settings: MtuSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """Every agent searches its peers at once: the longest search's own time limit; a few
+        probe packets per size tried, no stream."""
+        sizes = (settings.high - settings.low).bit_length() + 2
+        return estimate_peer_jobs(
+            JOB,
+            keys,
+            nodes,
+            lambda peers: {**wire(settings), "peers": peers},
+            note=f"a binary search of about {sizes} sizes per peer, {settings.attempts} probe(s) per size",
+        )
 
     def pair_budget(self, settings: MtuSettings) -> int | None:
         return settings.max_peers

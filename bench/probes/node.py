@@ -30,7 +30,7 @@ from talbench.agents.probes.node import NodeParams, NodeSettings
 from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.metric import Metric, Progress
+from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Role, Subject, SubjectKind
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.units import Dimension, format_value
@@ -86,6 +86,16 @@ class NodeDriver(DeclaredDriver):
                 "duration": min(settings.duration, QUICK_DURATION),
                 "interval": min(settings.interval, QUICK_INTERVAL),
             }
+        )
+
+    def estimate(self, keys: frozenset[ResultKey], settings: NodeSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """Alone: a ``duration`` window on every node at once.  Beside other probes it samples
+        through them instead and adds only its collection."""
+        return ProbeCost(
+            self.name,
+            duration_s=settings.duration + settings.interval,
+            note=f"reads /proc every {settings.interval:g} s (alone: a {settings.duration:g} s window; "
+            "beside other probes: through them, adding only the collection)",
         )
 
     async def run(

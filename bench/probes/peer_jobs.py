@@ -4,13 +4,14 @@ peer it owes, and each (node, peer) key gets a Measurement from that job's ``pee
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from talbench.agents import wire
 from talbench.agents.probe import AgentJob
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.metric import Progress
-from talbench.bench.model import Measurement, ResultKey
+from talbench.bench.metric import ProbeCost, Progress
+from talbench.bench.model import Measurement, Node, ResultKey
 
 
 async def run_peer_jobs(
@@ -57,3 +58,34 @@ async def run_peer_jobs(
 
     gathered = await asyncio.gather(*(one(node, peers) for node, peers in sorted(peers_of.items())))
     return [m for group in gathered for m in group]
+
+
+def estimate_peer_jobs(
+    job: AgentJob[Any],
+    keys: frozenset[ResultKey],
+    nodes: Sequence[Node],
+    params_for: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    *,
+    port: int = wire.DEFAULT_PORT,
+    note: str = "",
+) -> ProbeCost:
+    """What ``run_peer_jobs`` will cost: every agent's job at once, so the longest job's own time
+    limit; per node the peers it searches plus the peers that search it."""
+    addresses = {node.name: node.address for node in nodes}
+    peers_of: dict[str, list[str]] = {}
+    load: dict[str, int] = {}
+    for key in keys:
+        if key.peer is not None:
+            peers_of.setdefault(key.node, []).append(key.peer)
+            for node in (key.node, key.peer):
+                load[node] = load.get(node, 0) + 1
+    longest = 0.0
+    for peers in peers_of.values():
+        spec = [{"name": p, "host": addresses.get(p, "192.0.2.1"), "port": port} for p in sorted(peers)]
+        longest = max(longest, job.time_limit(job.parse(params_for(spec))))
+    return ProbeCost(
+        next(iter(keys)).probe if keys else job.name,
+        duration_s=longest if peers_of else 0.0,
+        streams=load,
+        note=note or f"{len(keys)} directed pairs, every agent at once",
+    )

@@ -26,7 +26,7 @@ from pydantic import Field
 from talbench.agents.params import Params, param
 from talbench.bench.cluster_facts import ClusterFacts, NodeFacts
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.metric import Metric, Progress
+from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import (
     CLUSTER_NODE,
     CONTROL_PLANE_LABEL,
@@ -252,6 +252,9 @@ class TopologyDriver(DeclaredDriver):
             facts, source = facts_from_nodes(fleet.nodes), "nodes"
         progress.update(PROBE, done=1, total=1, note=f"{len(facts.nodes)} nodes")
         return [Measurement(CLUSTER_KEY, True, data=facts_data(facts, settings, source))]
+
+    def estimate(self, keys: frozenset[ResultKey], settings: TopologySettings, nodes: Sequence[Node]) -> ProbeCost:
+        return ProbeCost(self.name, duration_s=0.0, note="the cluster's shape, read when the agents were deployed")
 
     def metrics(self) -> Sequence[Metric]:
         return topology_metrics()

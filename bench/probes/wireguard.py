@@ -22,13 +22,15 @@ from talbench.agents.probe import ProbeDeclaration
 from talbench.agents.probes.wireguard import PROBE, TUNNEL_JOB, WireguardSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
-from talbench.bench.metric import Metric, Progress
-from talbench.bench.model import CLUSTER_NODE, Measurement, ResultKey
+from talbench.bench.metric import Metric, ProbeCost, Progress
+from talbench.bench.model import CLUSTER_NODE, Measurement, Node, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.probes.wireguard_metrics import NAME, WIREGUARD_METRICS
 from talbench.bench.probes.wireguard_pair import SCHEMA, PairMeasurement, failed_measurement
 
 DETECT_DEADLINE = 30.0
+PAIR_SETUP_S = 3.0  # both tunnel links up and peered, then down: seconds on a quiet node (measured on the lab)
+IPERF_START_S = 1.0  # iperf3's server and client coming up and shaking hands
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,6 +80,27 @@ class WireguardDriver(DeclaredDriver):
 
     def metrics(self) -> Sequence[Metric]:
         return WIREGUARD_METRICS
+
+    def estimate(self, keys: frozenset[ResultKey], settings: WireguardSettings, nodes: Sequence[Node]) -> ProbeCost:
+        """The sampled pairs one after the other, each: tunnel set-up, both paths' round trips in
+        one job, then iperf3 on the node path and through the tunnel (``duration`` + ``omit``
+        each); a pair's two nodes carry one stream each way at a time."""
+        pairs = sorted((k.node, k.peer) for k in keys if k.peer is not None)
+        control = {n.name for n in nodes if n.is_control_plane}
+        measured, left_out = pair_sample(pairs, control, settings.max_other_pairs)
+        round_trips = 2 * (settings.rtt_warmup + settings.rtt_count) * settings.rtt_interval
+        per_pair = PAIR_SETUP_S + round_trips + 2 * (settings.duration + settings.omit + IPERF_START_S)
+        streams: dict[str, int] = {}
+        for a, b in measured:
+            for node in (a, b):
+                streams[node] = 1  # the pairs run one at a time
+        return ProbeCost(
+            self.name,
+            duration_s=len(measured) * per_pair,
+            streams=streams,
+            note=f"{len(measured)} pair(s) measured one at a time, about {per_pair:.0f} s each"
+            + (f"; {len(left_out)} pairs left out of the bounded sample" if left_out else ""),
+        )
 
     async def run(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: WireguardSettings, progress: Progress

@@ -4,14 +4,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 from tests.bench.test_cli import assert_one_line_error, talbench
-
-
-def namespaces() -> set[str]:
-    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False)
-    return {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
 
 
 def plan(*args: str, tmp_path) -> dict:
@@ -32,14 +26,15 @@ def check(doc: dict, name: str) -> dict:
 
 
 def test_the_default_lab_is_planned_whole_and_nothing_is_built(tmp_path):
-    before = namespaces()
     done = talbench("run", "--scenario", "control-plane", "--target", "lab", "--dry-run", "--lab-root", str(tmp_path))
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "4 nodes (3 control planes, 1 workers)" in text
     assert "control-plane-rtt" in text and "sampled out" not in text
     assert "rtt" in text and "packets/s per node" in text and "expected duration: at most" in text
-    assert namespaces() == before and not any(tmp_path.iterdir())  # no lab, no run directory
+    assert "not estimated" not in text  # every probe of the scenario says what it will cost
+    # no lab (a lab records itself under its root before it builds anything) and no run directory
+    assert not any(tmp_path.iterdir())
     doc = plan(tmp_path=tmp_path)
     assert probe(doc, "rtt")["results"] == 12  # both directions of all 6 pairs
     assert check(doc, "worker-rtt")["subjects"] == 3
@@ -55,14 +50,20 @@ def test_forty_nodes_measure_every_control_plane_pair_and_a_bounded_sample_of_th
     assert rtt["streams_per_node"]["max"] <= 12  # 6 pairs, both directions, whatever N
     assert rtt["packets_per_s_per_node"]["max"] <= 12 / 0.02
     assert probe(doc, "fsync")["disk_bytes_per_node"]["max"] == 22 << 20
+    # a control plane searches and is searched by its 2 control-plane peers and 6 others at most
+    assert probe(doc, "mtu")["streams_per_node"]["max"] <= 2 * (2 + 6)
+    assert doc["not_estimated"] == []
 
 
 def test_a_thousand_nodes_cost_each_node_what_forty_do(tmp_path):
-    forty = probe(plan("--workers", "37", tmp_path=tmp_path), "rtt")
+    forty_doc = plan("--workers", "37", tmp_path=tmp_path)
+    forty = probe(forty_doc, "rtt")
     thousand_doc = plan("--workers", "997", tmp_path=tmp_path)
     thousand = probe(thousand_doc, "rtt")
     assert thousand["streams_per_node"]["max"] == forty["streams_per_node"]["max"]
     assert thousand["duration_s"] == forty["duration_s"]
+    for name in ("mtu", "wireguard"):  # per-node cost and time do not grow with the cluster
+        assert probe(thousand_doc, name)["duration_s"] == probe(forty_doc, name)["duration_s"], name
     assert thousand["results"] == 2 * (3 + check(thousand_doc, "worker-rtt")["subjects"]) <= 2 * (3 + 3000)
     assert check(thousand_doc, "path-mtu")["subjects"] <= 3000
 

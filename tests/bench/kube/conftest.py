@@ -76,3 +76,6 @@ def dispatcher_for(emu: ApiEmulator, tmp: Path, **options: Any) -> KubeDispatche
     }
     defaults.update(options)
     return KubeDispatcher(KubeOptions(**defaults), target=load_kubeconfig(str(kubeconfig)))
+
+
+from tests.bench.kube.real_cluster import real_cluster  # noqa: E402, F401  (the session's real Kubernetes lab)

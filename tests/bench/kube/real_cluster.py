@@ -1,0 +1,161 @@
+"""One real Kubernetes lab for the kube tests: ``talbench lab up --kubernetes --image ARCHIVE``
+(kube-apiserver, kube-controller-manager and kube-scheduler from ``make kubernetes``, etcd from
+``make etcd``, the lab kubelet running pods from the image under runc), brought up once per test
+session and removed by ``talbench lab down`` at its end.
+
+Tests reach it as a user does: the kubeconfig the lab writes (TLS, an admin client certificate)
+through the loopback forwarder into the lab, ``kubectl`` and the ``talbench`` CLI.  Every test
+works in namespaces and objects named after its own run, so tests share the cluster without
+seeing one another's objects.  Needs root, runc, umoci, the binaries and the image archive; the
+fixture skips with what is missing otherwise.
+
+While developing, bring a lab up once (``TALBENCH_LAB_ROOT=DIR talbench lab up --kubernetes
+--image ARCHIVE``) and set ``TALBENCH_TEST_KUBE_LAB=DIR``: the fixture then uses that lab and
+leaves it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from talbench.bench.lab import kube_binaries, kube_control
+from tests.bench.lab.helpers import lab_root
+from tests.bench.lab.test_containers import archive_or_skip
+
+LAB_UP_TIMEOUT = 420.0
+MANAGED = "app.kubernetes.io/managed-by=talbench"
+
+
+@dataclass(frozen=True)
+class RealCluster:
+    root: Path  # TALBENCH_LAB_ROOT of the lab
+    kube: kube_control.KubeLab
+    image: str  # localhost/talbench@sha256:...: the image the lab kubelet has
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kube.kubeconfig
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, kubeconfig: Path | None = None, timeout: float = 40.0
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl`` with the lab's admin kubeconfig (or ``kubeconfig``), bounded."""
+        argv = [
+            str(kube_binaries.locate().kubectl),
+            "--kubeconfig",
+            str(kubeconfig or self.kubeconfig),
+            "--request-timeout=20s",
+            *args,
+        ]
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def get_json(self, *args: str) -> dict[str, Any]:
+        done = self.kubectl("get", *args, "-o", "json")
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    def cli(
+        self, *argv: str, timeout: float, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``talbench ARGV`` as a user runs it (a child process, bounded)."""
+        environment = {**os.environ, "TALBENCH_LAB_ROOT": str(self.root), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "talbench.bench.cli", *argv],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def run_argv(self, out: Path, *extra: str, kubeconfig: Path | None = None) -> list[str]:
+        """``talbench run --target kube`` against this cluster with its image, results in ``out``."""
+        return [
+            "run",
+            "--target",
+            "kube",
+            "--kubeconfig",
+            str(kubeconfig or self.kubeconfig),
+            "--image",
+            self.image,
+            "--out",
+            str(out),
+            *extra,
+        ]
+
+    def talbench_namespaces(self) -> list[str]:
+        """Namespaces a talbench run created that still exist (terminating ones included)."""
+        done = self.kubectl("get", "namespaces", "-l", MANAGED, "-o", "name")
+        assert done.returncode == 0, done.stderr
+        return sorted(done.stdout.split())
+
+
+def until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """``check()``'s first truthy value, polled every ``interval``; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
+        time.sleep(interval)
+
+
+def _existing(root: Path) -> RealCluster:
+    (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    kube = kube_control.load(lab_dir)
+    assert kube is not None, f"TALBENCH_TEST_KUBE_LAB={root}: no Kubernetes lab there"
+    return RealCluster(root, kube, _image(kube))
+
+
+def _image(kube: kube_control.KubeLab) -> str:
+    config = json.loads((kube.directory / "kubelet" / "kubelet.json").read_text())["images"][0]
+    return f"localhost/talbench@{config['digest']}"
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[RealCluster]:
+    """The session's Kubernetes lab (3 control planes, 1 worker), removed at the session's end."""
+    archive = archive_or_skip()
+    if not kube_binaries.available():
+        pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: make kubernetes")
+    given = os.environ.get("TALBENCH_TEST_KUBE_LAB")
+    if given:
+        yield _existing(Path(given))
+        return
+    with lab_root() as root:
+        environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
+        up = subprocess.run(
+            [sys.executable, "-m", "talbench.bench.cli", "lab", "up", "--kubernetes", "--image", str(archive)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=LAB_UP_TIMEOUT,
+            check=False,
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
+        kube = kube_control.load(lab_dir)
+        assert kube is not None, "lab up --kubernetes recorded no control plane"
+        try:
+            yield RealCluster(root, kube, _image(kube))
+        finally:
+            down = subprocess.run(
+                [sys.executable, "-m", "talbench.bench.cli", "lab", "down"],
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert down.returncode == 0, down.stdout + down.stderr
