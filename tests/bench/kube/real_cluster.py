@@ -64,9 +64,7 @@ class RealCluster:
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    def cli(
-        self, *argv: str, timeout: float, env: Mapping[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def cli(self, *argv: str, timeout: float, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """``talbench ARGV`` as a user runs it (a child process, bounded)."""
         environment = {**os.environ, "TALBENCH_LAB_ROOT": str(self.root), **(env or {})}
         return subprocess.run(
