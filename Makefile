@@ -78,8 +78,7 @@ venv: system-deps etcd $(STAMP)
 # The Kubernetes control plane of `talbench lab up --kubernetes` (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl), built from the k8s.io/kubernetes Go module by
 # agents/build/build-kubernetes.sh once per machine into $(TALBENCH_CACHE)/kubernetes/<version>/linux-<arch>/
-# (a second run is instant).  Not a dependency of `test`: a cold build takes tens of minutes, and
-# the tests that need it skip without it.
+# (a second run is instant).  A dependency of `test`: the kube tests need a real API server.
 kubernetes:
 	@agents/build/build-kubernetes.sh
 	@echo "Kubernetes binaries in $$(agents/build/build-kubernetes.sh --print-dir)"
@@ -101,7 +100,9 @@ IMAGE_SOURCES := $(shell git ls-files agents bench scenarios pyproject.toml 2>/d
 $(TEST_IMAGE): $(IMAGE_SOURCES)
 	$(MAKE) --no-print-directory image ARCH=$(HOST_ARCH)
 
-test: lint typecheck etcd $(TEST_IMAGE)
+# The kube tests run against a real control plane (tests/bench/kube/real_cluster.py): `make
+# kubernetes` builds it once per machine (cold: about 38 minutes on 2 cores), a no-op after that.
+test: lint typecheck etcd kubernetes $(TEST_IMAGE)
 	$(BIN)/pytest -q -ra
 
 lint: venv actionlint
