@@ -61,6 +61,8 @@ class LoadSpec:
     workers: int = 0  # 0: chosen from the cores and the rate
     request_timeout: float = 5.0
     tls: TlsFiles | None = None
+    transport: str = "grpc"  # "grpc": etcd's client protocol; "gateway": its JSON gateway
+    channels: int = 0  # gRPC channels per endpoint and worker; 0: the worker's default
 
     @property
     def planned(self) -> int:
@@ -110,6 +112,8 @@ def worker_configs(spec: LoadSpec, workers: int) -> list[dict[str, Any]]:
                 "workers": workers,
                 "duration": spec.duration,
                 "request_timeout": spec.request_timeout,
+                "transport": spec.transport,
+                "channels": spec.channels,
                 "seed": int.from_bytes(os.urandom(8), "big"),
             }
         )

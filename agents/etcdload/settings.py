@@ -124,7 +124,15 @@ class LoadShape(LoadWindow):
     rate: float = param(
         150.0, ge=1.0, le=100_000.0, unit=PER_SECOND, help="writes per second in open mode (the profile's)"
     )
-    clients: int = param(50, ge=1, le=5000, help="concurrent clients, one keep-alive connection each (the profile's)")
+    clients: int = param(50, ge=1, le=5000, help="concurrent clients (the profile's)")
+    transport: Literal["grpc", "gateway"] = param(
+        "grpc",
+        help="grpc: etcd's client protocol, as etcdctl and benchmark put; gateway: the JSON gateway "
+        "(one keep-alive connection per client; costs the member more CPU per write)",
+    )
+    channels: int = param(
+        0, ge=0, le=64, help="gRPC channels per member and load process, shared by the clients; 0: 2"
+    )
     key_size: int = param(
         KEY_SIZE, ge=64, le=4096, unit=BYTES, help="bytes per key (random, under /talbench/<run-id>/)"
     )

@@ -33,6 +33,7 @@ from typing import Any
 from yarl import URL
 
 from talbench.agents.etcdload.connection import ConnectionFailed, GatewayConnection, RequestTimeout
+from talbench.agents.etcdload.grpc_put import GrpcPut, GrpcTls, RemoteError
 from talbench.agents.etcdload.histogram import LatencyHistogram
 
 PUT_PATH = "/v3/kv/put"
@@ -46,6 +47,7 @@ RECONNECT_PAUSE = 0.05  # seconds a client waits after a failed connection: a re
 # it; cycles are still collected, just in larger batches.
 GC_YOUNG_THRESHOLD = 100_000
 WARMUP_TIMEOUT = 15.0
+DEFAULT_CHANNELS = 2  # gRPC channels per endpoint and worker (benchmark put's --conns, over the workers)
 
 
 def _cpu_seconds() -> float:
@@ -71,6 +73,64 @@ def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext:
     return context
 
 
+class GatewayPut:
+    """The writes over etcd's JSON gateway (``transport: gateway``): one keep-alive HTTP/1.1
+    connection per client, every body framed alike (agents/etcdload/connection.py)."""
+
+    def __init__(self, config: dict[str, Any], value: bytes) -> None:
+        endpoints = [URL(url.rstrip("/")) for url in config["endpoints"]]
+        tls_context = _ssl_context(config.get("tls")) if any(url.scheme == "https" for url in endpoints) else None
+        self.body_head = b'{"key":"'
+        self.body_tail = b'","value":"' + base64.b64encode(value) + b'"}'
+        key_length = len(base64.b64encode(bytes(int(config["key_size"]))))
+        first = int(config["client_offset"])
+        self.connections = [
+            GatewayConnection(
+                endpoints[(first + i) % len(endpoints)],
+                PUT_PATH,
+                len(self.body_head) + key_length + len(self.body_tail),
+                timeout=float(config["request_timeout"]),
+                ssl_context=tls_context,
+            )
+            for i in range(int(config["clients"]))
+        ]
+
+    async def put(self, client: int, key: bytes, value: bytes) -> None:
+        answer = await self.connections[client].post(self.body_head + base64.b64encode(key) + self.body_tail)
+        if answer.status != 200:
+            raise RemoteError(f"http-{answer.status}", answer.body.decode("utf-8", "replace"))
+
+    async def warm_up(self, prefix: bytes) -> None:
+        probe = json.dumps(
+            {"key": base64.b64encode(prefix).decode(), "count_only": True, "serializable": True}
+        ).encode()
+
+        async def one(connection: GatewayConnection) -> None:
+            answer = await connection.post_to(RANGE_PATH, probe)
+            if answer.status != 200:
+                raise RuntimeError(f"{connection.url}: HTTP {answer.status}")
+
+        await asyncio.gather(*(one(c) for c in self.connections))
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+
+
+def transport_of(config: dict[str, Any], value: bytes) -> GatewayPut | GrpcPut:
+    if config.get("transport", "grpc") == "gateway":
+        return GatewayPut(config, value)
+    tls = config.get("tls") or {}
+    return GrpcPut(
+        config["endpoints"],
+        clients=int(config["clients"]),
+        channels=int(config.get("channels") or DEFAULT_CHANNELS),
+        first=int(config["client_offset"]),
+        timeout=float(config["request_timeout"]),
+        tls=GrpcTls(tls.get("cacert"), tls.get("cert"), tls.get("key")) if tls else None,
+    )
+
+
 class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -79,9 +139,7 @@ class Worker:
         if self.random_len < 8:
             raise ValueError("key_size leaves fewer than 8 random bytes after the prefix")
         self.rng = random.Random(config.get("seed"))
-        value = base64.b64encode(self.rng.randbytes(int(config["value_size"])))
-        self.body_head = b'{"key":"'
-        self.body_tail = b'","value":"' + value + b'"}'
+        self.value = self.rng.randbytes(int(config["value_size"]))
         self.latency = LatencyHistogram()
         self.service = LatencyHistogram()
         self.late = LatencyHistogram()
@@ -91,34 +149,20 @@ class Worker:
         self.error_samples: list[str] = []
         self.first_send: float | None = None
         self.last_done: float | None = None
-        # One keep-alive connection per client, clients spread over the members in turn.
-        endpoints = [URL(url.rstrip("/")) for url in config["endpoints"]]
-        tls_context = _ssl_context(config.get("tls")) if any(url.scheme == "https" for url in endpoints) else None
-        body_length = len(self.body())
-        first = int(config["client_offset"])
-        self.connections = [
-            GatewayConnection(
-                endpoints[(first + i) % len(endpoints)],
-                PUT_PATH,
-                body_length,
-                timeout=float(config["request_timeout"]),
-                ssl_context=tls_context,
-            )
-            for i in range(int(config["clients"]))
-        ]
+        self.clients = int(config["clients"])
+        self.transport = transport_of(config, self.value)
 
-    def body(self) -> bytes:
-        key = self.prefix + self.rng.randbytes(self.random_len)
-        return self.body_head + base64.b64encode(key) + self.body_tail
+    def key(self) -> bytes:
+        return self.prefix + self.rng.randbytes(self.random_len)
 
     def _error(self, kind: str, message: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         if len(self.error_samples) < KEPT_ERRORS:
             self.error_samples.append(f"{kind}: {message}"[:300])
 
-    async def put(self, connection: GatewayConnection, body: bytes) -> bool:
+    async def put(self, client: int, key: bytes) -> bool:
         try:
-            answer = await connection.post(body)
+            await self.transport.put(client, key, self.value)
         except RequestTimeout as exc:
             self._error("timeout", str(exc))
             return False
@@ -126,43 +170,34 @@ class Worker:
             self._error("connection", str(exc))
             await asyncio.sleep(RECONNECT_PAUSE)
             return False
-        if answer.status != 200:
-            self._error(f"http-{answer.status}", answer.body.decode("utf-8", "replace"))
+        except RemoteError as exc:
+            self._error(exc.kind, str(exc))
             return False
         return True
 
-    async def write(self, connection: GatewayConnection, due: float | None) -> None:
+    async def write(self, client: int, due: float | None) -> None:
         """One write, counted and timed: latency from ``due`` (the open loop's schedule) or, in
         the closed loop (None), from the send; service time always from the send."""
-        body = self.body()
+        key = self.key()
         sent = time.monotonic()
         if self.first_send is None:
             self.first_send = sent
         self.sent += 1
-        ok = await self.put(connection, body)
+        ok = await self.put(client, key)
         done = self.last_done = time.monotonic()
         if ok:
             self.ok += 1
             self.latency.record(done - (sent if due is None else due))
             self.service.record(done - sent)
 
-    def close(self) -> None:
-        for connection in self.connections:
-            connection.close()
+    async def close(self) -> None:
+        await self.transport.close()
 
     async def warm_up(self) -> None:
-        """Open every client's connection and ask each member one serializable count-only read
-        of the prefix over it (no write, no raft round): the members answer before t0."""
-        probe = json.dumps(
-            {"key": base64.b64encode(self.prefix).decode(), "count_only": True, "serializable": True}
-        ).encode()
-
-        async def one(connection: GatewayConnection) -> None:
-            answer = await connection.post_to(RANGE_PATH, probe)
-            if answer.status != 200:
-                raise RuntimeError(f"{connection.url}: HTTP {answer.status}")
-
-        await asyncio.wait_for(asyncio.gather(*(one(c) for c in self.connections)), WARMUP_TIMEOUT)
+        """Open every client's connection (channel) and ask each member one serializable
+        count-only read of the prefix over it (no write, no raft round): the members answer
+        before t0."""
+        await asyncio.wait_for(self.transport.warm_up(self.prefix), WARMUP_TIMEOUT)
 
     # ---- the two loops ---------------------------------------------------------------------
 
@@ -174,7 +209,7 @@ class Worker:
         state = {"next": index}
         clock = time.monotonic
 
-        async def client(connection: GatewayConnection) -> None:
+        async def client(slot: int) -> None:
             while True:
                 j = state["next"]
                 if j >= total:
@@ -187,23 +222,23 @@ class Worker:
                     self.late.record(clock() - due)
                 elif now > end:
                     return  # the schedule is over: what was never sent counts as unsent
-                await self.write(connection, due)
+                await self.write(slot, due)
 
-        await asyncio.gather(*(client(c) for c in self.connections))
+        await asyncio.gather(*(client(c) for c in range(self.clients)))
 
     async def closed_loop(self, t0: float) -> None:
         config = self.config
         end = t0 + float(config["duration"])
         clock = time.monotonic
 
-        async def client(connection: GatewayConnection) -> None:
+        async def client(slot: int) -> None:
             now = clock()
             if now < t0:
                 await asyncio.sleep(t0 - now)
             while clock() < end:
-                await self.write(connection, None)
+                await self.write(slot, None)
 
-        await asyncio.gather(*(client(c) for c in self.connections))
+        await asyncio.gather(*(client(c) for c in range(self.clients)))
 
     def result(self, t0: float, cpu_start: float, cpu_end: float, wall_end: float) -> dict[str, Any]:
         return {
@@ -274,7 +309,7 @@ async def amain() -> int:
         _write(worker.result(t0, cpu_start, _cpu_seconds(), time.monotonic()))
         return 0
     finally:
-        worker.close()
+        await worker.close()
 
 
 def _loop_factory() -> Any:

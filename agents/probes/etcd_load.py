@@ -121,6 +121,8 @@ async def measure(params: LoadParams, ctx: ProbeContext) -> dict[str, Any]:
         value_size=params.value_size,
         workers=params.workers,
         request_timeout=params.request_timeout,
+        transport=params.transport,
+        channels=params.channels,
     )
     cleanup: dict[str, Any] = {}
     try:

@@ -202,13 +202,16 @@ def keyspace(url: str) -> dict[bytes, str]:
 
 
 @needs_etcd
-async def test_open_loop_holds_the_rate_and_writes_only_under_the_prefix(cluster: LocalCluster) -> None:
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+async def test_open_loop_holds_the_rate_and_writes_only_under_the_prefix(cluster: LocalCluster, transport: str) -> None:
     url = cluster.client_urls[0]
     gateway = etcd3gw.Etcd3Client(port=int(url.rsplit(":", 1)[1]), host="127.0.0.1", api_path="/v3/")
     gateway.put("/outside/a", "1")
     gateway.put("/talbench/run-load0", "just past the prefix")
     outside = keyspace(url)
-    spec = LoadSpec(cluster.client_urls, "/talbench/run-load/", "open", clients=20, duration=3.0, rate=150)
+    spec = LoadSpec(
+        cluster.client_urls, "/talbench/run-load/", "open", clients=20, duration=3.0, rate=150, transport=transport
+    )
     result = await run_load(spec)
     requests = result["requests"]
     assert requests["planned"] == 450 and requests["sent"] == 450 and requests["errors"] == {}
@@ -225,6 +228,8 @@ async def test_open_loop_holds_the_rate_and_writes_only_under_the_prefix(cluster
     written = {k: v for k, v in after.items() if k not in outside}
     assert all(k.startswith(b"/talbench/run-load/") and len(k) == 256 for k in written)
     assert {k: after[k] for k in outside} == outside
+    values = [value for value, _ in gateway.get_prefix("/talbench/run-load/")]
+    assert len(values) == 450 and {len(value) for value in values} == {1024}  # the value as sent, whole
     gateway.session.close()
 
 
