@@ -130,9 +130,7 @@ class LoadShape(LoadWindow):
         help="grpc: etcd's client protocol, as etcdctl and benchmark put; gateway: the JSON gateway "
         "(one keep-alive connection per client; costs the member more CPU per write)",
     )
-    channels: int = param(
-        0, ge=0, le=64, help="gRPC channels per member and load process, shared by the clients; 0: 2"
-    )
+    channels: int = param(0, ge=0, le=64, help="gRPC channels per member and load process, shared by the clients; 0: 2")
     key_size: int = param(
         KEY_SIZE, ge=64, le=4096, unit=BYTES, help="bytes per key (random, under /talbench/<run-id>/)"
     )
