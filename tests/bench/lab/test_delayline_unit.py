@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import struct
 
-from talbench.bench.lab.delayline import AddressDelay, packet_delay, parse_address_delay
+import pytest
+
+from talbench.bench.lab.delayline import AddressDelay, Arrivals, DelayLine, packet_delay, parse_address_delay
 
 
 def ipv4_packet(src: str, dst: str) -> bytes:
@@ -49,3 +52,43 @@ def test_anything_but_ipv4_passes_undelayed():
     delays = {ipaddress.IPv4Address("10.213.1.2").packed: AddressDelay(0.010)}
     assert packet_delay(b"\x60" + b"\0" * 39, delays, random.Random()) == 0.0
     assert packet_delay(b"\x45\0", delays, random.Random()) == 0.0
+
+
+class _Queued(Arrivals):
+    """Arrival stamps as if each packet had waited ``seconds`` in the TUN queue before the read."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(None)
+        self.seconds = seconds
+
+    def waited(self, packet: bytes) -> float:
+        return self.seconds
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.held: list[float] = []
+
+    def call_later(self, delay: float, *args: object) -> None:
+        self.held.append(delay)
+
+
+def test_a_packet_is_held_from_its_arrival_not_from_when_it_was_read():
+    """A packet that waited 4 ms for the delay line to wake up leaves 10 ms after it arrived,
+    not 14 ms: the line's own wake-up latency is no part of the network it emulates."""
+    read, write = os.pipe()
+    try:
+        os.set_blocking(read, False)
+        delays = dict([parse_address_delay("10.213.1.2=10")])
+        loop = _Loop()
+        line = DelayLine(read, delays, limit=10, rng=random.Random(1), arrivals=_Queued(0.004))
+        os.write(write, ipv4_packet("10.213.0.10", "10.213.1.2"))
+        line.on_readable(loop)  # type: ignore[arg-type]
+        assert loop.held == [pytest.approx(0.006)]
+        late = DelayLine(read, delays, limit=10, rng=random.Random(1), arrivals=_Queued(0.050))
+        os.write(write, ipv4_packet("10.213.0.10", "10.213.1.2"))
+        late.on_readable(loop)  # type: ignore[arg-type]
+        assert 0 < loop.held[-1] < 1e-3  # already overdue: out at once, never before it came
+    finally:
+        os.close(read)
+        os.close(write)
