@@ -9,8 +9,9 @@ cancelled on the agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,50 @@ from talbench.bench.model import Measurement, ResultKey
 
 TOKEN_HEADER_ALT = wire.TOKEN_HEADER_ALT
 LONG_POLL = 20.0  # seconds an agent may hold a job poll (at most wire.MAX_JOB_WAIT)
+GATE_LIMIT = 48  # requests in flight to a fleet's agents at once (the kube session holds 64 connections)
+MAX_POLL_PAUSE = 10.0  # seconds between a crowded fleet's short polls of one job, at most
+
+
+class RequestGate:
+    """The coordinator's bound on requests in flight to one fleet's agents: through the API
+    server's pod proxy each is a request to the API server, and a session's connections are few.
+
+    A request waits for a slot before its own timeout starts (a wait for a slot is not an agent
+    that did not answer).  While at most half the slots' worth of jobs are running, each job is
+    long-polled (one request answered when it ends); beyond that the fleet is *crowded* and long
+    polls would hold every slot: a job is then first asked about halfway through its time limit,
+    and after that with short polls spaced by how crowded the fleet is, so that requests per job
+    stay a handful whatever the fleet's size."""
+
+    def __init__(self, limit: int = GATE_LIMIT) -> None:
+        self.limit = max(2, limit)
+        self._slots = asyncio.Semaphore(self.limit)
+        self.jobs = 0  # jobs the fleet's clients are waiting for
+
+    @property
+    def crowded(self) -> bool:
+        return self.jobs > self.limit // 2
+
+    def pause(self) -> float:
+        """Seconds between two short polls of one job in a crowded fleet."""
+        return min(MAX_POLL_PAUSE, max(1.0, 2.0 * self.jobs / self.limit))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._slots:
+            yield
 
 
 class AgentError(Exception):
     """The agent could not be reached or refused the request (message is one line)."""
+
+
+class _GaveUp(AgentError):
+    """The job did not end within the caller's deadline."""
+
+    def __init__(self, message: str, started: float | None) -> None:
+        super().__init__(message)
+        self.started = started
 
 
 @dataclass(frozen=True)
@@ -67,8 +108,10 @@ class AgentClient:
         *,
         request_timeout: float = 10.0,
         extra_headers: Mapping[str, str] | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
         self.node = node
+        self._gate = gate or RequestGate()  # the dispatcher hands every client of a fleet the same one
         self._session = session
         self._base = base_url.rstrip("/")
         self._extra = dict(extra_headers or {})
@@ -81,13 +124,16 @@ class AgentClient:
         url = f"{self._base}{wire.PREFIX}{path}"
         limit = self._request_timeout + wait
         try:
-            async with self._session.request(
-                method,
-                url,
-                json=body,
-                headers=self._headers if auth else self._extra,
-                timeout=aiohttp.ClientTimeout(total=limit),
-            ) as response:
+            async with (
+                self._gate.slot(),
+                self._session.request(
+                    method,
+                    url,
+                    json=body,
+                    headers=self._headers if auth else self._extra,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                ) as response,
+            ):
                 try:
                     payload = await response.json(content_type=None)
                 except ValueError:
@@ -130,18 +176,7 @@ class AgentClient:
             )
             job = answer["job"]
             job_id = job["id"]
-            while job["state"] not in wire.JOB_FINAL_STATES:
-                if time.monotonic() >= give_up:
-                    return JobOutcome(
-                        False, error=f"no result from {self.node} within {deadline:g}s", started=job.get("started")
-                    )
-                # a long poll: the agent answers when the job ends, or after ``wait``; an agent
-                # that answers at once anyway (older) is asked again after ``poll_interval``
-                wait = max(0.0, min(LONG_POLL, give_up - time.monotonic()))
-                asked = time.monotonic()
-                job = (await self._call("GET", f"/jobs/{job_id}?wait={wait:.1f}", wait=wait))["job"]
-                if job["state"] not in wire.JOB_FINAL_STATES and time.monotonic() - asked < poll_interval:
-                    await asyncio.sleep(poll_interval)
+            job = await self._wait_for(job, give_up, deadline, poll_interval)
             job_id = None  # finished: nothing to cancel
             return JobOutcome(
                 ok=job["state"] == wire.JOB_DONE,
@@ -152,6 +187,8 @@ class AgentClient:
                 resources=job.get("resources") or {},
                 error_kind=job.get("error_kind"),
             )
+        except _GaveUp as exc:
+            return JobOutcome(False, error=str(exc), started=exc.started)
         except AgentError as exc:
             return JobOutcome(False, error=str(exc))
         except (KeyError, TypeError) as exc:
@@ -159,6 +196,34 @@ class AgentClient:
         finally:
             if job_id is not None:
                 await self._cancel_quietly(job_id)
+
+    async def _wait_for(
+        self, job: dict[str, Any], give_up: float, deadline: float, poll_interval: float
+    ) -> dict[str, Any]:
+        """Poll ``job`` until it is final or ``give_up``; see RequestGate for how."""
+        gate = self._gate
+        gate.jobs += 1
+        try:
+            first = True
+            while job["state"] not in wire.JOB_FINAL_STATES:
+                if time.monotonic() >= give_up:
+                    raise _GaveUp(f"no result from {self.node} within {deadline:g}s", job.get("started"))
+                wait = max(0.0, min(LONG_POLL, give_up - time.monotonic()))
+                if gate.crowded:  # short polls, spaced, outside the gate
+                    limit = float(job.get("time_limit") or 0.0)
+                    pause = limit / 2 if first and limit else gate.pause()
+                    await asyncio.sleep(max(0.0, min(pause, give_up - time.monotonic())))
+                    wait = 0.0
+                first = False
+                # a long poll: the agent answers when the job ends, or after ``wait``; an agent
+                # that answers at once anyway (older) is asked again after ``poll_interval``
+                asked = time.monotonic()
+                job = (await self._call("GET", f"/jobs/{job['id']}?wait={wait:.1f}", wait=wait))["job"]
+                if job["state"] not in wire.JOB_FINAL_STATES and wait and time.monotonic() - asked < poll_interval:
+                    await asyncio.sleep(poll_interval)
+            return job
+        finally:
+            gate.jobs -= 1
 
     async def release_run(self, run_id: str) -> list[str]:
         """Ask the agent to release everything ``run_id`` left running; returns the names."""

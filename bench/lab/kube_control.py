@@ -54,6 +54,16 @@ DEFAULT_READY_TIMEOUT = 180.0  # a cold kube-apiserver on a loaded 2-core machin
 KUBECTL_TIMEOUT = 10.0
 COMPONENTS = ("etcd", "kube-apiserver", "forwarder", "kube-controller-manager", "kube-scheduler", "kubelet")
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+# The lab runs one controller manager and one scheduler, and nothing restarts them: a component
+# that cannot renew its lease within the renew deadline exits (as upstream does, for its static
+# pod to be restarted).  At the defaults (15 s lease, 10 s deadline, 2 s retry) one slow GET on a
+# saturated 2-core host ended them midway through a 1,000-pod rollout; with one candidate there is
+# no one to fail over to, so the lab waits much longer before giving up the lease.
+LEADER_ELECTION_TIMING = (
+    "--leader-elect-lease-duration=120s",
+    "--leader-elect-renew-deadline=100s",
+    "--leader-elect-retry-period=5s",
+)
 STOP_ORDER = ("kubelet", "kube-scheduler", "kube-controller-manager", "forwarder", "kube-apiserver", "etcd")
 
 
@@ -358,6 +368,7 @@ def _controller_manager_argv(binaries: KubeBinaries, directory: Path, pki: LabPk
         "--use-service-account-credentials=true",
         "--controllers=*,bootstrapsigner,tokencleaner",
         "--leader-elect=true",
+        *LEADER_ELECTION_TIMING,
         "--profiling=false",
         "--v=1",
     ]
@@ -373,6 +384,7 @@ def _scheduler_argv(binaries: KubeBinaries, directory: Path) -> list[str]:
         "--bind-address=127.0.0.1",
         f"--cert-dir={directory / 'scheduler-serving'}",
         "--leader-elect=true",
+        *LEADER_ELECTION_TIMING,
         "--profiling=false",
         "--v=1",
     ]

@@ -4,11 +4,12 @@ S seconds), so a coordinator asks a few times per job instead of four times a se
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
 
-from talbench.bench.agent_client import AgentClient
+from talbench.bench.agent_client import AgentClient, RequestGate
 from tests.agents.helpers import AUTH, TOKEN
 from tests.agents.test_jobs import probes
 
@@ -55,3 +56,40 @@ async def test_the_coordinator_asks_a_few_times_per_job_not_four_times_a_second(
     assert outcome.ok and outcome.result["slept"] == 2.0
     assert len(gets) <= 2, gets  # 2 s of job: 8 polls at 0.25 s before; one long poll now
     assert all("wait=" in url for url in gets)
+
+
+async def test_a_crowded_fleet_keeps_its_requests_in_flight_within_the_gate(start_agent):
+    """Six jobs at once through a gate of 4 slots (crowded beyond 2 jobs): never more than 4
+    requests in flight, no request held for a long poll, and still a handful per job; all end."""
+    agent = await start_agent(probes())
+    in_flight = peak = 0
+    gets: list[str] = []
+
+    async def started(session, context, params):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if params.method == "GET":
+            gets.append(str(params.url))
+
+    async def ended(session, context, params):
+        nonlocal in_flight
+        in_flight -= 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(ended)
+    base = str(agent.client.make_url("/")).rstrip("/")
+    gate = RequestGate(limit=4)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        clients = [AgentClient("n1", session, base, TOKEN, gate=gate) for _ in range(6)]
+        outcomes = await asyncio.gather(
+            *(client.run_job("sleep", {"seconds": 1.0}, "run-1", deadline=30) for client in clients)
+        )
+    assert all(outcome.ok for outcome in outcomes), [o.error for o in outcomes]
+    assert peak <= 4, peak
+    assert gate.jobs == 0 and not gate.crowded
+    long_polls = [url for url in gets if "wait=0.0" not in url]
+    assert len(long_polls) <= 2, long_polls  # only while the fleet was not yet crowded
+    assert len(gets) <= 6 * 4, gets
