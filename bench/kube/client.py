@@ -8,6 +8,7 @@ the same session also carries the pod-proxy traffic of bench.agent_client.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -15,9 +16,11 @@ from urllib.parse import quote
 import aiohttp
 
 from talbench.bench.errors import CouldNotRun, NoPermission
-from talbench.bench.kube.config import ApiTarget, auth_header, describe, ssl_context, with_exec_credentials
+from talbench.bench.kube import transport
+from talbench.bench.kube.config import ApiTarget, auth_header, describe
 
 DEFAULT_TIMEOUT = 15.0
+NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
 class KubeApiError(Exception):
@@ -49,10 +52,22 @@ def path(
 class KubeClient:
     """Requests against one API server.  Create with :func:`connect`."""
 
-    def __init__(self, session: aiohttp.ClientSession, target: ApiTarget, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        target: ApiTarget,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: transport.Credentials | None = None,
+    ) -> None:
         self.session = session
-        self.target = target
+        self.credentials = credentials or transport.Credentials(target, target, None, False)
         self.timeout = timeout
+
+    @property
+    def target(self) -> ApiTarget:
+        """The API target with the credentials currently in use (an exec plugin's latest)."""
+        return self.credentials.target
 
     @property
     def server(self) -> str:
@@ -114,6 +129,12 @@ class KubeClient:
             raise CouldNotRun(
                 f"the Kubernetes API server at {describe(self.target)} did not answer {method} {api_path} within {limit:g}s"
             ) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise CouldNotRun(
+                f"TLS verification of the Kubernetes API server at {describe(self.target)} failed: "
+                f"{_certificate_problem(exc.certificate_error)}",
+                hint=_tls_hint(self.target, exc.certificate_error),
+            ) from exc
         except aiohttp.ClientConnectionError as exc:
             raise CouldNotRun(
                 f"cannot reach the Kubernetes API server at {describe(self.target)}: {_one_line(exc)}",
@@ -168,20 +189,28 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _certificate_problem(error: Exception) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return str(error.verify_message).rstrip(".")
+    return _one_line(error)
+
+
+def _tls_hint(target: ApiTarget, error: Exception) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_code in NAME_MISMATCH:
+        if target.tls_server_name:
+            return f"the certificate does not name {target.tls_server_name!r}, the cluster's tls-server-name"
+        return "set the cluster's tls-server-name in the kubeconfig to a name the certificate has"
+    return "check the cluster's certificate-authority(-data) in the kubeconfig"
+
+
 @contextlib.asynccontextmanager
 async def connect(target: ApiTarget, *, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[KubeClient]:
     """A client for ``target`` whose API server answered ``/version``; CouldNotRun naming the
-    server otherwise (unreachable, TLS failure, refused credentials)."""
-    target = await with_exec_credentials(target)
-    try:
-        tls = ssl_context(target)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise CouldNotRun(f"kubeconfig context {target.context}: unusable TLS material: {_one_line(exc)}") from exc
-    connector = aiohttp.TCPConnector(ssl=tls, limit=64)
-    # The session's default Authorization also covers requests made without headers of their
-    # own through this session (AgentClient.health through the pod proxy).
-    auth = auth_header(target)
-    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": auth} if auth else None) as session:
-        client = KubeClient(session, target, timeout=timeout)
+    server otherwise (unreachable, TLS failure, refused credentials).  Its session carries the
+    credentials, tls-server-name and proxy to every request for the API server, pod-proxy calls
+    included (bench.kube.transport)."""
+    credentials = await transport.Credentials.fetch(target)
+    async with transport.session(credentials) as session:
+        client = KubeClient(session, credentials.target, timeout=timeout, credentials=credentials)
         await client.version()
         yield client

@@ -6,30 +6,32 @@ running in a pod.  ``--context`` picks a context, else the current-context.
 
 Supported user credentials: token, tokenFile, client-certificate(-data)/client-key(-data),
 username/password, and exec plugins (client.authentication.k8s.io ExecCredential, bounded in
-time; e.g. ``talosctl``/``omnictl``/``kubectl oidc-login``).  Legacy auth-provider plugins
-(removed from kubectl in 1.26) are refused with a clear message.
+time, run by bench.kube.exec_plugin; e.g. ``talosctl``/``omnictl``/``kubectl oidc-login``).
+Legacy auth-provider plugins (removed from kubectl in 1.26) are refused with a clear message.
+The proxy is kubectl's too (:func:`proxy_for`): the cluster's ``proxy-url``, else
+``HTTPS_PROXY``/``NO_PROXY``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
+import ipaddress
 import os
 import ssl
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from talbench.bench.errors import CouldNotRun, UsageError
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-EXEC_TIMEOUT = 60.0
+INTERACTIVE_MODES = ("Never", "IfAvailable", "Always")
+PROXY_SCHEMES = ("http", "https")
 
 
 class KubeConfigError(UsageError):
@@ -43,6 +45,7 @@ class ExecPlugin:
     env: Mapping[str, str] = field(default_factory=dict)
     api_version: str = "client.authentication.k8s.io/v1"
     base_dir: Path = Path(".")
+    interactive_mode: str = "IfAvailable"  # Never, IfAvailable, Always (client-go's)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class ApiTarget:
     basic: tuple[str, str] | None = None
     exec_plugin: ExecPlugin | None = None
     namespace: str | None = None  # the context's default namespace
+    proxy_url: str | None = None  # the cluster's proxy-url: beats HTTPS_PROXY and NO_PROXY
     source: str = ""  # where this came from, for messages
 
     @property
@@ -170,9 +174,15 @@ def load_kubeconfig(
             },
             api_version=str(spec.get("apiVersion") or "client.authentication.k8s.io/v1"),
             base_dir=ubase,
+            interactive_mode=str(spec.get("interactiveMode") or "IfAvailable"),
         )
         if not exec_plugin.command:
             raise KubeConfigError(f"kubeconfig: user {user_name!r}: exec plugin without a command")
+        if exec_plugin.interactive_mode not in INTERACTIVE_MODES:
+            raise KubeConfigError(
+                f"kubeconfig: user {user_name!r}: exec interactiveMode {exec_plugin.interactive_mode!r} "
+                f"is not one of {', '.join(INTERACTIVE_MODES)}"
+            )
     token = user.get("token")
     token_file = Path(user["tokenFile"]).expanduser() if user.get("tokenFile") else None
     if token_file is not None and not token_file.is_absolute():
@@ -192,6 +202,9 @@ def load_kubeconfig(
         basic=basic,
         exec_plugin=exec_plugin,
         namespace=ctx.get("namespace"),
+        proxy_url=_proxy_url(str(cluster["proxy-url"]), f"cluster {cluster_name!r} proxy-url")
+        if cluster.get("proxy-url")
+        else None,
         source=str(paths[0]) if len(paths) == 1 else os.pathsep.join(map(str, paths)),
     )
 
@@ -239,93 +252,99 @@ def ssl_context(target: ApiTarget) -> ssl.SSLContext | bool:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if target.client_cert and target.client_key:
-        # load_cert_chain reads files only: a private directory that lives for the call
-        with tempfile.TemporaryDirectory(prefix="talbench-kube-") as tmp:
-            cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-            for path, data in ((cert, target.client_cert), (key, target.client_key)):
-                path.touch(mode=0o600)
-                path.write_bytes(data)
-            context.load_cert_chain(cert, key)
+        load_client_certificate(context, target.client_cert, target.client_key)
     return context
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    token: str | None
-    client_cert: bytes | None
-    client_key: bytes | None
-    expires: float | None  # unix seconds
+def load_client_certificate(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """Present this certificate on the context's next connections (an exec plugin's new one)."""
+    # load_cert_chain reads files only: a private directory that lives for the call
+    with tempfile.TemporaryDirectory(prefix="talbench-kube-") as tmp:
+        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        for path, data in ((cert, cert_pem), (key, key_pem)):
+            path.touch(mode=0o600)
+            path.write_bytes(data)
+        context.load_cert_chain(cert, key)
 
 
-async def run_exec_plugin(plugin: ExecPlugin, timeout: float = EXEC_TIMEOUT) -> ExecResult:
-    """Run a client-go credential plugin once (bounded) and parse its ExecCredential."""
-    env = dict(os.environ)
-    env.update(plugin.env)
-    env["KUBERNETES_EXEC_INFO"] = json.dumps(
-        {"apiVersion": plugin.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
-    )
-    command = plugin.command
-    if "/" in command and not os.path.isabs(command):
-        command = str(plugin.base_dir / command)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            command,
-            *plugin.args,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+def _proxy_url(url: str, what: str) -> str:
+    """``url`` as a proxy URL talbench can use (no scheme: http, as Go assumes)."""
+    url = url.strip()
+    if "://" not in url:
+        url = f"http://{url}"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in PROXY_SCHEMES:
+        raise KubeConfigError(
+            f"{what} {url}: talbench speaks to http and https proxies, not {scheme} (kubectl also does socks5)"
         )
-    except OSError as exc:
-        raise CouldNotRun(f"kubeconfig exec plugin {plugin.command!r} cannot start: {exc.strerror}") from exc
+    if not urlsplit(url).hostname:
+        raise KubeConfigError(f"{what} {url}: no proxy host")
+    return url
+
+
+def _no_proxy_covers(host: str, port: int, no_proxy: str) -> bool:
+    """Go's NO_PROXY rules: ``*``; an IP or CIDR; a name covering itself and its subdomains
+    (``.name``: only subdomains); each optionally with ``:port``."""
+    host = host.lower().rstrip(".")
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError as exc:
-        raise CouldNotRun(f"kubeconfig exec plugin {plugin.command!r} gave no credentials within {timeout:g}s") from exc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        first = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-        raise CouldNotRun(f"kubeconfig exec plugin {plugin.command!r} failed (exit {proc.returncode}): {first}")
-    try:
-        status = json.loads(out)["status"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CouldNotRun(f"kubeconfig exec plugin {plugin.command!r} printed no ExecCredential") from exc
-    expires = None
-    if status.get("expirationTimestamp"):
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
         try:
-            expires = datetime.fromisoformat(str(status["expirationTimestamp"]).replace("Z", "+00:00")).timestamp()
+            network = ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            expires = None
-    cert, key = status.get("clientCertificateData"), status.get("clientKeyData")
-    return ExecResult(
-        token=status.get("token"),
-        client_cert=cert.encode() if cert else None,
-        client_key=key.encode() if key else None,
-        expires=expires,
-    )
+            network = None
+        if network is not None:
+            if ip is not None and ip in network:
+                return True
+            continue
+        name, sep, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if sep and entry_port != str(port):
+            continue
+        name = name.rstrip(".")
+        if name.startswith("*."):
+            name = name[1:]
+        if name.startswith("."):
+            if host.endswith(name):
+                return True
+        elif host == name or host.endswith(f".{name}"):
+            return True
+    return False
 
 
-async def with_exec_credentials(target: ApiTarget) -> ApiTarget:
-    """``target`` with its exec plugin run once (its token or client certificate filled in)."""
-    if target.exec_plugin is None:
-        return target
-    result = await run_exec_plugin(target.exec_plugin)
-    if result.token:
-        return replace(target, token=result.token)
-    if result.client_cert and result.client_key:
-        return replace(target, client_cert=result.client_cert, client_key=result.client_key)
-    raise CouldNotRun(
-        f"kubeconfig exec plugin {target.exec_plugin.command!r} returned neither a token nor a certificate"
-    )
+def proxy_for(target: ApiTarget, env: Mapping[str, str] | None = None) -> str | None:
+    """The proxy for ``target``'s API server, as kubectl picks it: the cluster's ``proxy-url``,
+    else ``HTTPS_PROXY`` (``HTTP_PROXY`` for an http server) unless ``NO_PROXY`` covers the host;
+    never from the environment for localhost or a loopback address (Go's rule)."""
+    if target.proxy_url:
+        return target.proxy_url
+    env = os.environ if env is None else env
+    url = urlsplit(target.server)
+    host = (url.hostname or "").lower()
+    port = url.port or (443 if url.scheme == "https" else 80)
+    names = ("HTTPS_PROXY", "https_proxy") if url.scheme == "https" else ("HTTP_PROXY", "http_proxy")
+    proxy = next((env[n] for n in names if env.get(n)), None)
+    if not proxy or not host or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    if _no_proxy_covers(host, port, env.get("NO_PROXY") or env.get("no_proxy") or ""):
+        return None
+    return _proxy_url(proxy, names[0])
 
 
 def auth_header(target: ApiTarget) -> str | None:
     """The Authorization header value for ``target`` (None: client certificate or no auth).
-    Exec-plugin tokens are fetched once per run (with_exec_credentials): a run is shorter than
-    their lifetime."""
+    An exec plugin's token is the one last fetched (bench.kube.transport keeps it current)."""
     if target.token_file is not None:
         try:
             return f"Bearer {target.token_file.read_text().strip()}"
