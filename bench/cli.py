@@ -186,6 +186,13 @@ def _kube_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--context", default=None, help="kubeconfig context")
     parser.add_argument("--namespace", default=None, help="use this existing namespace instead of one per run")
+    parser.add_argument(
+        "--delete-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="kube: how long removing the run's objects may take before what is left is reported (default 120)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

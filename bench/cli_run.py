@@ -16,6 +16,7 @@ from rich.console import Console
 
 from talbench.bench import scenario as scenario_files
 from talbench.bench.cli_shared import lab_root, run_async
+from talbench.bench.dispatch.base import LeftBehind
 from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.model import Check, Measurement, RunRecord
 from talbench.bench.plan import make_plan, select_checks
@@ -119,22 +120,33 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     if args.dry_run:
         return dry_run(args, request, drivers, err)
     dispatcher = make_dispatcher(args)
+    written: list[Path] = []  # the results are written before the teardown (run()'s ``finished``)
+
+    def finished(record: RunRecord) -> None:
+        written.append(write_results(record, args.out))
+
     out = Console(highlight=False, soft_wrap=args.format == "json", width=None if sys.stdout.isatty() else 160)
     err.print(
         f"talbench {tool_version()}: run {request.run_id}, scenario {request.scenario.name}, target {args.target}"
         + (" (quick)" if args.quick else ""),
         markup=False,
     )
-    if err.is_terminal:
-        from talbench.bench.progress import RichProgress
+    left: LeftBehind | None = None  # a teardown that could not finish: reported after the results
+    try:
+        if err.is_terminal:
+            from talbench.bench.progress import RichProgress
 
-        with RichProgress(err) as progress:
-            record = run_async(run(request, dispatcher, drivers, progress), err)
-    else:
-        from talbench.bench.progress import LineProgress
+            with RichProgress(err) as progress:
+                record = run_async(run(request, dispatcher, drivers, progress, finished=finished), err)
+        else:
+            from talbench.bench.progress import LineProgress
 
-        record = run_async(run(request, dispatcher, drivers, LineProgress(sys.stderr)), err)
-    run_dir = write_results(record, args.out)
+            record = run_async(run(request, dispatcher, drivers, LineProgress(sys.stderr), finished=finished), err)
+    except LeftBehind as exc:
+        if exc.record is None:
+            raise
+        record, left = exc.record, exc
+    run_dir = written[-1] if written else write_results(record, args.out)
     code = exit_code(record.verdicts)  # a regression since the previous run alone fails no check
     keeping = args.target == "kube" and args.keep_results > 0
     history = _history(dispatcher, record, drivers, err) if keeping else None
@@ -161,8 +173,9 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         err.print(
             f"talbench: error: a probe could not run on {unavailable.key.node}: {unavailable.error}", markup=False
         )
-        return CouldNotRun.exit_code
-    return code
+    if left is not None:
+        err.print(f"talbench: error: the results are written; {left}", markup=False)
+    return CouldNotRun.exit_code if unavailable is not None or left is not None else code
 
 
 def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, ProbeDriver], err: Console) -> int:

@@ -1,5 +1,6 @@
 """One run, start to finish: deploy agents, plan, execute, judge.  Returns a RunRecord; writes
-nothing and prints nothing (the CLI does)."""
+nothing and prints nothing (the CLI does, in the ``finished`` callback that run() calls with the
+record before the agents are torn down, so that a teardown that hangs costs no results)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import platform
 import secrets
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from talbench.agents import wire
 from talbench.bench import retry
-from talbench.bench.dispatch.base import Dispatcher
+from talbench.bench.dispatch.base import Dispatcher, Fleet, LeftBehind
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
@@ -75,33 +76,52 @@ async def run(
     dispatcher: Dispatcher,
     drivers: Mapping[str, ProbeDriver],
     progress: Progress,
+    *,
+    finished: Callable[[RunRecord], object] | None = None,
+) -> RunRecord:
+    """Deploy, measure, judge; ``finished(record)`` is called once the record is complete and
+    before the teardown starts (the CLI writes the results there).  A teardown that cannot finish
+    afterwards raises LeftBehind (exit 3) carrying the record and what is left."""
+    started = time.time()
+    record: RunRecord | None = None
+    progress.update("deploy", note=f"deploying agents ({dispatcher.name})")
+    try:
+        async with dispatcher.deploy(request.run_id) as fleet:
+            record = await _measure(request, fleet, drivers, progress, started)
+            if finished is not None:
+                finished(record)
+            progress.update("cleanup", note=fleet.teardown)
+    except LeftBehind as exc:
+        if record is None:
+            raise
+        raise LeftBehind(exc.leftovers, record) from None
+    assert record is not None
+    return record
+
+
+async def _measure(
+    request: RunRequest, fleet: Fleet, drivers: Mapping[str, ProbeDriver], progress: Progress, started: float
 ) -> RunRecord:
     metrics = metrics_of(drivers)
-    started = time.time()
-    progress.update("deploy", note=f"deploying agents ({dispatcher.name})")
-    async with dispatcher.deploy(request.run_id) as fleet:
-        if not fleet.nodes:
-            raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
-        progress.update(
-            "deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready"
-        )
-        plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings))
-        execution = await execute(plan, fleet, drivers, request.settings, progress)
-        results = dict(execution.results)
-        timings = {t.probe: (t.started, t.ended) for t in execution.timings}
-        verdicts = judge(plan, results, fleet.nodes, metrics)
-        again = retry.to_remeasure(verdicts, results, metrics)
-        superseded: tuple[Measurement, ...] = ()
-        if again:
-            progress.update("retry", note=f"{len(again)} results failed on a busy host: measuring them once more")
-            second = await execute(retry.restricted(plan, again), fleet, drivers, request.settings, progress)
-            superseded = tuple(results[key] for key in sorted(second.results, key=ResultKey.sort_key))
-            first_results = dict(results)
-            results.update(second.results)
-            rejudged = judge(plan, results, fleet.nodes, metrics)
-            verdicts = retry.merge(verdicts, rejudged, frozenset(second.results), first_results, metrics)
-            timings.update({f"{t.probe} (again)": (t.started, t.ended) for t in second.timings})
-        progress.update("cleanup", note="removing what the run created")
+    if not fleet.nodes:
+        raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
+    progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready")
+    plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings))
+    execution = await execute(plan, fleet, drivers, request.settings, progress)
+    results = dict(execution.results)
+    timings = {t.probe: (t.started, t.ended) for t in execution.timings}
+    verdicts = judge(plan, results, fleet.nodes, metrics)
+    again = retry.to_remeasure(verdicts, results, metrics)
+    superseded: tuple[Measurement, ...] = ()
+    if again:
+        progress.update("retry", note=f"{len(again)} results failed on a busy host: measuring them once more")
+        second = await execute(retry.restricted(plan, again), fleet, drivers, request.settings, progress)
+        superseded = tuple(results[key] for key in sorted(second.results, key=ResultKey.sort_key))
+        first_results = dict(results)
+        results.update(second.results)
+        rejudged = judge(plan, results, fleet.nodes, metrics)
+        verdicts = retry.merge(verdicts, rejudged, frozenset(second.results), first_results, metrics)
+        timings.update({f"{t.probe} (again)": (t.started, t.ended) for t in second.timings})
     ended = time.time()
     return RunRecord(
         run_id=request.run_id,

@@ -1,8 +1,11 @@
 """The one small interface both dispatchers implement: the lab's (bench.dispatch.lab: agents in
 network namespaces on this host) and the Kubernetes one (bench.dispatch.kube: a DaemonSet).
 
-A dispatcher deploys agents for a run and yields a Fleet: the nodes found and a client for each
-node's agent.  Only the Kubernetes dispatcher talks to the Kubernetes API.
+A dispatcher deploys agents for a run and yields a Fleet: the nodes found, a client for each
+node's agent and a line saying what its teardown waits for.  Leaving the context tears down; a
+teardown that cannot finish within its bound, after a body that finished, raises LeftBehind:
+what is left, as data, with the command that removes it (exit 3, reported after the results).
+Only the Kubernetes dispatcher talks to the Kubernetes API.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Protocol
 
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient
-from talbench.bench.model import Node
+from talbench.bench.errors import CouldNotRun
+from talbench.bench.model import Node, RunRecord
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,40 @@ class Fleet:
     target: str = "lab"
     agent_port: int = wire.DEFAULT_PORT  # every agent's HTTP (TCP) and RTT echo (UDP) port on its node
     metadata: Mapping[str, object] = field(default_factory=dict, hash=False, compare=False)
+    # what leaving the deploy context does and waits for (the progress line during teardown)
+    teardown: str = "removing what the run created"
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What a run's teardown could not remove within its bound, and the command that removes it."""
+
+    run_id: str
+    what: tuple[str, ...]  # "namespace talbench-RUN (still terminating)", ...
+    clean_command: str  # talbench clean --run-id RUN [--kubeconfig ...] [--context ...] [--namespace ...]
+    waited: float  # seconds the teardown waited
+
+    def line(self) -> str:
+        return (
+            f"the run's teardown did not finish within {self.waited:g}s: "
+            f"{'; '.join(self.what)} is left; remove it with: {self.clean_command}"
+        )
+
+
+class LeftBehind(CouldNotRun):
+    """A teardown that could not finish after a run that did (exit 3).  The dispatcher raises it
+    with ``leftovers``; run() raises it again with the finished run's ``record`` attached."""
+
+    def __init__(self, leftovers: Leftovers, record: RunRecord | None = None) -> None:
+        super().__init__(leftovers.line())
+        self.leftovers = leftovers
+        self.record = record
 
 
 class Dispatcher(Protocol):
@@ -43,4 +75,5 @@ class Dispatcher(Protocol):
 
     def deploy(self, run_id: str) -> AbstractAsyncContextManager[Fleet]:
         """Deploy (or find) agents, wait until they are ready (bounded), yield the Fleet, and in
-        ``finally`` remove everything created for ``run_id``."""
+        ``finally`` remove everything created for ``run_id`` (waiting, bounded, even when
+        cancelled).  What cannot be removed in time after a body that finished: LeftBehind."""

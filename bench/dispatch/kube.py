@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
+import shlex
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,7 @@ import aiohttp
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient, AgentError
 from talbench.bench.cluster_facts import NodeFacts
-from talbench.bench.dispatch.base import Fleet
+from talbench.bench.dispatch.base import Fleet, LeftBehind, Leftovers
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
@@ -45,7 +47,7 @@ class KubeOptions:
     agent_port: int = wire.DEFAULT_PORT
     access: str = "auto"  # proxy (from outside), direct (node IPs, in-cluster), auto
     ready_timeout: float = 180.0
-    delete_timeout: float = 120.0
+    delete_timeout: float = 120.0  # how long teardown (and clean) waits for the run's objects to go
     poll_interval: float = 1.0
     request_timeout: float = 15.0
     image_pull_policy: str | None = None  # None: by the reference (ImageRef.pull_policy)
@@ -80,9 +82,10 @@ class KubeDispatcher:
     @classmethod
     def from_args(cls, args: Any, *, deploying: bool = False) -> KubeDispatcher:
         """From the CLI's ``run --target kube`` options (``--kubeconfig``, ``--context``,
-        ``--namespace``, ``--image``, ``--image-pull-secret``, ``--node-selector``); absent
-        attributes take defaults.  ``deploying`` (``run``): the image is required and checked
-        here, before anything touches the cluster (UsageError, exit 2)."""
+        ``--namespace``, ``--image``, ``--image-pull-secret``, ``--node-selector``,
+        ``--delete-timeout``); absent attributes take defaults.  ``deploying`` (``run``): the
+        image is required and checked here, before anything touches the cluster (UsageError,
+        exit 2)."""
         options = KubeOptions(
             kubeconfig=getattr(args, "kubeconfig", None),
             context=getattr(args, "context", None),
@@ -90,6 +93,7 @@ class KubeDispatcher:
             image=getattr(args, "image", None) or None,
             image_pull_secrets=parse_pull_secrets(getattr(args, "image_pull_secret", None)),
             node_selector=parse_node_selector(getattr(args, "node_selector", None)),
+            delete_timeout=_delete_timeout(getattr(args, "delete_timeout", None)),
         )
         dispatcher = cls(options)
         if deploying:
@@ -182,6 +186,7 @@ class KubeDispatcher:
                     unready=unready,
                     target="kube",
                     agent_port=opts.agent_port,
+                    teardown=self._teardown_note(spec),
                     metadata={
                         "kubernetes": facts.as_dict(),
                         "versions": facts.versions(),
@@ -221,26 +226,49 @@ class KubeDispatcher:
             node, session, base, spec.token, request_timeout=self.options.request_timeout, extra_headers=headers
         )
 
+    def _teardown_note(self, spec: m.AgentSpec) -> str:
+        bound = f"(up to {self.options.delete_timeout:g}s)"
+        if spec.own_namespace:
+            return (
+                f"removing the run's namespace {spec.namespace}: waiting for its agent pods to stop and the "
+                f"namespace controller to delete it {bound}"
+            )
+        return f"removing the run's agents from namespace {spec.namespace}: waiting for their pods to stop {bound}"
+
+    def clean_command(self, run_id: str) -> str:
+        """The ``talbench clean`` command that removes what run ``run_id`` left, as the user
+        runs it (the same kubeconfig, context and namespace as the run)."""
+        argv = ["talbench", "clean", "--run-id", run_id]
+        for flag, value in (
+            ("--kubeconfig", self.options.kubeconfig),
+            ("--context", self.options.context),
+            ("--namespace", self.options.namespace),
+        ):
+            if value:
+                argv += [flag, value]
+        return shlex.join(argv)
+
     def _teardown_on_exit(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> Any:
         async def on_exit(exc_type: Any, exc: Any, tb: Any) -> bool:
             try:
-                await self._teardown(kube, spec, created)
-            except (CouldNotRun, KubeApiError) as error:
-                if exc_type is None:
-                    if isinstance(error, KubeApiError):
-                        raise CouldNotRun(
-                            f"could not remove the run's objects in namespace {spec.namespace}: {error}",
-                            hint="run 'talbench clean' to remove them",
-                        ) from error
-                    raise  # what is left is the run's only error
+                left = await self._teardown(kube, spec, created)
+            except (KubeApiError, CouldNotRun) as error:  # refused, or the API server went away
+                left = [f"the run's objects in namespace {spec.namespace} (removing them failed: {error})"]
+            if left:
+                leftovers = Leftovers(
+                    spec.run_id, tuple(left), self.clean_command(spec.run_id), self.options.delete_timeout
+                )
+                if exc_type is None:  # the run finished: its results stand, what is left is reported after them
+                    raise LeftBehind(leftovers)
                 if isinstance(exc, BaseException):
-                    exc.add_note(f"also: {error} (run 'talbench clean')")
+                    exc.add_note(f"also: {leftovers.line()}")
             return False
 
         return on_exit
 
-    async def _teardown(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> None:
-        """Remove the run's objects and wait until gone, even when the run is being cancelled."""
+    async def _teardown(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> list[str]:
+        """Remove the run's objects and wait until gone (bounded), even when the run is being
+        cancelled; returns what is still there."""
         task = asyncio.ensure_future(
             remove_agents(
                 kube, spec, created, timeout=self.options.delete_timeout, poll_interval=self.options.poll_interval
@@ -254,11 +282,7 @@ class KubeDispatcher:
                 if task.done():
                     raise
                 continue  # a second Ctrl-C: the removal is bounded, let it finish
-        if left:
-            raise CouldNotRun(
-                f"could not remove {', '.join(left)} within {self.options.delete_timeout:g}s",
-                hint="run 'talbench clean' to remove it",
-            )
+        return left
 
     async def clean(self, *, run_id: str | None = None) -> list[str]:
         """``talbench clean``: remove what crashed runs left (their namespaces, or their objects
@@ -295,6 +319,16 @@ class KubeDispatcher:
                 return await kept_summaries(kube, namespace)
             except KubeApiError as exc:
                 raise CouldNotRun(f"cannot list the results kept in namespace {namespace}: {exc}") from exc
+
+
+def _delete_timeout(value: Any) -> float:
+    """``--delete-timeout SECONDS`` (absent: the default)."""
+    if value is None:
+        return KubeOptions.delete_timeout
+    seconds = float(value)
+    if not 0 < seconds < math.inf:
+        raise UsageError(f"--delete-timeout {value}: expected a number of seconds above 0")
+    return seconds
 
 
 def no_agent_ready(nodes: Sequence[NodeFacts], unready: Mapping[str, str], spec: m.AgentSpec) -> CouldNotRun:

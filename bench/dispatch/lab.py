@@ -134,6 +134,8 @@ async def lab_fleet(
             unready=unready,
             target="lab",
             agent_port=state.nodes[0].port,
+            teardown="releasing the run on every agent"
+            + (", then removing the lab the run brought up" if owned else ""),
             metadata={
                 "lab_id": state.lab_id,
                 "lab_dir": str(state.lab_dir),

@@ -1,44 +1,24 @@
 """KubeDispatcher against the API emulator, with real agents started by the emulated kubelet
-from the DaemonSet's own container command (loopback addresses: no root needed)."""
+from the DaemonSet's own container command (loopback addresses: no root needed).
+
+A whole run through the pod proxy, and cancelling one while its agents measure, are tested
+against the real control plane (tests/bench/kube/test_real_run.py; teardown that waits or cannot
+finish: test_real_teardown.py), and their emulator versions are gone.  What stays here:
+- cancelling while the dispatcher waits for agents: the emulator keeps one node's pod from ever
+  starting, a moment the real lab kubelet (pods Ready in seconds) gives no reliable hold on;
+- direct access at node IPs (in-cluster): the lab's node addresses are not routable from the
+  root namespace the tests run in, by the lab's own rule;
+- an unreachable API server, wrong credentials, a same-named namespace, a node tainted for
+  others, an image that never pulls, an agent that crash-loops, --node-selector and Pod Security
+  rejections: fast checks of the dispatcher's own messages (seconds here, no root); the real
+  control plane's versions of Pod Security and credentials belong to issue 12's other parts.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.bench.kube.conftest import dispatcher_for
-
-
-async def test_deploy_reaches_every_agent_through_the_pod_proxy_and_removes_everything(cluster, tmp_path):
-    dispatcher = dispatcher_for(cluster, tmp_path)
-    async with dispatcher.deploy("run-a1") as fleet:
-        assert fleet.target == "kube" and fleet.unready == {}
-        assert sorted(n.name for n in fleet.nodes) == ["cp1", "cp2", "cp3", "w1"]
-        for name, client in fleet.agents.items():
-            assert (await client.health())["node"] == name
-            assert (await client.facts())["node"] == name
-        assert cluster.run_objects("run-a1")
-    assert cluster.run_objects("run-a1") == []
-
-
-async def test_a_whole_run_measures_agent_to_agent_and_judges_topology_from_the_api(cluster, tmp_path):
-    from tests.bench.kube.runs import SCENARIO, WORKLOADS_CHECK, kinds, run_scenario
-
-    record = await run_scenario(dispatcher_for(cluster, tmp_path), SCENARIO + WORKLOADS_CHECK, run_id="run-e2e")
-    got = kinds(record)
-    assert record.target == "kube" and record.unready == {}
-    pairs = [("control-plane-rtt", p) for p in ("cp1-cp2", "cp1-cp3", "cp2-cp3")]
-    assert all(got[p] == "pass" for p in pairs), got
-    for name in ("control-plane-count", "control-plane-quorum", "control-plane-count-odd"):
-        assert got[(name, "cluster")] == "pass"
-    for cp in ("cp1", "cp2", "cp3"):
-        assert got[("control-plane-tainted", cp)] == "pass"
-        assert got[("control-plane-workloads", cp)] == "pass"
-    # agent to agent: the rtt samples were measured between node addresses, not via the proxy
-    rtt = [m for m in record.results if m.key.probe == "rtt"]
-    assert rtt and all(m.ok and len(m.data["samples_ns"]) >= 30 for m in rtt)
-    assert record.metadata["versions"]["talos"] == ["v1.9.1"]
-    assert record.metadata["kube"]["agent_access"] == "pod-proxy"
-    assert cluster.run_objects("run-e2e") == []
 
 
 def _one_line(exc: BaseException) -> str:
@@ -130,32 +110,6 @@ async def test_a_crash_looping_agent_is_reported_with_its_exit_code(tmp_path):
                 assert set(fleet.agents) == {"cp1"}
                 assert "CrashLoopBackOff" in fleet.unready["w1"] and "exit code 3" in fleet.unready["w1"]
             assert emu.run_objects("run-crash") == []
-
-
-async def test_cancelling_a_run_removes_everything_and_stops_the_agents(cluster, tmp_path):
-    import asyncio
-
-    inside = asyncio.Event()
-
-    async def run() -> None:
-        async with dispatcher_for(cluster, tmp_path).deploy("run-cancel"):
-            inside.set()
-            await asyncio.sleep(60)
-
-    task = asyncio.create_task(run())
-    await asyncio.wait_for(inside.wait(), 30)
-    containers = list(cluster._containers.values())
-    assert cluster.run_objects("run-cancel") and len(containers) == 4
-    assert all(c.proc.returncode is None for c in containers)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cluster.run_objects("run-cancel") == []
-    for _ in range(100):  # the kubelet notices the pods are gone and stops the agents
-        if all(c.proc.returncode is not None for c in containers):
-            break
-        await asyncio.sleep(0.1)
-    assert all(c.proc.returncode is not None for c in containers)
 
 
 async def test_cancelling_while_waiting_for_agents_removes_everything(tmp_path):

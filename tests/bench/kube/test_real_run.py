@@ -1,0 +1,174 @@
+"""``talbench run --target kube`` against the real control plane of the session's Kubernetes lab
+(tests/bench/kube/real_cluster.py): a whole control-plane scenario run through the CLI, and
+Ctrl-C while its agents measure.  Either way nothing of the run is left: no talbench namespace,
+no agent container under the lab kubelet, no agent process.
+
+``Running`` (a run as a child process whose stderr is read as it comes) and the container
+helpers are shared with tests/bench/kube/test_real_teardown.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+import pytest
+
+from talbench.bench import scenario as scenario_files
+from talbench.bench.lab import containers, processes
+from talbench.bench.probes import default_drivers
+from talbench.bench.run import metrics_of
+from tests.bench.kube.real_cluster import RealCluster, until
+
+pytestmark = [pytest.mark.root("ip", "sysctl", "runc"), pytest.mark.lab]
+
+RUN_LINE = re.compile(r"^talbench \S+: run (\S+), scenario ")
+
+
+class Running:
+    """``talbench ARGV`` as a user runs it, as a child process in a session of its own (so that
+    a signal reaches only it); stdout and stderr are collected line by line as they come."""
+
+    def __init__(self, cluster: RealCluster, argv: Sequence[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "talbench.bench.cli", *argv],
+            env={**os.environ, "TALBENCH_LAB_ROOT": str(cluster.root)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=_collect, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    def saw(self, pattern: str) -> bool:
+        return any(re.search(pattern, line) for line in list(self.err))
+
+    def run_id(self, timeout: float = 60.0) -> str:
+        def found() -> str | None:
+            for line in list(self.err):
+                if match := RUN_LINE.match(line):
+                    return match.group(1)
+            assert self.proc.poll() is None, f"talbench exited {self.proc.returncode}: {self.stderr}"
+            return None
+
+        return str(until("the run's id on stderr", found, timeout))
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; fails (and kills the run) when it takes longer than ``timeout``."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"talbench still running after {timeout:g}s:\n{self.stderr[-3000:]}")
+        for reader in self._readers:
+            reader.join(10)
+        return code
+
+    def stop(self) -> None:
+        """Kill what is still running (a failed test's run; its objects are the test's problem)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+def _collect(stream: object, lines: list[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.append(line)
+
+
+def kubelet_containers(cluster: RealCluster) -> dict[str, int]:
+    """The lab kubelet's runc containers (pods' containers) on this host: id -> init pid."""
+    prefix = f"{containers.CONTAINER_PREFIX}{cluster.kube.lab_id}-k"
+    return {
+        cid: int(entry.get("pid") or 0) for cid, entry in containers.list_containers().items() if cid.startswith(prefix)
+    }
+
+
+def assert_nothing_left(cluster: RealCluster, run_id: str, before: dict[str, int], pids: Sequence[int] = ()) -> None:
+    """No namespace of the run, and (soon) no container the lab kubelet started since ``before``."""
+    assert f"namespace/talbench-{run_id}" not in cluster.talbench_namespaces()
+    until(
+        "the run's agent containers removed from the lab",
+        lambda: not set(kubelet_containers(cluster)) - set(before),
+        60,
+    )
+    alive = [pid for pid in pids if pid and processes.alive(pid)]
+    assert alive == [], f"agent processes still running: {alive}"
+
+
+def scenario_checks(name: str) -> set[str]:
+    scenario = scenario_files.load(scenario_files.resolve(name), metrics_of(default_drivers()), lambda probe, raw: None)
+    return {check.name for check in scenario.checks}
+
+
+def test_a_whole_control_plane_run_judges_every_check_and_leaves_nothing(real_cluster, tmp_path):
+    before = kubelet_containers(real_cluster)
+    started = time.monotonic()
+    running = Running(
+        real_cluster, real_cluster.run_argv(tmp_path, "--scenario", "control-plane", "--quick", "--format", "json")
+    )
+    try:
+        run_id = running.run_id()
+        code = running.wait(900)
+    finally:
+        running.stop()
+    print(f"control-plane run on the real cluster: {time.monotonic() - started:.0f}s, exit {code}")
+    assert code in (0, 1), running.stderr[-3000:]
+    expected = scenario_checks("control-plane")
+    run_json = json.loads((tmp_path / run_id / "run.json").read_text())
+    assert run_json["target"] == "kube" and run_json["run_id"] == run_id
+    assert expected <= {v["check"] for v in run_json["verdicts"]}, "a check without a verdict"
+    assert all(v["status"] for v in run_json["verdicts"])
+    suite = ET.parse(tmp_path / run_id / "junit.xml").getroot()
+    judged = {case.get("classname", "").removeprefix("control-plane.") for case in suite.iter("testcase")}
+    assert expected <= judged
+    summary = json.loads(running.stdout)
+    assert summary["exit_code"] == code and summary["run_id"] == run_id
+    assert running.saw(r"cleanup: removing the run's namespace talbench-\S+: waiting for")
+    assert "teardown did not finish" not in running.stderr
+    assert_nothing_left(real_cluster, run_id, before)
+
+
+def test_ctrl_c_while_agents_measure_exits_130_and_leaves_nothing(real_cluster, tmp_path):
+    before = kubelet_containers(real_cluster)
+    running = Running(real_cluster, real_cluster.run_argv(tmp_path, "--scenario", "control-plane", "--quick"))
+    try:
+        run_id = running.run_id()
+        # the etcd probe's load is running: scratch etcd members and load workers in every agent
+        until("the agents measuring (etcd load)", lambda: running.saw(r"\] etcd .*load from"), 400, interval=0.2)
+        agents = {cid: pid for cid, pid in kubelet_containers(real_cluster).items() if cid not in before}
+        assert agents, "no agent container found on the lab while the run measured"
+        time.sleep(1.0)
+        interrupted = time.monotonic()
+        running.proc.send_signal(signal.SIGINT)
+        code = running.wait(200)  # the agents' grace (60 s) and the namespace controller, within the 120 s bound
+        took = time.monotonic() - interrupted
+    finally:
+        running.stop()
+    print(f"Ctrl-C to exit: {took:.0f}s")
+    assert code == 130, running.stderr[-3000:]
+    assert "interrupted, cleaning up" in running.stderr
+    assert_nothing_left(real_cluster, run_id, before, pids=list(agents.values()))
+    assert not (tmp_path / run_id / "run.json").exists()  # nothing was finished, nothing is claimed
