@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from talbench.agents import wire
-from talbench.bench.agent_client import AgentClient, AgentError
+from talbench.bench.agent_client import AgentClient, AgentError, RequestGate
 from talbench.bench.cluster_facts import NodeFacts
 from talbench.bench.dispatch.base import Fleet, LeftBehind, Leftovers
 from talbench.bench.errors import CouldNotRun, UsageError
@@ -34,6 +34,15 @@ from talbench.bench.model import Node
 from talbench.bench.report.history import Kept
 
 ACCESS_MODES = ("auto", "proxy", "direct")
+READY_BASE_NODES = 100  # up to this many agents, --ready-timeout as given ...
+READY_PER_NODE = 0.1  # ... and this many seconds more per agent beyond: the DaemonSet controller
+# creates pods at its API rate (20/s by default) and 1,000 simulated agents were Ready after
+# 137-156 s on a busy 2-core host (tests/benchmarks/bench_scale_kube.py)
+
+
+def ready_timeout(base: float, agents: int) -> float:
+    """How long the run waits for ``agents`` agent pods to be Ready."""
+    return base + READY_PER_NODE * max(0, agents - READY_BASE_NODES)
 
 
 @dataclass(frozen=True)
@@ -160,18 +169,23 @@ class KubeDispatcher:
                 hopeless = {n.name: reason for n in eligible if (reason := _no_pod_reason(n))}
                 expected = [n for n in eligible if n.name not in hopeless]
                 readiness = await wait_for_agents(
-                    kube, spec, expected, timeout=opts.ready_timeout, poll_interval=opts.poll_interval
+                    kube,
+                    spec,
+                    expected,
+                    timeout=ready_timeout(opts.ready_timeout, len(expected)),
+                    poll_interval=opts.poll_interval,
                 )
                 session = kube.session
                 if direct:
                     session = await stack.enter_async_context(aiohttp.ClientSession())
                 agents: dict[str, AgentClient] = {}
+                gate = RequestGate()  # every agent request of the run: at most GATE_LIMIT at once
                 unready = {**hopeless, **readiness.unready}
                 for node in eligible:
                     pod = readiness.pods.get(node.name)
                     if pod is None:
                         continue
-                    agents[node.name] = self._client(kube, session, spec, node.name, node.address, pod, direct)
+                    agents[node.name] = self._client(kube, session, spec, node.name, node.address, pod, direct, gate)
                 unready.update(
                     await _unreachable(agents, "directly" if direct else "through the API server's pod proxy")
                 )
@@ -211,20 +225,20 @@ class KubeDispatcher:
         address: str,
         pod: str,
         direct: bool,
+        gate: RequestGate,
     ) -> AgentClient:
+        timeout = self.options.request_timeout
         if direct:
             host = f"[{address}]" if ":" in address else address
             return AgentClient(
-                node, session, f"http://{host}:{spec.port}", spec.token, request_timeout=self.options.request_timeout
+                node, session, f"http://{host}:{spec.port}", spec.token, request_timeout=timeout, gate=gate
             )
         base = kube.url(path("v1", "pods", spec.namespace, f"{pod}:{spec.port}", "proxy"))
         # The API server takes Authorization for itself (and drops it); the agent token rides in
         # X-Talbench-Token.  Without a kube token (client certificates) send an empty one, so
         # the agent token never reaches the API server's authenticators.
         headers = {"Authorization": auth_header(kube.target) or ""}
-        return AgentClient(
-            node, session, base, spec.token, request_timeout=self.options.request_timeout, extra_headers=headers
-        )
+        return AgentClient(node, session, base, spec.token, request_timeout=timeout, extra_headers=headers, gate=gate)
 
     def _teardown_note(self, spec: m.AgentSpec) -> str:
         bound = f"(up to {self.options.delete_timeout:g}s)"

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from talbench.bench.agent_client import AgentClient, AgentError
+from talbench.bench.agent_client import AgentClient, AgentError, RequestGate
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.kube import manifests
 from talbench.bench.lab import lab, processes
@@ -117,12 +117,13 @@ async def lab_fleet(
     closed.  What the lab dispatcher yields; tests use it on a lab they built."""
     sessions: list[aiohttp.ClientSession] = []
     clients: dict[str, AgentClient] = {}
+    gate = RequestGate()  # every agent request of the run: at most GATE_LIMIT at once
     try:
         token = await asyncio.to_thread(state.token)
         for node in state.nodes:
             session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(node.socket)))
             sessions.append(session)
-            clients[node.name] = AgentClient(node.name, session, AGENT_BASE_URL, token)
+            clients[node.name] = AgentClient(node.name, session, AGENT_BASE_URL, token, gate=gate)
         reasons = await asyncio.gather(
             *(_wait_healthy(node, clients[node.name], ready_timeout) for node in state.nodes)
         )
