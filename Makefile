@@ -140,7 +140,7 @@ fmt: venv
 etcd-benchmark: etcd
 	@agents/build/build-etcd-benchmark.sh
 
-bench: venv etcd etcd-benchmark
+bench: venv etcd etcd-benchmark kubernetes
 	@mkdir -p results/bench
 	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 

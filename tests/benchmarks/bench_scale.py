@@ -32,22 +32,26 @@ CLI = [sys.executable, "-m", "talbench.bench.cli"]
 
 def measured_cli(argv: list[str]) -> dict[str, Any]:
     """Run ``talbench argv`` and sample the CLI process itself (not its children: the lab's
-    agents, fio, etcd) every 0.2 s: its own CPU seconds and its peak RSS (VmHWM)."""
+    agents, fio, etcd) every 0.2 s: its own CPU seconds and its peak RSS (VmHWM).  Its output
+    goes to files, not pipes: a pipe nobody reads while it runs fills at 64 KiB and stops it."""
     started = time.monotonic()
-    process = subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched = psutil.Process(process.pid)
-    cpu_s = peak_kb = 0.0
-    while process.poll() is None:
-        try:
-            times = watched.cpu_times()
-            cpu_s = times.user + times.system
-            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_kb = max(peak_kb, float(line.split()[1]))
-        except (psutil.Error, OSError):
-            pass
-        time.sleep(0.2)
-    stdout, stderr = process.communicate()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen([*CLI, *argv], stdout=out, stderr=err, text=True)
+        watched = psutil.Process(process.pid)
+        cpu_s = peak_kb = 0.0
+        while process.poll() is None:
+            try:
+                times = watched.cpu_times()
+                cpu_s = times.user + times.system
+                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, float(line.split()[1]))
+            except (psutil.Error, OSError):
+                pass
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     return {
         "rc": process.returncode,
         "wall_s": time.monotonic() - started,
