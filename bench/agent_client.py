@@ -33,9 +33,9 @@ class RequestGate:
     A request waits for a slot before its own timeout starts (a wait for a slot is not an agent
     that did not answer).  While at most half the slots' worth of jobs are running, each job is
     long-polled (one request answered when it ends); beyond that the fleet is *crowded* and long
-    polls would hold every slot: a job is then first asked about halfway through its time limit,
-    and after that with short polls spaced by how crowded the fleet is, so that requests per job
-    stay a handful whatever the fleet's size."""
+    polls would hold every slot: a job is then asked with short polls, spaced by how crowded the
+    fleet is (at most MAX_POLL_PAUSE apart), so that requests per job stay about one per
+    MAX_POLL_PAUSE of its duration whatever the fleet's size."""
 
     def __init__(self, limit: int = GATE_LIMIT) -> None:
         self.limit = max(2, limit)
@@ -204,17 +204,13 @@ class AgentClient:
         gate = self._gate
         gate.jobs += 1
         try:
-            first = True
             while job["state"] not in wire.JOB_FINAL_STATES:
                 if time.monotonic() >= give_up:
                     raise _GaveUp(f"no result from {self.node} within {deadline:g}s", job.get("started"))
                 wait = max(0.0, min(LONG_POLL, give_up - time.monotonic()))
                 if gate.crowded:  # short polls, spaced, outside the gate
-                    limit = float(job.get("time_limit") or 0.0)
-                    pause = limit / 2 if first and limit else gate.pause()
-                    await asyncio.sleep(max(0.0, min(pause, give_up - time.monotonic())))
+                    await asyncio.sleep(max(0.0, min(gate.pause(), give_up - time.monotonic())))
                     wait = 0.0
-                first = False
                 # a long poll: the agent answers when the job ends, or after ``wait``; an agent
                 # that answers at once anyway (older) is asked again after ``poll_interval``
                 asked = time.monotonic()
