@@ -56,7 +56,7 @@ def rejudge(record: RunRecord, scenario_name: str) -> tuple[RunRecord, tuple[str
             f"scenario {scenario.name} judges no probe that run {record.run_id} measured "
             f"({', '.join(sorted(ran)) or 'none'})"
         )
-    plan = make_plan(checks, record.nodes, metrics, stored_budgets(record, drivers))
+    plan = make_plan(checks, record.nodes, metrics, stored_budgets(record, drivers), target=record.target)
     verdicts = judge(plan, {m.key: m for m in record.results}, record.nodes, metrics)
     return dataclasses.replace(record, scenario=scenario, checks=checks, verdicts=verdicts), skipped
 

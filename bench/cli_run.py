@@ -190,7 +190,7 @@ def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, Pr
     if not nodes:
         raise CouldNotRun("no nodes found to plan for", hint="check the target (lab up? kubeconfig context?)")
     metrics = metrics_of(drivers)
-    plan = make_plan(request.checks, nodes, metrics, pair_budgets(drivers, request.settings))
+    plan = make_plan(request.checks, nodes, metrics, pair_budgets(drivers, request.settings), target=args.target)
     costs = {
         probe: drivers[probe].estimate(plan.keys_of(probe), request.settings[probe], nodes) for probe in plan.probes
     }

@@ -178,6 +178,9 @@ def judge(
     verdicts: list[Verdict] = []
     for check, subjects in plan.subjects:
         metric = metrics[check.metric]
+        if check.name in plan.not_applicable:
+            verdicts.append(_check_note(check, metric, plan.not_applicable[check.name]))
+            continue
         if not subjects:
             verdicts.append(_check_note(check, metric, f"nothing in scope {check.scope.value} on this cluster"))
             continue

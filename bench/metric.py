@@ -55,6 +55,9 @@ class Metric:
     # False for figures that do not depend on timing (sizes, counts, disk kind, KubeSpan state): a
     # CPU-throttled agent still reads them right, so throttling does not make them invalid.
     timed: bool = True
+    # what only a Kubernetes node has (KubePrism's 127.0.0.1:7445): the process lab, whose nodes
+    # are network namespaces without a kubelet, cannot be judged on it (an info verdict says so)
+    needs_kubernetes: bool = False
 
     def keys_for(self, subject: Subject) -> tuple[ResultKey, ...]:
         if self.needs is not None:

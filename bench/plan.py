@@ -25,6 +25,8 @@ from talbench.bench.model import (
 )
 from talbench.bench.sampling import PairSample, sample_pairs
 
+PROCESS_LAB = "lab"  # the target whose nodes are network namespaces (bench/dispatch/lab.py)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -34,6 +36,8 @@ class Plan:
     # pair probes under a per-node budget: probe -> the pairs chosen beyond the control planes'
     samples: Mapping[str, PairSample] = field(default_factory=dict, compare=False)
     sampled_out: Mapping[str, int] = field(default_factory=dict, compare=False)  # check name -> pairs left out
+    # checks that cannot be judged on this target: check name -> why (an info verdict, no key)
+    not_applicable: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def keys_of(self, probe: str) -> frozenset[ResultKey]:
         return frozenset(key for key in self.keys if key.probe == probe)
@@ -87,16 +91,28 @@ def make_plan(
     nodes: Sequence[Node],
     metrics: Mapping[str, Metric],
     pair_budget: Mapping[str, int] | None = None,
+    *,
+    target: str | None = None,
 ) -> Plan:
     """Every check's subjects and the results they need.  ``pair_budget`` (probe -> most pairs
     per node beyond the control planes') bounds what a pair probe costs each node whatever the
-    cluster's size: control-plane pairs are all kept, the others sampled (bench/sampling.py)."""
-    planned = []
+    cluster's size: control-plane pairs are all kept, the others sampled (bench/sampling.py).
+    On the process lab (``target`` "lab") a check of what only Kubernetes nodes have is planned
+    with no subject and a reason (``Plan.not_applicable``)."""
+    planned: list[tuple[Check, tuple[Subject, ...]]] = []
     keys: set[ResultKey] = set()
     samples: dict[str, PairSample] = {}
     sampled_out: dict[str, int] = {}
+    not_applicable: dict[str, str] = {}
     for check in checks:
         metric = metrics[check.metric]
+        if metric.needs_kubernetes and target == PROCESS_LAB:
+            not_applicable[check.name] = (
+                "does not apply on the process lab: it needs a Kubernetes node, and lab nodes are network "
+                "namespaces without a kubelet (judged with --target kube: the Kubernetes lab or a cluster)"
+            )
+            planned.append((check, ()))
+            continue
         budget = (pair_budget or {}).get(metric.probe)
         sampled = check.scope in (Scope.OTHER_PAIRS, Scope.ALL_PAIRS) and metric.kind is SubjectKind.PAIR
         if budget is not None and sampled:
@@ -114,4 +130,4 @@ def make_plan(
         planned.append((check, found))
         for subject in found:
             keys.update(metric.keys_for(subject))
-    return Plan(tuple(checks), tuple(planned), frozenset(keys), samples, sampled_out)
+    return Plan(tuple(checks), tuple(planned), frozenset(keys), samples, sampled_out, not_applicable)

@@ -106,7 +106,7 @@ async def _measure(
     if not fleet.nodes:
         raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
     progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready")
-    plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings))
+    plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings), target=fleet.target)
     execution = await execute(plan, fleet, drivers, request.settings, progress)
     results = dict(execution.results)
     timings = {t.probe: (t.started, t.ended) for t in execution.timings}

@@ -83,6 +83,7 @@ class KubePrismDriver(DeclaredDriver):
                 False,
                 observe_answered,
                 "share of attempts KubePrism (127.0.0.1:7445) answered on the node",
+                needs_kubernetes=True,
             ),
         )
 

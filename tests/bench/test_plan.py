@@ -2,7 +2,8 @@ import pytest
 
 from talbench.bench import scenario
 from talbench.bench.errors import UsageError
-from talbench.bench.model import STORAGE_LABEL, Node, ResultKey, Role, Scope, Subject
+from talbench.bench.judge import judge
+from talbench.bench.model import STORAGE_LABEL, Node, ResultKey, Role, Scope, Status, Subject
 from talbench.bench.plan import make_plan, select_checks, subjects
 from talbench.bench.probes import default_drivers
 from talbench.bench.run import metrics_of
@@ -43,3 +44,19 @@ def test_only_takes_probe_or_check_names_and_refuses_others():
     assert select_checks(loaded, [""]) == loaded.checks
     with pytest.raises(UsageError, match="--only gpu: not a probe or check"):
         select_checks(loaded, ["gpu"])
+
+
+def test_kubeprism_does_not_apply_on_the_process_lab_and_is_judged_on_kubernetes():
+    """The acceptance gate could never pass on the process lab (no KubePrism on a network
+    namespace): there the check is an info verdict saying so, and nothing is measured for it;
+    on a Kubernetes target it is planned on every node."""
+    loaded = scenario.load(scenario.resolve("acceptance"), METRICS)
+    checks = select_checks(loaded, ["kubeprism"])
+    on_lab = make_plan(checks, nodes(3, 1), METRICS, target="lab")
+    assert on_lab.keys_of("kubeprism") == frozenset() and "kubeprism" not in on_lab.probes
+    [verdict] = judge(on_lab, {}, nodes(3, 1), METRICS)
+    assert verdict.status is Status.INFO and "does not apply on the process lab" in verdict.message
+    on_kube = make_plan(checks, nodes(3, 1), METRICS, target="kube")
+    assert on_kube.keys_of("kubeprism") == frozenset(ResultKey("kubeprism", n) for n in ("cp1", "cp2", "cp3", "w1"))
+    verdicts = judge(on_kube, {}, nodes(3, 1), METRICS)
+    assert {v.status for v in verdicts} == {Status.NO_DATA}  # planned and missing: never a pass
