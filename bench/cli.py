@@ -119,7 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[,NAME]",
         help="a Secret in --namespace to pull the image with (repeatable)",
     )
-    manifests_p.add_argument("--namespace", default="talbench")
+    manifests_p.add_argument(
+        "--namespace",
+        default=None,
+        help="the laptop mode's existing namespace (a Role there), or the CronJob's (default talbench)",
+    )
+    manifests_p.add_argument(
+        "--rbac", action="store_true", help="only the roles a user needs to run talbench (no --image needed)"
+    )
     manifests_p.add_argument("--scenario", default="acceptance")
     manifests_p.add_argument("--keep", type=int, default=10, help="summaries the CronJob keeps")
     manifests_p.add_argument("--pushgateway", default=None, metavar="URL")

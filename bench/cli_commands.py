@@ -60,15 +60,16 @@ def _print_status(status: Any, out: Console) -> int:
 def cmd_clean(args: argparse.Namespace, err: Console) -> int:
     from talbench.bench.dispatch.kube import KubeDispatcher
 
-    removed = run_async(KubeDispatcher.from_args(args).clean(run_id=args.run_id), err)
-    out = Console(highlight=False)
-    out.print("\n".join(f"removed {name}" for name in removed) if removed else "nothing to remove", markup=False)
+    # one line per namespace or run: removed, or left alone (a run in flight) and how to remove it
+    lines = run_async(KubeDispatcher.from_args(args).clean(run_id=args.run_id), err)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print("\n".join(lines) if lines else "nothing to remove", markup=False)
     return 0
 
 
 def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
-    from talbench.bench.kube.cronjob import manifests
-    from talbench.bench.kube.manifests import to_yaml
+    from talbench.bench.kube.cronjob import header, manifests
+    from talbench.bench.kube.rbac import commented_yaml
 
     if args.dashboard:
         from talbench.bench.report.dashboard import dashboard_text
@@ -85,8 +86,9 @@ def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
         pushgateway=args.pushgateway,
         cluster=args.cluster,
         pull_secrets=args.image_pull_secret,
+        rbac_only=getattr(args, "rbac", False),
     )
-    sys.stdout.write(to_yaml(docs))
+    sys.stdout.write(commented_yaml(docs, header(docs, cronjob=args.cronjob)))
     return 0
 
 

@@ -19,7 +19,7 @@ from talbench.bench.errors import UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
 from talbench.bench.kube.image import ImageRef, parse_pull_secrets, require_image
-from talbench.bench.kube.rbac import coordinator_permissions, rbac_documents
+from talbench.bench.kube.rbac import bind_commands, coordinator_permissions, rbac_documents
 from talbench.bench.report.dashboard import DASHBOARD_FILE, SIDECAR_LABEL, dashboard
 from talbench.bench.report.history import Kept
 
@@ -89,7 +89,8 @@ def coordinator_pod_spec(
             "runAsGroup": 65532,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # what an interrupted earlier run left in the namespace goes first
+        # what earlier runs left in the namespace past their deadline goes first (a run in flight,
+        # say a user's with --namespace, stays: deploy.clean)
         "initContainers": [
             {"name": "clean", "command": ["talbench"], "args": ["clean", "--namespace", namespace], **common}
         ],
@@ -189,24 +190,31 @@ def dashboard_configmap(namespace: str) -> dict[str, Any]:
     }
 
 
+def runner_roles(namespace: str | None = None) -> list[dict[str, Any]]:
+    """The roles a laptop user needs: own-namespace mode (``namespace`` None) one ClusterRole;
+    ``--namespace NS`` a Role in NS and the cluster-wide reads (bind them to yourself:
+    ``rbac.bind_commands``)."""
+    perms = coordinator_permissions(own_namespace=namespace is None, via_proxy=True)
+    return rbac_documents(
+        perms, name=RUNNER_ROLE, namespace=namespace or "", labels=_labels("runner"), service_account=None
+    )
+
+
 def runner_manifests(
-    *, image: ImageRef, run_id: str = "example", pull_secrets: Sequence[str] = ()
+    *, image: ImageRef, run_id: str = "example", namespace: str | None = None, pull_secrets: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """What one laptop run creates (an example run id, the token shown as a placeholder) and the
-    ClusterRole a user needs to run talbench (``kubectl create clusterrolebinding ... --user``)."""
+    """What one laptop run creates (an example run id, the token shown as a placeholder), in its
+    own namespace or (``namespace``) an existing one, and the roles a user needs to run it."""
     spec = m.AgentSpec(
         run_id=run_id,
-        namespace=m.run_namespace(run_id),
+        namespace=namespace or m.run_namespace(run_id),
         image=str(image),
         token="generated-per-run",
+        own_namespace=namespace is None,
         image_pull_policy=image.pull_policy,
         image_pull_secrets=tuple(pull_secrets),
     )
-    perms = coordinator_permissions(own_namespace=True, via_proxy=True)
-    return [
-        *m.agent_manifests(spec),
-        *rbac_documents(perms, name=RUNNER_ROLE, namespace="", labels=_labels("runner"), service_account=None),
-    ]
+    return [*m.agent_manifests(spec), *runner_roles(namespace)]
 
 
 def manifests(
@@ -214,19 +222,26 @@ def manifests(
     cronjob: bool = False,
     schedule: str | None = None,
     image: str | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
+    namespace: str | None = None,
     scenario: str = "acceptance",
     keep: int = DEFAULT_KEEP,
     pushgateway: str | None = None,
     cluster: str | None = None,
     pull_secrets: str | Sequence[str] | None = None,
+    rbac_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """``talbench manifests [--cronjob --schedule CRON] --image REF [--image-pull-secret NAME]``:
-    the documents, in apply order.  The image is required (UsageError with how to build one)."""
+    """``talbench manifests [--cronjob --schedule CRON] [--namespace NS] --image REF
+    [--image-pull-secret NAME]``: the documents, in apply order.  The image is required
+    (UsageError with how to build one), except for ``--rbac`` (``rbac_only``): the roles of the
+    laptop mode alone, own namespace or ``--namespace NS``."""
     if cronjob and not schedule:
         raise UsageError("--cronjob needs --schedule CRON (e.g. '0 3 * * *')")
     if schedule and not cronjob:
         raise UsageError("--schedule only goes with --cronjob")
+    if rbac_only:
+        if cronjob:
+            raise UsageError("--rbac prints the roles of a laptop run; --cronjob prints its own with the CronJob")
+        return runner_roles(namespace)
     ref = require_image(image, m.tool_version())
     secrets = parse_pull_secrets(pull_secrets)
     if cronjob:
@@ -234,14 +249,28 @@ def manifests(
         return coordinator_manifests(
             schedule=schedule,
             image=ref,
-            namespace=namespace,
+            namespace=namespace or DEFAULT_NAMESPACE,
             scenario=scenario,
             keep=keep,
             pushgateway=pushgateway,
             cluster=cluster,
             pull_secrets=secrets,
         )
-    return runner_manifests(image=ref, pull_secrets=secrets)
+    return runner_manifests(image=ref, namespace=namespace, pull_secrets=secrets)
+
+
+def header(docs: Sequence[Mapping[str, Any]], *, cronjob: bool) -> list[str]:
+    """The comment lines on top of ``talbench manifests``' output: what it is, how to bind."""
+    if cronjob:
+        return [
+            "talbench CronJob mode: the coordinator runs in-cluster as ServiceAccount talbench-coordinator,",
+            "bound below to exactly what a scheduled run uses.  kubectl apply -f this file.",
+        ]
+    lines = ["The roles a user needs to run talbench (review them; rules say why), bound to yourself with:"]
+    lines += [f"  {command}" for command in bind_commands(docs)]
+    if any(doc["kind"] == "DaemonSet" for doc in docs):
+        lines.append("The other documents are what one run creates (example run id): for review, not to apply.")
+    return lines
 
 
 # ---- results kept in the cluster ---------------------------------------------------------------

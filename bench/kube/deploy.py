@@ -1,7 +1,7 @@
 """The run's life on the cluster: read the facts, create the agents, wait for them, remove them.
 
-Every wait is bounded; removal waits until the objects are gone.  ``clean`` removes what a
-crashed run left, found by label.
+Every wait is bounded; removal waits until the objects are gone.  ``clean`` removes what runs
+left, found by label: only runs past the deadline their objects carry, unless told the run id.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
 
 async def create_agents(kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]] | None = None) -> None:
     """Create the run's objects in order; ``created`` collects each one the API accepted, so
-    that removal deletes exactly those (never a same-named object that was there before)."""
+    that removal deletes exactly those (never a same-named object that was there before).  Each
+    carries the run's deadline (``m.ANNOTATION_DEADLINE``): until then ``clean`` leaves it alone."""
+    deadline = m.deadline_text(time.time() + m.RUN_DEADLINE_S)
     for doc in m.agent_manifests(spec):
+        doc = m.with_deadline(doc, deadline)
         try:
             await kube.create(collection_path(doc), doc)
             if created is not None:
@@ -122,7 +125,7 @@ async def wait_for_agents(
             if is_pod_security_rejection(failure):
                 raise CouldNotRun(
                     f"the agent DaemonSet in namespace {spec.namespace} was rejected by Pod Security admission: {failure}",
-                    hint="the namespace needs pod-security.kubernetes.io/enforce=privileged (an admission policy overrides it?)",
+                    hint=_pod_security_hint(spec),
                 )
             raise CouldNotRun(f"the agent DaemonSet in namespace {spec.namespace} cannot create pods: {failure}")
         pending = [name for name, (kind, pod) in states.items() if name not in ready]
@@ -201,45 +204,117 @@ async def clean(
     run_id: str | None = None,
     timeout: float = 120.0,
     poll_interval: float = 1.0,
+    now: float | None = None,
 ) -> list[str]:
     """Remove what earlier runs left, by label: their namespaces, or (``namespace`` given) their
-    DaemonSets, Secrets and ServiceAccounts in that namespace.  Returns what was removed; raises
-    CouldNotRun naming what is still there after ``timeout``."""
+    DaemonSets, Secrets and ServiceAccounts in that namespace.  Without ``run_id`` only runs past
+    their deadline go (``now``: the time to judge that by): a run in flight, another user's, is
+    left alone and said so.  Returns one line per namespace or object removed and per run left
+    alone; raises CouldNotRun naming what is still there after ``timeout``."""
     if run_id is not None and not wire.valid_run_id(run_id):
         raise UsageError(f"not a run id: {run_id!r}")  # it goes into a label selector
+    now = time.time() if now is None else now
     deadline = time.monotonic() + timeout
-    selector = f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY}," + (f"{m.LABEL_RUN_ID}={run_id}" if run_id else m.LABEL_RUN_ID)
-    removed: list[str] = []
     if namespace is None:
-        found = await kube.list(path("v1", "namespaces"), label_selector=selector)
-        names = sorted(ns["metadata"]["name"] for ns in found if _has_labels(ns, run_id))
-        for name in names:
-            await kube.delete(path("v1", "namespaces", name=name))
-            removed.append(f"namespace {name}")
-        left = [
-            name
-            for name in names
-            if not await _wait_gone(kube, path("v1", "namespaces", name=name), deadline, poll_interval)
-        ]
+        lines, left = await _clean_namespaces(kube, run_id, now, deadline, poll_interval)
     else:
-        for group_version, plural in (("apps/v1", "daemonsets"), ("v1", "secrets"), ("v1", "serviceaccounts")):
-            for obj in await kube.list(path(group_version, plural, namespace), label_selector=selector):
-                if not _has_labels(obj, run_id):
-                    continue
-                name = obj["metadata"]["name"]
-                if await kube.delete(path(group_version, plural, namespace, name)):
-                    removed.append(f"{plural[:-1]} {namespace}/{name}")
-        agent_selector = f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY},{m.LABEL_RUN_ID}={run_id}" if run_id else selector
-        left = (
-            []
-            if await _wait_no_pods(kube, namespace, agent_selector, deadline, poll_interval)
-            else [f"agent pods in {namespace}"]
-        )
+        lines, left = await _clean_in_namespace(kube, namespace, run_id, now, deadline, poll_interval)
     if left:
         raise CouldNotRun(
             f"still being removed after {timeout:g}s: {', '.join(left)}", hint="run 'talbench clean' again later"
         )
-    return removed
+    return lines
+
+
+def _selector(run_id: str | None) -> str:
+    return f"{m.LABEL_MANAGED_BY}={m.MANAGED_BY}," + (f"{m.LABEL_RUN_ID}={run_id}" if run_id else m.LABEL_RUN_ID)
+
+
+async def _clean_namespaces(
+    kube: KubeClient, run_id: str | None, now: float, deadline: float, poll_interval: float
+) -> tuple[list[str], list[str]]:
+    """The runs' own namespaces: (lines, what is still there)."""
+    found = await kube.list(path("v1", "namespaces"), label_selector=_selector(run_id))
+    lines, removed = [], []
+    for ns in sorted((ns for ns in found if _has_labels(ns, run_id)), key=lambda ns: ns["metadata"]["name"]):
+        name, run = ns["metadata"]["name"], ns["metadata"]["labels"][m.LABEL_RUN_ID]
+        live = None if run_id else _in_flight([ns], now)
+        if live:
+            lines.append(f"left namespace {name} alone: run {run} {live} ('talbench clean --run-id {run}' removes it)")
+            continue
+        await kube.delete(path("v1", "namespaces", name=name))
+        lines.append(f"removed namespace {name}")
+        removed.append(name)
+    left = [
+        f"namespace {name}"
+        for name in removed
+        if not await _wait_gone(kube, path("v1", "namespaces", name=name), deadline, poll_interval)
+    ]
+    return lines, left
+
+
+async def _clean_in_namespace(
+    kube: KubeClient, namespace: str, run_id: str | None, now: float, deadline: float, poll_interval: float
+) -> tuple[list[str], list[str]]:
+    """The runs' objects in one shared namespace, run by run: (lines, what is still there)."""
+    runs: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    for group_version, plural in (("apps/v1", "daemonsets"), ("v1", "secrets"), ("v1", "serviceaccounts")):
+        for obj in await kube.list(path(group_version, plural, namespace), label_selector=_selector(run_id)):
+            if _has_labels(obj, run_id):
+                runs.setdefault(obj["metadata"]["labels"][m.LABEL_RUN_ID], []).append((group_version, plural, obj))
+    lines, removed = [], []
+    for run, objects in sorted(runs.items()):
+        live = None if run_id else _in_flight([obj for _, _, obj in objects], now)
+        if live:
+            lines.append(
+                f"left the objects of run {run} in namespace {namespace} alone: the run {live} "
+                f"('talbench clean --namespace {namespace} --run-id {run}' removes them)"
+            )
+            continue
+        for group_version, plural, obj in objects:
+            name = obj["metadata"]["name"]
+            if await kube.delete(path(group_version, plural, namespace, name)):
+                lines.append(f"removed {plural[:-1]} {namespace}/{name}")
+        removed.append(run)
+    left = [
+        f"agent pods of run {run} in {namespace}"
+        for run in removed
+        if not await _wait_no_pods(kube, namespace, _selector(run), deadline, poll_interval)
+    ]
+    return lines, left
+
+
+def _in_flight(objects: Sequence[Mapping[str, Any]], now: float) -> str | None:
+    """Why a run whose objects these are may still be running ("in flight until ..."), or None
+    when it is over: past the latest deadline its objects carry (an object without the annotation,
+    from an older talbench, counts from its creation).  A run whose end is not known is in flight."""
+    ends = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        end = m.parse_time((meta.get("annotations") or {}).get(m.ANNOTATION_DEADLINE))
+        if end is None:
+            created = m.parse_time(meta.get("creationTimestamp"))
+            end = None if created is None else created + m.RUN_DEADLINE_S
+        if end is None:
+            return "has no deadline"
+        ends.append(end)
+    latest = max(ends, default=0.0)
+    if latest <= now:
+        return None
+    if any((obj.get("metadata") or {}).get("deletionTimestamp") for obj in objects):
+        return f"is being removed (in flight until {m.deadline_text(latest)})"
+    return f"is in flight until {m.deadline_text(latest)}"
+
+
+def _pod_security_hint(spec: m.AgentSpec) -> str:
+    command = f"kubectl label namespace {spec.namespace} --overwrite " + " ".join(
+        f"{key}={value}" for key, value in m.PSA_LABELS.items()
+    )
+    if spec.own_namespace:  # created with those labels: something overrides them
+        return (
+            f"the run's namespace has the privileged labels; an admission policy or webhook overrides them ({command})"
+        )
+    return f"the agents need a privileged namespace: {command}"
 
 
 def _has_labels(obj: Mapping[str, Any], run_id: str | None) -> bool:

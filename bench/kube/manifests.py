@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -24,6 +26,15 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUN_ID = "talbench.io/run-id"
 MANAGED_BY = "talbench"
+# On everything a run creates: when the run is over at the latest (RFC 3339, UTC, the coordinator's
+# clock).  ``talbench clean`` without --run-id removes a run's objects only past it, so it never
+# takes away another user's run in flight (bench/kube/deploy.py).
+ANNOTATION_DEADLINE = "talbench.io/deadline"
+# A run's bound: agents ready (180 s), the checks (minutes; the acceptance scenario on a large
+# cluster well under an hour) and removal (120 s).  The CronJob's coordinator is stopped after an
+# hour (cronjob.py: activeDeadlineSeconds, then its grace period).  Past this a run's objects are
+# taken for leftovers of a run that died.
+RUN_DEADLINE_S = 2 * 3600
 
 AGENT_NAME = "talbench-agent"  # app.kubernetes.io/name of the agents; stem of the run's object names
 TOKEN_KEY = "token"
@@ -83,6 +94,25 @@ def agent_capabilities() -> list[str]:
     if refused:
         raise ValueError(f"probes declare {', '.join(refused)}, which Talos refuses to grant")
     return wanted
+
+
+def deadline_text(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_time(text: object) -> float | None:
+    """Seconds since the epoch of an RFC 3339 UTC time (``2026-11-26T07:00:00Z``); None otherwise."""
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def with_deadline(doc: Mapping[str, Any], deadline: str) -> dict[str, Any]:
+    """``doc`` with the run's deadline annotation (a copy)."""
+    meta = dict(doc["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_DEADLINE: deadline}
+    return {**doc, "metadata": meta}
 
 
 def label_selector(labels: Mapping[str, str]) -> str:

@@ -1,6 +1,6 @@
 """Every document talbench generates validates against current Kubernetes schemas (offline,
-kubernetes-validate, strict: unknown fields are errors), and the pods meet the Pod Security
-profile they are meant for."""
+kubernetes-validate, strict: unknown fields are errors); the roles printed per mode are what the
+code declares.  Pod Security and RBAC themselves meet a real API server in test_real_rbac.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import yaml
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from talbench.bench.errors import UsageError  # noqa: E402
-from talbench.bench.kube import cronjob  # noqa: E402
+from talbench.bench.kube import cronjob, rbac  # noqa: E402
 from talbench.bench.kube import manifests as m  # noqa: E402
-from tests.bench.kube import psa  # noqa: E402
 
 VERSIONS = ["1.33.0", kubernetes_validate.utils.latest_version()]
 DIGEST = "registry.example:5000/talbench@sha256:" + "ab" * 32
@@ -34,6 +33,7 @@ def all_documents() -> list[dict]:
         *m.agent_manifests(spec),
         *m.agent_manifests(existing),
         *cronjob.manifests(image=DIGEST),
+        *cronjob.manifests(image=DIGEST, namespace="bench", pull_secrets=["regcred"]),
         *cronjob.manifests(
             cronjob=True,
             schedule="0 3 * * *",
@@ -70,9 +70,60 @@ def test_a_broken_document_does_fail_validation():
         kubernetes_validate.validate(daemonset, VERSIONS[-1], strict=True)
 
 
-def test_the_printed_yaml_is_the_same_documents():
-    docs = cronjob.manifests(cronjob=True, schedule="@daily", image=DIGEST)
-    assert list(yaml.safe_load_all(m.to_yaml(docs))) == docs
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cronjob": True, "schedule": "@daily", "image": DIGEST},
+        {"image": DIGEST},
+        {"image": DIGEST, "namespace": "bench"},
+        {"rbac_only": True},
+        {"rbac_only": True, "namespace": "bench"},
+    ],
+)
+def test_the_printed_yaml_is_the_same_documents_with_every_rule_commented(options):
+    docs = cronjob.manifests(**options)
+    text = rbac.commented_yaml(docs, cronjob.header(docs, cronjob=bool(options.get("cronjob"))))
+    assert list(yaml.safe_load_all(text)) == docs
+    lines = text.splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith(("- apiGroups:", "- nonResourceURLs:"))]
+    assert rules and all(lines[i - 1].startswith("# ") for i in rules)  # each rule says why
+    if not options.get("cronjob"):  # a laptop user is told how to bind the roles to themselves
+        assert "# kubectl create clusterrolebinding" in text.replace("#   ", "# ")
+
+
+def _granted(docs: list[dict]) -> frozenset:
+    return frozenset().union(
+        *(
+            rbac.permissions_from_rules(d["rules"], namespaced=d["kind"] == "Role")
+            for d in docs
+            if d["kind"] in ("Role", "ClusterRole")
+        )
+    )
+
+
+def test_each_mode_prints_the_roles_the_code_declares():
+    own = cronjob.manifests(rbac_only=True)
+    assert [d["kind"] for d in own] == ["ClusterRole"]
+    assert _granted(own) == rbac.coordinator_permissions(own_namespace=True, via_proxy=True)
+    existing = cronjob.manifests(rbac_only=True, namespace="bench")
+    assert [(d["kind"], d["metadata"].get("namespace")) for d in existing] == [("ClusterRole", None), ("Role", "bench")]
+    assert _granted(existing) == rbac.coordinator_permissions(own_namespace=False, via_proxy=True)
+    # cluster-wide, the --namespace mode only reads
+    assert {p.verb for p in _granted(existing) if not p.namespaced} == {"get", "list"}
+    scheduled = cronjob.manifests(cronjob=True, schedule="@daily", image=DIGEST, namespace="bench")
+    assert _granted(scheduled) == rbac.coordinator_permissions(own_namespace=False, via_proxy=False, keep_results=True)
+    assert not any(p.resource == "pods/proxy" for p in _granted(scheduled))  # in-cluster: agents at node IPs
+    bindings = [d for d in scheduled if d["kind"].endswith("Binding")]
+    assert {b["subjects"][0]["name"] for b in bindings} == {cronjob.COORDINATOR}
+    assert {b["metadata"]["name"] for b in bindings if b["kind"] == "ClusterRoleBinding"} == {
+        "talbench-coordinator-bench"
+    }
+
+
+def test_the_roles_need_no_image_and_the_cronjob_prints_its_own():
+    assert cronjob.manifests(rbac_only=True)
+    with pytest.raises(UsageError, match="--rbac"):
+        cronjob.manifests(rbac_only=True, cronjob=True, schedule="@daily")
 
 
 def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
@@ -98,18 +149,18 @@ def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
     assert container["imagePullPolicy"] == "IfNotPresent" and "imagePullSecrets" not in pod
     assert any("emptyDir" in v for v in pod["volumes"]) and not any("hostPath" in v for v in pod["volumes"])
     assert pod["automountServiceAccountToken"] is False
-    # Talos' default (baseline) would reject it: that is why the namespace is privileged
-    assert psa.violations("baseline", pod) and psa.violations("privileged", pod) == []
 
 
-def test_the_coordinator_pod_meets_the_restricted_profile():
+def test_the_cronjob_runs_one_at_a_time_on_its_schedule():
     docs = cronjob.manifests(cronjob=True, schedule="*/30 * * * *", image=DIGEST)
     job = next(d for d in docs if d["kind"] == "CronJob")
-    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert psa.violations("restricted", pod) == []
-    broken = {**pod, "securityContext": {}}
-    assert psa.violations("restricted", broken)  # the check is not vacuous
     assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "*/30 * * * *"
+
+
+def test_a_run_is_taken_for_over_only_after_the_cronjob_would_have_stopped_it():
+    job = next(d for d in cronjob.manifests(cronjob=True, schedule="@daily", image=DIGEST) if d["kind"] == "CronJob")
+    stopped = job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] + cronjob.COORDINATOR_GRACE_S
+    assert m.RUN_DEADLINE_S > stopped
 
 
 @pytest.mark.parametrize("schedule", ["", "every day", "0 3 * *", "0 3 * * * *", "@sometimes"])
