@@ -14,7 +14,7 @@ from typing import Any
 
 from talbench.agents import wire
 from talbench.bench.cluster_facts import ClusterFacts, NodeFacts
-from talbench.bench.errors import CouldNotRun, UsageError
+from talbench.bench.errors import CouldNotRun, NoPermission, UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
 from talbench.bench.kube.facts import cluster_facts
@@ -34,6 +34,8 @@ _PATHS = {
     "DaemonSet": ("apps/v1", "daemonsets", True),
     "ConfigMap": ("v1", "configmaps", True),
 }
+
+PODS_LISTED_PER_SECOND = 250  # the readiness poll's pace: one list per second per 250 agent pods
 
 
 def collection_path(doc: Mapping[str, Any]) -> str:
@@ -99,8 +101,12 @@ async def wait_for_agents(
     poll_interval: float = 1.0,
 ) -> Readiness:
     """Wait (at most ``timeout``) until every node's agent pod is Ready.  A DaemonSet that cannot
-    create any pod (Pod Security rejection: FailedCreate events only) ends the run at once."""
+    create any pod (Pod Security rejection: FailedCreate events only) ends the run at once.
+    The run's pods are listed every ``poll_interval``, less often the more there are (a list of
+    1,000 pods took over 15 s on a busy control plane), and a list that times out or meets a
+    busy API server (429, 5xx) is asked again at the next poll, until ``timeout``."""
     started = time.monotonic()
+    interval = max(poll_interval, len(nodes) / PODS_LISTED_PER_SECOND)
     selector = m.label_selector({m.LABEL_RUN_ID: spec.run_id})
     pods_path = path("v1", "pods", spec.namespace)
     events_path = path("v1", "events", spec.namespace)
@@ -108,7 +114,17 @@ async def wait_for_agents(
     states: dict[str, tuple[str, Any]] = {}
     failure: str | None = None
     while True:
-        pods = await kube.list(pods_path, label_selector=selector)
+        try:
+            pods = await kube.list(pods_path, label_selector=selector)
+        except NoPermission:
+            raise
+        except (CouldNotRun, KubeApiError) as exc:
+            if isinstance(exc, KubeApiError) and exc.status < 500 and exc.status != 429:
+                raise
+            if time.monotonic() - started >= timeout:
+                raise CouldNotRun(f"the run's agent pods could not be listed within {timeout:g}s: {exc}") from exc
+            await asyncio.sleep(interval)
+            continue
         by_node = {pod_node(p): p for p in pods}  # bound, or still waiting for the scheduler
         states = {}
         for node in nodes:
@@ -133,7 +149,7 @@ async def wait_for_agents(
             break  # nothing left that waiting would fix (image pull failure, crash loop)
         if time.monotonic() - started >= timeout:
             break
-        await asyncio.sleep(poll_interval)
+        await asyncio.sleep(interval)
     waited = time.monotonic() - started
     ready_pods: dict[str, str] = {}
     unready: dict[str, str] = {}
