@@ -199,7 +199,14 @@ def stop_simulator(pid: int, ready: Path, timeout: float = 180.0) -> dict[str, A
 
 
 def one_size(
-    root: Path, plane: ControlPlane, nodes: int, only: str, quick: bool, run_timeout: float, show_plan: bool
+    root: Path,
+    plane: ControlPlane,
+    nodes: int,
+    only: str,
+    quick: bool,
+    run_timeout: float,
+    show_plan: bool,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     print(f"== {nodes} simulated nodes", flush=True)
     started = time.monotonic()
@@ -265,6 +272,9 @@ def one_size(
         "stderr_tail": usage["stderr"][-1500:],
     }
     row["setup_and_teardown_s"] = round(time.monotonic() - started - usage["wall_s"], 1)
+    if keep is not None and runs:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(runs[0].parent, keep / f"{nodes}-nodes", dirs_exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -308,6 +318,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--run-timeout", type=float, default=1800.0, help="seconds before a run is interrupted")
     parser.add_argument("--out", type=Path, default=Path("results/bench/scale_kube.json"))
+    parser.add_argument("--keep-runs", type=Path, default=None, metavar="DIR", help="keep each run's results in DIR")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     require_root("run the scale benchmark")
@@ -321,7 +332,9 @@ def main() -> int:
         plane = control_plane.start(ip, state)
         control_plane.add_addresses(ip, plane.kube.namespace, max(sizes))
         for n in sizes:
-            rows.append(one_size(root, plane, n, args.only, args.quick, args.run_timeout, n == max(sizes)))
+            rows.append(
+                one_size(root, plane, n, args.only, args.quick, args.run_timeout, n == max(sizes), args.keep_runs)
+            )
             print_table(rows[-1:])
     finally:
         if state is not None:
