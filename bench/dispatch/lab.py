@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ class LabDispatcher:
         self.root = Path(root)
         self.spec = spec
         self.image = image_request(image) if image is not None else None
-        self.agent_ready_timeout = agent_ready_timeout or lab.ready_timeout(image is not None)
+        self.agent_ready_timeout = agent_ready_timeout  # None: lab.ready_timeout for the lab's size
         self.release_timeout = release_timeout
 
     async def discover(self) -> tuple[Node, ...]:
@@ -62,7 +62,10 @@ class LabDispatcher:
         return tuple(node.to_node() for node in plan_lab(self.spec, DRY_RUN_LAB_ID).nodes)
 
     @contextlib.asynccontextmanager
-    async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
+    async def deploy(
+        self, run_id: str, *, agents_for: Callable[[Sequence[Node]], frozenset[str]] | None = None
+    ) -> AsyncIterator[Fleet]:
+        # agents_for is not needed: every lab node's agent runs from lab up to lab down
         owned: str | None = None
         up_task: asyncio.Future[LabState] | None = None
         require_root("run --target lab")
@@ -86,7 +89,7 @@ class LabDispatcher:
             async with lab_fleet(
                 state,
                 run_id,
-                ready_timeout=self.agent_ready_timeout,
+                ready_timeout=self.agent_ready_timeout or lab.ready_timeout(self.image is not None, len(state.nodes)),
                 release_timeout=self.release_timeout,
                 owned=owned is not None,
             ) as fleet:

@@ -41,6 +41,8 @@ from talbench.bench.lab.topology import LabPlan, LabSpec, lab_id_of_namespace, n
 __all__ = ["DownReport", "LabStatus", "NodeStatus", "down", "find_usable", "remove_leftovers", "status", "up"]
 
 DEFAULT_AGENT_READY_TIMEOUT = 20.0
+SMALL_LAB = 4  # nodes the base ready timeouts were set for
+AGENT_START_PER_NODE = 1.5  # seconds more per agent beyond SMALL_LAB
 # A container's agent starts from the image's own interpreter and files (a cold page cache), and
 # the lab's containers share one cgroup parent's CPU weight: on a busy host they take longer.
 CONTAINER_AGENT_READY_TIMEOUT = 60.0
@@ -112,7 +114,7 @@ def up(
             state = launch_agents(ip, state, agents)
             lab_state.save_state(state)
             if wait_ready:
-                agent_ready_timeout = agent_ready_timeout or ready_timeout(image is not None)
+                agent_ready_timeout = agent_ready_timeout or ready_timeout(image is not None, len(state.nodes))
                 problems = wait_agents_ready(state, agent_ready_timeout)
                 if problems:
                     detail = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
@@ -128,9 +130,12 @@ def up(
         raise
 
 
-def ready_timeout(containers: bool) -> float:
-    """How long agents get to answer health by default (as processes, or in containers)."""
-    return CONTAINER_AGENT_READY_TIMEOUT if containers else DEFAULT_AGENT_READY_TIMEOUT
+def ready_timeout(containers: bool, nodes: int = SMALL_LAB) -> float:
+    """How long agents get to answer health by default (as processes, or in containers): the
+    base, and AGENT_START_PER_NODE more for each agent beyond a small lab's (they all start at
+    once, each a second or two of CPU: 40 agents on 2 cores took over 20 s)."""
+    base = CONTAINER_AGENT_READY_TIMEOUT if containers else DEFAULT_AGENT_READY_TIMEOUT
+    return base + AGENT_START_PER_NODE * max(0, nodes - SMALL_LAB)
 
 
 def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, image: LabImage | None) -> LabState:
