@@ -20,7 +20,7 @@ from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.metric import Metric, Progress
-from talbench.bench.model import Check, Measurement, ResultKey, RunRecord, Scenario
+from talbench.bench.model import Check, Measurement, Node, ResultKey, RunRecord, Scenario
 from talbench.bench.plan import make_plan
 from talbench.bench.probes.base import ProbeDriver
 
@@ -85,8 +85,12 @@ async def run(
     started = time.time()
     record: RunRecord | None = None
     progress.update("deploy", note=f"deploying agents ({dispatcher.name})")
+
+    def agents_for(nodes: Sequence[Node]) -> frozenset[str]:
+        return agent_nodes(request, drivers, nodes, dispatcher.name)
+
     try:
-        async with dispatcher.deploy(request.run_id) as fleet:
+        async with dispatcher.deploy(request.run_id, agents_for=agents_for) as fleet:
             record = await _measure(request, fleet, drivers, progress, started)
             if finished is not None:
                 finished(record)
@@ -97,6 +101,15 @@ async def run(
         raise LeftBehind(exc.leftovers, record) from None
     assert record is not None
     return record
+
+
+def agent_nodes(
+    request: RunRequest, drivers: Mapping[str, ProbeDriver], nodes: Sequence[Node], target: str
+) -> frozenset[str]:
+    """The nodes the run's checks need an agent on (the plan on ``nodes``, each probe's
+    ``agent_nodes``): a control-plane-only scenario deploys on the control planes alone."""
+    plan = make_plan(request.checks, nodes, metrics_of(drivers), pair_budgets(drivers, request.settings), target=target)
+    return frozenset().union(*(drivers[probe].agent_nodes(plan.keys_of(probe), nodes) for probe in plan.probes))
 
 
 async def _measure(

@@ -10,7 +10,7 @@ Only the Kubernetes dispatcher talks to the Kubernetes API.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -73,7 +73,11 @@ class Dispatcher(Protocol):
     async def discover(self) -> tuple[Node, ...]:
         """The nodes a run would measure, deploying nothing (``talbench run --dry-run``)."""
 
-    def deploy(self, run_id: str) -> AbstractAsyncContextManager[Fleet]:
+    def deploy(
+        self, run_id: str, *, agents_for: Callable[[Sequence[Node]], frozenset[str]] | None = None
+    ) -> AbstractAsyncContextManager[Fleet]:
         """Deploy (or find) agents, wait until they are ready (bounded), yield the Fleet, and in
         ``finally`` remove everything created for ``run_id`` (waiting, bounded, even when
-        cancelled).  What cannot be removed in time after a body that finished: LeftBehind."""
+        cancelled).  What cannot be removed in time after a body that finished: LeftBehind.
+        ``agents_for(nodes)`` names the nodes the run needs agents on (None: every node); a
+        dispatcher whose agents exist anyway (the lab's) may have more."""

@@ -12,7 +12,7 @@ import contextlib
 import math
 import secrets
 import shlex
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,20 +29,11 @@ from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
 from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary, kept_summaries
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
 from talbench.bench.kube.image import ImageRef, build_hint, parse_pull_secrets, require_image
-from talbench.bench.kube.readiness import is_image_pull_failure, untolerated_taints
+from talbench.bench.kube.readiness import is_image_pull_failure, ready_timeout, untolerated_taints
 from talbench.bench.model import Node
 from talbench.bench.report.history import Kept
 
 ACCESS_MODES = ("auto", "proxy", "direct")
-READY_BASE_NODES = 100  # up to this many agents, --ready-timeout as given ...
-READY_PER_NODE = 0.1  # ... and this many seconds more per agent beyond: the DaemonSet controller
-# creates pods at its API rate (20/s by default) and 1,000 simulated agents were Ready after
-# 137-156 s on a busy 2-core host (tests/benchmarks/bench_scale_kube.py)
-
-
-def ready_timeout(base: float, agents: int) -> float:
-    """How long the run waits for ``agents`` agent pods to be Ready."""
-    return base + READY_PER_NODE * max(0, agents - READY_BASE_NODES)
 
 
 @dataclass(frozen=True)
@@ -137,7 +128,9 @@ class KubeDispatcher:
         return tuple(n.as_node() for n in facts.nodes if matches(n.labels, self.options.node_selector))
 
     @contextlib.asynccontextmanager
-    async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
+    async def deploy(
+        self, run_id: str, *, agents_for: Callable[[Sequence[Node]], frozenset[str]] | None = None
+    ) -> AsyncIterator[Fleet]:
         opts = self.options
         image = self.image()  # before anything touches the cluster
         target = self.target()
@@ -149,6 +142,8 @@ class KubeDispatcher:
                 raise CouldNotRun(
                     f"no node of the cluster matches --node-selector {shown}" if shown else "the cluster lists no node"
                 )
+            wanted = agents_for(tuple(n.as_node() for n in eligible)) if agents_for else None
+            needed = [n for n in eligible if wanted is None or n.name in wanted]  # agents only where checks need
             spec = m.AgentSpec(
                 run_id=run_id,
                 namespace=opts.namespace or m.run_namespace(run_id),
@@ -156,6 +151,7 @@ class KubeDispatcher:
                 token=secrets.token_urlsafe(32),
                 port=opts.agent_port,
                 node_selector=dict(opts.node_selector),
+                node_names=tuple(sorted(n.name for n in needed)) if len(needed) < len(eligible) else (),
                 own_namespace=opts.namespace is None,
                 image_pull_policy=opts.image_pull_policy or image.pull_policy,
                 image_pull_secrets=opts.image_pull_secrets,
@@ -164,10 +160,11 @@ class KubeDispatcher:
             created: list[dict[str, Any]] = []
             async with contextlib.AsyncExitStack() as stack:
                 stack.push_async_exit(self._teardown_on_exit(kube, spec, created))
-                await create_agents(kube, spec, created)
+                if needed:
+                    await create_agents(kube, spec, created)
                 # nodes no agent pod can come to: reported at once, not waited for
-                hopeless = {n.name: reason for n in eligible if (reason := _no_pod_reason(n))}
-                expected = [n for n in eligible if n.name not in hopeless]
+                hopeless = {n.name: reason for n in needed if (reason := _no_pod_reason(n))}
+                expected = [n for n in needed if n.name not in hopeless]
                 readiness = await wait_for_agents(
                     kube,
                     spec,
@@ -181,7 +178,7 @@ class KubeDispatcher:
                 agents: dict[str, AgentClient] = {}
                 gate = RequestGate()  # every agent request of the run: at most GATE_LIMIT at once
                 unready = {**hopeless, **readiness.unready}
-                for node in eligible:
+                for node in needed:
                     pod = readiness.pods.get(node.name)
                     if pod is None:
                         continue
@@ -191,8 +188,8 @@ class KubeDispatcher:
                 )
                 for name in unready:
                     agents.pop(name, None)
-                if not agents:  # nothing can be measured: the run could not happen
-                    raise no_agent_ready(eligible, unready, spec)
+                if needed and not agents:  # nothing can be measured: the run could not happen
+                    raise no_agent_ready(needed, unready, spec)
                 yield Fleet(
                     run_id=run_id,
                     nodes=tuple(n.as_node() for n in eligible),
@@ -212,6 +209,7 @@ class KubeDispatcher:
                             "agent_access": "direct" if direct else "pod-proxy",
                             "node_selector": dict(opts.node_selector),
                             "agents_ready_after_s": round(readiness.waited, 1),
+                            "agents_on": f"{len(needed)} of {len(eligible)} nodes",
                         },
                     },
                 )

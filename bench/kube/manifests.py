@@ -151,6 +151,8 @@ class AgentSpec:
     token: str
     port: int = wire.DEFAULT_PORT
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    # the nodes the run's checks need an agent on, when not every matching node (empty: all)
+    node_names: tuple[str, ...] = ()
     own_namespace: bool = True
     resources: Resources = Resources()
     image_pull_policy: str = "IfNotPresent"  # kube.image.ImageRef.pull_policy for a checked reference
@@ -205,6 +207,15 @@ def token_secret(spec: AgentSpec) -> dict[str, Any]:
         "type": "Opaque",
         "data": {TOKEN_KEY: base64.b64encode(spec.token.encode()).decode()},
     }
+
+
+def _only_on(names: tuple[str, ...]) -> dict[str, Any]:
+    """A DaemonSet on just ``names`` (the nodes the run's checks need), by their metadata.name."""
+    if not names:
+        return {}
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": list(names)}]}
+    required = {"nodeSelectorTerms": [term]}
+    return {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}}
 
 
 def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
@@ -271,6 +282,7 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
         "nodeSelector": {"kubernetes.io/os": "linux", **dict(spec.node_selector)},
+        **_only_on(spec.node_names),
         "containers": [container],
         **image_pull_secrets(spec.image_pull_secrets),
         "volumes": [

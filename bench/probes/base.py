@@ -20,7 +20,7 @@ from talbench.agents.params import Params
 from talbench.agents.probe import ProbeDeclaration
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import Metric, NullProgress, ProbeCost, Progress
-from talbench.bench.model import Measurement, Node, ResultKey
+from talbench.bench.model import CLUSTER_NODE, Measurement, Node, ResultKey
 from talbench.bench.probes.declared import from_scenario
 
 __all__ = ["DeclaredDriver", "Metric", "NullProgress", "ProbeCost", "ProbeDriver", "Progress"]
@@ -59,6 +59,9 @@ class ProbeDriver(Protocol):
         """For a pair probe: the most pairs each node measures beyond the control-plane pairs
         (the plan samples the rest: bench/sampling.py); None: every pair."""
 
+    def agent_nodes(self, keys: frozenset[ResultKey], nodes: Sequence[Node]) -> frozenset[str]:
+        """The nodes whose agents measuring ``keys`` needs: a run deploys agents only there."""
+
 
 class DeclaredDriver:
     """Settings read from the declaration: the scenario block validated by ``settings_model``,
@@ -78,6 +81,16 @@ class DeclaredDriver:
 
     def pair_budget(self, settings: Any) -> int | None:
         return None
+
+    def agent_nodes(self, keys: frozenset[ResultKey], nodes: Sequence[Node]) -> frozenset[str]:
+        """The nodes ``keys`` name, both ends of a pair; every node for a cluster-wide figure; none
+        for a coordinator-only probe."""
+        names = frozenset(node.name for node in nodes)
+        if self.declaration is None or not keys:
+            return frozenset()
+        if any(key.node == CLUSTER_NODE for key in keys):
+            return names
+        return frozenset({key.node for key in keys} | {key.peer for key in keys if key.peer}) & names
 
     def estimate(self, keys: frozenset[ResultKey], settings: Any, nodes: Sequence[Node]) -> ProbeCost:
         return ProbeCost(self.name, note="not estimated")

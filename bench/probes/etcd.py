@@ -250,6 +250,10 @@ class EtcdDriver(DeclaredDriver):
     def metrics(self) -> Sequence[Metric]:
         return ETCD_METRICS
 
+    def agent_nodes(self, keys: frozenset[ResultKey], nodes: Sequence[Node]) -> frozenset[str]:
+        """The scratch cluster's members: every control plane (its figures are the cluster's)."""
+        return frozenset(node.name for node in nodes if node.is_control_plane) if keys else frozenset()
+
     def estimate(self, keys: frozenset[ResultKey], settings: EtcdSettings, nodes: Sequence[Node]) -> ProbeCost:
         """A scratch member on every control plane; the load for ``duration``, at most the load
         job's deadline with the members' start and stop."""

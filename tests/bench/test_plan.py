@@ -6,7 +6,7 @@ from talbench.bench.judge import judge
 from talbench.bench.model import STORAGE_LABEL, Node, ResultKey, Role, Scope, Status, Subject
 from talbench.bench.plan import make_plan, select_checks, subjects
 from talbench.bench.probes import default_drivers
-from talbench.bench.run import metrics_of
+from talbench.bench.run import RunRequest, agent_nodes, metrics_of
 from tests.bench.factories import nodes
 
 METRICS = metrics_of(default_drivers())
@@ -60,3 +60,22 @@ def test_kubeprism_does_not_apply_on_the_process_lab_and_is_judged_on_kubernetes
     assert on_kube.keys_of("kubeprism") == frozenset(ResultKey("kubeprism", n) for n in ("cp1", "cp2", "cp3", "w1"))
     verdicts = judge(on_kube, {}, nodes(3, 1), METRICS)
     assert {v.status for v in verdicts} == {Status.NO_DATA}  # planned and missing: never a pass
+
+
+def test_agents_go_only_where_the_checks_need_them():
+    """The nodes a run deploys agents on: all of them for RTT among every node, the control planes
+    alone for the control-plane fsync check or the scratch etcd, none for topology."""
+    drivers = default_drivers()
+    loaded = scenario.load(scenario.resolve("control-plane"), METRICS)
+    cluster = nodes(3, 2)
+    names = {n.name for n in cluster}
+
+    def needed(only: list[str]) -> frozenset[str]:
+        settings = {p: drivers[p].settings(loaded.probes.get(p, {}), quick=True) for p in drivers}
+        request = RunRequest("run-x", loaded, select_checks(loaded, only), settings, quick=True)
+        return agent_nodes(request, drivers, cluster, "kube")
+
+    assert needed(["rtt"]) == names
+    assert needed(["control-plane-fsync"]) == {"cp1", "cp2", "cp3"}
+    assert needed(["etcd"]) == {"cp1", "cp2", "cp3"}
+    assert needed(["control-plane-count"]) == frozenset()  # the API's facts: no agent at all

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ class StandIn:
         return NODES
 
     @contextlib.asynccontextmanager
-    async def deploy(self, run_id: str) -> AsyncIterator[Fleet]:
+    async def deploy(self, run_id: str, *, agents_for: Any = None) -> AsyncIterator[Fleet]:
         unready = {n.name: "stand-in" for n in NODES}
         yield Fleet(run_id, NODES, {}, unready=unready, target="kube", teardown="removing the stand-in: waiting")
         self.events.append("teardown")

@@ -27,7 +27,12 @@ def all_documents() -> list[dict]:
         image_pull_secrets=("regcred",),
     )
     existing = m.AgentSpec(
-        run_id="r2", namespace="talbench", image="example/talbench:v1", token="tok", own_namespace=False
+        run_id="r2",
+        namespace="talbench",
+        image="example/talbench:v1",
+        token="tok",
+        own_namespace=False,
+        node_names=("cp1", "cp2", "cp3"),  # a run whose checks need agents on the control planes only
     )
     return [
         *m.agent_manifests(spec),
@@ -61,6 +66,15 @@ def test_every_generated_document_validates_strictly(version):
     }
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_run_that_needs_some_nodes_only_puts_its_daemonset_on_them_by_name():
+    spec = m.AgentSpec(run_id="r", namespace="n", image="i", token="t", node_names=("cp1", "cp2"))
+    pod = m.agent_daemonset(spec)["spec"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["cp1", "cp2"]}]}]
+    every = m.agent_daemonset(m.AgentSpec(run_id="r", namespace="n", image="i", token="t"))["spec"]["template"]
+    assert "affinity" not in every["spec"]
 
 
 def test_a_broken_document_does_fail_validation():

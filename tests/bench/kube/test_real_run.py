@@ -172,3 +172,26 @@ def test_ctrl_c_while_agents_measure_exits_130_and_leaves_nothing(real_cluster, 
     assert "interrupted, cleaning up" in running.stderr
     assert_nothing_left(real_cluster, run_id, before, pids=list(agents.values()))
     assert not (tmp_path / run_id / "run.json").exists()  # nothing was finished, nothing is claimed
+
+
+def test_a_control_plane_only_check_deploys_agents_on_the_control_planes_alone(real_cluster, tmp_path):
+    """control-plane-fsync needs the control planes' disks and nothing else: the DaemonSet goes
+    to cp1..cp3 by name, the worker gets no agent pod (no image pull, no CPU request there)."""
+    before = kubelet_containers(real_cluster)
+    seen: set[str] = set()
+    argv = real_cluster.run_argv(tmp_path, "--only", "control-plane-fsync", "--quick", "--format", "json")
+    running = Running(real_cluster, argv)
+    try:
+        run_id = running.run_id()
+        while running.proc.poll() is None:  # the agent containers the run starts, as they come
+            seen |= set(kubelet_containers(real_cluster)) - set(before)
+            time.sleep(0.5)
+        code = running.wait(600)
+    finally:
+        running.stop()
+    assert code in (0, 1), running.stderr[-3000:]
+    run_json = json.loads((tmp_path / run_id / "run.json").read_text())
+    assert run_json["metadata"]["kube"]["agents_on"] == "3 of 4 nodes"
+    assert {v["subject"] for v in run_json["verdicts"] if v["check"] == "control-plane-fsync"} == {"cp1", "cp2", "cp3"}
+    assert 1 <= len(seen) <= 3, seen  # one agent container per control plane at most, none on w1
+    assert_nothing_left(real_cluster, run_id, before)
