@@ -210,11 +210,12 @@ def token_secret(spec: AgentSpec) -> dict[str, Any]:
 
 
 def _only_on(names: tuple[str, ...]) -> dict[str, Any]:
-    """A DaemonSet on just ``names`` (the nodes the run's checks need), by their metadata.name."""
+    """A DaemonSet on just ``names`` (the nodes the run's checks need), by their metadata.name:
+    one term per node (terms are ORed; the API server takes one value per node field selector)."""
     if not names:
         return {}
-    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": list(names)}]}
-    required = {"nodeSelectorTerms": [term]}
+    terms = [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]} for name in names]
+    required = {"nodeSelectorTerms": terms}
     return {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}}
 
 

@@ -72,7 +72,9 @@ def test_a_run_that_needs_some_nodes_only_puts_its_daemonset_on_them_by_name():
     spec = m.AgentSpec(run_id="r", namespace="n", image="i", token="t", node_names=("cp1", "cp2"))
     pod = m.agent_daemonset(spec)["spec"]["template"]["spec"]
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["cp1", "cp2"]}]}]
+    assert terms == [  # one term per node: the API server takes one value per node field selector
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]} for name in ("cp1", "cp2")
+    ]
     every = m.agent_daemonset(m.AgentSpec(run_id="r", namespace="n", image="i", token="t"))["spec"]["template"]
     assert "affinity" not in every["spec"]
 

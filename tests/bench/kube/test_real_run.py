@@ -179,7 +179,9 @@ def test_a_control_plane_only_check_deploys_agents_on_the_control_planes_alone(r
     to cp1..cp3 by name, the worker gets no agent pod (no image pull, no CPU request there)."""
     before = kubelet_containers(real_cluster)
     seen: set[str] = set()
-    argv = real_cluster.run_argv(tmp_path, "--only", "control-plane-fsync", "--quick", "--format", "json")
+    argv = real_cluster.run_argv(
+        tmp_path, "--scenario", "control-plane", "--only", "control-plane-fsync", "--quick", "--format", "json"
+    )
     running = Running(real_cluster, argv)
     try:
         run_id = running.run_id()
