@@ -24,10 +24,13 @@ async def run_peer_jobs(
     note: str = "",
     extra: Mapping[str, Any] | None = None,
     slack: float = 10.0,
+    keep: Callable[[Measurement], Measurement] | None = None,
 ) -> list[Measurement]:
     """One ``job`` per agent that owes pair keys; ``params_for(peers)`` builds its body and the
     wait is the job's own time limit plus ``slack``.  ``extra`` is added to every peer's raw
-    result (e.g. the trust floor the metrics apply)."""
+    result (e.g. the trust floor the metrics apply).  ``keep`` turns each measurement into what
+    is kept of it as soon as its job answers (a summary instead of raw samples), so that the
+    coordinator never holds every agent's raw result at once."""
     probe = next(iter(keys)).probe if keys else job.name
     peers_of: dict[str, list[str]] = {}
     for key in keys:
@@ -49,7 +52,8 @@ async def run_peer_jobs(
         for peer in peers:
             key = ResultKey(probe, node, peer)
             if peer in found:
-                results.append(outcome.measurement(key, {**found[peer], **(extra or {})}))
+                measurement = outcome.measurement(key, {**found[peer], **(extra or {})})
+                results.append(keep(measurement) if keep is not None and measurement.ok else measurement)
             else:
                 results.append(
                     outcome.measurement(key, error=outcome.error or f"agent {node} returned no result for {peer}")

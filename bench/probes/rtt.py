@@ -57,7 +57,10 @@ class RttDriver(DeclaredDriver):
         for phase, phase_keys in (("control-plane pairs", first), ("other pairs", rest)):
             if phase_keys:
                 # the trust floor travels with the raw result, so run.json says what was required
-                found = await run_peer_jobs(
+                # results that stay small: past raw_limit these pairs keep histograms, made as
+                # each agent answers (control-plane pairs: raw samples)
+                compacting = phase_keys is rest and len(rest) * settings.count > settings.raw_limit
+                measured += await run_peer_jobs(
                     JOB,
                     phase_keys,
                     fleet,
@@ -65,11 +68,8 @@ class RttDriver(DeclaredDriver):
                     progress,
                     note=f"{phase}: {len(phase_keys)} directed, {settings.count} samples each",
                     extra={"min_samples": settings.min_samples},
+                    keep=_compacted if compacting else None,
                 )
-                if phase_keys is rest and len(rest) * settings.count > settings.raw_limit:
-                    # results that stay small: these pairs keep histograms (control-plane pairs: raw)
-                    found = [replace(m, data=compact(m.data)) if m.ok else m for m in found]
-                measured += found
         return measured
 
     def metrics(self) -> Sequence[Metric]:
@@ -98,6 +98,10 @@ class RttDriver(DeclaredDriver):
             packets_per_s={node: n / settings.interval for node, n in streams.items()},
             note=f"{len(phases)} phase(s), {settings.count} samples per direction",
         )
+
+
+def _compacted(measurement: Measurement) -> Measurement:
+    return replace(measurement, data=compact(measurement.data))
 
 
 def _phases(keys: frozenset[ResultKey], nodes: Sequence[Node]) -> tuple[frozenset[ResultKey], frozenset[ResultKey]]:
