@@ -118,7 +118,8 @@ async def _measure(
     metrics = metrics_of(drivers)
     if not fleet.nodes:
         raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
-    progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {len(fleet.nodes) - len(fleet.unready)} agents ready")
+    ready = len(set(fleet.agents) - set(fleet.unready))
+    progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {ready} agents ready")
     plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings), target=fleet.target)
     execution = await execute(plan, fleet, drivers, request.settings, progress)
     results = dict(execution.results)
