@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import kube_files, kube_nodes, kubelet_config, processes
+from talbench.bench.lab import kube_argv, kube_files, kube_nodes, kubelet_config, processes
 from talbench.bench.lab import state as lab_state
 from talbench.bench.lab.kube_binaries import KUBERNETES_VERSION, KubeBinaries, locate
 from talbench.bench.lab.kube_pki import LabPki, make_pki
@@ -46,24 +46,11 @@ KUBELET_MODULE = "talbench.bench.lab.kubelet"
 DIRECTORY = "kubernetes"
 STATE_FILE = "kubernetes.json"
 KUBECONFIG = "kubeconfig"  # <lab_dir>/kubeconfig: the admin's
-API_PORT = 6443
-ETCD_CLIENT_PORT = 2379  # Talos' ports, on the control plane's loopback (the scratch cluster uses 12379)
-ETCD_PEER_PORT = 2380
-SERVICE_CIDR = "10.96.0.0/12"
+API_PORT = kube_argv.API_PORT
 DEFAULT_READY_TIMEOUT = 180.0  # a cold kube-apiserver on a loaded 2-core machine takes tens of seconds
 KUBECTL_TIMEOUT = 10.0
 COMPONENTS = ("etcd", "kube-apiserver", "forwarder", "kube-controller-manager", "kube-scheduler", "kubelet")
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
-# The lab runs one controller manager and one scheduler, and nothing restarts them: a component
-# that cannot renew its lease within the renew deadline exits (as upstream does, for its static
-# pod to be restarted).  At the defaults (15 s lease, 10 s deadline, 2 s retry) one slow GET on a
-# saturated 2-core host ended them midway through a 1,000-pod rollout; with one candidate there is
-# no one to fail over to, so the lab waits much longer before giving up the lease.
-LEADER_ELECTION_TIMING = (
-    "--leader-elect-lease-duration=120s",
-    "--leader-elect-renew-deadline=100s",
-    "--leader-elect-retry-period=5s",
-)
 STOP_ORDER = ("kubelet", "kube-scheduler", "kube-controller-manager", "forwarder", "kube-apiserver", "etcd")
 
 
@@ -146,6 +133,24 @@ def component_status(kube: KubeLab) -> dict[str, str]:
     return {name: ("running" if processes.alive(pid) else "not running") for name, pid in kube.pids.items()}
 
 
+@dataclass(frozen=True)
+class ExtraArgs:
+    """Flags added to a component's command line (the last occurrence of a flag wins)."""
+
+    apiserver: tuple[str, ...] = ()
+    controller_manager: tuple[str, ...] = ()
+    scheduler: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    kube: KubeLab  # its pids: every component started so far
+    pki: LabPki
+    binaries: KubeBinaries
+    inside: str  # the API server's URL inside the lab
+    cluster: str  # the kubeconfigs' cluster name
+
+
 def start(
     ip: Ip, state: LabState, *, ready_timeout: float = DEFAULT_READY_TIMEOUT, images: Sequence[Image] = ()
 ) -> KubeLab:
@@ -153,10 +158,55 @@ def start(
     start the lab kubelet (bench/lab/kubelet.py; it has ``images``), and wait (bounded) until
     the API server is ready, the controller manager and the scheduler hold their leases and
     every node is Ready."""
-    binaries = locate()
     node = next((n for n in state.nodes if n.role is Role.CONTROL_PLANE), None)
     if node is None:
         raise InfrastructureError("the Kubernetes lab needs a control plane node")
+    deadline = time.monotonic() + ready_timeout
+    plane = start_control_plane(ip, state, node, deadline)
+    kube, pki, binaries = plane.kube, plane.pki, plane.binaries
+    _kubectl(binaries, kube, "apply", "-f", "-", stdin=kube_nodes.manifest(state.nodes))
+    kubelet = kubelet_config.prepare(
+        state.lab_id,
+        kube.directory,
+        server=plane.inside,
+        api_endpoint=f"{node.address}:{API_PORT}",
+        ca=(pki.ca.cert, pki.ca.key),
+        version=KUBERNETES_VERSION,
+        nodes=state.nodes,
+        images=images,
+    )
+    # joins the namespace itself (setns, as the forwarder does): ``ip netns exec`` would remount
+    # /sys and hide the cgroup hierarchies runc needs
+    netns = f"/run/netns/{node.namespace}"
+    argv = [sys.executable, "-m", KUBELET_MODULE, "--config", str(kubelet), "--netns", netns]
+    pid = processes.spawn(argv, kube.directory / "kubelet.log", env=python_env())
+    kube = _with(kube, pids={**kube.pids, "kubelet": pid})
+    kube.save()
+    for lease in LEADER_LEASES:
+        wait_for(kube, binaries, deadline, f"{lease} to hold its lease", "-n", "kube-system", "get", "lease", lease)
+    wait_for(
+        kube,
+        binaries,
+        deadline,
+        "the nodes to be Ready",
+        "wait",
+        "--for=condition=Ready",
+        "nodes",
+        "--all",
+        "--timeout=5s",
+    )
+    return kube
+
+
+def start_control_plane(
+    ip: Ip, state: LabState, node: LabNode, deadline: float, *, extra: ExtraArgs = ExtraArgs()
+) -> ControlPlane:
+    """etcd, kube-apiserver, the loopback forwarder, kube-controller-manager and kube-scheduler in
+    ``node``'s namespace, with their PKI and kubeconfigs and the admin's kubeconfig; returns once
+    the API server is ready and the controllers are started (before ``deadline``).  Every pid is
+    on record (``kubernetes.json``) as soon as it exists, for ``lab down``.  The lab kubelet is
+    the caller's (``start``; the scale benchmark simulates every kubelet instead)."""
+    binaries = locate()
     directory = state.lab_dir / DIRECTORY
     directory.mkdir(mode=0o700)
     pki = make_pki(directory / "pki", state.lab_id, (node.address,))
@@ -188,49 +238,18 @@ def start(
         pids[name] = processes.spawn(ip.exec_argv(node.namespace, argv), directory / f"{name}.log")
         kube.save()  # each pid on record as soon as it exists
 
-    launch("etcd", _etcd_argv(binaries, directory, pki, node))
-    launch("kube-apiserver", _apiserver_argv(binaries, directory, pki, node))
+    launch("etcd", kube_argv.etcd_argv(binaries, directory, pki, node))
+    launch("kube-apiserver", [*kube_argv.apiserver_argv(binaries, directory, pki, node), *extra.apiserver])
     port = _start_forwarder(state, node, directory, pids)
     kube = _with(kube, server=f"https://127.0.0.1:{port}")
     kube.save()
     admin = kube_files.kubeconfig(kube.server, pki.ca, pki.admin, cluster=cluster, user="admin")
     kube_files.write_kubeconfig(kube.kubeconfig, admin)
-
-    deadline = time.monotonic() + ready_timeout
-    _wait(kube, binaries, deadline, "the API server to be ready", "get", "--raw=/readyz")
-    launch("kube-controller-manager", _controller_manager_argv(binaries, directory, pki, cluster))
-    launch("kube-scheduler", _scheduler_argv(binaries, directory))
-    _kubectl(binaries, kube, "apply", "-f", "-", stdin=kube_nodes.manifest(state.nodes))
-    kubelet = kubelet_config.prepare(
-        state.lab_id,
-        directory,
-        server=inside,
-        api_endpoint=f"{node.address}:{API_PORT}",
-        ca=(pki.ca.cert, pki.ca.key),
-        version=KUBERNETES_VERSION,
-        nodes=state.nodes,
-        images=images,
-    )
-    # joins the namespace itself (setns, as the forwarder does): ``ip netns exec`` would remount
-    # /sys and hide the cgroup hierarchies runc needs
-    netns = f"/run/netns/{node.namespace}"
-    argv = [sys.executable, "-m", KUBELET_MODULE, "--config", str(kubelet), "--netns", netns]
-    pids["kubelet"] = processes.spawn(argv, directory / "kubelet.log", env=python_env())
-    kube.save()
-    for lease in LEADER_LEASES:
-        _wait(kube, binaries, deadline, f"{lease} to hold its lease", "-n", "kube-system", "get", "lease", lease)
-    _wait(
-        kube,
-        binaries,
-        deadline,
-        "the nodes to be Ready",
-        "wait",
-        "--for=condition=Ready",
-        "nodes",
-        "--all",
-        "--timeout=5s",
-    )
-    return _with(kube, pids=dict(pids))
+    wait_for(kube, binaries, deadline, "the API server to be ready", "get", "--raw=/readyz")
+    cm_argv = kube_argv.controller_manager_argv(binaries, directory, pki, cluster)
+    launch("kube-controller-manager", [*cm_argv, *extra.controller_manager])
+    launch("kube-scheduler", [*kube_argv.scheduler_argv(binaries, directory), *extra.scheduler])
+    return ControlPlane(_with(kube, pids=dict(pids)), pki, binaries, inside, cluster)
 
 
 def _with(kube: KubeLab, **changes: Any) -> KubeLab:
@@ -277,7 +296,7 @@ def _kubectl(binaries: KubeBinaries, kube: KubeLab, *args: str, stdin: str | Non
     return done.stdout
 
 
-def _wait(kube: KubeLab, binaries: KubeBinaries, deadline: float, what: str, *kubectl_args: str) -> None:
+def wait_for(kube: KubeLab, binaries: KubeBinaries, deadline: float, what: str, *kubectl_args: str) -> None:
     """Run kubectl ``kubectl_args`` until it succeeds or ``deadline``; a component that exits
     ends the wait with its log's last lines."""
     last = "no answer yet"
@@ -295,96 +314,3 @@ def _wait(kube: KubeLab, binaries: KubeBinaries, deadline: float, what: str, *ku
         if time.monotonic() >= deadline:
             raise InfrastructureError(f"Kubernetes lab: timed out waiting for {what}: {last}")
         time.sleep(0.5)
-
-
-def _etcd_argv(binaries: KubeBinaries, directory: Path, pki: LabPki, node: LabNode) -> list[str]:
-    client = f"https://127.0.0.1:{ETCD_CLIENT_PORT}"
-    peer = f"http://127.0.0.1:{ETCD_PEER_PORT}"
-    return [
-        str(binaries.etcd),
-        f"--name={node.name}",
-        f"--data-dir={directory / 'etcd'}",
-        f"--listen-client-urls={client}",
-        f"--advertise-client-urls={client}",
-        f"--listen-peer-urls={peer}",
-        f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster={node.name}={peer}",
-        f"--cert-file={pki.etcd_server.cert}",
-        f"--key-file={pki.etcd_server.key}",
-        f"--trusted-ca-file={pki.ca.cert}",
-        "--client-cert-auth=true",
-        # The lab's API store is not what talbench measures (the scratch cluster is): no fsync, so
-        # it does not load the disk the fsync and etcd probes measure on this machine.
-        "--unsafe-no-fsync=true",
-        "--log-level=warn",
-    ]
-
-
-def _apiserver_argv(binaries: KubeBinaries, directory: Path, pki: LabPki, node: LabNode) -> list[str]:
-    return [
-        str(binaries.apiserver),
-        f"--advertise-address={node.address}",
-        "--bind-address=0.0.0.0",  # inside the node's namespace: its address and loopback
-        f"--secure-port={API_PORT}",
-        f"--tls-cert-file={pki.apiserver.cert}",
-        f"--tls-private-key-file={pki.apiserver.key}",
-        f"--client-ca-file={pki.ca.cert}",
-        f"--token-auth-file={directory / 'tokens.csv'}",
-        "--authorization-mode=Node,RBAC",
-        "--enable-admission-plugins=NodeRestriction",
-        f"--admission-control-config-file={directory / 'admission.yaml'}",
-        "--allow-privileged=true",
-        f"--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}",
-        f"--etcd-cafile={pki.ca.cert}",
-        f"--etcd-certfile={pki.etcd_client.cert}",
-        f"--etcd-keyfile={pki.etcd_client.key}",
-        f"--kubelet-client-certificate={pki.kubelet_client.cert}",
-        f"--kubelet-client-key={pki.kubelet_client.key}",
-        "--kubelet-preferred-address-types=InternalIP,Hostname",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={pki.service_account_pub}",
-        f"--service-account-signing-key-file={pki.service_account_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--profiling=false",
-        "--v=1",
-    ]
-
-
-def _controller_manager_argv(binaries: KubeBinaries, directory: Path, pki: LabPki, cluster: str) -> list[str]:
-    kubeconfig = directory / "controller-manager.kubeconfig"
-    return [
-        str(binaries.controller_manager),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        f"--cert-dir={directory / 'controller-manager-serving'}",
-        f"--cluster-name={cluster}",
-        f"--cluster-signing-cert-file={pki.ca.cert}",
-        f"--cluster-signing-key-file={pki.ca.key}",
-        f"--root-ca-file={pki.ca.cert}",
-        f"--service-account-private-key-file={pki.service_account_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--use-service-account-credentials=true",
-        "--controllers=*,bootstrapsigner,tokencleaner",
-        "--leader-elect=true",
-        *LEADER_ELECTION_TIMING,
-        "--profiling=false",
-        "--v=1",
-    ]
-
-
-def _scheduler_argv(binaries: KubeBinaries, directory: Path) -> list[str]:
-    kubeconfig = directory / "scheduler.kubeconfig"
-    return [
-        str(binaries.scheduler),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        f"--cert-dir={directory / 'scheduler-serving'}",
-        "--leader-elect=true",
-        *LEADER_ELECTION_TIMING,
-        "--profiling=false",
-        "--v=1",
-    ]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=30)
-SERVICE_IP = "10.96.0.1"  # the first address of the lab's service range (kube_control.SERVICE_CIDR)
+SERVICE_IP = "10.96.0.1"  # the first address of the lab's service range (kube_argv.SERVICE_CIDR)
 API_SERVER_NAMES = (
     "localhost",
     "kubernetes",

@@ -17,7 +17,6 @@ reaches them, nothing in the root namespace does (the lab's forwarder is the onl
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -27,9 +26,8 @@ from typing import Any
 
 from talbench.bench.errors import InfrastructureError
 from talbench.bench.lab import kube_control, kube_files, processes
-from talbench.bench.lab.kube_binaries import KUBERNETES_VERSION, locate
-from talbench.bench.lab.kube_control import API_PORT, KubeLab
-from talbench.bench.lab.kube_pki import LabPki, make_pki
+from talbench.bench.lab.kube_control import KubeLab
+from talbench.bench.lab.kube_pki import LabPki
 from talbench.bench.lab.netns import Ip
 from talbench.bench.lab.state import LabState
 
@@ -59,68 +57,40 @@ class ControlPlane:
 
 
 def start(ip: Ip, state: LabState, *, ready_timeout: float = 240.0) -> ControlPlane:
-    binaries = locate()
+    """bench/lab/kube_control.py's control plane with the benchmark's flags (above), then the
+    simulator's kubeconfig; returns once the default service account exists."""
     node = state.nodes[0]
-    directory = state.lab_dir / kube_control.DIRECTORY
-    directory.mkdir(mode=0o700)
-    pki = make_pki(directory / "pki", state.lab_id, (node.address,))
-    token = kube_files.write_token_file(directory / "tokens.csv")
-    nobody = directory / "nobody.token"
-    nobody.write_text(token + "\n")
-    inside = f"https://127.0.0.1:{API_PORT}"
-    cluster = f"talbench-{state.lab_id}"
-    for name, pair in (("controller-manager", pki.controller_manager), ("scheduler", pki.scheduler)):
-        config = kube_files.kubeconfig(inside, pki.ca, pair, cluster=cluster, user=f"system:kube-{name}")
-        kube_files.write_kubeconfig(directory / f"{name}.kubeconfig", config)
-    kube_files.write_admission_config(directory / "admission.yaml")
-    policy = directory / "audit-policy.json"
+    policy = state.lab_dir / "audit-policy.json"
     policy.write_text(json.dumps(AUDIT_POLICY))
-    audit_log = directory / AUDIT_LOG
-    sim_kubeconfig = directory / SIM_KUBECONFIG
-    kube_files.write_kubeconfig(
-        sim_kubeconfig,
-        kube_files.kubeconfig(inside, pki.ca, pki.kubelet_client, cluster=cluster, user="scale-sim"),
-    )
-
-    pids: dict[str, int] = {}
-    kube = KubeLab(
-        lab_id=state.lab_id,
-        directory=directory,
-        kubeconfig=state.lab_dir / kube_control.KUBECONFIG,
-        server="",
-        node=node.name,
-        namespace=node.namespace,
-        version=KUBERNETES_VERSION,
-        pids=pids,
-        nobody_token_file=nobody,
-    )
-
-    def launch(name: str, argv: list[str]) -> None:
-        pids[name] = processes.spawn(ip.exec_argv(node.namespace, argv), directory / f"{name}.log")
-        kube.save()
-
-    audit = [f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}", "--audit-log-format=json"]
-    launch("etcd", kube_control._etcd_argv(binaries, directory, pki, node))
-    launch("kube-apiserver", kube_control._apiserver_argv(binaries, directory, pki, node) + audit)
-    port = kube_control._start_forwarder(state, node, directory, pids)
-    kube = dataclasses.replace(kube, server=f"https://127.0.0.1:{port}")
-    kube.save()
-    admin = kube_files.kubeconfig(kube.server, pki.ca, pki.admin, cluster=cluster, user="admin")
-    kube_files.write_kubeconfig(kube.kubeconfig, admin)
-
-    deadline = time.monotonic() + ready_timeout
-    kube_control._wait(kube, binaries, deadline, "the API server to be ready", "get", "--raw=/readyz")
-    grace = [f"--node-monitor-grace-period={NODE_GRACE}", f"--node-startup-grace-period={NODE_GRACE}"]
+    audit_log = state.lab_dir / AUDIT_LOG
+    grace = (f"--node-monitor-grace-period={NODE_GRACE}", f"--node-startup-grace-period={NODE_GRACE}")
     # One instance each and nothing restarts them: without leader election, an API server too
-    # busy to answer a lease renewal within 5 s (1,000 nodes on 2 cores) does not make them exit.
-    single = ["--leader-elect=false"]  # the last occurrence of a flag wins
-    cm_argv = kube_control._controller_manager_argv(binaries, directory, pki, cluster) + grace + single
-    launch("kube-controller-manager", cm_argv)
-    launch("kube-scheduler", kube_control._scheduler_argv(binaries, directory) + single)
-    kube_control._wait(
-        kube, binaries, deadline, "the default service account", "-n", "default", "get", "serviceaccount", "default"
+    # busy to answer a lease renewal (1,000 nodes on 2 cores) does not make them exit.
+    single = ("--leader-elect=false",)
+    extra = kube_control.ExtraArgs(
+        apiserver=(f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}", "--audit-log-format=json"),
+        controller_manager=grace + single,
+        scheduler=single,
     )
-    return ControlPlane(dataclasses.replace(kube, pids=dict(pids)), pki, sim_kubeconfig, audit_log)
+    deadline = time.monotonic() + ready_timeout
+    plane = kube_control.start_control_plane(ip, state, node, deadline, extra=extra)
+    sim_kubeconfig = plane.kube.directory / SIM_KUBECONFIG
+    config = kube_files.kubeconfig(
+        plane.inside, plane.pki.ca, plane.pki.kubelet_client, cluster=plane.cluster, user="scale-sim"
+    )
+    kube_files.write_kubeconfig(sim_kubeconfig, config)
+    kube_control.wait_for(
+        plane.kube,
+        plane.binaries,
+        deadline,
+        "the default service account",
+        "-n",
+        "default",
+        "get",
+        "serviceaccount",
+        "default",
+    )
+    return ControlPlane(plane.kube, plane.pki, sim_kubeconfig, audit_log)
 
 
 def add_addresses(ip: Ip, namespace: str, count: int) -> None:
