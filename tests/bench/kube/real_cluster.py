@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 
 from talbench.bench.lab import kube_binaries, kube_control
-from tests.bench.lab.helpers import lab_root
+from tests.bench.lab.helpers import lab_root, talbench_cli
 from tests.bench.lab.test_containers import archive_or_skip
 
 LAB_UP_TIMEOUT = 420.0
@@ -66,15 +65,7 @@ class RealCluster:
 
     def cli(self, *argv: str, timeout: float, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """``talbench ARGV`` as a user runs it (a child process, bounded)."""
-        environment = {**os.environ, "TALBENCH_LAB_ROOT": str(self.root), **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "talbench.bench.cli", *argv],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return talbench_cli(self.root, *argv, timeout=timeout, env=env)
 
     def run_argv(self, out: Path, *extra: str, kubeconfig: Path | None = None) -> list[str]:
         """``talbench run --target kube`` against this cluster with its image, results in ``out``."""
@@ -132,15 +123,7 @@ def real_cluster() -> Iterator[RealCluster]:
         yield _existing(Path(given))
         return
     with lab_root() as root:
-        environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
-        up = subprocess.run(
-            [sys.executable, "-m", "talbench.bench.cli", "lab", "up", "--kubernetes", "--image", str(archive)],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=LAB_UP_TIMEOUT,
-            check=False,
-        )
+        up = talbench_cli(root, "lab", "up", "--kubernetes", "--image", str(archive), timeout=LAB_UP_TIMEOUT)
         assert up.returncode == 0, up.stdout + up.stderr
         (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
         kube = kube_control.load(lab_dir)
@@ -148,12 +131,5 @@ def real_cluster() -> Iterator[RealCluster]:
         try:
             yield RealCluster(root, kube, _image(kube))
         finally:
-            down = subprocess.run(
-                [sys.executable, "-m", "talbench.bench.cli", "lab", "down"],
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            down = talbench_cli(root, "lab", "down", timeout=120)
             assert down.returncode == 0, down.stdout + down.stderr

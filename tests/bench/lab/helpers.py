@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,3 +67,17 @@ def lab_namespaces(lab_id: str) -> list[str]:
     return [
         line.split()[0] for line in out.splitlines() if line.strip() and lab_id_of_namespace(line.split()[0]) == lab_id
     ]
+
+
+def talbench_cli(
+    root: Path, *argv: str, timeout: float, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``talbench ARGV`` as a user runs it, with labs under ``root`` (a child process, bounded)."""
+    return subprocess.run(
+        [sys.executable, "-m", "talbench.bench.cli", *argv],
+        env={**os.environ, "TALBENCH_LAB_ROOT": str(root), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -7,18 +7,16 @@ end; and ``lab down`` leaving no process, container, namespace or cgroup."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from talbench.bench.lab import containers, kube_binaries, kube_control, processes
 from talbench.bench.lab import state as lab_state
-from tests.bench.lab.helpers import lab_namespaces, lab_root
+from tests.bench.lab.helpers import lab_namespaces, lab_root, talbench_cli
 from tests.bench.lab.test_containers import archive_or_skip
 
 # -- root: the lab kubelet on a real control plane ------------------------------------------------
@@ -86,17 +84,6 @@ def _waiting_reason(pod: dict[str, Any]) -> str:
     return str(((statuses[0].get("state") or {}).get("waiting") or {}).get("reason", ""))
 
 
-def _cli(root: Path, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "talbench.bench.cli", *argv],
-        env={**os.environ, "TALBENCH_LAB_ROOT": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.mark.root("ip", "sysctl", "runc")
 @pytest.mark.lab
 def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
@@ -105,7 +92,7 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: make kubernetes")
     with lab_root() as root:
         started = time.monotonic()
-        up = _cli(
+        up = talbench_cli(
             root,
             "lab",
             "up",
@@ -230,7 +217,7 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
 
         lab_id = lab_dir.name
         pids = list(kube.pids.values())
-        down = _cli(root, "lab", "down", timeout=180)
+        down = talbench_cli(root, "lab", "down", timeout=180)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not any(processes.alive(pid) for pid in pids)
         assert containers.lab_containers(lab_id) == ()
@@ -251,7 +238,7 @@ def test_the_kube_dispatcher_runs_its_daemonset_on_the_lab_kubelet(tmp_path):
     if not kube_binaries.available():
         pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: make kubernetes")
     with lab_root() as root:
-        up = _cli(root, "lab", "up", "--kubernetes", "--image", str(archive), timeout=420)
+        up = talbench_cli(root, "lab", "up", "--kubernetes", "--image", str(archive), timeout=420)
         assert up.returncode == 0, up.stdout + up.stderr
         (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
         kube = kube_control.load(lab_dir)
@@ -261,7 +248,7 @@ def test_the_kube_dispatcher_runs_its_daemonset_on_the_lab_kubelet(tmp_path):
         started = time.monotonic()
         argv = ["run", "--target", "kube", "--kubeconfig", str(kube.kubeconfig), "--image", image]
         argv += ["--scenario", "control-plane", "--only", "rtt", "--quick", "--format", "json", "--out", str(tmp_path)]
-        run = _cli(root, *argv, timeout=300)
+        run = talbench_cli(root, *argv, timeout=300)
         print(
             f"talbench run --target kube on the lab kubelet: {time.monotonic() - started:.1f}s, exit {run.returncode}"
         )

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import ssl
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from talbench.bench.errors import MissingDependency
 from talbench.bench.lab import kube_binaries, kube_control, kube_files, kube_nodes, kube_pki, lab, processes
 from talbench.bench.lab.state import LabNode
 from talbench.bench.model import Role
-from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible
+from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible, talbench_cli
 
 BUILD_HINT = "the Kubernetes binaries are built once per machine by `make kubernetes` (not by the tests)"
 
@@ -112,18 +110,6 @@ def _get(server: str, ca: Path, path: str, token: str | None = None) -> int:
         conn.close()
 
 
-def _cli(root: Path, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
-    return subprocess.run(
-        [sys.executable, "-m", "talbench.bench.cli", *argv],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 PRIVILEGED_POD = """
 apiVersion: v1
 kind: Pod
@@ -143,7 +129,7 @@ def test_lab_up_kubernetes_is_a_real_control_plane_and_lab_down_leaves_nothing()
     if not kube_binaries.available():
         pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: {BUILD_HINT}")
     with lab_root() as root:
-        up = _cli(root, "lab", "up", "--kubernetes", "--control-planes", "1", "--workers", "1", timeout=300)
+        up = talbench_cli(root, "lab", "up", "--kubernetes", "--control-planes", "1", "--workers", "1", timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
         kube = kube_control.load(lab_dir)
@@ -182,14 +168,14 @@ def test_lab_up_kubernetes_is_a_real_control_plane_and_lab_down_leaves_nothing()
         assert refused.returncode != 0
         assert 'violates PodSecurity "baseline:latest": privileged' in refused.stderr, refused.stderr
 
-        status = _cli(root, "lab", "status", timeout=60)
+        status = talbench_cli(root, "lab", "status", timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert str(kube.kubeconfig) in status.stdout and kube.server in status.stdout
 
         lab_id = lab_dir.name
         pids = list(kube.pids.values())
         port = int(kube.server.rsplit(":", 1)[1])
-        down = _cli(root, "lab", "down", timeout=120)
+        down = talbench_cli(root, "lab", "down", timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not any(processes.alive(pid) for pid in pids)
         assert lab_namespaces(lab_id) == [] and not lab_dir.exists()
