@@ -161,6 +161,11 @@ def time_limit(params: RttSettings) -> float:
 async def measure(params: RttParams, ctx: ProbeContext) -> dict[str, Any]:
     rng = random.Random()  # seeded from the OS: agents must not share a schedule
     results = await asyncio.gather(*(_measure_peer(peer, params, rng) for peer in params.peers))
+    return job_result(params, {peer.name: result for peer, result in zip(params.peers, results, strict=True)})
+
+
+def job_result(params: RttParams, peers: dict[str, Any]) -> dict[str, Any]:
+    """The job's answer: the stream's shape and each peer's result."""
     return {
         "count": params.count,
         "warmup": params.warmup,
@@ -168,7 +173,7 @@ async def measure(params: RttParams, ctx: ProbeContext) -> dict[str, Any]:
         "jitter": params.jitter,
         "timeout_s": params.timeout,
         "payload_bytes": params.payload,
-        "peers": {peer.name: result for peer, result in zip(params.peers, results, strict=True)},
+        "peers": peers,
     }
 
 

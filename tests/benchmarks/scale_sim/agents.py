@@ -29,6 +29,7 @@ from talbench.agents.probe import AgentJob, Probe, ProbeContext, ProbeParamError
 from talbench.agents.probes import declarations
 from talbench.agents.probes import fsync as fsync_probe
 from talbench.agents.probes import node as node_probe
+from talbench.agents.probes import rtt as rtt_probe
 
 SIMULATED_JOBS = ("rtt", "mtu", "node", "fsync")
 VARIANTS = 32  # distinct sample streams per (pair class, count, interval)
@@ -102,15 +103,7 @@ class Simulation:
             }
             for peer in params.peers
         }
-        return {
-            "count": params.count,
-            "warmup": params.warmup,
-            "interval_s": params.interval,
-            "jitter": params.jitter,
-            "timeout_s": params.timeout,
-            "payload_bytes": params.payload,
-            "peers": peers,
-        }
+        return rtt_probe.job_result(params, peers)
 
     # ---- mtu --------------------------------------------------------------------------------
 
