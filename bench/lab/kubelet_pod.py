@@ -29,6 +29,7 @@ from talbench.bench.lab.kubelet_status import ContainerRecord, now, pod_status, 
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 10.0
+VOLUME_RETRY = 0.5  # seconds before a pod's volumes are asked for again, doubling up to BACKOFF_START
 BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0
 KILL_WAIT = 5.0
@@ -91,11 +92,8 @@ class PodWorker:
     async def run(self) -> None:
         try:
             await self.publish()
-            try:
-                volumes = await self._volumes()
-            except (SpecError, ApiError, OSError) as exc:
-                await self._config_error(str(exc))
-            else:
+            volumes = await self._prepared_volumes()
+            if volumes is not None:
                 await self._containers(volumes)
             await self.stopping.wait()  # a finished pod stays until it is deleted
         finally:
@@ -123,6 +121,25 @@ class PodWorker:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _prepared_volumes(self) -> dict[str, Mount] | None:
+        """The pod's volumes, or None (stopping, or a pod asking for what cannot be given:
+        CreateContainerConfigError).  An API that refuses or fails for now is asked again, as the
+        kubelet retries a mount while the pod stays ContainerCreating: the API server's node
+        authorizer learns that a pod bound to this node may read its secrets a moment after the
+        binding, and a kubelet that asks at once can be refused ("no relationship found")."""
+        failures = 0
+        while True:
+            try:
+                return await self._volumes()
+            except SpecError as exc:
+                await self._config_error(str(exc))
+                return None
+            except (ApiError, OSError) as exc:
+                failures += 1
+                log.warning("pod %s/%s: volumes not ready (%s), asking again", self.namespace, self.name, exc)
+                if await self._sleep(min(BACKOFF_START, VOLUME_RETRY * 2 ** (failures - 1))):
+                    return None
 
     async def _config_error(self, message: str) -> None:
         log.warning("pod %s/%s: %s", self.namespace, self.name, message)

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,9 +19,11 @@ from cryptography.x509.oid import NameOID
 from talbench.bench.lab import (
     kube_pki,
     kubelet_config,
+    kubelet_pod,
     kubelet_probe,
     kubelet_spec,
 )
+from talbench.bench.lab.kubelet_api import ApiError
 from talbench.bench.lab.kubelet_config import KubeletImage
 from talbench.bench.lab.kubelet_spec import ImageConfig, SpecError
 from talbench.bench.lab.kubelet_status import ContainerRecord, phase, pod_status
@@ -228,3 +231,49 @@ async def test_probes_http_tcp_and_their_thresholds():
         assert reports == [True, False]
     finally:
         await runner.cleanup()
+
+
+class _SecretApi:
+    """The API as a kubelet sees it right after a pod is bound: the node authorizer refuses the
+    pod's secret ``refusals`` times ("no relationship found"), then hands it out."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.asked = 0
+
+    async def get(self, path: str) -> dict:
+        self.asked += 1
+        if self.asked <= self.refusals:
+            raise ApiError(403, "no relationship found between node 'cp3' and this object")
+        return {"data": {"token": base64.b64encode(b"s3cret").decode()}}
+
+
+async def test_a_secret_the_node_authorizer_refuses_at_first_is_asked_for_again(tmp_path, monkeypatch):
+    """As the kubelet retries a mount while the pod stays ContainerCreating: a refusal right after
+    the binding is not the pod's fault (it is not CreateContainerConfigError, which the run reads
+    as an agent that will never come)."""
+    monkeypatch.setattr(kubelet_pod, "VOLUME_RETRY", 0.01)
+    api = _SecretApi(refusals=2)
+    ctx = SimpleNamespace(
+        api=api,
+        config=SimpleNamespace(pods_dir=tmp_path / "pods"),
+        node=SimpleNamespace(address="10.213.0.12"),
+        node_root=tmp_path / "root",
+    )
+    pod = {
+        "metadata": {"uid": "u1", "name": "agent", "namespace": "ns"},
+        "spec": {
+            "containers": [{"name": "agent", "image": "i", "volumeMounts": [{"name": "t", "mountPath": "/t"}]}],
+            "volumes": [{"name": "t", "secret": {"secretName": "tok"}}],
+        },
+    }
+    worker = kubelet_pod.PodWorker(ctx, pod)  # type: ignore[arg-type]
+    published: list[str] = []
+
+    async def publish() -> None:
+        published.append(worker.main["agent"].reason or "")
+
+    worker.publish = publish  # type: ignore[method-assign]
+    volumes = await worker._prepared_volumes()
+    assert volumes is not None and api.asked == 3
+    assert "CreateContainerConfigError" not in published
