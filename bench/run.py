@@ -21,7 +21,7 @@ from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.metric import Metric, Progress
 from talbench.bench.model import Check, Measurement, Node, ResultKey, RunRecord, Scenario
-from talbench.bench.plan import make_plan
+from talbench.bench.plan import Plan, make_plan
 from talbench.bench.probes.base import ProbeDriver
 
 
@@ -86,12 +86,17 @@ async def run(
     record: RunRecord | None = None
     progress.update("deploy", note=f"deploying agents ({dispatcher.name})")
 
+    planned: list[tuple[tuple[Node, ...], Plan]] = []  # the plan agents_for made, for _measure
+
     def agents_for(nodes: Sequence[Node]) -> frozenset[str]:
-        return agent_nodes(request, drivers, nodes, dispatcher.name)
+        plan = plan_of(request, drivers, nodes, dispatcher.name)
+        planned.append((tuple(nodes), plan))
+        return agent_nodes(plan, drivers, nodes)
 
     try:
         async with dispatcher.deploy(request.run_id, agents_for=agents_for) as fleet:
-            record = await _measure(request, fleet, drivers, progress, started)
+            plan = next((p for nodes, p in planned if nodes == fleet.nodes), None)
+            record = await _measure(request, fleet, drivers, progress, started, plan)
             if finished is not None:
                 finished(record)
             progress.update("cleanup", note=fleet.teardown)
@@ -103,24 +108,30 @@ async def run(
     return record
 
 
-def agent_nodes(
-    request: RunRequest, drivers: Mapping[str, ProbeDriver], nodes: Sequence[Node], target: str
-) -> frozenset[str]:
-    """The nodes the run's checks need an agent on (the plan on ``nodes``, each probe's
-    ``agent_nodes``): a control-plane-only scenario deploys on the control planes alone."""
-    plan = make_plan(request.checks, nodes, metrics_of(drivers), pair_budgets(drivers, request.settings), target=target)
+def plan_of(request: RunRequest, drivers: Mapping[str, ProbeDriver], nodes: Sequence[Node], target: str) -> Plan:
+    return make_plan(request.checks, nodes, metrics_of(drivers), pair_budgets(drivers, request.settings), target=target)
+
+
+def agent_nodes(plan: Plan, drivers: Mapping[str, ProbeDriver], nodes: Sequence[Node]) -> frozenset[str]:
+    """The nodes ``plan`` needs an agent on (each probe's ``agent_nodes``): a control-plane-only
+    scenario deploys on the control planes alone."""
     return frozenset().union(*(drivers[probe].agent_nodes(plan.keys_of(probe), nodes) for probe in plan.probes))
 
 
 async def _measure(
-    request: RunRequest, fleet: Fleet, drivers: Mapping[str, ProbeDriver], progress: Progress, started: float
+    request: RunRequest,
+    fleet: Fleet,
+    drivers: Mapping[str, ProbeDriver],
+    progress: Progress,
+    started: float,
+    plan: Plan | None = None,  # made on these nodes already (the dispatcher's agents_for)
 ) -> RunRecord:
     metrics = metrics_of(drivers)
     if not fleet.nodes:
         raise CouldNotRun("no nodes found to measure", hint="check the target (lab up? kubeconfig context?)")
     ready = len(set(fleet.agents) - set(fleet.unready))
     progress.update("deploy", note=f"{len(fleet.nodes)} nodes, {ready} agents ready")
-    plan = make_plan(request.checks, fleet.nodes, metrics, pair_budgets(drivers, request.settings), target=fleet.target)
+    plan = plan or plan_of(request, drivers, fleet.nodes, fleet.target)
     execution = await execute(plan, fleet, drivers, request.settings, progress)
     results = dict(execution.results)
     timings = {t.probe: (t.started, t.ended) for t in execution.timings}

@@ -6,7 +6,7 @@ from talbench.bench.judge import judge
 from talbench.bench.model import STORAGE_LABEL, Node, ResultKey, Role, Scope, Status, Subject
 from talbench.bench.plan import make_plan, select_checks, subjects
 from talbench.bench.probes import default_drivers
-from talbench.bench.run import RunRequest, agent_nodes, metrics_of
+from talbench.bench.run import RunRequest, agent_nodes, metrics_of, plan_of
 from tests.bench.factories import nodes
 
 METRICS = metrics_of(default_drivers())
@@ -73,7 +73,7 @@ def test_agents_go_only_where_the_checks_need_them():
     def needed(only: list[str]) -> frozenset[str]:
         settings = {p: drivers[p].settings(loaded.probes.get(p, {}), quick=True) for p in drivers}
         request = RunRequest("run-x", loaded, select_checks(loaded, only), settings, quick=True)
-        return agent_nodes(request, drivers, cluster, "kube")
+        return agent_nodes(plan_of(request, drivers, cluster, "kube"), drivers, cluster)
 
     assert needed(["rtt"]) == names
     assert needed(["control-plane-fsync"]) == {"cp1", "cp2", "cp3"}
