@@ -37,13 +37,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from talbench.agents import timestamps
+
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 DEFAULT_LIMIT = 10000
 MAX_PACKET = 65536
 ETH_P_ALL = 0x0003
-SO_TIMESTAMPNS = 35
 PACKET_OUTGOING = 4  # the kernel handing a packet to the device: into the TUN, for this process
 STAMP_KEY = 64  # bytes of a packet that identify it (the IP header, ports, payload start)
 STAMPS_KEPT = 20000  # arrival stamps waiting for their TUN read, at most
@@ -86,9 +87,11 @@ def open_arrivals(tun: str) -> socket.socket | None:
     except OSError:
         return None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((tun, 0))
     except OSError:
+        sock.close()
+        return None
+    if not timestamps.enable_receive_stamps(sock):
         sock.close()
         return None
     return sock
@@ -113,14 +116,12 @@ class Arrivals:
                 return
             except OSError:
                 return
-            if address[2] != PACKET_OUTGOING:
+            stamp = timestamps.receive_stamp(ancillary)
+            if address[2] != PACKET_OUTGOING or stamp is None:
                 continue  # what this process wrote back, on its way out
-            for level, kind, raw in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = struct.unpack("qq", raw[:16])
-                    if len(self._stamps) >= STAMPS_KEPT:
-                        self._stamps.pop(next(iter(self._stamps)))  # the oldest: its read never came
-                    self._stamps[data[:STAMP_KEY]] = seconds + nanoseconds / 1e9
+            if len(self._stamps) >= STAMPS_KEPT:
+                self._stamps.pop(next(iter(self._stamps)))  # the oldest: its read never came
+            self._stamps[data[:STAMP_KEY]] = stamp / 1e9
 
     def waited(self, packet: bytes) -> float:
         """Seconds ``packet`` has been queued for this process (0 when its stamp is unknown)."""

@@ -25,9 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from talbench.agents import timestamps
+
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
-SO_TIMESTAMPNS = 35
 PACKET_OUTGOING = 4
 RTT_MAGIC = b"TBRTT\x00v2"
 
@@ -52,7 +53,7 @@ def _identity(ip: bytes, port: int) -> tuple[str, str] | None:
 
 def capture(seconds: float, out: Path, port: int) -> int:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    timestamps.enable_receive_stamps(sock)
     count = 0
     end = time.monotonic() + seconds
     with out.open("w") as lines:
@@ -62,15 +63,7 @@ def capture(seconds: float, out: Path, port: int) -> int:
             data, ancillary, _, address = sock.recvmsg(2048, 64)
             if address[1] != ETH_P_IP:
                 continue
-            stamp = next(
-                (
-                    int.from_bytes(d[:8], sys.byteorder, signed=True) * 10**9
-                    + int.from_bytes(d[8:16], sys.byteorder, signed=True)
-                    for level, kind, d in ancillary
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
-                ),
-                None,
-            )
+            stamp = timestamps.receive_stamp(ancillary)
             # a TUN device (the delay line's) hands up bare IP; an Ethernet link a 14-byte header
             ip = data[14:] if address[3] == 1 else data
             found = _identity(ip, port)
