@@ -22,6 +22,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import sys
 import tempfile
@@ -68,6 +69,7 @@ class Options:
     own_data_dir: bool  # created by us: removed on exit
     unix: Path | None
     log_level: str
+    tls: ssl.SSLContext | None = None  # the TCP API over HTTPS (the unix socket stays plain)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -137,7 +139,14 @@ def parse_args(argv: list[str]) -> Options:
         "--unix", default=None, metavar="PATH", help="also serve the HTTP API on this unix socket (mode 0600)"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--tls-cert-file",
+        metavar="FILE",
+        help="serve the TCP API over HTTPS with this certificate (PEM; with --tls-key-file)",
+    )
+    parser.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
+    tls = server_tls(args.tls_cert_file, args.tls_key_file)
     host, port = _listen_of(args.listen, args.listen_address, args.listen_port)
     token = read_token(args.token_file)
     node = args.node if args.node is not None else socket.gethostname()
@@ -151,7 +160,7 @@ def parse_args(argv: list[str]) -> Options:
             raise ArgumentError(f"--unix {unix}: directory {unix.parent} does not exist")
     if args.data_dir is None:
         return Options(
-            host, port, token, node, Path(tempfile.mkdtemp(prefix="talbench-agent-")), True, unix, args.log_level
+            host, port, token, node, Path(tempfile.mkdtemp(prefix="talbench-agent-")), True, unix, args.log_level, tls
         )
     data_dir = Path(args.data_dir)
     try:
@@ -160,7 +169,27 @@ def parse_args(argv: list[str]) -> Options:
         raise ArgumentError(f"--data-dir {data_dir}: {exc.strerror}") from exc
     if not os.access(data_dir, os.W_OK | os.X_OK):
         raise ArgumentError(f"--data-dir {data_dir}: not writable")
-    return Options(host, port, token, node, data_dir.resolve(), False, unix, args.log_level)
+    return Options(host, port, token, node, data_dir.resolve(), False, unix, args.log_level, tls)
+
+
+def server_tls(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+    """The API's TLS context from ``--tls-cert-file`` and ``--tls-key-file`` (both or neither)."""
+    if cert_file is None and key_file is None:
+        return None
+    if cert_file is None or key_file is None:
+        raise ArgumentError("--tls-cert-file and --tls-key-file go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:  # an OSError too: first
+        raise ArgumentError(
+            f"--tls-cert-file {cert_file} / --tls-key-file {key_file}: not a PEM certificate and its key "
+            f"({exc.reason or exc.strerror})"
+        ) from exc
+    except OSError as exc:
+        raise ArgumentError(f"--tls-cert-file {cert_file} / --tls-key-file {key_file}: {exc.strerror or exc}") from exc
+    return context
 
 
 # ---- serving --------------------------------------------------------------------------------
@@ -274,14 +303,15 @@ async def serve(options: Options) -> None:
         else:
             log.info("another talbench agent runs in this network namespace: its test links are left alone")
         try:
-            await web.TCPSite(runner, options.host, options.port, reuse_address=True).start()
+            await web.TCPSite(runner, options.host, options.port, reuse_address=True, ssl_context=options.tls).start()
         except OSError as exc:
             raise CannotServe(f"TCP {options.host}:{options.port}: {exc.strerror or exc}") from exc
         if unix_sock is not None:
             await web.SockSite(runner, unix_sock).start()
         log.info(
-            "agent %s serving on %s:%d%s (data %s)",
+            "agent %s serving %s on %s:%d%s (data %s)",
             options.node,
+            "HTTPS" if options.tls else "HTTP",
             options.host,
             options.port,
             f" and {options.unix}" if options.unix else "",

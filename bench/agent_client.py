@@ -109,6 +109,7 @@ class AgentClient:
         request_timeout: float = 10.0,
         extra_headers: Mapping[str, str] | None = None,
         gate: RequestGate | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         self.node = node
         self._gate = gate or RequestGate()  # the dispatcher hands every client of a fleet the same one
@@ -117,6 +118,9 @@ class AgentClient:
         self._extra = dict(extra_headers or {})
         self._headers = {wire.TOKEN_HEADER: f"Bearer {token}", TOKEN_HEADER_ALT: token, **self._extra}
         self._request_timeout = request_timeout
+        # an https base URL dialled directly (the session's connector trusts the run's CA,
+        # bench/agent_tls.py): the name the agents' certificate carries, whatever address is dialled
+        self._tls: dict[str, Any] = {"server_hostname": tls_server_name} if tls_server_name else {}
 
     async def _call(
         self, method: str, path: str, *, body: Any = None, auth: bool = True, wait: float = 0.0
@@ -132,6 +136,7 @@ class AgentClient:
                     json=body,
                     headers=self._headers if auth else self._extra,
                     timeout=aiohttp.ClientTimeout(total=limit),
+                    **self._tls,
                 ) as response,
             ):
                 try:
@@ -146,6 +151,8 @@ class AgentClient:
                 return payload
         except TimeoutError as exc:
             raise AgentError(f"agent {self.node}: no answer within {limit:g}s") from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise AgentError(f"agent {self.node}: its certificate is not the run's: {exc.certificate_error}") from exc
         except aiohttp.ClientError as exc:
             raise AgentError(f"agent {self.node}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 

@@ -20,7 +20,7 @@ import aiohttp
 
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient, AgentError, RequestGate
-from talbench.bench.cluster_facts import NodeFacts
+from talbench.bench.agent_tls import client_context, make_agent_tls
 from talbench.bench.dispatch.base import Fleet, LeftBehind, Leftovers
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.kube import manifests as m
@@ -28,8 +28,9 @@ from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
 from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
 from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary, kept_summaries
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
-from talbench.bench.kube.image import ImageRef, build_hint, parse_pull_secrets, require_image
-from talbench.bench.kube.readiness import is_image_pull_failure, ready_timeout, untolerated_taints
+from talbench.bench.kube.image import ImageRef, parse_pull_secrets, require_image
+from talbench.bench.kube.lease import deadline_kept
+from talbench.bench.kube.readiness import no_agent_ready, no_pod_reason, ready_timeout
 from talbench.bench.model import Node
 from talbench.bench.report.history import Kept
 
@@ -155,15 +156,18 @@ class KubeDispatcher:
                 own_namespace=opts.namespace is None,
                 image_pull_policy=opts.image_pull_policy or image.pull_policy,
                 image_pull_secrets=opts.image_pull_secrets,
+                tls=make_agent_tls(run_id),
             )
             direct = self._direct(target)
             created: list[dict[str, Any]] = []
             async with contextlib.AsyncExitStack() as stack:
                 stack.push_async_exit(self._teardown_on_exit(kube, spec, created))
+                deadline: dict[str, Any] = {}  # the run's deadline while it runs (kube.lease), in its metadata
                 if needed:
                     await create_agents(kube, spec, created)
+                    await stack.enter_async_context(deadline_kept(kube, spec, deadline))
                 # nodes no agent pod can come to: reported at once, not waited for
-                hopeless = {n.name: reason for n in needed if (reason := _no_pod_reason(n))}
+                hopeless = {n.name: reason for n in needed if (reason := no_pod_reason(n))}
                 expected = [n for n in needed if n.name not in hopeless]
                 readiness = await wait_for_agents(
                     kube,
@@ -173,8 +177,9 @@ class KubeDispatcher:
                     poll_interval=opts.poll_interval,
                 )
                 session = kube.session
-                if direct:
-                    session = await stack.enter_async_context(aiohttp.ClientSession())
+                if direct:  # https to the nodes, checked against the run's CA alone (bench/agent_tls.py)
+                    connector = aiohttp.TCPConnector(ssl=client_context(spec.tls) if spec.tls else True)
+                    session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
                 agents: dict[str, AgentClient] = {}
                 gate = RequestGate()  # every agent request of the run: at most GATE_LIMIT at once
                 unready = {**hopeless, **readiness.unready}
@@ -210,6 +215,8 @@ class KubeDispatcher:
                             "node_selector": dict(opts.node_selector),
                             "agents_ready_after_s": round(readiness.waited, 1),
                             "agents_on": f"{len(needed)} of {len(eligible)} nodes",
+                            "agent_tls": "https, the run's own CA" if spec.tls else "http",
+                            "deadline": deadline,
                         },
                     },
                 )
@@ -226,12 +233,16 @@ class KubeDispatcher:
         gate: RequestGate,
     ) -> AgentClient:
         timeout = self.options.request_timeout
-        if direct:
+        tls = spec.tls
+        if direct:  # the session's connector holds the run's CA; the certificate names no node
             host = f"[{address}]" if ":" in address else address
+            scheme, name = ("https", tls.server_name) if tls else ("http", None)
+            base = f"{scheme}://{host}:{spec.port}"
             return AgentClient(
-                node, session, f"http://{host}:{spec.port}", spec.token, request_timeout=timeout, gate=gate
+                node, session, base, spec.token, request_timeout=timeout, gate=gate, tls_server_name=name
             )
-        base = kube.url(path("v1", "pods", spec.namespace, f"{pod}:{spec.port}", "proxy"))
+        # the API server dials the agent over https (it checks no pod's certificate)
+        base = kube.url(path("v1", "pods", spec.namespace, f"{'https:' if tls else ''}{pod}:{spec.port}", "proxy"))
         # The API server takes Authorization for itself (and drops it); the agent token rides in
         # X-Talbench-Token.  Without a kube token (client certificates) send an empty one, so
         # the agent token never reaches the API server's authenticators.
@@ -341,39 +352,6 @@ def _delete_timeout(value: Any) -> float:
     if not 0 < seconds < math.inf:
         raise UsageError(f"--delete-timeout {value}: expected a number of seconds above 0")
     return seconds
-
-
-def no_agent_ready(nodes: Sequence[NodeFacts], unready: Mapping[str, str], spec: m.AgentSpec) -> CouldNotRun:
-    """The error of a run no agent came up for (exit 3, "could not run", never a failed check):
-    one line per eligible node with its cause (image pull, crash loop, scheduling, ...)."""
-    lines = [f"  {node.name}: {unready.get(node.name, 'no agent')}" for node in nodes]
-    hint = None
-    if any(is_image_pull_failure(reason) for reason in unready.values()):
-        secrets_given = ", ".join(spec.image_pull_secrets)
-        hint = (
-            f"can the nodes pull {spec.image}?  Check that it was pushed and that the nodes reach the registry; "
-            + (
-                f"the pull secrets given ({secrets_given}) must exist in namespace {spec.namespace}"
-                if secrets_given
-                else "a private registry needs --image-pull-secret NAME (with --namespace)"
-            )
-            + ".  To publish an image: "
-            + build_hint(m.tool_version())
-        )
-    return CouldNotRun(
-        f"no agent became ready on any of the {len(nodes)} eligible node(s), nothing was measured:\n"
-        + "\n".join(lines),
-        hint=hint,
-    )
-
-
-def _no_pod_reason(node: NodeFacts) -> str | None:
-    if not node.ready:
-        return "node is NotReady: no agent can start there"
-    blocking = untolerated_taints(node.taints, [m.CONTROL_PLANE_TAINT])
-    if blocking:
-        return f"taint {', '.join(blocking)} keeps the agent DaemonSet off this node"
-    return None
 
 
 async def _unreachable(agents: Mapping[str, AgentClient], how: str) -> dict[str, str]:

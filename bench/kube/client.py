@@ -8,6 +8,7 @@ the same session also carries the pod-proxy traffic of bench.agent_client.
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -88,15 +89,21 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        content_type: str = "application/json",
     ) -> dict[str, Any]:
         limit = timeout or self.timeout
+        data = None if body is None else json.dumps(body)
         try:
             async with self.session.request(
                 method,
                 self.url(api_path),
                 params=dict(params or {}),
-                json=body,
-                headers={"Accept": "application/json", **self.headers()},
+                data=data,
+                headers={
+                    "Accept": "application/json",
+                    **({"Content-Type": content_type} if data else {}),
+                    **self.headers(),
+                },
                 timeout=aiohttp.ClientTimeout(total=limit),
                 server_hostname=self.target.tls_server_name,
             ) as response:
@@ -167,6 +174,10 @@ class KubeClient:
 
     async def create(self, api_path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", api_path, body=dict(body))
+
+    async def merge_patch(self, api_path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386) of one object."""
+        return await self.request("PATCH", api_path, body=dict(patch), content_type="application/merge-patch+json")
 
     async def delete(self, api_path: str, *, propagation: str = "Background") -> bool:
         """Delete; False when it was already gone."""

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from talbench.bench.agent_tls import AgentTls
 from talbench.bench.errors import UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
@@ -203,8 +204,10 @@ def runner_roles(namespace: str | None = None) -> list[dict[str, Any]]:
 def runner_manifests(
     *, image: ImageRef, run_id: str = "example", namespace: str | None = None, pull_secrets: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """What one laptop run creates (an example run id, the token shown as a placeholder), in its
-    own namespace or (``namespace``) an existing one, and the roles a user needs to run it."""
+    """What one laptop run creates (an example run id, the token and the agents' certificate shown
+    as placeholders), in its own namespace or (``namespace``) an existing one, and the roles a
+    user needs to run it."""
+    placeholder = b"generated-per-run"
     spec = m.AgentSpec(
         run_id=run_id,
         namespace=namespace or m.run_namespace(run_id),
@@ -213,6 +216,7 @@ def runner_manifests(
         own_namespace=namespace is None,
         image_pull_policy=image.pull_policy,
         image_pull_secrets=tuple(pull_secrets),
+        tls=AgentTls(ca_cert=b"", cert=placeholder, key=placeholder),
     )
     return [*m.agent_manifests(spec), *runner_roles(namespace)]
 

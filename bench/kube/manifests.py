@@ -20,6 +20,7 @@ import yaml
 from talbench.agents import wire
 from talbench.agents.main import SHUTDOWN_TIMEOUT
 from talbench.agents.probes import declarations
+from talbench.bench.agent_tls import AgentTls
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -38,6 +39,8 @@ RUN_DEADLINE_S = 2 * 3600
 
 AGENT_NAME = "talbench-agent"  # app.kubernetes.io/name of the agents; stem of the run's object names
 TOKEN_KEY = "token"
+TLS_CERT_KEY = "tls.crt"  # the agents' serving certificate and key (bench/agent_tls.py), beside the token
+TLS_KEY_KEY = "tls.key"
 TOKEN_DIR = "/run/talbench"
 DATA_DIR = "/var/lib/talbench"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
@@ -157,6 +160,7 @@ class AgentSpec:
     resources: Resources = Resources()
     image_pull_policy: str = "IfNotPresent"  # kube.image.ImageRef.pull_policy for a checked reference
     image_pull_secrets: tuple[str, ...] = ()  # Secrets in ``namespace`` (private registries)
+    tls: AgentTls | None = None  # the agents serve HTTPS with the run's certificate
 
     def __post_init__(self) -> None:
         if not wire.valid_run_id(self.run_id):  # it names the run's objects and labels them
@@ -205,8 +209,22 @@ def token_secret(spec: AgentSpec) -> dict[str, Any]:
         "kind": "Secret",
         "metadata": _meta(spec.secret_name, spec.namespace, run_labels(spec.run_id)),
         "type": "Opaque",
-        "data": {TOKEN_KEY: base64.b64encode(spec.token.encode()).decode()},
+        "data": {key: base64.b64encode(value).decode() for key, value in _secret_files(spec).items()},
     }
+
+
+def _secret_files(spec: AgentSpec) -> dict[str, bytes]:
+    """The files the agents read from the run's Secret: the token, and the TLS pair if any."""
+    files = {TOKEN_KEY: spec.token.encode()}
+    if spec.tls is not None:
+        files |= {TLS_CERT_KEY: spec.tls.cert, TLS_KEY_KEY: spec.tls.key}
+    return files
+
+
+def _tls_args(spec: AgentSpec) -> list[str]:
+    if spec.tls is None:
+        return []
+    return ["--tls-cert-file", f"{TOKEN_DIR}/{TLS_CERT_KEY}", "--tls-key-file", f"{TOKEN_DIR}/{TLS_KEY_KEY}"]
 
 
 def _only_on(names: tuple[str, ...]) -> dict[str, Any]:
@@ -238,6 +256,7 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
             "$(NODE_NAME)",
             "--data-dir",
             DATA_DIR,
+            *_tls_args(spec),
         ],
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -253,7 +272,11 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
         # the cause without reading pod logs (bench/kube/readiness.py)
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "readinessProbe": {
-            "httpGet": {"path": f"{wire.PREFIX}/health", "port": spec.port},
+            "httpGet": {
+                "path": f"{wire.PREFIX}/health",
+                "port": spec.port,
+                "scheme": "HTTPS" if spec.tls is not None else "HTTP",
+            },
             "periodSeconds": 2,
             "timeoutSeconds": 2,
             "failureThreshold": 3,
@@ -292,7 +315,7 @@ def agent_daemonset(spec: AgentSpec) -> dict[str, Any]:
                 "secret": {
                     "secretName": spec.secret_name,
                     "defaultMode": 0o400,
-                    "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                    "items": [{"key": key, "path": key} for key in _secret_files(spec)],
                 },
             },
             {"name": "scratch", "emptyDir": {"sizeLimit": spec.resources.scratch_limit}},

@@ -74,9 +74,17 @@ _WHY: dict[tuple[str, str], str] = {
     ("namespaces", "get"): "waiting until the run's deleted namespace is gone",
     ("namespaces", "list"): "talbench clean: the namespaces earlier runs left (by label)",
     ("namespaces", "delete"): "removing the run's namespace at its end (everything in it goes along), talbench clean",
+    (
+        "namespaces",
+        "patch",
+    ): "renewing the run's deadline on its namespace while it runs (talbench clean leaves it alone)",
     ("serviceaccounts", "create"): "the agents' ServiceAccount (no role bound to it, no token mounted)",
     ("secrets", "create"): "the run's agent token, mounted by the agents",
     ("daemonsets", "create"): "the agents, one pod per node: host network, NET_ADMIN, hostPort 8946",
+    (
+        "daemonsets",
+        "patch",
+    ): "renewing the run's deadline on its DaemonSet while it runs (talbench clean leaves it alone)",
     ("pods/proxy", "get"): "the agents through the API server's pod proxy: health, facts, job results",
     ("pods/proxy", "create"): "the agents through the pod proxy: starting jobs (POST)",
     ("pods/proxy", "delete"): "the agents through the pod proxy: cancelling jobs, releasing the run",
@@ -104,13 +112,14 @@ def coordinator_permissions(
     perms = set(_ALWAYS)
     grant = _cluster if own_namespace else _local
     if own_namespace:
-        perms |= {_cluster(verb, "namespaces") for verb in ("create", "get", "list", "delete")}
+        perms |= {_cluster(verb, "namespaces") for verb in ("create", "get", "list", "delete", "patch")}
         # the run's objects: in its namespace, which goes with everything in it
         perms |= {_cluster("create", resource, group) for resource, group in _RUN_OBJECTS}
     else:
         perms |= {
             _local(verb, resource, group) for resource, group in _RUN_OBJECTS for verb in ("create", "delete", "list")
         }
+        perms.add(_local("patch", "daemonsets", "apps"))  # the run's deadline (kube.lease)
     perms.add(grant("list", "events"))
     if via_proxy:
         # the agent API through the API server: GET health/facts/jobs, POST jobs, DELETE jobs/runs

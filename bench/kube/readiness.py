@@ -11,6 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from talbench.bench.cluster_facts import NodeFacts
+from talbench.bench.errors import CouldNotRun
+from talbench.bench.kube import manifests as m
+from talbench.bench.kube.image import build_hint
+
 # waiting reasons after which waiting longer does not help
 STUCK_REASONS = frozenset(
     {
@@ -159,3 +164,37 @@ READY_PER_NODE = 0.1  # ... and this many seconds more per agent beyond: the Dae
 def ready_timeout(base: float, agents: int) -> float:
     """How long the run waits for ``agents`` agent pods to be Ready."""
     return base + READY_PER_NODE * max(0, agents - READY_BASE_NODES)
+
+
+def no_agent_ready(nodes: Sequence[NodeFacts], unready: Mapping[str, str], spec: m.AgentSpec) -> CouldNotRun:
+    """The error of a run no agent came up for (exit 3, "could not run", never a failed check):
+    one line per eligible node with its cause (image pull, crash loop, scheduling, ...)."""
+    lines = [f"  {node.name}: {unready.get(node.name, 'no agent')}" for node in nodes]
+    hint = None
+    if any(is_image_pull_failure(reason) for reason in unready.values()):
+        secrets_given = ", ".join(spec.image_pull_secrets)
+        hint = (
+            f"can the nodes pull {spec.image}?  Check that it was pushed and that the nodes reach the registry; "
+            + (
+                f"the pull secrets given ({secrets_given}) must exist in namespace {spec.namespace}"
+                if secrets_given
+                else "a private registry needs --image-pull-secret NAME (with --namespace)"
+            )
+            + ".  To publish an image: "
+            + build_hint(m.tool_version())
+        )
+    return CouldNotRun(
+        f"no agent became ready on any of the {len(nodes)} eligible node(s), nothing was measured:\n"
+        + "\n".join(lines),
+        hint=hint,
+    )
+
+
+def no_pod_reason(node: NodeFacts) -> str | None:
+    """Why no agent pod can come to ``node`` at all (reported at once, not waited for), or None."""
+    if not node.ready:
+        return "node is NotReady: no agent can start there"
+    blocking = untolerated_taints(node.taints, [m.CONTROL_PLANE_TAINT])
+    if blocking:
+        return f"taint {', '.join(blocking)} keeps the agent DaemonSet off this node"
+    return None

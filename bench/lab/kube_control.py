@@ -276,7 +276,9 @@ def _start_forwarder(state: LabState, node: LabNode, directory: Path, pids: dict
             "--to",
             f"{node.address}:{API_PORT}",
         ]
-        pids["forwarder"] = processes.spawn(argv, directory / "forwarder.log", env=python_env())
+        pids["forwarder"] = processes.spawn(
+            argv, directory / "forwarder.log", env=python_env(), keep_fds=(listener.fileno(),)
+        )
     finally:
         listener.close()  # the forwarder holds its own copy
     return port

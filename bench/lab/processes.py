@@ -15,21 +15,38 @@ import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 HEALTH_PATH = "/v1/health"
 
 
-def spawn(argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None) -> int:
-    """Start ``argv`` in a new session, stdin from /dev/null, stdout+stderr appended to ``log``."""
-    actions = [
+def spawn(argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None, keep_fds: Sequence[int] = ()) -> int:
+    """Start ``argv`` in a new session, stdin from /dev/null, stdout+stderr appended to ``log``.
+    It inherits no descriptor but those and ``keep_fds``: a lab's processes outlive the command
+    that started them, and must not hold what its caller had open (``flock LOCK talbench lab up``
+    would keep LOCK locked until ``lab down``)."""
+    actions: list[tuple[Any, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited_fds() if fd > 2 and fd not in keep_fds]
     environment = dict(env if env is not None else os.environ)
     return os.posix_spawn(argv[0], list(argv), environment, file_actions=actions, setsid=True)
+
+
+def inherited_fds() -> list[int]:
+    """This process's descriptors a child would inherit (not close-on-exec)."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.get_inheritable(int(name)):
+                fds.append(int(name))
+        except OSError:  # the directory's own descriptor, closed by now
+            continue
+    return sorted(fds)
 
 
 def reap(pid: int) -> None:

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from talbench.agents.main import main
+from talbench.bench.agent_tls import make_agent_tls
 from tests.agents.helpers import TOKEN, free_port
 
 
@@ -157,11 +158,55 @@ async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_f
         ),
         (["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--log-level", "loud"], "log-level"),
         (["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--bogus"], "bogus"),
+        (["--listen", "127.0.0.1:8946", "--token-file", "TOKEN", "--tls-cert-file", "CERT"], "go together"),
+        (
+            [
+                "--listen",
+                "127.0.0.1:8946",
+                "--token-file",
+                "TOKEN",
+                "--tls-cert-file",
+                "MISSING",
+                "--tls-key-file",
+                "KEY",
+            ],
+            "MISSING",
+        ),
+        (
+            [
+                "--listen",
+                "127.0.0.1:8946",
+                "--token-file",
+                "TOKEN",
+                "--tls-cert-file",
+                "CERT",
+                "--tls-key-file",
+                "OTHER",
+            ],
+            "not a PEM certificate and its key",
+        ),
+        (
+            [
+                "--listen",
+                "127.0.0.1:8946",
+                "--token-file",
+                "TOKEN",
+                "--tls-cert-file",
+                "TOKEN",
+                "--tls-key-file",
+                "KEY",
+            ],
+            "not a PEM certificate and its key",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, token_file, capsys, args, needle):
     (tmp_path / "EMPTY").write_text(" \n")
+    tls, other = make_agent_tls("a-run"), make_agent_tls("another-run")
+    for name, data in (("CERT", tls.cert), ("KEY", tls.key), ("OTHER", other.key)):
+        (tmp_path / name).write_bytes(data)
     files = {"TOKEN": str(token_file), "EMPTY": str(tmp_path / "EMPTY"), "MISSING": str(tmp_path / "MISSING")}
+    files |= {name: str(tmp_path / name) for name in ("CERT", "KEY", "OTHER")}
     argv = [files.get(a, a) for a in args]
     assert main(argv) == 2
     err = capsys.readouterr().err

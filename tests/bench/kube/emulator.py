@@ -423,7 +423,10 @@ class ApiEmulator:
 
     # ---- pod proxy ---------------------------------------------------------------------------
 
-    def _agent_session(self, node: SimNode, port: int) -> tuple[aiohttp.ClientSession, str]:
+    def _agent_session(self, node: SimNode, port: int, scheme: str = "http") -> tuple[aiohttp.ClientSession, str]:
+        """How the emulated API server reaches an agent: its unix socket (plain HTTP: the agent
+        serves TLS on TCP only), else ``scheme`` to its node address, the certificate unchecked
+        (as the API server's pod proxy and the kubelet's HTTPS probes do)."""
         if node.unix_socket is not None:
             session = self._unix_sessions.get(node.unix_socket)
             if session is None:
@@ -431,9 +434,12 @@ class ApiEmulator:
                 self._unix_sessions[node.unix_socket] = session
             return session, "http://agent"
         assert self._agents is not None
-        return self._agents, f"http://{node.address}:{port}"
+        return self._agents, f"{scheme}://{node.address}:{port}"
 
     async def _proxy(self, request: web.Request, ns: str | None, target: str, rest: str) -> web.StreamResponse:
+        scheme = "http"
+        if target.startswith(("https:", "http:")):  # [scheme:]name:port, as the API server takes it
+            scheme, _, target = target.partition(":")
         pod_name, _, port = target.partition(":")
         pod = self.store.get(("v1", "pods", ns, pod_name))
         if pod is None:
@@ -443,7 +449,7 @@ class ApiEmulator:
             return _status(
                 503, "ServiceUnavailable", f"error trying to reach service: pod {pod_name} has no node or port"
             )
-        session, base = self._agent_session(node, int(port))
+        session, base = self._agent_session(node, int(port), scheme)
         # like the API server: Authorization was consumed by authentication and is not forwarded
         headers = {
             k: v for k, v in request.headers.items() if k.lower() in ("x-talbench-token", "content-type", "accept")
@@ -457,6 +463,7 @@ class ApiEmulator:
                 data=body or None,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=30),
+                ssl=False,
             ) as answer:
                 payload = await answer.read()
                 return web.Response(status=answer.status, body=payload, content_type=answer.content_type)
@@ -694,9 +701,11 @@ class ApiEmulator:
 
     async def _healthy(self, node: SimNode, pod: Mapping[str, Any]) -> bool:
         probe = (pod["spec"]["containers"][0].get("readinessProbe") or {}).get("httpGet") or {}
-        session, base = self._agent_session(node, int(probe.get("port", 0)))
+        session, base = self._agent_session(node, int(probe.get("port", 0)), str(probe.get("scheme", "HTTP")).lower())
         try:
-            async with session.get(base + probe.get("path", "/"), timeout=aiohttp.ClientTimeout(total=1)) as answer:
+            async with session.get(
+                base + probe.get("path", "/"), timeout=aiohttp.ClientTimeout(total=1), ssl=False
+            ) as answer:
                 return answer.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False

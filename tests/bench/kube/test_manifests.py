@@ -4,11 +4,14 @@ code declares.  Pod Security and RBAC themselves meet a real API server in test_
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 import yaml
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
+from talbench.bench.agent_tls import make_agent_tls  # noqa: E402
 from talbench.bench.errors import UsageError  # noqa: E402
 from talbench.bench.kube import cronjob, rbac  # noqa: E402
 from talbench.bench.kube import manifests as m  # noqa: E402
@@ -160,11 +163,29 @@ def test_the_agent_daemonset_is_what_talos_accepts_and_labelled_with_the_run():
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]  # and none of the runtime's defaults
     assert not {"SYS_MODULE", "SYS_BOOT"} & set(caps)
     assert {p["containerPort"] for p in container["ports"]} == {8946}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health", "port": 8946}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/health", "port": 8946, "scheme": "HTTP"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["imagePullPolicy"] == "IfNotPresent" and "imagePullSecrets" not in pod
     assert any("emptyDir" in v for v in pod["volumes"]) and not any("hostPath" in v for v in pod["volumes"])
     assert pod["automountServiceAccountToken"] is False
+
+
+def test_with_the_runs_tls_the_agents_serve_https_from_the_secret_beside_the_token():
+    tls = make_agent_tls("run-8")
+    spec = m.AgentSpec(run_id="run-8", namespace="ns", image="img:1", token="t0k", tls=tls)
+    secret, daemonset = m.agent_manifests(spec)[-2:]
+    files = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    assert files == {m.TOKEN_KEY: b"t0k", m.TLS_CERT_KEY: tls.cert, m.TLS_KEY_KEY: tls.key}
+    pod = daemonset["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    mounted = next(v for v in pod["volumes"] if v["name"] == "token")["secret"]
+    assert {item["path"] for item in mounted["items"]} == set(files)
+    cert = args[args.index("--tls-cert-file") + 1]
+    key = args[args.index("--tls-key-file") + 1]
+    assert (cert, key) == (f"{m.TOKEN_DIR}/{m.TLS_CERT_KEY}", f"{m.TOKEN_DIR}/{m.TLS_KEY_KEY}")
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert "PRIVATE KEY" not in repr(spec)  # a spec in a log line or a traceback shows no key
 
 
 def test_the_cronjob_runs_one_at_a_time_on_its_schedule():

@@ -25,6 +25,7 @@ import yaml
 
 from talbench.bench.kube import manifests as m
 from tests.bench.kube.real_cluster import RealCluster, until
+from tests.bench.kube.real_objects import Objects
 
 pytestmark = [pytest.mark.root("ip", "sysctl", "runc"), pytest.mark.lab]
 
@@ -34,69 +35,9 @@ SUFFIX = secrets.token_hex(3)
 HOME = f"tbrb-{SUFFIX}"  # where the test identities' ServiceAccounts live
 
 
-class Objects:
-    """What the tests create beside talbench's own: removed at the end of the module."""
-
-    def __init__(self, cluster: RealCluster) -> None:
-        self.cluster = cluster
-        self.made: list[tuple[str, ...]] = []
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        done = self.cluster.kubectl(*args, stdin=stdin)
-        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-        return done.stdout
-
-    def namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
-        self.kubectl("create", "namespace", name)
-        self.made.append(("namespace", name))
-        if labels:
-            self.kubectl("label", "namespace", name, "--overwrite", *(f"{k}={v}" for k, v in labels.items()))
-        return name
-
-    def apply(self, text: str) -> list[dict[str, Any]]:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc]
-        self.kubectl("apply", "-f", "-", stdin=text)
-        for doc in docs:
-            namespace = doc["metadata"].get("namespace")
-            self.made.append((doc["kind"].lower(), doc["metadata"]["name"], *(["-n", namespace] if namespace else [])))
-        return docs
-
-    def identity(self, name: str, roles: list[dict[str, Any]], tmp: Path) -> Path:
-        """A kubeconfig whose user is ServiceAccount ``HOME/name``, bound to ``roles`` only."""
-        self.kubectl("-n", HOME, "create", "serviceaccount", name)
-        account = f"{HOME}:{name}"
-        for role in roles:
-            binding = f"{name}-{role['metadata']['name']}"
-            if role["kind"] == "ClusterRole":
-                self.kubectl(
-                    "create", "clusterrolebinding", binding, "--clusterrole", role["metadata"]["name"],
-                    "--serviceaccount", account,
-                )  # fmt: skip
-                self.made.append(("clusterrolebinding", binding))
-            else:
-                namespace = role["metadata"]["namespace"]
-                self.kubectl(
-                    "-n", namespace, "create", "rolebinding", binding, "--role", role["metadata"]["name"],
-                    "--serviceaccount", account,
-                )  # fmt: skip
-                self.made.append(("rolebinding", binding, "-n", namespace))
-        token = self.kubectl("-n", HOME, "create", "token", name, "--duration", "1h").strip()
-        config = yaml.safe_load(self.cluster.kubeconfig.read_text())
-        config["users"] = [{"name": name, "user": {"token": token}}]
-        config["contexts"][0]["context"]["user"] = name
-        path = tmp / f"{name}.kubeconfig"
-        path.write_text(yaml.safe_dump(config))
-        path.chmod(0o600)
-        return path
-
-    def remove(self) -> None:
-        for what in reversed(self.made):
-            self.cluster.kubectl("delete", "--ignore-not-found", "--wait=false", *what)
-
-
 @pytest.fixture(scope="module")
 def objects(real_cluster: RealCluster) -> Iterator[Objects]:
-    made = Objects(real_cluster)
+    made = Objects(real_cluster, HOME)
     made.namespace(HOME)
     try:
         yield made

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -208,7 +209,9 @@ class Simulation:
 class AgentServer:
     """One simulated node's agent: started when its pod runs, stopped when the pod goes."""
 
-    def __init__(self, sim: Simulation, node: str, address: str, port: int, token: str) -> None:
+    def __init__(
+        self, sim: Simulation, node: str, address: str, port: int, token: str, tls: ssl.SSLContext | None = None
+    ) -> None:
         config = AgentConfig(
             node=node,
             token=token,
@@ -219,11 +222,11 @@ class AgentServer:
         )
         self.app = make_app(config, sim.jobs(), facts=sim.facts)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        self.address, self.port = address, port
+        self.address, self.port, self.tls = address, port, tls
 
     async def start(self) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.address, self.port, backlog=128, reuse_address=True)
+        site = web.TCPSite(self.runner, self.address, self.port, backlog=128, reuse_address=True, ssl_context=self.tls)
         await site.start()
 
     async def stop(self) -> None:

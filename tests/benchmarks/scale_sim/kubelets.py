@@ -21,8 +21,10 @@ import contextlib
 import datetime
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from talbench.agents import wire
@@ -51,7 +53,7 @@ class Kubelets:
         self.agents: dict[str, AgentServer] = {}  # pod uid -> its agent
         self.handled: set[str] = set()  # pod uids started (or being started)
         self.deleting: set[str] = set()
-        self.tokens: dict[tuple[str, str], str] = {}
+        self.tokens: dict[tuple[str, str], tuple[str, ssl.SSLContext | None]] = {}
         self.counts = {"pods_started": 0, "pods_deleted": 0, "requests": 0}
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -166,11 +168,20 @@ class Kubelets:
         if not task.cancelled() and task.exception() is not None:
             log.warning("pod task failed: %s", task.exception())
 
-    async def _token(self, namespace: str, secret: str) -> str:
+    async def _token(self, namespace: str, secret: str) -> tuple[str, ssl.SSLContext | None]:
+        """The run's token, and its agents' TLS (one context for all of them) when it has one."""
         key = (namespace, secret)
         if key not in self.tokens:
             obj = await self._call("GET", path("v1", "secrets", namespace, secret))
-            self.tokens[key] = base64.b64decode(obj["data"]["token"]).decode()
+            data = {name: base64.b64decode(value) for name, value in obj["data"].items()}
+            context = None
+            if "tls.crt" in data:  # the agents serve HTTPS (bench/agent_tls.py): as agents/main.py does
+                pem = Path(self.sim.data_dir) / f"{secret}.pem"
+                pem.write_bytes(data["tls.key"] + data["tls.crt"])
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(pem)
+                pem.unlink()
+            self.tokens[key] = (data["token"].decode(), context)
         return self.tokens[key]
 
     async def _start(self, pod: Mapping[str, Any], node: SimNode) -> None:
@@ -179,8 +190,8 @@ class Kubelets:
         args = list(container.get("args") or ())
         port = int(args[args.index("--listen-port") + 1]) if "--listen-port" in args else wire.DEFAULT_PORT
         secret = next(v["secret"]["secretName"] for v in spec.get("volumes") or () if "secret" in v)
-        token = await self._token(meta["namespace"], secret)
-        agent = AgentServer(self.sim, node.name, node.address, port, token)
+        token, tls = await self._token(meta["namespace"], secret)
+        agent = AgentServer(self.sim, node.name, node.address, port, token, tls)
         await agent.start()
         self.agents[meta["uid"]] = agent
         now = _now()
