@@ -77,9 +77,10 @@ _WHY: dict[tuple[str, str], str] = {
     (
         "namespaces",
         "patch",
-    ): "renewing the run's deadline on its namespace while it runs (talbench clean leaves it alone)",
+    ): "renewing the run's deadline on its namespace while it runs (talbench clean leaves it alone); it could "
+    "relabel any namespace, Pod Security's labels included",
     ("serviceaccounts", "create"): "the agents' ServiceAccount (no role bound to it, no token mounted)",
-    ("secrets", "create"): "the run's agent token, mounted by the agents",
+    ("secrets", "create"): "the run's agent token and TLS certificate, mounted by the agents",
     ("daemonsets", "create"): "the agents, one pod per node: host network, NET_ADMIN, hostPort 8946",
     (
         "daemonsets",
