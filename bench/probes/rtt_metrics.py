@@ -33,24 +33,30 @@ RAW_FIELDS = ("samples_ns", "dwell_ns", "t1_ns", "t2_ns", "t1_base_ns", "t2_base
 
 def compact(data: Mapping[str, Any]) -> dict[str, Any]:
     """One direction's raw result with its per-sample lists replaced by histograms (RTT and
-    dwell) and its jitter, computed from the raw samples first; counts and stamps stay."""
+    dwell, as Histogram records: run.json writes their JSON form) and its jitter, computed from
+    the raw samples first; counts and stamps stay."""
     samples = [int(ns) for ns in data.get("samples_ns") or ()]
     out = {key: value for key, value in data.items() if key not in RAW_FIELDS}
-    out["histogram_ns"] = Histogram.of(samples).to_json()
-    out["dwell_histogram_ns"] = Histogram.of(int(ns) for ns in data.get("dwell_ns") or ()).to_json()
+    out["histogram_ns"] = Histogram.of(samples)
+    out["dwell_histogram_ns"] = Histogram.of(int(ns) for ns in data.get("dwell_ns") or ())
     out["jitter_ns"] = jitter([float(ns) for ns in samples])
     return out
 
 
 def _rtt_histogram(data: Mapping[str, Any], field: str = "histogram_ns", raw: str = "samples_ns") -> Histogram:
-    if field in data:
-        return Histogram.from_json(data[field])
+    """The direction's histogram: the compacted one (a Histogram, or its JSON form), or its
+    raw samples counted."""
+    stored = data.get(field)
+    if isinstance(stored, Histogram):
+        return stored
+    if stored is not None:
+        return Histogram.from_json(stored)
     return Histogram.of(int(ns) for ns in data.get(raw) or ())
 
 
 def sample_count(data: Mapping[str, Any]) -> int:
     if "histogram_ns" in data:
-        return int(data["histogram_ns"].get("count") or 0)
+        return _rtt_histogram(data).count
     return len(data.get("samples_ns") or ())
 
 

@@ -147,7 +147,7 @@ def _rtt_section(record: RunRecord) -> str:
 def _latency_section(record: RunRecord) -> str:
     parts = ['<h2 id="latency">Latency distributions</h2>']
     plots = (
-        ("rtt", html_data.rtt_cdfs(record), "RTT, both directions of a pair pooled (raw samples)"),
+        ("rtt", html_data.rtt_cdfs(record), _rtt_title(record)),
         ("fsync", html_data.fsync_cdfs(record), "fdatasync, fio's etcd recipe (fio's latency histogram)"),
         ("etcd", html_data.etcd_cdfs(record), "etcd: client writes under load, members' WAL fsync and backend commit"),
     )
@@ -158,6 +158,12 @@ def _latency_section(record: RunRecord) -> str:
     if len(parts) == 1:
         parts.append("<p>This run holds no latency samples (no rtt, fsync or etcd results).</p>")
     return "\n".join(parts)
+
+
+def _rtt_title(record: RunRecord) -> str:
+    compacted = any("histogram_ns" in m.data for m in record.results if m.key.probe == "rtt")
+    how = "raw samples, and histograms where the run kept only those" if compacted else "raw samples"
+    return f"RTT, both directions of a pair pooled ({how})"
 
 
 def _time_section(record: RunRecord) -> str:

@@ -3,9 +3,11 @@ distributions (RTT samples, fio's fdatasync histogram, the etcd load's histogram
 WAL-fsync and backend-commit buckets) and the nodes' CPU over the run.  Pure: no I/O, no plotting
 (bench/report/html_figures.py draws these with plotly).
 
-Percentiles are taken over raw samples (RTT) or read off the stored histograms, never averaged.
-A distribution is handed to the plot as a CDF of at most ``CDF_POINTS`` points: with 1,000 nodes
-the raw samples run to hundreds of millions, the page needs a few hundred points per line.
+Percentiles are taken over raw samples or read off the stored histograms (an RTT direction the
+driver compacted, fio's, etcd's), never averaged.  A distribution is handed to the plot as a CDF
+of at most ``CDF_POINTS`` points: with 1,000 nodes the raw samples run to hundreds of millions,
+the page needs a few hundred points per line.  The RTT matrix is sparse, its measured directions
+only: 1,000 nodes are a million positions of which a few thousand are measured.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from itertools import pairwise
 from typing import Any
 
 from talbench.agents.etcdload import promtext
-from talbench.agents.etcdload.histogram import bucket_bounds, bucket_index
+from talbench.agents.etcdload.histogram import bucket_bounds
+from talbench.bench.histogram import Histogram
+from talbench.bench.histogram import bucket_bounds as rtt_bucket_bounds
 from talbench.bench.model import CLUSTER_NODE, Measurement, Node, Role, RunRecord
 from talbench.bench.stats import Summary
 
@@ -26,9 +30,6 @@ CDF_POINTS = 400
 # Up to this many subjects a distribution plot gets a line per subject (pair or node); above it,
 # subjects are pooled by group (control-plane pairs, control plane to worker, ...).
 MAX_LINES = 16
-# Per-cell hover details (p50, loss, samples) are kept up to this many nodes; above, a cell
-# carries its p99 only (1,000 nodes are a million cells).
-DETAILED_CELLS_UP_TO = 150
 
 
 @dataclass(frozen=True)
@@ -42,28 +43,42 @@ class Cdf:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One measured direction: ``row`` indexes the agent that measured, ``column`` its peer."""
+
+    row: int
+    column: int
+    p99: float  # seconds
+    p50: float  # seconds
+    loss: float | None  # share lost; None when the agent did not say how many it sent
+    samples: int
+
+
+@dataclass(frozen=True)
 class RttMatrix:
-    """p99 RTT per measured direction, row = the agent that measured, column = its peer.
-    ``nodes`` lists control planes first (then the others), each group in natural name order."""
+    """RTT per measured direction, as a sparse matrix: ``cells`` holds the directions with at
+    least one sample, nothing else (1,000 nodes are a million positions, a few thousand of them
+    measured).  ``nodes`` lists control planes first (then the others), each group in natural
+    name order; a cell's row and column index it."""
 
     nodes: tuple[str, ...]
     control_planes: int
-    p99: tuple[tuple[float | None, ...], ...]  # seconds; None: not measured or no reply
-    p50: tuple[tuple[float | None, ...], ...]  # empty above DETAILED_CELLS_UP_TO nodes
-    loss: tuple[tuple[float | None, ...], ...]  # share lost; empty above DETAILED_CELLS_UP_TO
-    samples: tuple[tuple[int, ...], ...]  # empty above DETAILED_CELLS_UP_TO
-    measured: int  # directions with at least one sample: the cells drawn
+    cells: tuple[Cell, ...]
+
+    @property
+    def measured(self) -> int:
+        """Directions with at least one sample: the cells drawn."""
+        return len(self.cells)
 
     @property
     def worst_first(self) -> tuple[str, ...]:
         """Nodes by their slowest measured direction (as agent or as peer), slowest first."""
-        worst = dict.fromkeys(self.nodes, -1.0)
-        for i, row in enumerate(self.p99):
-            for j, value in enumerate(row):
-                if value is not None:
-                    worst[self.nodes[i]] = max(worst[self.nodes[i]], value)
-                    worst[self.nodes[j]] = max(worst[self.nodes[j]], value)
-        return tuple(sorted(self.nodes, key=lambda n: (-worst[n], natural_key(n))))
+        worst = [-1.0] * len(self.nodes)
+        for cell in self.cells:
+            worst[cell.row] = max(worst[cell.row], cell.p99)
+            worst[cell.column] = max(worst[cell.column], cell.p99)
+        order = sorted(range(len(self.nodes)), key=lambda i: (-worst[i], natural_key(self.nodes[i])))
+        return tuple(self.nodes[i] for i in order)
 
 
 @dataclass(frozen=True)
@@ -90,9 +105,40 @@ def _ok(record: RunRecord, probe: str) -> list[Measurement]:
 
 
 def rtt_samples(m: Measurement) -> list[float]:
-    """A direction's round trips in seconds (the raw ``samples_ns``)."""
+    """A direction's round trips in seconds (the raw ``samples_ns``; none where compacted)."""
     raw = m.data.get("samples_ns") or ()
     return [ns / 1e9 for ns in raw if isinstance(ns, (int, float)) and not isinstance(ns, bool)]
+
+
+def rtt_histogram(m: Measurement) -> Histogram:
+    """A direction's round trips (ns) as a histogram: the one the driver compacted them into
+    (bench/probes/rtt_metrics.py ``compact``), or its raw samples counted into the same buckets."""
+    stored = m.data.get("histogram_ns")
+    if isinstance(stored, Histogram):
+        return stored
+    if isinstance(stored, Mapping):
+        return Histogram.from_json(stored)
+    raw = m.data.get("samples_ns") or ()
+    return Histogram.of(int(ns) for ns in raw if isinstance(ns, (int, float)) and not isinstance(ns, bool))
+
+
+def _cell(m: Measurement, row: int, column: int) -> Cell | None:
+    """The direction's figures: from its raw samples, or read off its histogram (within
+    bench/histogram.py's resolution) where only that was kept."""
+    if "histogram_ns" in m.data:
+        counted = rtt_histogram(m)
+        if not counted.count:
+            return None
+        p99, p50, n = counted.percentile(99) / 1e9, counted.percentile(50) / 1e9, counted.count
+    else:
+        samples = rtt_samples(m)
+        if not samples:
+            return None
+        summary = Summary.of(samples)
+        p99, p50, n = summary.p99, summary.p50, summary.count
+    sent = m.data.get("sent")
+    loss = max(0.0, 1 - n / sent) if isinstance(sent, int) and not isinstance(sent, bool) and sent > 0 else None
+    return Cell(row, column, p99, p50, loss, n)
 
 
 def rtt_matrix(record: RunRecord) -> RttMatrix | None:
@@ -107,39 +153,14 @@ def rtt_matrix(record: RunRecord) -> RttMatrix | None:
                 known.add(name)
                 names.append(name)
     index = {name: i for i, name in enumerate(names)}
-    size = len(names)
-    detailed = size <= DETAILED_CELLS_UP_TO
-    p99: list[list[float | None]] = [[None] * size for _ in range(size)]
-    p50: list[list[float | None]] = [[None] * size for _ in range(size)] if detailed else []
-    loss: list[list[float | None]] = [[None] * size for _ in range(size)] if detailed else []
-    counts: list[list[int]] = [[0] * size for _ in range(size)] if detailed else []
-    measured = 0
-    for m in measurements:
-        if m.key.peer is None:
-            continue
-        samples = rtt_samples(m)
-        if not samples:
-            continue
-        row, column = index[m.key.node], index[m.key.peer]
-        summary = Summary.of(samples)
-        p99[row][column] = summary.p99
-        measured += 1
-        if detailed:
-            sent = m.data.get("sent")
-            p50[row][column] = summary.p50
-            counts[row][column] = summary.count
-            if isinstance(sent, int) and sent > 0:
-                loss[row][column] = max(0.0, 1 - summary.count / sent)
+    cells = [
+        cell
+        for m in measurements
+        if m.key.peer is not None and (cell := _cell(m, index[m.key.node], index[m.key.peer])) is not None
+    ]
+    cells.sort(key=lambda c: (c.row, c.column))
     control = sum(1 for n in record.nodes if n.role is Role.CONTROL_PLANE)
-    return RttMatrix(
-        tuple(names),
-        control,
-        tuple(map(tuple, p99)),
-        tuple(map(tuple, p50)),
-        tuple(map(tuple, loss)),
-        tuple(map(tuple, counts)),
-        measured,
-    )
+    return RttMatrix(tuple(names), control, tuple(cells))
 
 
 # ---- distributions ----------------------------------------------------------------------------
@@ -183,32 +204,51 @@ def _pair_group(a: str, b: str, roles: Mapping[str, Role]) -> str:
 
 def rtt_cdfs(record: RunRecord) -> tuple[Cdf, ...]:
     """Both directions of a pair pooled (as the checks judge them).  Above MAX_LINES pairs, one
-    line per group of pairs, counted into the etcd load's log-linear buckets (~3 % wide): the
-    memory stays bounded however many samples 1,000 nodes bring."""
+    line per group of pairs, merged into bench/histogram.py's log-linear buckets (within
+    1/64 of a value either way): the memory stays bounded however many samples 1,000 nodes
+    bring, and the directions the driver compacted count as much as the raw ones."""
     roles = {n.name: n.role for n in record.nodes}
     directions = [m for m in _ok(record, "rtt") if m.key.peer is not None]
-    pairs = {tuple(sorted((m.key.node, m.key.peer or ""), key=natural_key)) for m in directions}
+    pairs: dict[tuple[str, ...], list[Measurement]] = {}
+    for m in directions:
+        pairs.setdefault(tuple(sorted((m.key.node, m.key.peer or ""), key=natural_key)), []).append(m)
     if len(pairs) > MAX_LINES:
-        groups: dict[str, dict[int, int]] = {}
+        groups: dict[str, Histogram] = {}
         for m in directions:
-            counts = groups.setdefault(_pair_group(m.key.node, m.key.peer or "", roles), {})
-            for seconds in rtt_samples(m):
-                index = bucket_index(int(seconds * 1e6))
-                counts[index] = counts.get(index, 0) + 1
-        lines = [cdf_of_counts(name, _midpoints(counts)) for name, counts in sorted(groups.items(), reverse=True)]
+            group = _pair_group(m.key.node, m.key.peer or "", roles)
+            groups[group] = groups.get(group, Histogram()).merge(rtt_histogram(m))
+        lines = [_cdf_of_histogram(name, counted) for name, counted in sorted(groups.items(), reverse=True)]
     else:
-        pooled: dict[tuple[str, ...], list[float]] = {}
-        for m in directions:
-            pooled.setdefault(tuple(sorted((m.key.node, m.key.peer or ""), key=natural_key)), []).extend(rtt_samples(m))
         order = sorted(
-            pooled, key=lambda p: (-sum(roles.get(n) is Role.CONTROL_PLANE for n in p), natural_key("-".join(p)))
+            pairs, key=lambda p: (-sum(roles.get(n) is Role.CONTROL_PLANE for n in p), natural_key("-".join(p)))
         )
-        lines = [cdf_of_samples("-".join(pair), pooled[pair]) for pair in order]
+        lines = [_cdf_of_pair("-".join(pair), pairs[pair]) for pair in order]
     return tuple(line for line in lines if line is not None)
 
 
+def _cdf_of_pair(name: str, directions: Sequence[Measurement]) -> Cdf | None:
+    """From the raw samples; from the merged histograms where a direction kept only that."""
+    if any("histogram_ns" in m.data for m in directions):
+        merged = Histogram()
+        for m in directions:
+            merged = merged.merge(rtt_histogram(m))
+        return _cdf_of_histogram(name, merged)
+    return cdf_of_samples(name, (s for m in directions for s in rtt_samples(m)))
+
+
+def _cdf_of_histogram(name: str, counted: Histogram) -> Cdf | None:
+    """Each bucket at its middle, in seconds, clamped to the exact minimum and maximum."""
+    low, high = counted.minimum or 0, counted.maximum
+    at: dict[float, float] = {}
+    for index, n in counted.counts.items():
+        start, end = rtt_bucket_bounds(index)
+        middle = min(max((start + end - 1) / 2, low), high if high is not None else end)
+        at[middle / 1e9] = at.get(middle / 1e9, 0.0) + n
+    return cdf_of_counts(name, at)
+
+
 def _midpoints(counts: Mapping[int, float]) -> dict[float, float]:
-    """Log-linear bucket index -> count, to bucket midpoint (seconds) -> count."""
+    """The etcd load's log-linear bucket index -> count, to bucket midpoint (seconds) -> count."""
     out: dict[float, float] = {}
     for index, count in counts.items():
         low, high = bucket_bounds(int(index))

@@ -4,7 +4,10 @@ and the script that draws it); nothing here fetches anything.
 
 The heatmap stays readable at 1,000 nodes: control planes come first with a line between the
 groups, a menu re-sorts both axes (slowest node first) without resending the data (category
-order), plotly's zoom and pan work on it, and axis labels thin out by themselves.
+order), plotly's zoom and pan work on it, and axis labels thin out by themselves.  It is given
+to plotly as columns, one (agent, peer, p99) triple per measured direction with its hover
+details (plotly.js lays them out on the nodes x nodes grid in the browser), so the page and the
+coordinator hold a few thousand numbers at 1,000 nodes, not a million positions mostly empty.
 """
 
 from __future__ import annotations
@@ -44,14 +47,24 @@ def _colorscale(highest_ms: float, threshold_ms: float | None) -> tuple[list[lis
 
 def heatmap(matrix: RttMatrix, threshold_s: float | None, div_id: str = "rtt-heatmap") -> str:
     names = list(matrix.nodes)
-    z = [[_ms(v) for v in row] for row in matrix.p99]
-    highest = max((v for row in z for v in row if v is not None), default=1.0)
+    cells = matrix.cells
+    highest = max((ms for cell in cells if (ms := _ms(cell.p99)) is not None), default=1.0)
     threshold_ms = None if threshold_s is None else threshold_s * 1e3
     colorscale, top = _colorscale(highest, threshold_ms)
+    # every node once on the diagonal, without a value (a node never measures itself), so that
+    # each takes its row and column even where nothing of it was measured: plotly.js grids the
+    # columns by the values present, and a missing one would stretch its neighbours' cells
+    none: list[Any] = [None] * len(names)
     trace: dict[str, Any] = {
-        "x": names,
-        "y": names,
-        "z": z,
+        "x": names + [names[cell.column] for cell in cells],
+        "y": names + [names[cell.row] for cell in cells],
+        "z": none + [_ms(cell.p99) for cell in cells],
+        "customdata": none
+        + [[_ms(c.p50), None if c.loss is None else round(c.loss * 100, 3), c.samples] for c in cells],
+        "hovertemplate": (
+            "%{y} → %{x}<br>p99 %{z:.3f} ms<br>p50 %{customdata[0]:.3f} ms<br>"
+            "loss %{customdata[1]} %<br>%{customdata[2]} samples<extra></extra>"
+        ),
         "zmin": 0,
         "zmax": top,
         "colorscale": colorscale,
@@ -61,17 +74,6 @@ def heatmap(matrix: RttMatrix, threshold_s: float | None, div_id: str = "rtt-hea
         "colorbar": {"title": {"text": "p99 ms"}},
         "name": "RTT p99",
     }
-    if matrix.p50:
-        trace["customdata"] = [
-            [[_ms(p50), None if loss is None else round(loss * 100, 3), n] for p50, loss, n in zip(*cells, strict=True)]
-            for cells in zip(matrix.p50, matrix.loss, matrix.samples, strict=True)
-        ]
-        trace["hovertemplate"] = (
-            "%{y} → %{x}<br>p99 %{z:.3f} ms<br>p50 %{customdata[0]:.3f} ms<br>"
-            "loss %{customdata[1]} %<br>%{customdata[2]} samples<extra></extra>"
-        )
-    else:
-        trace["hovertemplate"] = "%{y} → %{x}<br>p99 %{z:.3f} ms<extra></extra>"
     figure = go.Figure(go.Heatmap(**trace))
     separator = _group_lines(matrix)
     side = min(1000, max(420, 18 * len(names) + 160))

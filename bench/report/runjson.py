@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from talbench.bench.histogram import Histogram
 from talbench.bench.model import Check, Measurement, Node, RunRecord, Verdict
 
 RUN_SCHEMA = "talbench/run/v1"
@@ -52,8 +54,14 @@ def measurement_dict(m: Measurement) -> dict[str, Any]:
         "started": m.started,
         "ended": m.ended,
         "resources": dict(m.resources),
-        "data": dict(m.data),
+        "data": data_dict(m.data),
     }
+
+
+def data_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A result's data as JSON holds it: the Histogram records a driver compacted samples into
+    (bench/probes/rtt_metrics.py ``compact``) in their JSON form, the rest as it is."""
+    return {key: value.to_json() if isinstance(value, Histogram) else value for key, value in data.items()}
 
 
 def verdict_dict(v: Verdict) -> dict[str, Any]:
@@ -82,6 +90,15 @@ def summary(record: RunRecord) -> dict[str, Any]:
 
 def to_dict(record: RunRecord) -> dict[str, Any]:
     return {
+        **_head(record),
+        "results": [measurement_dict(m) for m in record.results],
+        "superseded_results": [measurement_dict(m) for m in record.superseded],
+    }
+
+
+def _head(record: RunRecord) -> dict[str, Any]:
+    """Everything but the results (the last two keys)."""
+    return {
         "schema": RUN_SCHEMA,
         "run_id": record.run_id,
         "scenario": {
@@ -101,13 +118,20 @@ def to_dict(record: RunRecord) -> dict[str, Any]:
         "checks": [check_dict(c) for c in record.checks],
         "summary": summary(record),
         "verdicts": [verdict_dict(v) for v in record.verdicts],
-        "results": [measurement_dict(m) for m in record.results],
-        "superseded_results": [measurement_dict(m) for m in record.superseded],
     }
 
 
 def dumps(record: RunRecord) -> str:
-    """Compact JSON (``jq .`` shows it indented).  Not ``indent``: that takes json's pure-Python
-    encoder, which holds every token as its own string until the end; at 1,000 nodes (47 MB of
-    run.json) that was most of the coordinator's peak memory."""
-    return json.dumps(to_dict(record), separators=(",", ":"), allow_nan=False) + "\n"
+    """``to_dict`` as compact JSON (``jq .`` shows it indented), encoded one result at a time:
+    the whole document is never in memory as dicts and lists, only as text (at 1,000 nodes the
+    results' histograms alone were ~90 MB of lists).  Not ``indent``: that takes json's
+    pure-Python encoder, which holds every token as its own string until the end."""
+    encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    pieces = [encode(_head(record))[:-1]]  # its closing brace comes last
+    for key, measurements in (("results", record.results), ("superseded_results", record.superseded)):
+        pieces.append(f',"{key}":[')
+        for i, m in enumerate(measurements):
+            pieces.append(("," if i else "") + encode(measurement_dict(m)))
+        pieces.append("]")
+    pieces.append("}\n")
+    return "".join(pieces)

@@ -4,7 +4,9 @@ The format's history (``schema`` field; bench/report/runjson.py writes the curre
 
 - ``talbench/run/v1``: scenario (name, path, description), target, quick, started/ended, timings,
   metadata, nodes, unready, checks (warn/fail as ``{text, value}`` in the check's unit),
-  verdicts (subject as ``nodes``), results (raw measurements: ``data`` is each probe's own).
+  verdicts (subject as ``nodes``), results (raw measurements: ``data`` is each probe's own; a
+  value of it in bench/histogram.py's JSON form, ``{"scheme": "log2-linear/32", ...}``, is a
+  histogram the driver compacted samples into, read back as the Histogram record the run held).
 
 A new version adds its reader to ``READERS`` and keeps the old ones: a run written by any
 released talbench stays readable.  Readers return the frozen records of bench/model.py, the same
@@ -22,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from talbench.bench.errors import UsageError
+from talbench.bench.histogram import SCHEME, Histogram
 from talbench.bench.model import (
     Check,
     Measurement,
@@ -190,13 +193,20 @@ def _v1_measurement(raw: Any, i: int) -> Measurement:
     return Measurement(
         key=key,
         ok=_field(raw, "ok", bool, where),
-        data=_field(raw, "data", dict, where),
+        data=_histograms(_field(raw, "data", dict, where)),
         error=raw.get("error"),
         started=_number(raw.get("started"), f"{where}.started"),
         ended=_number(raw.get("ended"), f"{where}.ended"),
         resources=_optional(raw, "resources", dict, where),
         error_kind=raw.get("error_kind"),
     )
+
+
+def _histograms(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its histograms (top-level values in bench/histogram.py's JSON form) as the
+    Histogram records the run held: a ValueError for a damaged one."""
+    found = {key: value for key, value in data.items() if isinstance(value, dict) and value.get("scheme") == SCHEME}
+    return {**data, **{key: Histogram.from_json(value) for key, value in found.items()}} if found else data
 
 
 def _v1_node(raw: Any, i: int) -> Node:

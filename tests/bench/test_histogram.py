@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import random
+import tracemalloc
 
 import pytest
 
-from talbench.bench.histogram import RESOLUTION, SCHEME, Histogram, bucket_bounds, bucket_of
+from talbench.bench.histogram import RESOLUTION, SCHEME, Buckets, Histogram, bucket_bounds, bucket_of
 from talbench.bench.model import Measurement, ResultKey, Subject
 from talbench.bench.probes.rtt_metrics import RTT_METRICS, compact, kernel_stamped
+from talbench.bench.report.runjson import data_dict
 from talbench.bench.stats import Summary
 
 METRICS = {m.name: m for m in RTT_METRICS}
@@ -70,7 +72,8 @@ def test_a_compacted_pair_reads_the_same_figures_within_resolution_and_is_small(
     back = direction("w2", "w1", [int(rng.gauss(420_000, 60_000)) for _ in range(300)])
     small = [Measurement(m.key, True, compact(m.data)) for m in (there, back)]
     assert all("samples_ns" not in m.data and kernel_stamped(m.data) for m in small)
-    assert len(json.dumps([m.data for m in small])) * 5 < len(json.dumps([m.data for m in (there, back)]))
+    written = [data_dict(m.data) for m in small]  # as run.json writes them
+    assert len(json.dumps(written)) * 5 < len(json.dumps([m.data for m in (there, back)]))
     subject = Subject(("w1", "w2"))
     pooled = there.data["samples_ns"] + back.data["samples_ns"]
     for name, q in (("rtt.p50", 50), ("rtt.p99", 99)):
@@ -87,3 +90,30 @@ def test_a_compacted_pair_reads_the_same_figures_within_resolution_and_is_small(
     assert mixed.value == pytest.approx(Summary.of([ns / 1e9 for ns in pooled]).p99, rel=0.05)
     assert METRICS["rtt.dwell.p99"].observe(subject, small, ()).value == pytest.approx(50e-6, rel=RESOLUTION)
     assert METRICS["rtt.loss"].observe(subject, small, ()).value == 0
+
+
+def test_a_compacted_direction_is_small_in_memory():
+    """A 1,000-node run keeps ~6,000 compacted directions until it has written its results: each
+    one's two histograms take about a kilobyte, not the 16 KB of their JSON form's lists."""
+    rng = random.Random(5)
+    raw = [direction("w1", "w2", [int(rng.lognormvariate(12.9, 0.3)) for _ in range(300)]) for _ in range(200)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [compact(m.data) for m in raw]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert all(isinstance(d["histogram_ns"], Histogram) and d["histogram_ns"].count == 300 for d in kept)
+    assert held / len(kept) < 4_000, held / len(kept)  # ~1,500; the JSON form took ~8,000 (one dwell bucket)
+
+
+def test_buckets_are_a_mapping_in_ascending_order():
+    counts = Buckets({500: 2, 31: 1, 400: 0, 1919: 7})
+    assert list(counts) == [31, 500, 1919] and counts[500] == 2 and 400 not in counts and len(counts) == 3
+    assert counts == {31: 1, 500: 2, 1919: 7} and Histogram(counts) == Histogram({31: 1, 500: 2, 1919: 7})
+    with pytest.raises(KeyError):
+        counts[32]
+    for bad in ({-1: 1}, {70_000: 1}, {5: -1}):
+        with pytest.raises(ValueError):
+            Buckets(bad)

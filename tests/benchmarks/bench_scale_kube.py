@@ -171,7 +171,9 @@ def start_simulator(
     argv = [sys.executable, "-m", "scale_sim.simulator", "--netns", plane.netns_path]
     argv += ["--kubeconfig", str(plane.sim_kubeconfig), "--sim-id", sim_id, "--nodes", str(nodes)]
     argv += ["--data-dir", str(data_dir), "--ready-file", str(ready), "--schedulable-timeout", str(timeout)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(HERE)}
+    # the caller's PYTHONPATH stays after the simulator's own (a checkout that is not the installed one)
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     log = root / f"{sim_id}.log"
     pid = processes.spawn(argv, log, env=env)
     deadline = time.monotonic() + timeout + 60

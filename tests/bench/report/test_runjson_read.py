@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
+from talbench.bench.histogram import SCHEME, Histogram
 from talbench.bench.model import (
     Check,
     Measurement,
@@ -19,6 +21,7 @@ from talbench.bench.model import (
     Subject,
     Verdict,
 )
+from talbench.bench.probes.rtt_metrics import compact
 from talbench.bench.report import runjson
 from talbench.bench.report.runjson_read import READERS, RunFileError, parse_run, read_run
 from talbench.bench.units import Dimension, Quantity
@@ -35,8 +38,10 @@ CHECK = Check(
 
 
 def record() -> RunRecord:
+    compacted = factories.rtt("w1", "cp1", [0.4, 0.5, 0.5, 9.0])
     results = (
         factories.rtt("cp1", "cp2", [0.1, 0.2, 0.3]),
+        replace(compacted, data=compact(compacted.data)),  # as the RTT driver keeps it past raw_limit
         Measurement(ResultKey("fsync", "cp1"), False, error="fio not found", error_kind="unavailable"),
     )
     verdicts = (
@@ -129,3 +134,29 @@ def test_damage_inside_a_record_names_where(tmp_path):
         parse_run(json.dumps(document))
     with pytest.raises(RunFileError, match="no such file"):
         read_run(tmp_path / "nothing")
+
+
+def test_a_compacted_result_is_written_as_json_and_read_back_as_its_histograms():
+    """The RTT driver keeps Histogram records; run.json holds their JSON form (its v1 format, as
+    before) and reading it gives the records back, so a re-rendered report reads the same figures."""
+    original = record()
+    text = runjson.dumps(original)
+    written = json.loads(text)["results"][1]["data"]
+    assert written["histogram_ns"]["scheme"] == SCHEME and written["histogram_ns"]["count"] == 4
+    assert written["histogram_ns"] == original.results[1].data["histogram_ns"].to_json()
+    assert text == json.dumps(runjson.to_dict(original), separators=(",", ":")) + "\n"  # dumps streams to_dict
+    read = parse_run(text).results[1].data
+    assert (
+        isinstance(read["histogram_ns"], Histogram) and read["histogram_ns"] == original.results[1].data["histogram_ns"]
+    )
+    assert read["histogram_ns"].maximum == 9_000_000 and read["histogram_ns"].percentile(50) == pytest.approx(
+        5e5, rel=0.02
+    )
+    assert runjson.dumps(parse_run(text)) == text
+
+
+def test_a_damaged_histogram_is_one_line():
+    document = runjson.to_dict(record())
+    document["results"][1]["data"]["histogram_ns"]["buckets"] = [[-3, 1]]
+    with pytest.raises(RunFileError, match=r"damaged talbench/run/v1 file: ValueError: bucket index"):
+        parse_run(json.dumps(document))
