@@ -12,7 +12,9 @@ and the host in the same state for both), under a packet capture at both ends of
 (tests/benchmarks/wire_capture.py, kernel stamps): the wire's own round trips, so each tool is
 also held against the wire: ping against request-out -> reply-in at cp1's interface, talbench
 against that minus the reflector's dwell on the wire (reply-out - request-in at the peer's
-interface).  Writes results/bench/rtt.json.  Needs root.
+interface).  On the delayed path the router namespace is captured too: how long the delay line
+held each packet beyond its delay (its own precision), flow by flow.  Writes
+results/bench/rtt.json.  Needs root.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from wire_capture import round_trips  # this script's sibling (run as a file, its directory is on sys.path)
+from wire_capture import holds, round_trips  # this script's sibling (run as a file, its directory is on sys.path)
 
 from talbench.bench.dispatch.lab import LabDispatcher
 from talbench.bench.lab import lab as labs
-from talbench.bench.lab.topology import make_spec
+from talbench.bench.lab.topology import TUN_DEVICE, make_spec
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey
 from talbench.bench.probes.rtt import RttDriver
@@ -84,19 +86,23 @@ def ping_rtt(namespace: str, address: str, count: int, interval_ms: float) -> li
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)]
 
 
-def together(root: Path, spec, state, count: int, interval_ms: float, work: Path) -> list[dict]:
-    """Both tools on each path at once, the wire captured at both ends; one row per path."""
+def together(root: Path, spec, state, count: int, interval_ms: float, delay_ms: float, work: Path) -> list[dict]:
+    """Both tools on each path at once, the wire captured at both ends (and, on the delayed
+    path, in the router namespace: the delay line's holds); one row per path."""
     rows = []
     for a, b in PATHS:
         seconds = count * interval_ms / 1000 * 2 + 60
-        files = {n: work / f"{a}-{b}-{n}.jsonl" for n in (a, b)}
+        namespaces = {n: state.node(n).namespace for n in (a, b)}
+        if b == "cp3":
+            namespaces["router"] = state.router_namespace
+        files = {n: work / f"{a}-{b}-{n}.jsonl" for n in namespaces}
         captures = [
             subprocess.Popen(
                 [
                     "ip",
                     "netns",
                     "exec",
-                    state.node(n).namespace,
+                    namespace,
                     sys.executable,
                     str(CAPTURE),
                     str(seconds),
@@ -104,7 +110,7 @@ def together(root: Path, spec, state, count: int, interval_ms: float, work: Path
                     str(state.node(b).port),
                 ]
             )
-            for n in (a, b)
+            for n, namespace in namespaces.items()
         ]
         try:
             time.sleep(1.0)
@@ -131,7 +137,17 @@ def together(root: Path, spec, state, count: int, interval_ms: float, work: Path
                 "wire_dwell_p50_ms": Summary.of(list(wire_udp.dwell_ms)).p50,
             }
         )
+        if "router" in files:
+            rows[-1]["delay_line_late_ms"] = {
+                protocol: _summary([hold - delay_ms for hold in holds(files["router"], TUN_DEVICE, protocol)])
+                for protocol in ("udp", "icmp")
+            }
     return rows
+
+
+def _summary(values: list[float]) -> dict:
+    s = Summary.of(values)
+    return {"n": s.count, "p50_ms": s.p50, "p90_ms": s.p90, "p99_ms": s.p99, "max_ms": max(values, default=0.0)}
 
 
 def main() -> int:
@@ -165,7 +181,7 @@ def main() -> int:
             )
         if args.together:
             with tempfile.TemporaryDirectory(prefix="tb-wire-", dir="/var/tmp") as work:
-                together_rows = together(root, spec, state, args.count, args.interval_ms, Path(work))
+                together_rows = together(root, spec, state, args.count, args.interval_ms, args.delay_ms, Path(work))
     finally:
         labs.down(root)
         root.rmdir() if root.exists() and not any(root.iterdir()) else None
@@ -185,6 +201,13 @@ def main() -> int:
                     f"{w['p50_ms']:>9.3f} {w['p99_ms']:>9.3f}"
                 )
         print("  wire for talbench: request out -> reply in at cp1, less the reflector's dwell on the wire")
+        for row in together_rows:
+            for protocol, late in row.get("delay_line_late_ms", {}).items():
+                print(
+                    f"  delay line on {row['path']}, {protocol} packets (both ways, n={late['n']}) held beyond "
+                    f"their delay: p50 {late['p50_ms']:.3f} p90 {late['p90_ms']:.3f} p99 {late['p99_ms']:.3f} "
+                    f"max {late['max_ms']:.3f} ms"
+                )
     print(f"host load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; after: {os.getloadavg()[0]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

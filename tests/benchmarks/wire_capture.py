@@ -10,7 +10,10 @@ stamp for packets coming in, the transmit stamp ``dev_queue_xmit_nit`` gives out
 direction and its identity (the RTT stream and sequence number, or the ICMP id and sequence).
 ``round_trips`` then pairs a request leaving the sender with its reply coming back (the wire's
 RTT, no socket or process in it) and the reflector's request-in with its reply-out (the
-reflector's dwell on the wire).  Bounded: it stops after SECONDS.
+reflector's dwell on the wire).  Run in the lab's router namespace, it also sees each packet
+enter the delay line's TUN device and come back out of it: ``holds`` gives how long the delay
+line held each one (its own precision, packet by packet and flow by flow).  Bounded: it stops
+after SECONDS.
 """
 
 from __future__ import annotations
@@ -108,6 +111,18 @@ def round_trips(sender: Path, reflector: Path, protocol: str) -> WireRoundTrips:
         dwell.append(d)
         net.append(r - d)
     return WireRoundTrips(tuple(rtt), tuple(dwell), tuple(net))
+
+
+def holds(router: Path, device: str, protocol: str) -> tuple[float, ...]:
+    """Milliseconds the delay line held each packet of ``protocol`` (udp, icmp), either way: from
+    the kernel handing it to ``device`` (the TUN) to the delay line writing it back."""
+    into: dict[str, int] = {}
+    back: dict[str, int] = {}
+    for line in router.read_text().splitlines():
+        row = json.loads(line)
+        if row["if"] == device and str(row["kind"]).startswith(f"{protocol}-"):
+            (into if row["out"] else back).setdefault(f"{row['kind']}/{row['id']}", int(row["ns"]))
+    return tuple((back[key] - into[key]) / 1e6 for key in sorted(into.keys() & back.keys()))
 
 
 if __name__ == "__main__":

@@ -5,23 +5,39 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import select
+import socket
 import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from talbench.bench.lab.delayline import AddressDelay, Arrivals, DelayLine, packet_delay, parse_address_delay
+from talbench.bench.lab.delayline import (
+    MAX_PACKET,
+    AddressDelay,
+    Arrivals,
+    DelayLine,
+    packet_delay,
+    parse_address_delay,
+    run,
+)
 
 
-def ipv4_packet(src: str, dst: str) -> bytes:
+def ipv4_packet(src: str, dst: str, *, protocol: int = 17, ident: int = 1) -> bytes:
     header = struct.pack(
         "!BBHHHBBH4s4s",
         0x45,
         0,
         28,
-        1,
+        ident,
         0,
         64,
-        17,
+        protocol,
         0,
         ipaddress.IPv4Address(src).packed,
         ipaddress.IPv4Address(dst).packed,
@@ -65,30 +81,153 @@ class _Queued(Arrivals):
         return self.seconds
 
 
-class _Loop:
-    def __init__(self) -> None:
-        self.held: list[float] = []
+class _Clock:
+    """A monotonic clock that moves only when told to (``step`` on every reading)."""
 
-    def call_later(self, delay: float, *args: object) -> None:
-        self.held.append(delay)
+    def __init__(self, now: float = 100.0, step: float = 0.0) -> None:
+        self.now = now
+        self.step = step
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        self.now += self.step
+        return self.now
+
+
+@contextmanager
+def _wire() -> Iterator[tuple[int, socket.socket]]:
+    """A datagram socket pair standing in for the TUN: (the line's fd, the network's end)."""
+    line_end, network = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    line_end.setblocking(False)
+    network.setblocking(False)
+    try:
+        yield line_end.fileno(), network
+    finally:
+        line_end.close()
+        network.close()
+
+
+def _sent(network: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(network.recv(MAX_PACKET))
+        except BlockingIOError:
+            return out
+
+
+DELAYS = dict([parse_address_delay("10.213.1.2=10"), parse_address_delay("10.213.2.2=3")])
 
 
 def test_a_packet_is_held_from_its_arrival_not_from_when_it_was_read():
     """A packet that waited 4 ms for the delay line to wake up leaves 10 ms after it arrived,
     not 14 ms: the line's own wake-up latency is no part of the network it emulates."""
-    read, write = os.pipe()
-    try:
-        os.set_blocking(read, False)
-        delays = dict([parse_address_delay("10.213.1.2=10")])
-        loop = _Loop()
-        line = DelayLine(read, delays, limit=10, rng=random.Random(1), arrivals=_Queued(0.004))
-        os.write(write, ipv4_packet("10.213.0.10", "10.213.1.2"))
-        line.on_readable(loop)  # type: ignore[arg-type]
-        assert loop.held == [pytest.approx(0.006)]
-        late = DelayLine(read, delays, limit=10, rng=random.Random(1), arrivals=_Queued(0.050))
-        os.write(write, ipv4_packet("10.213.0.10", "10.213.1.2"))
-        late.on_readable(loop)  # type: ignore[arg-type]
-        assert 0 < loop.held[-1] < 1e-3  # already overdue: out at once, never before it came
-    finally:
-        os.close(read)
-        os.close(write)
+    with _wire() as (fd, network):
+        clock = _Clock()
+        line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.004), clock=clock)
+        network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
+        assert line.receive() == 1
+        assert line.next_due == pytest.approx(100.006)
+        late = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.050), clock=clock)
+        network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
+        late.receive()
+        assert late.next_due is not None and late.next_due < clock.now  # already overdue
+        assert late.release(clock.now) == 1 and len(_sent(network)) == 1  # out at the next release
+
+
+def test_every_due_packet_leaves_in_one_release_earliest_first_equal_dues_in_arrival_order():
+    """Whatever their protocol, packets leave by due time; those due together leave together,
+    in the order they came (a burst of two flows' packets is not reordered)."""
+    with _wire() as (fd, network):
+        clock = _Clock()
+        line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), clock=clock)
+        first = ipv4_packet("10.213.0.10", "10.213.1.2", protocol=1)  # ICMP, 10 ms
+        second = ipv4_packet("10.213.0.11", "10.213.1.2", protocol=17)  # UDP, 10 ms, same due
+        early = ipv4_packet("10.213.0.10", "10.213.2.2", protocol=17)  # 3 ms
+        for packet in (first, second, early):
+            network.send(packet)
+        assert line.receive() == 3 and line.held == 3
+        assert line.release(100.002) == 0 and _sent(network) == []
+        assert line.release(100.004) == 1 and _sent(network) == [early]
+        assert line.release(100.010) == 2 and _sent(network) == [first, second]
+        assert line.held == 0 and line.forwarded == 3
+
+
+def test_a_release_falling_due_goes_before_the_next_read():
+    """A packet read while another is about to leave would make that one late by the read's
+    cost: the read waits (its packet keeps its arrival stamp), the release goes first."""
+    with _wire() as (fd, network):
+        clock = _Clock()
+        line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.0099), clock=clock)
+        network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
+        assert line.receive(margin_s=200e-6) == 1  # due in 0.1 ms
+        network.send(ipv4_packet("10.213.0.11", "10.213.1.2"))
+        assert line.receive(margin_s=200e-6) == 0 and line.held == 1
+        assert line.receive(margin_s=50e-6) == 1 and line.held == 2  # a read fits before it
+
+
+def test_a_release_waits_out_its_last_stretch_on_the_cpu_and_never_leaves_early():
+    with _wire() as (fd, network):
+        clock = _Clock(step=10e-6)
+        line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.0), clock=clock)
+        network.send(ipv4_packet("10.213.0.10", "10.213.2.2"))  # 3 ms
+        line.receive()
+        due = line.next_due
+        assert due is not None
+        assert line.release_next(spin_s=1e-3) == 0 and _sent(network) == []  # 3 ms away: sleep first
+        clock.now = due - 0.5e-3
+        assert line.release_next(spin_s=1e-3) == 1
+        assert due <= clock.now < due + 20e-6  # spun to its time: out neither before nor much after
+        assert len(_sent(network)) == 1
+
+
+def test_the_loop_releases_each_packet_at_its_time_and_stops_when_asked():
+    """The real loop on a real clock: every packet out, none before its time; a stop request
+    (what SIGTERM's handler makes) ends it without waiting for the held packets."""
+    with _wire() as (fd, network):
+        wake_read, wake_write = os.pipe()
+        line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1))
+        stop = threading.Event()
+        loop = threading.Thread(target=run, args=(line, fd, wake_read, stop.is_set, 1e-3))
+        loop.start()
+        try:
+            sent = {}
+            for n in range(20):
+                packet = ipv4_packet("10.213.0.10", "10.213.2.2", ident=n)  # 3 ms
+                sent[packet] = time.monotonic()
+                network.send(packet)
+                time.sleep(0.001)
+            deadline = time.monotonic() + 5
+            received: dict[bytes, float] = {}
+            while len(received) < len(sent) and time.monotonic() < deadline:
+                if select.select([network], [], [], 0.1)[0]:
+                    received[network.recv(MAX_PACKET)] = time.monotonic()
+            assert received.keys() == sent.keys()
+            assert all(received[p] - sent[p] >= 0.003 for p in sent)
+            network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
+            time.sleep(0.002)
+            stop.set()
+            os.write(wake_write, b"\0")
+            loop.join(timeout=2)
+            assert not loop.is_alive()
+            assert line.held == 1  # stopped before its 10 ms were up
+        finally:
+            stop.set()
+            os.write(wake_write, b"\0")
+            loop.join(timeout=2)
+            os.close(wake_read)
+            os.close(wake_write)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SCHED_FIFO needs root (CAP_SYS_NICE)")
+def test_the_delay_line_runs_under_sched_fifo_unless_told_not_to():
+    code = (
+        "import os, sys; from talbench.bench.lab.delayline import prioritise; "
+        "print(prioritise(int(sys.argv[1]))); print(os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)"
+    )
+    for priority, policy in ((20, os.SCHED_FIFO), (0, os.SCHED_OTHER)):
+        done = subprocess.run([sys.executable, "-c", code, str(priority)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        said, scheduled = done.stdout.splitlines()
+        assert scheduled == f"{policy} {priority}", (said, scheduled)
