@@ -145,6 +145,7 @@ class KubeDispatcher:
                 )
             wanted = agents_for(tuple(n.as_node() for n in eligible)) if agents_for else None
             needed = [n for n in eligible if wanted is None or n.name in wanted]  # agents only where checks need
+            tls = make_agent_tls(run_id)  # every run's agents serve HTTPS with the run's own CA
             spec = m.AgentSpec(
                 run_id=run_id,
                 namespace=opts.namespace or m.run_namespace(run_id),
@@ -156,7 +157,7 @@ class KubeDispatcher:
                 own_namespace=opts.namespace is None,
                 image_pull_policy=opts.image_pull_policy or image.pull_policy,
                 image_pull_secrets=opts.image_pull_secrets,
-                tls=make_agent_tls(run_id),
+                tls=tls,
             )
             direct = self._direct(target)
             created: list[dict[str, Any]] = []
@@ -178,7 +179,7 @@ class KubeDispatcher:
                 )
                 session = kube.session
                 if direct:  # https to the nodes, checked against the run's CA alone (bench/agent_tls.py)
-                    connector = aiohttp.TCPConnector(ssl=client_context(spec.tls) if spec.tls else True)
+                    connector = aiohttp.TCPConnector(ssl=client_context(tls))
                     session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
                 agents: dict[str, AgentClient] = {}
                 gate = RequestGate()  # every agent request of the run: at most GATE_LIMIT at once
@@ -215,7 +216,7 @@ class KubeDispatcher:
                             "node_selector": dict(opts.node_selector),
                             "agents_ready_after_s": round(readiness.waited, 1),
                             "agents_on": f"{len(needed)} of {len(eligible)} nodes",
-                            "agent_tls": "https, the run's own CA" if spec.tls else "http",
+                            "agent_tls": "https, the run's own CA",
                             "deadline": deadline,
                         },
                     },
@@ -234,15 +235,20 @@ class KubeDispatcher:
     ) -> AgentClient:
         timeout = self.options.request_timeout
         tls = spec.tls
+        assert tls is not None  # deploy gives every run's agents their TLS
         if direct:  # the session's connector holds the run's CA; the certificate names no node
             host = f"[{address}]" if ":" in address else address
-            scheme, name = ("https", tls.server_name) if tls else ("http", None)
-            base = f"{scheme}://{host}:{spec.port}"
             return AgentClient(
-                node, session, base, spec.token, request_timeout=timeout, gate=gate, tls_server_name=name
+                node,
+                session,
+                f"https://{host}:{spec.port}",
+                spec.token,
+                request_timeout=timeout,
+                gate=gate,
+                tls_server_name=tls.server_name,
             )
         # the API server dials the agent over https (it checks no pod's certificate)
-        base = kube.url(path("v1", "pods", spec.namespace, f"{'https:' if tls else ''}{pod}:{spec.port}", "proxy"))
+        base = kube.url(path("v1", "pods", spec.namespace, f"https:{pod}:{spec.port}", "proxy"))
         # The API server takes Authorization for itself (and drops it); the agent token rides in
         # X-Talbench-Token.  Without a kube token (client certificates) send an empty one, so
         # the agent token never reaches the API server's authenticators.

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -182,16 +183,35 @@ def test_a_release_waits_out_its_last_stretch_on_the_cpu_and_never_leaves_early(
         assert len(_sent(network)) == 1
 
 
+@contextmanager
+def running_loop(line: DelayLine, fd: int, *budget: Any) -> Iterator[Callable[[], bool]]:
+    """The real loop of ``line`` in a thread; yields ``stop()``, which ends it as SIGTERM's
+    handler does and says whether it ended (the loop is stopped on the way out regardless)."""
+    wake_read, wake_write = os.pipe()
+    stopping = threading.Event()
+    loop = threading.Thread(target=run, args=(line, fd, wake_read, stopping.is_set, 1e-3, *budget))
+    loop.start()
+
+    def stop() -> bool:
+        stopping.set()
+        os.write(wake_write, b"\0")
+        loop.join(timeout=2)
+        return not loop.is_alive()
+
+    try:
+        yield stop
+    finally:
+        stop()
+        os.close(wake_read)
+        os.close(wake_write)
+
+
 def test_the_loop_releases_each_packet_at_its_time_and_stops_when_asked():
     """The real loop on a real clock: every packet out, none before its time; a stop request
     (what SIGTERM's handler makes) ends it without waiting for the held packets."""
     with _wire() as (fd, network):
-        wake_read, wake_write = os.pipe()
         line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1))
-        stop = threading.Event()
-        loop = threading.Thread(target=run, args=(line, fd, wake_read, stop.is_set, 1e-3))
-        loop.start()
-        try:
+        with running_loop(line, fd) as stop:
             sent = {}
             for n in range(20):
                 packet = ipv4_packet("10.213.0.10", "10.213.2.2", ident=n)  # 3 ms
@@ -207,17 +227,8 @@ def test_the_loop_releases_each_packet_at_its_time_and_stops_when_asked():
             assert all(received[p] - sent[p] >= 0.003 for p in sent)
             network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
             time.sleep(0.002)
-            stop.set()
-            os.write(wake_write, b"\0")
-            loop.join(timeout=2)
-            assert not loop.is_alive()
+            assert stop()
             assert line.held == 1  # stopped before its 10 ms were up
-        finally:
-            stop.set()
-            os.write(wake_write, b"\0")
-            loop.join(timeout=2)
-            os.close(wake_read)
-            os.close(wake_write)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="SCHED_FIFO needs root (CAP_SYS_NICE)")

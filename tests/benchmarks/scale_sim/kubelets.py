@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from talbench.agents import wire
+from talbench.agents.main import server_tls
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
 
 from .agents import AgentServer, Simulation
@@ -175,12 +176,16 @@ class Kubelets:
             obj = await self._call("GET", path("v1", "secrets", namespace, secret))
             data = {name: base64.b64decode(value) for name, value in obj["data"].items()}
             context = None
-            if "tls.crt" in data:  # the agents serve HTTPS (bench/agent_tls.py): as agents/main.py does
-                pem = Path(self.sim.data_dir) / f"{secret}.pem"
-                pem.write_bytes(data["tls.key"] + data["tls.crt"])
-                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                context.load_cert_chain(pem)
-                pem.unlink()
+            if "tls.crt" in data:  # the agents serve HTTPS (bench/agent_tls.py), loaded as the agent does
+                files = {name: Path(self.sim.data_dir) / f"{secret}-{name}" for name in ("tls.crt", "tls.key")}
+                for name, file in files.items():
+                    file.touch(mode=0o600)
+                    file.write_bytes(data[name])
+                try:
+                    context = server_tls(str(files["tls.crt"]), str(files["tls.key"]))
+                finally:
+                    for file in files.values():
+                        file.unlink()
             self.tokens[key] = (data["token"].decode(), context)
         return self.tokens[key]
 
