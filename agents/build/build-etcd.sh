@@ -19,14 +19,16 @@ set -euo pipefail
 
 ETCD_VERSION=v3.6.16
 ARCHES_DEFAULT=(amd64 arm64)
-BUILD_FLAGS=(-trimpath -ldflags "-s -w")  # static (CGO_ENABLED=0, below), reproducible paths, no symbols
+BUILD_FLAGS=(-trimpath -ldflags "-s -w")  # static (CGO_ENABLED=0, go-build-common.sh), reproducible paths, no symbols
+BINARIES=(etcd etcdctl)
+TOOL=build-etcd
+PRODUCT="etcd $ETCD_VERSION"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=go-build-common.sh
+source "$here/go-build-common.sh"
 recipe=$here/etcd
-cache=${TALBENCH_CACHE:-/var/cache/talbench}
 root=$cache/etcd/$ETCD_VERSION
-
-die() { echo "build-etcd: $*" >&2; exit 2; }
 
 if [[ ${1:-} == --print-dir ]]; then
   [[ -n ${2:-} ]] || die "--print-dir needs an architecture"
@@ -36,9 +38,7 @@ fi
 
 arches=("$@")
 [[ ${#arches[@]} -gt 0 ]] || arches=("${ARCHES_DEFAULT[@]}")
-for arch in "${arches[@]}"; do
-  [[ $arch == amd64 || $arch == arm64 ]] || die "unknown architecture $arch (amd64, arm64)"
-done
+check_arches "${arches[@]}"
 
 for module in server etcdctl; do
   grep -q "^	go.etcd.io/etcd/$module/v3 $ETCD_VERSION\$" "$recipe/go.mod" \
@@ -49,45 +49,18 @@ done
 recipe_hash=$( (cd "$recipe" && cat go.mod go.sum cmd/etcd/main.go cmd/etcdctl/main.go && echo "${BUILD_FLAGS[*]}") \
   | sha256sum | cut -c1-16)
 
-built() {  # ARCH: both binaries there and stamped with this recipe
-  local dir=$root/linux-$1
-  [[ -x $dir/etcd && -x $dir/etcdctl && -f $dir/.stamp ]] && [[ $(head -n1 "$dir/.stamp") == "$recipe_hash" ]]
-}
-
-todo=()
-for arch in "${arches[@]}"; do
-  if built "$arch"; then
-    echo "build-etcd: etcd $ETCD_VERSION linux/$arch already built in $root/linux-$arch" >&2
-  else
-    todo+=("$arch")
-  fi
-done
+select_unbuilt "${arches[@]}"
 [[ ${#todo[@]} -gt 0 ]] || exit 0
-
-go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-[[ -x $go ]] || die "Go is needed to build etcd $ETCD_VERSION (https://go.dev/dl/; GO=/path/to/go)"
-need=$(awk '$1 == "go" {print $2; exit}' "$recipe/go.mod")
-have=$("$go" env GOVERSION | sed 's/^go//')
-[[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) == "$need" ]] \
-  || [[ ${GOTOOLCHAIN:-auto} != local ]] \
-  || die "etcd $ETCD_VERSION needs Go >= $need, $go is $have (GOTOOLCHAIN=local)"
-
-mkdir -p "$root" "$cache/go" 2>/dev/null && [[ -w $root ]] \
-  || die "cannot write $root: run as root, or set TALBENCH_CACHE to a directory of yours"
-exec 9>"$root/.lock"
-flock 9  # one build at a time per cache; the second waits, then finds the stamps
-
-export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOPATH=$cache/go/path
-export GOFLAGS="-modcacherw -mod=readonly -buildvcs=false" CGO_ENABLED=0 GOOS=linux
+find_go
+use_cache
 
 for arch in "${todo[@]}"; do
   built "$arch" && continue  # built by the run we waited for
-  dir=$root/linux-$arch
   tmp=$(mktemp -d "$root/.build-$arch.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   started=$(date +%s)
   echo "build-etcd: building etcd $ETCD_VERSION for linux/$arch ($("$go" env GOVERSION))" >&2
-  for binary in etcd etcdctl; do
+  for binary in "${BINARIES[@]}"; do
     (cd "$recipe" && GOARCH=$arch "$go" build "${BUILD_FLAGS[@]}" -o "$tmp/$binary" "./cmd/$binary")
     # The binary carries its module versions: check they are the pinned ones, for this arch.
     info=$("$go" version -m "$tmp/$binary")
@@ -101,12 +74,5 @@ for arch in "${todo[@]}"; do
     grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$reported" || die "etcd --version is not ${ETCD_VERSION#v}: $reported"
     grep -qx "etcdctl version: ${ETCD_VERSION#v}" <<<"$reported" || die "etcdctl version is not ${ETCD_VERSION#v}: $reported"
   fi
-  mkdir -p "$dir"
-  rm -f "$dir/.stamp"
-  mv -f "$tmp/etcd" "$tmp/etcdctl" "$dir/"
-  printf '%s\netcd %s linux/%s built %s with %s in %ss\n' "$recipe_hash" "$ETCD_VERSION" "$arch" \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$("$go" env GOVERSION)" "$(($(date +%s) - started))" >"$dir/.stamp"
-  rm -rf "$tmp"
-  trap - EXIT
-  echo "build-etcd: etcd $ETCD_VERSION linux/$arch in $dir ($(($(date +%s) - started)) s)" >&2
+  install_built "$arch" "$tmp" "$started"
 done

@@ -19,13 +19,14 @@ set -euo pipefail
 
 KUBERNETES_VERSION=v1.36.3
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+TOOL=build-kubernetes
+PRODUCT="Kubernetes $KUBERNETES_VERSION"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=go-build-common.sh
+source "$here/go-build-common.sh"
 recipe=$here/kubernetes
-cache=${TALBENCH_CACHE:-/var/cache/talbench}
 root=$cache/kubernetes/$KUBERNETES_VERSION
-
-die() { echo "build-kubernetes: $*" >&2; exit 2; }
 
 host_arch() {
   case $(uname -m) in
@@ -42,9 +43,7 @@ fi
 
 arches=("$@")
 [[ ${#arches[@]} -gt 0 ]] || arches=("$(host_arch)")
-for arch in "${arches[@]}"; do
-  [[ $arch == amd64 || $arch == arm64 ]] || die "unknown architecture $arch (amd64, arm64)"
-done
+check_arches "${arches[@]}"
 
 grep -Eq "^(require)?[[:space:]]*k8s.io/kubernetes $KUBERNETES_VERSION( // indirect)?\$" "$recipe/go.mod" \
   || die "agents/build/kubernetes/go.mod does not pin k8s.io/kubernetes $KUBERNETES_VERSION"
@@ -70,38 +69,10 @@ stamp_flags() {  # -X flags of Kubernetes' own build (hack/lib/version.sh)
 # What a built binary depends on: the recipe and the build flags.  A change rebuilds.
 recipe_hash=$( (cd "$recipe" && cat go.mod go.sum && stamp_flags - && echo "${BINARIES[*]}") | sha256sum | cut -c1-16)
 
-built() {  # ARCH: every binary there and stamped with this recipe
-  local dir=$root/linux-$1 binary
-  for binary in "${BINARIES[@]}"; do [[ -x $dir/$binary ]] || return 1; done
-  [[ -f $dir/.stamp ]] && [[ $(head -n1 "$dir/.stamp") == "$recipe_hash" ]]
-}
-
-todo=()
-for arch in "${arches[@]}"; do
-  if built "$arch"; then
-    echo "build-kubernetes: Kubernetes $KUBERNETES_VERSION linux/$arch already built in $root/linux-$arch" >&2
-  else
-    todo+=("$arch")
-  fi
-done
+select_unbuilt "${arches[@]}"
 [[ ${#todo[@]} -gt 0 ]] || exit 0
-
-go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-[[ -x $go ]] || die "Go is needed to build Kubernetes $KUBERNETES_VERSION (https://go.dev/dl/; GO=/path/to/go)"
-need=$(awk '$1 == "go" {print $2; exit}' "$recipe/go.mod")
-have=$("$go" env GOVERSION | sed 's/^go//')
-[[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) == "$need" ]] \
-  || [[ ${GOTOOLCHAIN:-auto} != local ]] \
-  || die "Kubernetes $KUBERNETES_VERSION needs Go >= $need, $go is $have (GOTOOLCHAIN=local)"
-
-if ! mkdir -p "$root" "$cache/go" 2>/dev/null || [[ ! -w $root ]]; then
-  die "cannot write $root: run as root, or set TALBENCH_CACHE to a directory of yours"
-fi
-exec 9>"$root/.lock"
-flock 9  # one build at a time per cache; the second waits, then finds the stamps
-
-export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOPATH=$cache/go/path
-export GOFLAGS="-modcacherw -mod=readonly -buildvcs=false" CGO_ENABLED=0 GOOS=linux
+find_go
+use_cache
 
 # buildDate: when the proxy published the module (reproducible, unlike the build's own clock).
 published=$(cd "$recipe" && "$go" list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
@@ -110,7 +81,6 @@ ldflags="-s -w $(stamp_flags "$published")"
 
 for arch in "${todo[@]}"; do
   built "$arch" && continue  # built by the run we waited for
-  dir=$root/linux-$arch
   tmp=$(mktemp -d "$root/.build-$arch.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   started=$(date +%s)
@@ -128,12 +98,5 @@ for arch in "${todo[@]}"; do
     reported=$("$tmp/kube-apiserver" --version)
     [[ $reported == "Kubernetes $KUBERNETES_VERSION" ]] || die "kube-apiserver --version is '$reported', not Kubernetes $KUBERNETES_VERSION"
   fi
-  mkdir -p "$dir"
-  rm -f "$dir/.stamp"
-  for binary in "${BINARIES[@]}"; do mv -f "$tmp/$binary" "$dir/"; done
-  printf '%s\nKubernetes %s linux/%s built %s with %s in %ss\n' "$recipe_hash" "$KUBERNETES_VERSION" "$arch" \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$("$go" env GOVERSION)" "$(($(date +%s) - started))" >"$dir/.stamp"
-  rm -rf "$tmp"
-  trap - EXIT
-  echo "build-kubernetes: Kubernetes $KUBERNETES_VERSION linux/$arch in $dir ($(($(date +%s) - started)) s)" >&2
+  install_built "$arch" "$tmp" "$started"
 done

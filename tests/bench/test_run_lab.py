@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from talbench.bench.lab.state import lab_dirs
+from tests.bench.lab.helpers import lab_namespaces, namespaces_of_labs
+
 pytestmark = [
     pytest.mark.root,
     pytest.mark.lab,
@@ -36,9 +39,11 @@ checks:
 """
 
 
-def lab_namespaces() -> set[str]:
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in listed.splitlines() if line.startswith("tb-")}
+def labs_of_the_test(root: Path, out: Path) -> set[str]:
+    """The ids of the labs this test's runs built: those still under its lab root and those its
+    runs recorded in run.json (labs other tests or users run meanwhile are none of them)."""
+    recorded = {json.loads(doc.read_text()).get("metadata", {}).get("lab_id") for doc in out.glob("*/run.json")}
+    return {lab_dir.name for lab_dir in lab_dirs(root)} | {lab_id for lab_id in recorded if lab_id}
 
 
 def lab_processes(root: Path) -> list[str]:
@@ -48,15 +53,15 @@ def lab_processes(root: Path) -> list[str]:
 
 @pytest.fixture
 def env(tmp_path):
-    root = tmp_path / "labs"
-    before = lab_namespaces()
+    root, out = tmp_path / "labs", tmp_path / "out"
     environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
-    yield environment, root, tmp_path / "out"
+    yield environment, root, out
     # whatever happened, nothing of ours may remain
+    ours = labs_of_the_test(root, out)
     subprocess.run(
         [sys.executable, "-m", "talbench.bench.cli", "lab", "down"], env=environment, capture_output=True, timeout=120
     )
-    assert lab_namespaces() - before == set()
+    assert namespaces_of_labs(ours) == []
     assert lab_processes(root) == []
 
 
@@ -82,7 +87,6 @@ def verdicts(out: Path) -> tuple[dict, dict[str, dict[str, str]]]:
 
 def test_run_on_a_fresh_lab_judges_every_control_plane_pair_and_removes_the_lab(env):
     environment, root, out = env
-    before = lab_namespaces()
     result = talbench(
         environment,
         "run",
@@ -104,7 +108,7 @@ def test_run_on_a_fresh_lab_judges_every_control_plane_pair_and_removes_the_lab(
     assert set(by_check["control-plane-rtt"].values()) == {"pass"}, result.stdout
     assert doc["quick"] is True and "QUICK" in result.stdout
     assert all(len(r["data"]["samples_ns"]) >= 100 for r in doc["results"])
-    assert lab_namespaces() - before == set()
+    assert lab_namespaces(doc["metadata"]["lab_id"]) == []
     assert not any(root.iterdir()) if root.exists() else True
 
 
@@ -169,10 +173,9 @@ def _wait_for_agents(root: Path, timeout: float = 60.0) -> dict:
 
 def test_ctrl_c_during_a_run_cleans_up_and_exits_130(env, tmp_path):
     environment, root, out = env
-    before = lab_namespaces()
     run = _start_slow_run(environment, tmp_path, out)
     try:
-        _wait_for_agents(root)
+        lab_id = _wait_for_agents(root)["lab_id"]
         time.sleep(2)  # the RTT probe is under way
         run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=90)
@@ -182,13 +185,12 @@ def test_ctrl_c_during_a_run_cleans_up_and_exits_130(env, tmp_path):
             run.wait()
     assert run.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert lab_namespaces() - before == set()
+    assert lab_namespaces(lab_id) == []
     assert lab_processes(root) == []
 
 
 def test_an_agent_killed_mid_run_yields_no_data_for_what_it_owed_in_bounded_time(env, tmp_path):
     environment, root, out = env
-    before = lab_namespaces()
     run = _start_slow_run(environment, tmp_path, out)
     try:
         state = _wait_for_agents(root)
@@ -211,5 +213,5 @@ def test_an_agent_killed_mid_run_yields_no_data_for_what_it_owed_in_bounded_time
     # this host's scheduler stalled the agents (seen once in CI: 8 of 158 wake-ups >= 5 ms late,
     # 1 % of the RTT samples above 5 ms) - never a missing result
     assert statuses["cp1-cp2"] in ("pass", "invalid")
-    assert lab_namespaces() - before == set()
+    assert lab_namespaces(state["lab_id"]) == []
     assert lab_processes(root) == []

@@ -40,6 +40,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench_output import write_record  # this script's sibling (run as a file, its directory is on sys.path)
+
 from talbench.agents.etcdload.generator import LoadSpec, run_load
 from talbench.agents.etcdload.histogram import LatencyHistogram
 from talbench.agents.etcdload.local_cluster import local_cluster
@@ -366,12 +368,7 @@ def main() -> int:
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     summary = report(rounds, where, args)
     print(f"host: {uptime_after}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "schema": "talbench/bench-etcd/v2",
-        "when": time.time(),
-        "host": platform.node(),
-        "kernel": platform.release(),
+    measured = {
         "cores": os.cpu_count(),
         "where": where,
         "duration_s": args.duration,
@@ -385,10 +382,8 @@ def main() -> int:
         "uptime_after": uptime_after,
         "rounds": rounds,
         **summary,
-        "command": " ".join(sys.argv),
     }
-    args.out.write_text(json.dumps(record, indent=1))
-    print(f"written: {args.out}")
+    write_record(args.out, "talbench/bench-etcd/v2", measured)
     return 0
 
 

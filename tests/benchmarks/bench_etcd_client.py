@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_output import write_record  # this script's sibling (run as a file, its directory is on sys.path)
+
 ANSWER_BODY = b'{"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"5","raft_term":"2"}}'
 ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nGrpc-Metadata-Content-Type: application/grpc\r\n"
@@ -252,25 +254,15 @@ def main() -> int:
     }
     for kind, figures in summary.items():
         print(f"{kind:>20}: median {figures['median_us']:.1f} us of CPU per write, lowest {figures['min_us']:.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "schema": "talbench/bench-etcd-client/v1",
-                "when": time.time(),
-                "host": platform.node(),
-                "cores": os.cpu_count(),
-                "python": platform.python_version(),
-                "clients": args.clients,
-                "seconds": args.seconds,
-                "rounds": rows,
-                "summary": summary,
-                "command": " ".join(sys.argv),
-            },
-            indent=1,
-        )
-    )
-    print(f"written: {args.out}")
+    measured = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "rounds": rows,
+        "summary": summary,
+    }
+    write_record(args.out, "talbench/bench-etcd-client/v1", measured, with_kernel=False)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_output import write_record  # this script's sibling (run as a file, its directory is on sys.path)
 
 from talbench.bench.stats import Summary
 
@@ -140,23 +140,11 @@ def main() -> int:
             f"{p['nodes']:>5} {p['plan_s']:>7} {p['rtt_results']:>11} {p['rtt_streams_per_node_max']:>12} "
             f"{p['rtt_packets_per_s_per_node_max']:>10.0f} {p['expected_duration_s']:>10.0f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "schema": "talbench/bench-scale/v1",
-                "when": time.time(),
-                "host": platform.node(),
-                "kernel": platform.release(),
-                "load_after": Path("/proc/loadavg").read_text().split()[:3],
-                "runs": runs,
-                "plans": plans,
-                "command": " ".join(sys.argv),
-            },
-            indent=1,
-        )
+    write_record(
+        args.out,
+        "talbench/bench-scale/v1",
+        {"load_after": Path("/proc/loadavg").read_text().split()[:3], "runs": runs, "plans": plans},
     )
-    print(f"written: {args.out}")
     return 0
 
 

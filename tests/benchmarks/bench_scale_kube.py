@@ -26,7 +26,6 @@ import collections
 import contextlib
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_output import write_record
 from bench_scale import CLI, measured_cli
 from prometheus_client.parser import text_string_to_metric_families
 from scale_sim import control_plane
@@ -343,24 +343,11 @@ def main() -> int:
             teardown.remove_lab(ip, state.lab_id, state.lab_dir, term_timeout=5.0)
         shutil.rmtree(root, ignore_errors=True)
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "schema": "talbench/bench-scale-kube/v1",
-                "when": time.time(),
-                "host": platform.node(),
-                "kernel": platform.release(),
-                "cpus": os.cpu_count(),
-                "only": args.only,
-                "quick": args.quick,
-                "runs": rows,
-                "command": " ".join(sys.argv),
-            },
-            indent=1,
-        )
+    write_record(
+        args.out,
+        "talbench/bench-scale-kube/v1",
+        {"cpus": os.cpu_count(), "only": args.only, "quick": args.quick, "runs": rows},
     )
-    print(f"written: {args.out}")
     return 0
 
 

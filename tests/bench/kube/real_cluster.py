@@ -19,8 +19,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 
 from talbench.bench.lab import kube_binaries, kube_control
-from tests.bench.lab.helpers import lab_root, talbench_cli
+from tests.bench.lab.helpers import kubectl, lab_root, talbench_cli
 from tests.bench.lab.test_containers import archive_or_skip
 
 LAB_UP_TIMEOUT = 420.0
@@ -49,14 +48,7 @@ class RealCluster:
         self, *args: str, stdin: str | None = None, kubeconfig: Path | None = None, timeout: float = 40.0
     ) -> subprocess.CompletedProcess[str]:
         """``kubectl`` with the lab's admin kubeconfig (or ``kubeconfig``), bounded."""
-        argv = [
-            str(kube_binaries.locate().kubectl),
-            "--kubeconfig",
-            str(kubeconfig or self.kubeconfig),
-            "--request-timeout=20s",
-            *args,
-        ]
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        return kubectl(kubeconfig or self.kubeconfig, *args, stdin=stdin, timeout=timeout)
 
     def get_json(self, *args: str) -> dict[str, Any]:
         done = self.kubectl("get", *args, "-o", "json")
@@ -87,17 +79,6 @@ class RealCluster:
         done = self.kubectl("get", "namespaces", "-l", MANAGED, "-o", "name")
         assert done.returncode == 0, done.stderr
         return sorted(done.stdout.split())
-
-
-def until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """``check()``'s first truthy value, polled every ``interval``; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(interval)
 
 
 def _existing(root: Path) -> RealCluster:

@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from talbench.bench.kube import manifests as m
-from tests.bench.kube.real_cluster import RealCluster, until
+from tests.bench.kube.real_cluster import RealCluster
 from tests.bench.kube.real_objects import Objects
+from tests.bench.lab.helpers import until
 
 pytestmark = [pytest.mark.root("ip", "sysctl", "runc"), pytest.mark.lab]
 

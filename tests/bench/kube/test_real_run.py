@@ -25,7 +25,8 @@ from talbench.bench import scenario as scenario_files
 from talbench.bench.lab import containers, processes
 from talbench.bench.probes import default_drivers
 from talbench.bench.run import metrics_of
-from tests.bench.kube.real_cluster import RealCluster, until
+from tests.bench.kube.real_cluster import RealCluster
+from tests.bench.lab.helpers import until
 
 pytestmark = [pytest.mark.root("ip", "sysctl", "runc"), pytest.mark.lab]
 

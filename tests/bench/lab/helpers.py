@@ -1,4 +1,5 @@
-"""Helpers for tests that build real labs: a bounded context manager and bounded ping."""
+"""Helpers for tests that build real labs: a bounded context manager, bounded ping, ``talbench``
+and ``kubectl`` as child processes, and polling until a condition holds."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from talbench.bench.lab import lab
+from talbench.bench.lab import kube_binaries, lab
 from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec, lab_id_of_namespace
 from tests.conftest import root_skip_reason
@@ -63,9 +66,15 @@ def ping_rtts_ms(namespace: str, address: str, count: int = 5) -> list[float]:
 
 
 def lab_namespaces(lab_id: str) -> list[str]:
+    return namespaces_of_labs([lab_id])
+
+
+def namespaces_of_labs(lab_ids: Iterable[str]) -> list[str]:
+    """The network namespaces on this host of the labs ``lab_ids`` (other labs' are not listed)."""
+    wanted = set(lab_ids)
     out = run(["ip", "netns", "list"]).stdout
     return [
-        line.split()[0] for line in out.splitlines() if line.strip() and lab_id_of_namespace(line.split()[0]) == lab_id
+        line.split()[0] for line in out.splitlines() if line.strip() and lab_id_of_namespace(line.split()[0]) in wanted
     ]
 
 
@@ -81,3 +90,23 @@ def talbench_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 40.0
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl ARGS`` with ``kubeconfig`` (the binaries ``make kubernetes`` builds): every API
+    request bounded to 20 s, the whole call to ``timeout``."""
+    argv = [str(kube_binaries.locate().kubectl), "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args]
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """``check()``'s first truthy value, polled every ``interval``; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
+        time.sleep(interval)

@@ -10,11 +10,11 @@ import time
 
 from talbench.bench.lab.delayline import MAX_PACKET, DelayLine
 from talbench.bench.lab.delayline_timing import SpinBudget
-from tests.bench.lab.test_delayline_unit import DELAYS, _Clock, _wire, ipv4_packet, running_loop
+from tests.bench.lab.delayline_helpers import DELAYS, ManualClock, ipv4_packet, running_loop, tun_stand_in
 
 
 def test_a_budget_allows_spinning_up_to_its_share_of_each_window():
-    clock = _Clock(now=10.0)
+    clock = ManualClock(now=10.0)
     budget = SpinBudget(0.25, window_s=1.0, clock=clock)
     assert budget.allows()
     budget.spend(0.2)
@@ -29,7 +29,7 @@ def _stream(spin_share: float, count: int = 300, gap_s: float = 0.0005) -> tuple
     """``count`` packets 0.5 ms apart through a line spinning 1 ms before each release: without a
     budget it would spin all the time.  Returns the budget and how late past its 3 ms each left."""
     budget = SpinBudget(spin_share)
-    with _wire() as (fd, network):
+    with tun_stand_in() as (fd, network):
         line = DelayLine(fd, DELAYS, limit=count + 1, rng=random.Random(1))
         sent: dict[bytes, float] = {}
         received: dict[bytes, float] = {}

@@ -7,14 +7,9 @@ import os
 import random
 import select
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
@@ -25,25 +20,8 @@ from talbench.bench.lab.delayline import (
     DelayLine,
     packet_delay,
     parse_address_delay,
-    run,
 )
-
-
-def ipv4_packet(src: str, dst: str, *, protocol: int = 17, ident: int = 1) -> bytes:
-    header = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        28,
-        ident,
-        0,
-        64,
-        protocol,
-        0,
-        ipaddress.IPv4Address(src).packed,
-        ipaddress.IPv4Address(dst).packed,
-    )
-    return header + b"\0" * 8
+from tests.bench.lab.delayline_helpers import DELAYS, ManualClock, ipv4_packet, running_loop, tun_stand_in
 
 
 def test_delay_is_the_sum_of_source_and_destination_delays():
@@ -82,33 +60,6 @@ class _Queued(Arrivals):
         return self.seconds
 
 
-class _Clock:
-    """A monotonic clock that moves only when told to (``step`` on every reading)."""
-
-    def __init__(self, now: float = 100.0, step: float = 0.0) -> None:
-        self.now = now
-        self.step = step
-        self.readings = 0
-
-    def __call__(self) -> float:
-        self.readings += 1
-        self.now += self.step
-        return self.now
-
-
-@contextmanager
-def _wire() -> Iterator[tuple[int, socket.socket]]:
-    """A datagram socket pair standing in for the TUN: (the line's fd, the network's end)."""
-    line_end, network = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    line_end.setblocking(False)
-    network.setblocking(False)
-    try:
-        yield line_end.fileno(), network
-    finally:
-        line_end.close()
-        network.close()
-
-
 def _sent(network: socket.socket) -> list[bytes]:
     out = []
     while True:
@@ -118,14 +69,11 @@ def _sent(network: socket.socket) -> list[bytes]:
             return out
 
 
-DELAYS = dict([parse_address_delay("10.213.1.2=10"), parse_address_delay("10.213.2.2=3")])
-
-
 def test_a_packet_is_held_from_its_arrival_not_from_when_it_was_read():
     """A packet that waited 4 ms for the delay line to wake up leaves 10 ms after it arrived,
     not 14 ms: the line's own wake-up latency is no part of the network it emulates."""
-    with _wire() as (fd, network):
-        clock = _Clock()
+    with tun_stand_in() as (fd, network):
+        clock = ManualClock()
         line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.004), clock=clock)
         network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
         assert line.receive() == 1
@@ -140,8 +88,8 @@ def test_a_packet_is_held_from_its_arrival_not_from_when_it_was_read():
 def test_every_due_packet_leaves_in_one_release_earliest_first_equal_dues_in_arrival_order():
     """Whatever their protocol, packets leave by due time; those due together leave together,
     in the order they came (a burst of two flows' packets is not reordered)."""
-    with _wire() as (fd, network):
-        clock = _Clock()
+    with tun_stand_in() as (fd, network):
+        clock = ManualClock()
         line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), clock=clock)
         first = ipv4_packet("10.213.0.10", "10.213.1.2", protocol=1)  # ICMP, 10 ms
         second = ipv4_packet("10.213.0.11", "10.213.1.2", protocol=17)  # UDP, 10 ms, same due
@@ -158,8 +106,8 @@ def test_every_due_packet_leaves_in_one_release_earliest_first_equal_dues_in_arr
 def test_a_release_falling_due_goes_before_the_next_read():
     """A packet read while another is about to leave would make that one late by the read's
     cost: the read waits (its packet keeps its arrival stamp), the release goes first."""
-    with _wire() as (fd, network):
-        clock = _Clock()
+    with tun_stand_in() as (fd, network):
+        clock = ManualClock()
         line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.0099), clock=clock)
         network.send(ipv4_packet("10.213.0.10", "10.213.1.2"))
         assert line.receive(margin_s=200e-6) == 1  # due in 0.1 ms
@@ -169,8 +117,8 @@ def test_a_release_falling_due_goes_before_the_next_read():
 
 
 def test_a_release_waits_out_its_last_stretch_on_the_cpu_and_never_leaves_early():
-    with _wire() as (fd, network):
-        clock = _Clock(step=10e-6)
+    with tun_stand_in() as (fd, network):
+        clock = ManualClock(step=10e-6)
         line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1), arrivals=_Queued(0.0), clock=clock)
         network.send(ipv4_packet("10.213.0.10", "10.213.2.2"))  # 3 ms
         line.receive()
@@ -183,33 +131,10 @@ def test_a_release_waits_out_its_last_stretch_on_the_cpu_and_never_leaves_early(
         assert len(_sent(network)) == 1
 
 
-@contextmanager
-def running_loop(line: DelayLine, fd: int, *budget: Any) -> Iterator[Callable[[], bool]]:
-    """The real loop of ``line`` in a thread; yields ``stop()``, which ends it as SIGTERM's
-    handler does and says whether it ended (the loop is stopped on the way out regardless)."""
-    wake_read, wake_write = os.pipe()
-    stopping = threading.Event()
-    loop = threading.Thread(target=run, args=(line, fd, wake_read, stopping.is_set, 1e-3, *budget))
-    loop.start()
-
-    def stop() -> bool:
-        stopping.set()
-        os.write(wake_write, b"\0")
-        loop.join(timeout=2)
-        return not loop.is_alive()
-
-    try:
-        yield stop
-    finally:
-        stop()
-        os.close(wake_read)
-        os.close(wake_write)
-
-
 def test_the_loop_releases_each_packet_at_its_time_and_stops_when_asked():
     """The real loop on a real clock: every packet out, none before its time; a stop request
     (what SIGTERM's handler makes) ends it without waiting for the held packets."""
-    with _wire() as (fd, network):
+    with tun_stand_in() as (fd, network):
         line = DelayLine(fd, DELAYS, limit=10, rng=random.Random(1))
         with running_loop(line, fd) as stop:
             sent = {}

@@ -16,7 +16,7 @@ import pytest
 
 from talbench.bench.lab import containers, kube_binaries, kube_control, processes
 from talbench.bench.lab import state as lab_state
-from tests.bench.lab.helpers import lab_namespaces, lab_root, talbench_cli
+from tests.bench.lab.helpers import kubectl, lab_namespaces, lab_root, talbench_cli, until
 from tests.bench.lab.test_containers import archive_or_skip
 
 # -- root: the lab kubelet on a real control plane ------------------------------------------------
@@ -59,24 +59,9 @@ spec:
 """
 
 
-def _kubectl(kube: kube_control.KubeLab, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [str(kube_binaries.locate().kubectl), "--kubeconfig", str(kube.kubeconfig), "--request-timeout=20s", *args]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=40, check=False)
-
-
 def _pod_json(kube: kube_control.KubeLab, name: str) -> dict[str, Any]:
-    done = _kubectl(kube, "-n", "kl", "get", "pod", name, "-o", "json")
+    done = kubectl(kube.kubeconfig, "-n", "kl", "get", "pod", name, "-o", "json")
     return json.loads(done.stdout) if done.returncode == 0 else {}
-
-
-def _until(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what}"
-        time.sleep(0.5)
 
 
 def _waiting_reason(pod: dict[str, Any]) -> str:
@@ -111,14 +96,16 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         assert kube is not None and "kubelet" in kube.pids
         print(f"lab up --kubernetes --image: {time.monotonic() - started:.1f}s")
 
-        nodes = json.loads(_kubectl(kube, "get", "nodes", "-o", "json").stdout)["items"]
+        nodes = json.loads(kubectl(kube.kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
         ready = {
             n["metadata"]["name"]: {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] for n in nodes
         }
         assert ready == {"cp1": "True", "w1": "True"}
         cp = next(n for n in nodes if n["metadata"]["name"] == "cp1")
         assert {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"} in cp["spec"]["taints"]
-        lease = _kubectl(kube, "-n", "kube-node-lease", "get", "lease", "w1", "-o", "jsonpath={.spec.holderIdentity}")
+        lease = kubectl(
+            kube.kubeconfig, "-n", "kube-node-lease", "get", "lease", "w1", "-o", "jsonpath={.spec.holderIdentity}"
+        )
         assert lease.stdout == "w1", lease.stderr
         # KubePrism: 127.0.0.1:7445 in a worker's namespace reaches the API server (the agent's own probe)
         worker_ns = lab_state.load_state(lab_dir).node("w1").namespace
@@ -135,17 +122,17 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
             else "localhost/talbench@"
             + json.loads((kube.directory / "kubelet" / "kubelet.json").read_text())["images"][0]["digest"]
         )
-        assert _kubectl(kube, "create", "namespace", "kl").returncode == 0
-        _until(  # the controller manager's service-account controller gives it its default ServiceAccount
+        assert kubectl(kube.kubeconfig, "create", "namespace", "kl").returncode == 0
+        until(  # the controller manager's service-account controller gives it its default ServiceAccount
             "a default ServiceAccount in kl",
-            lambda: _kubectl(kube, "-n", "kl", "get", "serviceaccount", "default").returncode == 0,
+            lambda: kubectl(kube.kubeconfig, "-n", "kl", "get", "serviceaccount", "default").returncode == 0,
             60,
         )
-        created = _kubectl(kube, "apply", "-f", "-", stdin=PODS.format(image=image))
+        created = kubectl(kube.kubeconfig, "apply", "-f", "-", stdin=PODS.format(image=image))
         assert created.returncode == 0, created.stderr
 
         started = time.monotonic()
-        web_pod = _until(
+        web_pod = until(
             "web Running and Ready",
             lambda: (
                 (p := _pod_json(kube, "web"))
@@ -158,13 +145,13 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         print(f"web Ready after {time.monotonic() - started:.1f}s")
         assert web_pod["status"]["podIP"] == web_pod["status"]["hostIP"]  # the node's network
         assert web_pod["status"]["containerStatuses"][0]["imageID"].startswith("sha256:")
-        _until(
+        until(
             "badimage in ErrImagePull/ImagePullBackOff",
             lambda: _waiting_reason(_pod_json(kube, "badimage")) in ("ErrImagePull", "ImagePullBackOff"),
             30,
         )
         assert _pod_json(kube, "badimage")["status"]["phase"] == "Pending"
-        crash = _until(
+        crash = until(
             "crash in CrashLoopBackOff after restarts",
             lambda: (
                 (p := _pod_json(kube, "crash"))
@@ -176,12 +163,14 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         )
         last = crash["status"]["containerStatuses"][0]["lastState"]["terminated"]
         assert last["exitCode"] == 3 and last["message"] == "dying", last
-        logs = _kubectl(kube, "-n", "kl", "logs", "crash", "--previous")  # through the kubelet endpoint on w1:10250
+        logs = kubectl(
+            kube.kubeconfig, "-n", "kl", "logs", "crash", "--previous"
+        )  # through the kubelet endpoint on w1:10250
         assert logs.returncode == 0 and logs.stdout.strip() == "dying", logs.stdout + logs.stderr
         assert any(cid.startswith(f"talbench-{lab_dir.name}-k") for cid in containers.lab_containers(lab_dir.name))
 
         started = time.monotonic()
-        deleted = _kubectl(kube, "-n", "kl", "delete", "pod", "web", "--timeout=30s")
+        deleted = kubectl(kube.kubeconfig, "-n", "kl", "delete", "pod", "web", "--timeout=30s")
         took = time.monotonic() - started
         assert deleted.returncode == 0, deleted.stderr
         assert took < 4 + 8, (
@@ -189,14 +178,14 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         )  # python as PID 1 ignores TERM: the grace, then KILL
         print(f"web deleted in {took:.1f}s (grace 4s)")
         started = time.monotonic()
-        gone = _kubectl(kube, "delete", "namespace", "kl", "--timeout=60s")
+        gone = kubectl(kube.kubeconfig, "delete", "namespace", "kl", "--timeout=60s")
         assert gone.returncode == 0, gone.stderr
         print(f"namespace kl deleted in {time.monotonic() - started:.1f}s")
         assert not [c for c in containers.lab_containers(lab_dir.name) if "-k" in c.removeprefix("talbench-")]
 
         # one pod left running for lab down to remove
-        again = _kubectl(
-            kube,
+        again = kubectl(
+            kube.kubeconfig,
             "run",
             "left",
             "--image",
@@ -209,9 +198,11 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
             "trap 'exit 0' TERM; sleep 600 & wait",
         )
         assert again.returncode == 0, again.stderr
-        _until(
+        until(
             "left Running",
-            lambda: _kubectl(kube, "get", "pod", "left", "-o", "jsonpath={.status.phase}").stdout == "Running",
+            lambda: (
+                kubectl(kube.kubeconfig, "get", "pod", "left", "-o", "jsonpath={.status.phase}").stdout == "Running"
+            ),
             60,
         )
 
@@ -256,5 +247,7 @@ def test_the_kube_dispatcher_runs_its_daemonset_on_the_lab_kubelet(tmp_path):
         (result,) = tmp_path.glob("*/run.json")
         verdicts = json.loads(result.read_text())["verdicts"]
         assert any(v["check"] == "worker-rtt" for v in verdicts), verdicts
-        left = _kubectl(kube, "get", "namespaces", "-l", "app.kubernetes.io/managed-by=talbench", "-o", "name")
+        left = kubectl(
+            kube.kubeconfig, "get", "namespaces", "-l", "app.kubernetes.io/managed-by=talbench", "-o", "name"
+        )
         assert left.returncode == 0 and left.stdout.strip() == "", left.stdout

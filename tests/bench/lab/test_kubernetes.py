@@ -10,7 +10,6 @@ import json
 import socket
 import ssl
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from talbench.bench.errors import MissingDependency
 from talbench.bench.lab import kube_binaries, kube_control, kube_files, kube_nodes, kube_pki, lab, processes
 from talbench.bench.lab.state import LabNode
 from talbench.bench.model import Role
-from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible, talbench_cli
+from tests.bench.lab.helpers import kubectl, lab_namespaces, lab_root, skip_unless_lab_possible, talbench_cli
 
 BUILD_HINT = "the Kubernetes binaries are built once per machine by `make kubernetes` (not by the tests)"
 
@@ -93,11 +92,6 @@ def test_missing_binaries_name_the_make_target(monkeypatch, tmp_path):
 # -- the real control plane ----------------------------------------------------------------------
 
 
-def _kubectl(kube: kube_control.KubeLab, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [str(kube_binaries.locate().kubectl), "--kubeconfig", str(kube.kubeconfig), "--request-timeout=20s", *args]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30, check=False)
-
-
 def _get(server: str, ca: Path, path: str, token: str | None = None) -> int:
     """The HTTP status of GET ``path`` with no client certificate (and ``token`` if given)."""
     host, port = server.removeprefix("https://").rsplit(":", 1)
@@ -137,13 +131,13 @@ def test_lab_up_kubernetes_is_a_real_control_plane_and_lab_down_leaves_nothing()
         assert str(kube.kubeconfig) in up.stdout and stat.S_IMODE(kube.kubeconfig.stat().st_mode) == 0o600
         assert all(processes.alive(pid) for pid in kube.pids.values()), kube.pids
 
-        version = _kubectl(kube, "version", "-o", "json")
+        version = kubectl(kube.kubeconfig, "version", "-o", "json")
         assert version.returncode == 0, version.stderr
         assert json.loads(version.stdout)["serverVersion"]["gitVersion"] == kube_binaries.KUBERNETES_VERSION
-        metrics = _kubectl(kube, "get", "--raw", "/metrics")
+        metrics = kubectl(kube.kubeconfig, "get", "--raw", "/metrics")
         assert metrics.returncode == 0 and "apiserver_request_total" in metrics.stdout
 
-        nodes = json.loads(_kubectl(kube, "get", "nodes", "-o", "json").stdout)["items"]
+        nodes = json.loads(kubectl(kube.kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
         by_name = {n["metadata"]["name"]: n for n in nodes}
         assert set(by_name) == {"cp1", "w1"}
         cp_taints = {(t["key"], t["effect"]) for t in by_name["cp1"]["spec"].get("taints", [])}
@@ -158,13 +152,13 @@ def test_lab_up_kubernetes_is_a_real_control_plane_and_lab_down_leaves_nothing()
         assert _get(kube.server, ca, "/version", token=nobody) == 200  # authenticated, public info
 
         # Pod Security as Talos configures it: baseline enforced in a namespace without labels.
-        assert _kubectl(kube, "create", "namespace", "psa-check").returncode == 0
+        assert kubectl(kube.kubeconfig, "create", "namespace", "psa-check").returncode == 0
         # the controller manager's service-account controller gives it its default ServiceAccount
         deadline = time.monotonic() + 60
-        while _kubectl(kube, "-n", "psa-check", "get", "serviceaccount", "default").returncode != 0:
+        while kubectl(kube.kubeconfig, "-n", "psa-check", "get", "serviceaccount", "default").returncode != 0:
             assert time.monotonic() < deadline, "no default ServiceAccount in psa-check within 60 s"
             time.sleep(0.5)
-        refused = _kubectl(kube, "apply", "-f", "-", stdin=PRIVILEGED_POD)
+        refused = kubectl(kube.kubeconfig, "apply", "-f", "-", stdin=PRIVILEGED_POD)
         assert refused.returncode != 0
         assert 'violates PodSecurity "baseline:latest": privileged' in refused.stderr, refused.stderr
 

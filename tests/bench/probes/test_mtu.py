@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from talbench.bench.lab.state import lab_dirs
 from talbench.bench.model import Measurement, ResultKey, Subject
 from talbench.bench.probes.mtu import DRIVER, MTU_METRICS
+from tests.bench.lab.helpers import lab_namespaces, namespaces_of_labs
 
 PATH = MTU_METRICS[0]
 
@@ -55,20 +57,16 @@ def talbench(env: dict[str, str], *args: str, timeout: float = 300) -> subproces
     )
 
 
-def namespaces() -> set[str]:
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in listed.splitlines() if line.startswith("tb-")}
-
-
 @pytest.mark.root
 @pytest.mark.lab
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root: builds a lab of namespaces")
 def test_on_a_lab_a_narrow_worker_link_fails_its_pairs_only(tmp_path: Path):
-    env = {**os.environ, "TALBENCH_LAB_ROOT": str(tmp_path / "labs")}
-    before = namespaces()
+    root = tmp_path / "labs"
+    env = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
     try:
         assert talbench(env, "lab", "up").returncode == 0
-        (worker,) = [ns for ns in namespaces() - before if ns.endswith("-w1")]
+        (lab_dir,) = lab_dirs(root)
+        (worker,) = [ns for ns in lab_namespaces(lab_dir.name) if ns.endswith("-w1")]
         links = subprocess.run(
             ["ip", "-n", worker, "-o", "link", "show"], capture_output=True, text=True, check=True
         ).stdout
@@ -89,5 +87,6 @@ def test_on_a_lab_a_narrow_worker_link_fails_its_pairs_only(tmp_path: Path):
             ("path-mtu", f"{cp}-w1"): ("fail", 1400.0) for cp in ("cp1", "cp2", "cp3")
         }
     finally:
+        ours = [lab_dir.name for lab_dir in lab_dirs(root)]  # this test's lab, up until lab down
         talbench(env, "lab", "down", timeout=120)
-        assert namespaces() - before == set()
+        assert namespaces_of_labs(ours) == []
