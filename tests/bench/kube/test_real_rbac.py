@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -64,7 +65,9 @@ def one_run(out: Path) -> dict[str, Any]:
 def assert_measured_without_refusal(done: Any, out: Path) -> dict[str, Any]:
     said = f"exit {done.returncode}\nstderr: {done.stderr}\nstdout tail: {done.stdout[-2000:]}"
     assert done.returncode in (0, 1), said
-    assert "forbidden" not in (done.stdout + done.stderr).lower() and "403" not in done.stderr, said
+    # a 403 as a number of its own: run ids carry timestamps ("20261126-134034-...")
+    refused = "forbidden" in (done.stdout + done.stderr).lower() or re.search(r"\b403\b", done.stderr)
+    assert not refused, said
     record = one_run(out)
     assert record["unready"] == {}, said  # every agent was reached (a 403 through the proxy would show here)
     assert not [v for v in record["verdicts"] if v["status"] == "no_data"], said
