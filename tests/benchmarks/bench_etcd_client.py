@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from bench_output import write_record  # this script's sibling (run as a file, its directory is on sys.path)
 
 from talbench.agents.etcdload.local_cluster import local_cluster
@@ -61,9 +62,9 @@ def _cpu() -> float:
 
 
 def _member_cpu(pid: int) -> float:
-    """The etcd member's user+system CPU seconds so far (/proc/PID/stat, clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The etcd member's user+system CPU seconds so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 class Window:
