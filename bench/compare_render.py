@@ -1,5 +1,5 @@
 """A comparison as JSON and as a small self-contained HTML page.  Pure: builds strings, no I/O
-(the CLI writes them); the terminal table is bench/cli_compare.py's."""
+(the CLI writes them); the terminal table is bench/cli/compare.py's."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ SOURCES = sorted([*ROOT.joinpath("bench").rglob("*.py"), *ROOT.joinpath("agents"
 # Programs, not library code: they may print and exit.  agents/build/ holds the image build's
 # helper scripts (run by build-image.sh, never imported by talbench).
 ENTRY_POINTS = {
-    "bench/cli.py",
+    "bench/cli/__main__.py",
     "agents/main.py",
     "agents/__main__.py",
     "agents/etcdload/worker.py",

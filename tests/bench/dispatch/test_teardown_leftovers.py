@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from talbench.bench import cli, cli_run
+from talbench.bench import cli
+from talbench.bench.cli import run as cli_run
 from talbench.bench.dispatch.base import Fleet, LeftBehind, Leftovers
 from talbench.bench.dispatch.kube import KubeDispatcher, KubeOptions
 from talbench.bench.errors import UsageError

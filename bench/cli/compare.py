@@ -1,6 +1,6 @@
 """`talbench compare BASE NEW`: what changed between two runs (bench/compare.py decides, this
 module reads the files, prints the table or JSON and writes the HTML page).  Exit 1 when there is
-any regression, 0 otherwise; 2 for a file it cannot read (bench/cli.py maps the error)."""
+any regression, 0 otherwise; 2 for a file it cannot read (bench/cli/__init__.py maps the error)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ STYLE = {
 
 
 def add_parser(commands: Any) -> None:
-    """The `compare` subcommand (``commands`` is bench/cli.py's subparsers)."""
+    """The `compare` subcommand (``commands`` is bench/cli/__init__.py's subparsers)."""
     p = commands.add_parser("compare", help="what changed between two runs; exit 1 on a regression")
     p.add_argument("base", type=Path, metavar="BASE", help="the earlier run: its directory or run.json")
     p.add_argument("new", type=Path, metavar="NEW", help="the later run: its directory or run.json")

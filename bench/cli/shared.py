@@ -1,4 +1,4 @@
-"""What the `talbench` commands share (bench/cli_run.py, bench/cli_commands.py): the event loop
+"""What the `talbench` commands share (bench/cli/run.py, bench/cli/commands.py): the event loop
 that Ctrl-C and SIGTERM interrupt without cutting cleanup short, and where the lab lives."""
 
 from __future__ import annotations

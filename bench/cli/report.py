@@ -1,6 +1,6 @@
 """`talbench report RUN_DIR [--scenario NAME] [--output FILE]`: render report.html again from a
 run's run.json, or judge the run's stored raw results against another scenario's thresholds and
-render that.  Part of the CLI (bench/cli.py maps what it raises to exit codes: a missing,
+render that.  Part of the CLI (bench/cli/__init__.py maps what it raises to exit codes: a missing,
 damaged or unknown run.json is one line and exit 2)."""
 
 from __future__ import annotations

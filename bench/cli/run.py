@@ -1,7 +1,7 @@
 """`talbench run`: load the scenario and its settings (live etcd joins on request), pick the
 dispatcher, run with a progress display, write run.json, junit.xml and report.html, show the verdicts (table or
 JSON), keep a summary in the cluster and push to a Pushgateway when asked.  Part of the CLI
-(bench/cli.py maps what it raises to exit codes)."""
+(bench/cli/__init__.py maps what it raises to exit codes)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from talbench.bench import scenario as scenario_files
-from talbench.bench.cli_shared import lab_root, run_async
+from talbench.bench.cli.shared import lab_root, run_async
 from talbench.bench.dispatch.base import LeftBehind
 from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.model import Check, Measurement, RunRecord

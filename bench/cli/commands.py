@@ -1,5 +1,5 @@
 """The commands besides `run`: `talbench lab up|down|status`, `clean`, `manifests` and
-`scenarios`.  Part of the CLI (bench/cli.py maps what they raise to exit codes)."""
+`scenarios`.  Part of the CLI (main() in bench/cli/__init__.py maps what they raise to exit codes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from talbench.bench import scenario as scenario_files
-from talbench.bench.cli_shared import lab_root, run_async
+from talbench.bench.cli.shared import lab_root, run_async
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import threshold_text
 from talbench.bench.probes import default_drivers
