@@ -1,4 +1,4 @@
-"""`talbench compare BASE NEW`: what changed between two runs (bench/compare.py decides, this
+"""`talbench compare BASE NEW`: what changed between two runs (bench/compare/changes.py decides, this
 module reads the files, prints the table or JSON and writes the HTML page).  Exit 1 when there is
 any regression, 0 otherwise; 2 for a file it cannot read (bench/cli/__init__.py maps the error)."""
 
@@ -12,9 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from talbench.bench.compare import CompareSettings, Comparison, Outcome, compare
-from talbench.bench.compare_render import change_text, dumps, html_page, interval_text, value_text
-from talbench.bench.compare_stats import MAX_RESAMPLES
+from talbench.bench.compare.changes import CompareSettings, Comparison, Outcome, compare
+from talbench.bench.compare.render import change_text, dumps, html_page, interval_text, value_text
+from talbench.bench.compare.stats import MAX_RESAMPLES
 from talbench.bench.errors import UsageError
 from talbench.bench.probes import default_drivers
 from talbench.bench.report.files import write_atomically

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from talbench.bench.cli import main
-from talbench.bench.compare import CompareSettings, Outcome, compare
+from talbench.bench.compare.changes import CompareSettings, Outcome, compare
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import Check, RunRecord, Scenario, Scope, Status, Subject, Verdict
 from talbench.bench.probes.rtt import RTT_METRICS

@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from talbench.bench.compare import Change, Comparison, RunInfo
+from talbench.bench.compare.changes import Change, Comparison, RunInfo
 from talbench.bench.units import Dimension, format_value
 
 COMPARE_SCHEMA = "talbench/compare/v1"
