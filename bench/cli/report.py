@@ -21,8 +21,9 @@ from talbench.bench.model import RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
-from talbench.bench.report import html, runjson
+from talbench.bench.report import runjson
 from talbench.bench.report.files import write_atomically
+from talbench.bench.report.html import page
 from talbench.bench.report.runjson_read import read_run, run_file
 from talbench.bench.run import exit_code, metrics_of, pair_budgets
 
@@ -94,7 +95,7 @@ def cmd_report(args: argparse.Namespace, err: Console) -> int:
     source = run_file(args.run_dir)
     record = read_run(args.run_dir)  # RunFileError (exit 2) names the file and what is wrong
     note = ""
-    name = html.REPORT_FILE
+    name = page.REPORT_FILE
     if args.scenario:
         original = record
         record, skipped = rejudge(record, args.scenario)
@@ -102,7 +103,7 @@ def cmd_report(args: argparse.Namespace, err: Console) -> int:
         name = f"report-{re.sub(r'[^A-Za-z0-9_.-]+', '-', record.scenario.name)}.html"
     target = args.output or source.parent / name
     try:
-        write_atomically(target, html.render(record, note=note))
+        write_atomically(target, page.render(record, note=note))
     except OSError as exc:
         raise CouldNotRun(f"cannot write {target}: {exc.strerror}", hint="check --output") from exc
     code = exit_code(record.verdicts)

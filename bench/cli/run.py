@@ -23,9 +23,10 @@ from talbench.bench.plan import make_plan, select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.report import dry_run as dry_run_report
-from talbench.bench.report import html, junit, runjson, table
+from talbench.bench.report import junit, runjson, table
 from talbench.bench.report.files import write_atomically
 from talbench.bench.report.history import History, since
+from talbench.bench.report.html import page
 from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, pair_budgets, run, tool_version
 
 
@@ -160,7 +161,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
         out.print(
             f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}, "
-            f"{run_dir / html.REPORT_FILE}"
+            f"{run_dir / page.REPORT_FILE}"
         )
     if keeping:
         run_async(dispatcher.keep_summary(record.run_id, summary, keep=args.keep_results), err)
@@ -228,7 +229,7 @@ def _summary_document(record: RunRecord, run_dir: Path, code: int, history: Hist
         "files": {
             "run": str(run_dir / "run.json"),
             "junit": str(run_dir / "junit.xml"),
-            "report": str(run_dir / html.REPORT_FILE),
+            "report": str(run_dir / page.REPORT_FILE),
         },
         **(history.document() if history is not None else {}),
     }
@@ -243,7 +244,7 @@ def write_results(record: RunRecord, out: Path) -> Path:
     try:
         write_atomically(run_dir / "run.json", runjson.dumps(record))
         write_atomically(run_dir / "junit.xml", junit.dumps(record))
-        write_atomically(run_dir / html.REPORT_FILE, html.render(record))
+        write_atomically(run_dir / page.REPORT_FILE, page.render(record))
     except OSError as exc:
         raise CouldNotRun(f"cannot write results to {run_dir}: {exc.strerror}", hint="check --out") from exc
     return run_dir

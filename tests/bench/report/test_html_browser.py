@@ -29,7 +29,8 @@ import aiohttp
 import pytest
 
 from talbench.bench.model import RunRecord
-from talbench.bench.report import html, html_data
+from talbench.bench.report.html import data as html_data
+from talbench.bench.report.html import page as html
 from talbench.bench.report.runjson_read import read_run
 from tests.bench.report.test_html import judged_record
 
@@ -250,7 +251,7 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
 
 
 def slowest(record: RunRecord) -> tuple[str, ...]:
-    """The order the slowest-first button must give (bench/report/html_data.py computes it)."""
+    """The order the slowest-first button must give (bench/report/html/data.py computes it)."""
     matrix = html_data.rtt_matrix(record)
     assert matrix is not None
     return matrix.worst_first
