@@ -108,8 +108,8 @@ BREACHES = [
     ),
     pytest.param(
         "rich-only-in-the-terminal-layer",
-        {"bench/report/runjson.py": "from rich.console import Console"},
-        ["talbench.bench.report.runjson -> rich"],
+        {"bench/report/runjson/write.py": "from rich.console import Console"},
+        ["talbench.bench.report.runjson.write -> rich"],
         id="report-writer-imports-rich",
     ),
 ]

@@ -18,7 +18,7 @@ from talbench.bench.compare.stats import MAX_RESAMPLES
 from talbench.bench.errors import UsageError
 from talbench.bench.probes import default_drivers
 from talbench.bench.report.files import write_atomically
-from talbench.bench.report.runjson_read import read_run
+from talbench.bench.report.runjson.read import read_run
 from talbench.bench.units import Dimension, UnitError, parse_quantity
 
 STYLE = {

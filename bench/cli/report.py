@@ -21,10 +21,10 @@ from talbench.bench.model import RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
-from talbench.bench.report import runjson
 from talbench.bench.report.files import write_atomically
 from talbench.bench.report.html import page
-from talbench.bench.report.runjson_read import read_run, run_file
+from talbench.bench.report.runjson import write
+from talbench.bench.report.runjson.read import read_run, run_file
 from talbench.bench.run import exit_code, metrics_of, pair_budgets
 
 
@@ -107,7 +107,7 @@ def cmd_report(args: argparse.Namespace, err: Console) -> int:
     except OSError as exc:
         raise CouldNotRun(f"cannot write {target}: {exc.strerror}", hint="check --output") from exc
     code = exit_code(record.verdicts)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(write.summary(record).items()))
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"{'FAILED' if code else 'PASSED'}: {counts}.  Report: {target}", markup=False)
     return code

@@ -23,10 +23,11 @@ from talbench.bench.plan import make_plan, select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.report import dry_run as dry_run_report
-from talbench.bench.report import junit, runjson, table
+from talbench.bench.report import junit, table
 from talbench.bench.report.files import write_atomically
 from talbench.bench.report.history import History, since
 from talbench.bench.report.html import page
+from talbench.bench.report.runjson import write
 from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, pair_budgets, run, tool_version
 
 
@@ -158,7 +159,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         table.render(record, out)
         for line in history.lines() if history else ():
             out.print(line, markup=False)
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(write.summary(record).items()))
         out.print(
             f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}, "
             f"{run_dir / page.REPORT_FILE}"
@@ -218,14 +219,14 @@ def _history(dispatcher: Any, record: RunRecord, drivers: dict[str, ProbeDriver]
 
 def _summary_document(record: RunRecord, run_dir: Path, code: int, history: History | None = None) -> dict[str, Any]:
     return {
-        "schema": runjson.RUN_SCHEMA,
+        "schema": write.RUN_SCHEMA,
         "run_id": record.run_id,
         "scenario": record.scenario.name,
         "target": record.target,
         "quick": record.quick,
         "exit_code": code,
-        "summary": runjson.summary(record),
-        "verdicts": [runjson.verdict_dict(v) for v in record.verdicts],
+        "summary": write.summary(record),
+        "verdicts": [write.verdict_dict(v) for v in record.verdicts],
         "files": {
             "run": str(run_dir / "run.json"),
             "junit": str(run_dir / "junit.xml"),
@@ -242,7 +243,7 @@ def _first_unavailable(record: RunRecord) -> Measurement | None:
 def write_results(record: RunRecord, out: Path) -> Path:
     run_dir = out / record.run_id
     try:
-        write_atomically(run_dir / "run.json", runjson.dumps(record))
+        write_atomically(run_dir / "run.json", write.dumps(record))
         write_atomically(run_dir / "junit.xml", junit.dumps(record))
         write_atomically(run_dir / page.REPORT_FILE, page.render(record))
     except OSError as exc:

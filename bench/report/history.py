@@ -24,8 +24,8 @@ from typing import Any
 
 from talbench.bench.compare.changes import Change, RunInfo, compare_verdicts
 from talbench.bench.model import RunRecord, Verdict
-from talbench.bench.report.runjson import json_number
-from talbench.bench.report.runjson_read import RunFileError, read_verdicts
+from talbench.bench.report.runjson.read import RunFileError, read_verdicts
+from talbench.bench.report.runjson.write import json_number
 from talbench.bench.units import format_value
 
 

@@ -1,6 +1,6 @@
 """Reading run.json back: every schema version talbench has written, each with its own reader.
 
-The format's history (``schema`` field; bench/report/runjson.py writes the current one):
+The format's history (``schema`` field; bench/report/runjson/write.py writes the current one):
 
 - ``talbench/run/v1``: scenario (name, path, description), target, quick, started/ended, timings,
   metadata, nodes, unready, checks (warn/fail as ``{text, value}`` in the check's unit),
@@ -126,7 +126,7 @@ def _enum(enum: type[Any], raw: Any, where: str) -> Any:
 
 
 def _number(raw: Any, where: str) -> float | None:
-    """A figure as runjson.json_number wrote it: a number, null, or "inf"/"-inf"."""
+    """A figure as runjson.write.json_number wrote it: a number, null, or "inf"/"-inf"."""
     if raw is None:
         return None
     if raw in ("inf", "-inf"):
