@@ -6,6 +6,7 @@ only main() decides the exit code.
     commands   `talbench lab up|down|status`, `clean`, `manifests`, `scenarios`
     compare    `talbench compare BASE NEW`
     report     `talbench report RUN_DIR`
+    options    the dispatchers' options, built from the parsed command line
     shared     what the commands share: the interruptible event loop, where the lab lives
     __main__   `python -m talbench.bench.cli`
 """
