@@ -95,6 +95,12 @@ BREACHES = [
         id="model-imports-judge",
     ),
     pytest.param(
+        "compare-layers",
+        {"bench/compare/stats.py": "from talbench.bench.compare import changes"},
+        ["talbench.bench.compare.stats -> talbench.bench.compare.changes"],
+        id="compare-stats-imports-the-changes",
+    ),
+    pytest.param(
         "agent-layers",
         {"agents/probe.py": "from talbench.agents import jobs"},
         ["talbench.agents.probe -> talbench.agents.jobs"],
