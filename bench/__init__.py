@@ -1,21 +1,32 @@
 """talbench coordinator: scenarios, planning, dispatch, judging, reports and the CLI.
 
-Layers (one direction; tests/test_import_contract.py enforces it):
-    talbench.agents        probes (declared units) and the agent process; imports nothing from
-                           talbench.bench
-    bench.units, bench.model, bench.metric, bench.cluster_facts, bench.scenario, bench.errors
-                           plain records and parsing
-    bench.stats            pure summaries of raw samples
-    bench.judge            pure: results + thresholds -> verdicts
-    bench.plan             pure: which checks run over which subjects, which results they need
-    bench.probes.*         the probes' drivers (orchestrating agents) and their metrics
-    bench.agent_client     the client of one agent's HTTP API
-    bench.dispatch.*       how agents are deployed and reached (lab, kube)
-    bench.lab.*            the lab: a cluster stand-in of network namespaces on this host
-    bench.kube.*           everything that talks to the Kubernetes API or builds its objects
-    bench.execute          runs the planned probes through a dispatcher's fleet
-    bench.run              one run, start to finish (deploy, plan, execute, judge)
-    bench.progress         live progress on stderr
-    bench.report.*         table, run.json, junit.xml, Prometheus Pushgateway
-    bench.cli              the only place that prints or exits
+Its modules and packages, from the top layer down (one direction; .importlinter holds it and
+tests/test_import_contract.py proves a breach fails; talbench.agents imports none of them):
+    cli/               the `talbench` command: the only place that prints or exits
+    run                one run, start to finish (deploy, plan, execute, judge)
+    execute            runs the planned probes through a dispatcher's fleet
+    probes/            the probes' drivers (orchestrating agents) and their metrics
+    dispatch/          how agents are deployed and reached (lab, kube)
+    kube/              everything that talks to the Kubernetes API or builds its objects
+    lab/               the lab: a cluster stand-in of network namespaces on this host
+    agent_client       the client of one agent's HTTP API
+    agent_tls          each run's agent CA and serving certificate
+    report/            table, run.json, junit.xml, report.html, Prometheus metrics and Pushgateway
+    progress           live progress on stderr
+    judge              pure: results + thresholds -> verdicts
+    retry              pure: which fails are measured once more
+    plan               pure: which checks run over which subjects, which results they need
+    scenario           scenario files, parsed strictly
+    compare/           pure: what changed between two runs (`talbench compare`)
+    scenario_include   composition of scenario files with ``include:``
+    metric             what a metric is, and the progress sink
+    context            the host context of a measurement
+    sampling           which node pairs a pair probe measures
+    cluster_facts      the cluster's shape as frozen records
+    model              plain frozen records used everywhere
+    units              quantities with units
+    stats              summaries of raw samples
+    errors             talbench's own exceptions (the CLI maps them to exit codes)
+    histogram          a mergeable latency histogram
+    pki                certificates made by talbench itself, in memory
 """

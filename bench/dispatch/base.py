@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from talbench.agents import wire
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.errors import CouldNotRun
 from talbench.bench.model import Node, RunRecord
+from talbench.bench.report.history import Kept
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,16 @@ class Dispatcher(Protocol):
         cancelled).  What cannot be removed in time after a body that finished: LeftBehind.
         ``agents_for(nodes)`` names the nodes the run needs agents on (None: every node); a
         dispatcher whose agents exist anyway (the lab's) may have more."""
+
+
+@runtime_checkable
+class KeepsSummaries(Protocol):
+    """A dispatcher that keeps each run's JSON summary where later runs find it (``run
+    --keep-results N``; the Kubernetes one, in ConfigMaps).  The CLI checks for it with
+    ``isinstance``."""
+
+    async def keep_summary(self, run_id: str, summary: Mapping[str, object], *, keep: int) -> list[str]:
+        """Store ``summary`` and prune the oldest beyond ``keep``; returns what was pruned."""
+
+    async def kept_summaries(self) -> tuple[Kept, ...]:
+        """The summaries earlier runs kept, newest first."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import secrets
 import shlex
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -28,7 +28,7 @@ from talbench.bench.kube.client import KubeApiError, KubeClient, connect, path
 from talbench.bench.kube.config import ApiTarget, auth_header, resolve_target
 from talbench.bench.kube.cronjob import DEFAULT_KEEP, keep_summary, kept_summaries
 from talbench.bench.kube.deploy import clean, create_agents, matches, read_facts, remove_agents, wait_for_agents
-from talbench.bench.kube.image import ImageRef, parse_pull_secrets, require_image
+from talbench.bench.kube.image import ImageRef, require_image
 from talbench.bench.kube.lease import deadline_kept
 from talbench.bench.kube.readiness import no_agent_ready, no_pod_reason, ready_timeout
 from talbench.bench.model import Node
@@ -54,23 +54,6 @@ class KubeOptions:
     image_pull_policy: str | None = None  # None: by the reference (ImageRef.pull_policy)
 
 
-def parse_node_selector(values: Any) -> dict[str, str]:
-    """``--node-selector key=value[,key=value]`` (repeatable) -> dict; UsageError otherwise."""
-    if not values:
-        return {}
-    items = [values] if isinstance(values, str) else list(values)
-    selector: dict[str, str] = {}
-    for item in items:
-        for part in str(item).split(","):
-            key, sep, value = part.strip().partition("=")
-            if not part.strip():
-                continue
-            if not sep or not key:
-                raise UsageError(f"--node-selector {part.strip()!r}: expected KEY=VALUE")
-            selector[key.strip()] = value.strip()
-    return selector
-
-
 class KubeDispatcher:
     name = "kube"
 
@@ -79,27 +62,6 @@ class KubeDispatcher:
         if self.options.access not in ACCESS_MODES:
             raise UsageError(f"agent access {self.options.access!r}: one of {', '.join(ACCESS_MODES)}")
         self._target = target  # tests hand one in; otherwise kubeconfig / in-cluster precedence
-
-    @classmethod
-    def from_args(cls, args: Any, *, deploying: bool = False) -> KubeDispatcher:
-        """From the CLI's ``run --target kube`` options (``--kubeconfig``, ``--context``,
-        ``--namespace``, ``--image``, ``--image-pull-secret``, ``--node-selector``,
-        ``--delete-timeout``); absent attributes take defaults.  ``deploying`` (``run``): the
-        image is required and checked here, before anything touches the cluster (UsageError,
-        exit 2)."""
-        options = KubeOptions(
-            kubeconfig=getattr(args, "kubeconfig", None),
-            context=getattr(args, "context", None),
-            namespace=getattr(args, "namespace", None),
-            image=getattr(args, "image", None) or None,
-            image_pull_secrets=parse_pull_secrets(getattr(args, "image_pull_secret", None)),
-            node_selector=parse_node_selector(getattr(args, "node_selector", None)),
-            delete_timeout=_delete_timeout(getattr(args, "delete_timeout", None)),
-        )
-        dispatcher = cls(options)
-        if deploying:
-            dispatcher.image()
-        return dispatcher
 
     def image(self) -> ImageRef:
         """The image to deploy, checked (UsageError: none given, malformed, or pull secrets
@@ -277,8 +239,12 @@ class KubeDispatcher:
                 argv += [flag, value]
         return shlex.join(argv)
 
-    def _teardown_on_exit(self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]) -> Any:
-        async def on_exit(exc_type: Any, exc: Any, tb: Any) -> bool:
+    def _teardown_on_exit(
+        self, kube: KubeClient, spec: m.AgentSpec, created: list[dict[str, Any]]
+    ) -> Callable[[type[BaseException] | None, BaseException | None, TracebackType | None], Awaitable[bool]]:
+        async def on_exit(
+            exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        ) -> bool:
             try:
                 left = await self._teardown(kube, spec, created)
             except (KubeApiError, CouldNotRun) as error:  # refused, or the API server went away
@@ -348,16 +314,6 @@ class KubeDispatcher:
                 return await kept_summaries(kube, namespace)
             except KubeApiError as exc:
                 raise CouldNotRun(f"cannot list the results kept in namespace {namespace}: {exc}") from exc
-
-
-def _delete_timeout(value: Any) -> float:
-    """``--delete-timeout SECONDS`` (absent: the default)."""
-    if value is None:
-        return KubeOptions.delete_timeout
-    seconds = float(value)
-    if not 0 < seconds < math.inf:
-        raise UsageError(f"--delete-timeout {value}: expected a number of seconds above 0")
-    return seconds
 
 
 async def _unreachable(agents: Mapping[str, AgentClient], how: str) -> dict[str, str]:

@@ -159,19 +159,28 @@ def permissions_from_rules(rules: Iterable[Mapping[str, Any]], *, namespaced: bo
     return frozenset(perms)
 
 
-def _role(kind: str, name: str, namespace: str | None, labels: Mapping[str, str], perms: Iterable[Permission]) -> Any:
+def _role(
+    kind: str, name: str, namespace: str | None, labels: Mapping[str, str], perms: Iterable[Permission]
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {}), "labels": dict(labels)}
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta, "rules": _rules(perms)}
 
 
-def _binding(kind: str, name: str, namespace: str | None, labels: Mapping[str, str], role: Any, subject: Any) -> Any:
+def _binding(
+    kind: str,
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    role: Mapping[str, Any],
+    subject: Mapping[str, str],
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {}), "labels": dict(labels)}
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": kind,
         "metadata": meta,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]},
-        "subjects": [subject],
+        "subjects": [dict(subject)],
     }
 
 

@@ -2,7 +2,7 @@
 
 A run with ``--keep-results N`` reads the summaries kept in its namespace (bench/kube/cronjob.py)
 *before* it keeps its own, takes the newest one of the same scenario, and compares the two with
-``talbench compare``'s rule in its value-only form (bench/compare.py ``compare_verdicts``: a kept
+``talbench compare``'s rule in its value-only form (bench/compare/changes.py ``compare_verdicts``: a kept
 summary holds verdicts, not raw samples).  A regression is then a verdict that got worse (pass ->
 warn -> fail) or a pair that stopped answering; a figure that moved within its verdict is not one
 (two values cannot tell a change from noise).  The regressions go into the run's summary
@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from talbench.bench.compare import Change, RunInfo, compare_verdicts
+from talbench.bench.compare.changes import Change, RunInfo, compare_verdicts
 from talbench.bench.model import RunRecord, Verdict
-from talbench.bench.report.runjson import json_number
-from talbench.bench.report.runjson_read import RunFileError, read_verdicts
+from talbench.bench.report.runjson.read import RunFileError, read_verdicts
+from talbench.bench.report.runjson.write import json_number
 from talbench.bench.units import format_value
 
 

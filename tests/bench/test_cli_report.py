@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from talbench.bench.cli import main
-from talbench.bench.report import runjson
+from talbench.bench.report.runjson import write as runjson
 from tests.bench.report.test_html import judged_record, text_of
 
 STRICT = """\

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from talbench.bench.compare_stats import (
+from talbench.bench.compare.stats import (
     Distribution,
     Percentile,
     bootstrap_difference,

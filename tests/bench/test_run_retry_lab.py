@@ -18,7 +18,7 @@ from talbench.bench.lab.topology import LabSpec, NodeDelay
 from talbench.bench.model import ResultKey, Status
 from talbench.bench.plan import select_checks
 from talbench.bench.probes import default_drivers
-from talbench.bench.report.runjson import to_dict
+from talbench.bench.report.runjson.write import to_dict
 from talbench.bench.run import RunRequest, metrics_of, run
 from talbench.bench.scenario import parse
 from tests.bench.lab.helpers import lab_root, skip_unless_lab_possible

@@ -2,7 +2,7 @@
 goals, with the sampling's own uncertainty: a p99 from a few hundred samples of a path whose
 tail is set by a handful of host stalls moves by more than the goal between two flows of the
 same wire, so each p99 difference carries a bootstrap range (resampling each tool's samples, the
-way `talbench compare` does: bench/compare_stats.py).
+way `talbench compare` does: bench/compare/stats.py).
 
 Used by bench_rtt.py (a sibling: run as a file, its directory is on sys.path)."""
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from talbench.bench.compare_stats import Distribution, Percentile, bootstrap_difference
+from talbench.bench.compare.stats import Distribution, Percentile, bootstrap_difference
 from talbench.bench.stats import percentile
 
 # issue 14, done-when 1: within these of ping (ms), p50 and p99, per kind of path

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from talbench.bench import cli, cli_run
+from talbench.bench import cli
+from talbench.bench.cli import run as cli_run
+from talbench.bench.cli.options import kube_options
 from talbench.bench.dispatch.base import Fleet, LeftBehind, Leftovers
 from talbench.bench.dispatch.kube import KubeDispatcher, KubeOptions
 from talbench.bench.errors import UsageError
@@ -133,7 +135,7 @@ def test_delete_timeout_is_an_option_of_run_and_clean():
     parser = cli.build_parser()
     for argv in (["run", "--scenario", "x", "--delete-timeout", "20"], ["clean", "--delete-timeout", "20"]):
         args = parser.parse_args(argv)
-        assert KubeDispatcher.from_args(args).options.delete_timeout == 20.0
-    assert KubeDispatcher.from_args(parser.parse_args(["clean"])).options.delete_timeout == 120.0
+        assert kube_options(args).delete_timeout == 20.0
+    assert kube_options(parser.parse_args(["clean"])).delete_timeout == 120.0
     with pytest.raises(UsageError, match="--delete-timeout 0"):
-        KubeDispatcher.from_args(parser.parse_args(["clean", "--delete-timeout", "0"]))
+        kube_options(parser.parse_args(["clean", "--delete-timeout", "0"]))

@@ -4,12 +4,12 @@ flight.  What clean removes and leaves on a real API server is in test_real_rbac
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pytest
 
-from talbench.bench.dispatch.kube import KubeDispatcher, parse_node_selector
+from talbench.bench.cli import build_parser
+from talbench.bench.cli.options import kube_options, parse_node_selector
 from talbench.bench.errors import UsageError
 from talbench.bench.kube import manifests as m
 from talbench.bench.kube.client import connect
@@ -63,12 +63,14 @@ async def test_in_a_shared_namespace_only_expired_runs_objects_go(cluster, tmp_p
 
 
 def test_cli_options_map_to_the_dispatcher():
-    args = argparse.Namespace(
-        kubeconfig="/k", context="prod", namespace=None, image="reg/tb:1", node_selector=["disk=nvme,zone=a", "rack=3"]
+    parser = build_parser()
+    selectors = ["--node-selector", "disk=nvme,zone=a", "--node-selector", "rack=3"]
+    args = parser.parse_args(
+        ["run", "--scenario", "x", "--kubeconfig", "/k", "--context", "prod", "--image", "reg/tb:1", *selectors]
     )
-    options = KubeDispatcher.from_args(args).options
+    options = kube_options(args)
     assert (options.kubeconfig, options.context, options.image) == ("/k", "prod", "reg/tb:1")
     assert options.node_selector == {"disk": "nvme", "zone": "a", "rack": "3"}
-    assert KubeDispatcher.from_args(argparse.Namespace()).options.image is None  # clean needs none
+    assert kube_options(parser.parse_args(["clean"])).image is None  # clean needs none
     with pytest.raises(UsageError, match="expected KEY=VALUE"):
         parse_node_selector(["disk"])

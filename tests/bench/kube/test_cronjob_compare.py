@@ -104,7 +104,7 @@ async def test_a_scheduled_run_lists_its_regressions_since_the_previous_one(tmp_
 
 
 def _summary(record: Any) -> str:
-    from talbench.bench.report import runjson
+    from talbench.bench.report.runjson import write as runjson
 
     return json.dumps(
         {

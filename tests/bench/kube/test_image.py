@@ -3,10 +3,10 @@ kubelet and containerd parse), the pull policy it implies, and the one-line refu
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
+from talbench.bench.cli import build_parser
+from talbench.bench.cli.run import make_dispatcher
 from talbench.bench.dispatch.kube import KubeDispatcher
 from talbench.bench.errors import UsageError
 from talbench.bench.kube.image import ImageRef, parse_image, parse_pull_secrets, require_image
@@ -93,15 +93,17 @@ def test_pull_secrets_are_repeatable_or_comma_separated_and_checked():
 
 
 def test_the_run_checks_the_image_before_touching_the_cluster():
-    args = argparse.Namespace(kubeconfig="/nonexistent", image=None, image_pull_secret=[], node_selector=[])
+    def dispatcher(*argv: str) -> KubeDispatcher:
+        made = make_dispatcher(build_parser().parse_args(["run", "--scenario", "x", "--target", "kube", *argv]))
+        assert isinstance(made, KubeDispatcher)
+        return made
+
     with pytest.raises(UsageError, match="--image is required"):
-        KubeDispatcher.from_args(args, deploying=True)
+        dispatcher("--kubeconfig", "/nonexistent")
     with pytest.raises(UsageError, match="not an image reference"):
-        KubeDispatcher.from_args(argparse.Namespace(image="Bad/Ref:v1"), deploying=True)
+        dispatcher("--image", "Bad/Ref:v1")
     # a pull secret lives in the pods' namespace: a run's own namespace has none
     with pytest.raises(UsageError, match="--image-pull-secret needs --namespace"):
-        KubeDispatcher.from_args(argparse.Namespace(image=f"r/t@{SHA}", image_pull_secret=["regcred"]), deploying=True)
-    options = KubeDispatcher.from_args(
-        argparse.Namespace(image=f"r/t@{SHA}", image_pull_secret=["regcred"], namespace="talbench"), deploying=True
-    ).options
+        dispatcher("--image", f"r/t@{SHA}", "--image-pull-secret", "regcred")
+    options = dispatcher("--image", f"r/t@{SHA}", "--image-pull-secret", "regcred", "--namespace", "talbench").options
     assert options.image_pull_secrets == ("regcred",) and options.namespace == "talbench"

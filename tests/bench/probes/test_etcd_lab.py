@@ -22,7 +22,7 @@ from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status, Verdict
 from talbench.bench.plan import make_plan
 from talbench.bench.probes.etcd import EtcdDriver
-from talbench.bench.report.runjson import measurement_dict
+from talbench.bench.report.runjson.write import measurement_dict
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse
 from tests.bench.probes.test_etcd_driver import SNIPPET

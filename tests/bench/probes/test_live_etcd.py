@@ -22,7 +22,7 @@ from talbench.agents.etcdload import admin
 from talbench.agents.etcdload.generator import TlsFiles
 from talbench.agents.etcdload.local_cluster import free_ports
 from talbench.agents.params import ParamError, validate
-from talbench.bench.cli_run import _add_live_etcd
+from talbench.bench.cli.run import _add_live_etcd
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute

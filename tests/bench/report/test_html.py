@@ -18,8 +18,11 @@ from talbench.bench.model import Measurement, ResultKey, RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.rtt_metrics import compact
-from talbench.bench.report import html, html_data, html_figures, runjson
-from talbench.bench.report.runjson_read import parse_run
+from talbench.bench.report.html import data as html_data
+from talbench.bench.report.html import figures as html_figures
+from talbench.bench.report.html import page as html
+from talbench.bench.report.runjson import write as runjson
+from talbench.bench.report.runjson.read import parse_run
 from talbench.bench.run import metrics_of
 from tests.bench.factories import nodes, rtt
 

@@ -29,8 +29,9 @@ import aiohttp
 import pytest
 
 from talbench.bench.model import RunRecord
-from talbench.bench.report import html, html_data
-from talbench.bench.report.runjson_read import read_run
+from talbench.bench.report.html import data as html_data
+from talbench.bench.report.html import page as html
+from talbench.bench.report.runjson.read import read_run
 from tests.bench.report.test_html import judged_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -250,7 +251,7 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
 
 
 def slowest(record: RunRecord) -> tuple[str, ...]:
-    """The order the slowest-first button must give (bench/report/html_data.py computes it)."""
+    """The order the slowest-first button must give (bench/report/html/data.py computes it)."""
     matrix = html_data.rtt_matrix(record)
     assert matrix is not None
     return matrix.worst_first
@@ -295,7 +296,7 @@ async def check_page(
 
 
 async def test_chromium_renders_the_report_without_errors(tmp_path):
-    from talbench.bench.report import runjson
+    from talbench.bench.report.runjson import write as runjson
 
     record = judged_record(3, 2)
     report = tmp_path / "report.html"

@@ -9,7 +9,9 @@ import json
 import re
 from dataclasses import replace
 
-from talbench.bench.report import html, html_data, runjson
+from talbench.bench.report.html import data as html_data
+from talbench.bench.report.html import page as html
+from talbench.bench.report.runjson import write as runjson
 from tests.bench.report.test_html import judged_record, thousand_nodes
 from tests.bench.report.test_html_browser import (
     HOVER_AT,

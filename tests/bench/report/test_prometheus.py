@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from talbench.bench.compare import RunInfo, compare_verdicts
+from talbench.bench.compare.changes import RunInfo, compare_verdicts
 from talbench.bench.errors import CouldNotRun
 from talbench.bench.model import Status
 from talbench.bench.report.dashboard import dashboard

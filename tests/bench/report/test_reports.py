@@ -7,8 +7,9 @@ from talbench.bench.judge import judge
 from talbench.bench.model import Measurement, ResultKey, RunRecord, Status
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
-from talbench.bench.report import junit, runjson
+from talbench.bench.report import junit
 from talbench.bench.report.files import write_atomically
+from talbench.bench.report.runjson import write as runjson
 from talbench.bench.run import metrics_of
 from tests.bench.factories import nodes, rtt
 

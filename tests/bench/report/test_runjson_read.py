@@ -22,8 +22,8 @@ from talbench.bench.model import (
     Verdict,
 )
 from talbench.bench.probes.rtt_metrics import compact
-from talbench.bench.report import runjson
-from talbench.bench.report.runjson_read import READERS, RunFileError, parse_run, read_run
+from talbench.bench.report.runjson import write as runjson
+from talbench.bench.report.runjson.read import READERS, RunFileError, parse_run, read_run
 from talbench.bench.units import Dimension, Quantity
 from tests.bench import factories
 

@@ -16,7 +16,7 @@ from html import escape
 from plotly.offline import get_plotlyjs
 
 from talbench.bench.model import Check, RunRecord, Status, Verdict
-from talbench.bench.report import html_data, html_figures, html_tables
+from talbench.bench.report.html import data, figures, tables
 from talbench.bench.units import Dimension
 
 REPORT_FILE = "report.html"
@@ -94,7 +94,7 @@ def render(record: RunRecord, *, note: str = "") -> str:
     """The whole page.  ``note`` says how it was made when not by the run itself (a re-judge)."""
     by_check = _verdicts_by_check(record.verdicts)
     meta = record.metadata
-    counts = " ".join(html_tables.badge(s, f"{n} {s.value}") for s, n in html_tables.counts(record.verdicts).items())
+    counts = " ".join(tables.badge(s, f"{n} {s.value}") for s, n in tables.counts(record.verdicts).items())
     header = (
         f"<h1>talbench: {escape(record.scenario.name)} on {escape(record.target)}</h1>"
         f'<p class="meta">run <code>{escape(record.run_id)}</code>, {_when(record.started)}, '
@@ -109,13 +109,13 @@ def render(record: RunRecord, *, note: str = "") -> str:
         header,
         _NAV,
         f'<h2 id="summary">Verdicts</h2>{_overall(record.verdicts)}<p>{counts}</p>',
-        html_tables.summary_table(record, by_check),
+        tables.summary_table(record, by_check),
         _rtt_section(record),
         _latency_section(record),
         _time_section(record),
-        f'<h2 id="checks">Every check</h2>{html_tables.check_sections(record, by_check)}',
-        html_tables.failed_results(record.results),
-        f'<h2 id="nodes">Nodes</h2>{html_tables.node_table(record)}',
+        f'<h2 id="checks">Every check</h2>{tables.check_sections(record, by_check)}',
+        tables.failed_results(record.results),
+        f'<h2 id="nodes">Nodes</h2>{tables.node_table(record)}',
         _unready(record),
     ]
     body = "\n".join(s for s in sections if s)
@@ -131,7 +131,7 @@ def render(record: RunRecord, *, note: str = "") -> str:
 
 
 def _rtt_section(record: RunRecord) -> str:
-    matrix = html_data.rtt_matrix(record)
+    matrix = data.rtt_matrix(record)
     if matrix is None:
         return '<h2 id="rtt">RTT</h2><p>This run measured no round trips.</p>'
     threshold = _heatmap_threshold(record.checks)
@@ -140,21 +140,21 @@ def _rtt_section(record: RunRecord) -> str:
         '<h2 id="rtt">RTT p99 per direction</h2>'
         f"<p>{matrix.measured} measured directions among {len(matrix.nodes)} nodes, control planes first "
         f"({matrix.control_planes}), the line marks the groups.{limit} Drag to zoom, double-click to reset; "
-        "the buttons re-sort both axes.</p>" + html_figures.heatmap(matrix, threshold)
+        "the buttons re-sort both axes.</p>" + figures.heatmap(matrix, threshold)
     )
 
 
 def _latency_section(record: RunRecord) -> str:
     parts = ['<h2 id="latency">Latency distributions</h2>']
     plots = (
-        ("rtt", html_data.rtt_cdfs(record), _rtt_title(record)),
-        ("fsync", html_data.fsync_cdfs(record), "fdatasync, fio's etcd recipe (fio's latency histogram)"),
-        ("etcd", html_data.etcd_cdfs(record), "etcd: client writes under load, members' WAL fsync and backend commit"),
+        ("rtt", data.rtt_cdfs(record), _rtt_title(record)),
+        ("fsync", data.fsync_cdfs(record), "fdatasync, fio's etcd recipe (fio's latency histogram)"),
+        ("etcd", data.etcd_cdfs(record), "etcd: client writes under load, members' WAL fsync and backend commit"),
     )
     for probe, cdfs, title in plots:
         if cdfs:
             thresholds = _thresholds(record.checks, probe)
-            parts.append(html_figures.cdf(cdfs, title, thresholds, div_id=f"cdf-{probe}"))
+            parts.append(figures.cdf(cdfs, title, thresholds, div_id=f"cdf-{probe}"))
     if len(parts) == 1:
         parts.append("<p>This run holds no latency samples (no rtt, fsync or etcd results).</p>")
     return "\n".join(parts)
@@ -167,7 +167,7 @@ def _rtt_title(record: RunRecord) -> str:
 
 
 def _time_section(record: RunRecord) -> str:
-    series = html_data.cpu_series(record)
+    series = data.cpu_series(record)
     head = '<h2 id="time">Over time</h2>'
     if not series:
         return head + "<p>No node samples over time in this run (the node probe did not run).</p>"
@@ -175,7 +175,7 @@ def _time_section(record: RunRecord) -> str:
         head + "<p>CPU busy per node over the run, with each probe's phase shaded: the etcd load and fio's "
         "fdatasync recipe show as their phases. fio's histogram and the etcd load's histogram carry no "
         "per-sample timestamps, so their latencies are plotted as distributions above, not over time.</p>"
-        + html_figures.over_time(series, record.timings, record.started, "cpu-over-time")
+        + figures.over_time(series, record.timings, record.started, "cpu-over-time")
     )
 
 
@@ -183,7 +183,7 @@ def _unready(record: RunRecord) -> str:
     if not record.unready:
         return ""
     items = "".join(
-        f"<li>{html_tables.badge(Status.NO_DATA, node)} {escape(reason)}</li>"
+        f"<li>{tables.badge(Status.NO_DATA, node)} {escape(reason)}</li>"
         for node, reason in sorted(record.unready.items())
     )
     return f"<h3>Agents that never became ready</h3><ul>{items}</ul>"

@@ -1,4 +1,4 @@
-"""What the `talbench` commands share (bench/cli_run.py, bench/cli_commands.py): the event loop
+"""What the `talbench` commands share (bench/cli/run.py, bench/cli/commands.py): the event loop
 that Ctrl-C and SIGTERM interrupt without cutting cleanup short, and where the lab lives."""
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ import os
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 
 DEFAULT_LAB_ROOT = "/var/tmp/talbench/labs"
+
+T = TypeVar("T")
 
 
 def lab_root(args: argparse.Namespace) -> Path:
@@ -21,11 +23,11 @@ def lab_root(args: argparse.Namespace) -> Path:
     return args.lab_root or Path(os.environ.get("TALBENCH_LAB_ROOT", DEFAULT_LAB_ROOT))
 
 
-def run_async(coro: Coroutine[Any, Any, Any], err: Console) -> Any:
+def run_async(coro: Coroutine[Any, Any, T], err: Console) -> T:
     """Run ``coro``; SIGINT/SIGTERM cancel it once (its finally blocks clean up), further signals
     during cleanup are acknowledged but do not cut the cleanup short."""
 
-    async def guarded() -> Any:
+    async def guarded() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None

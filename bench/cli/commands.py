@@ -1,20 +1,23 @@
 """The commands besides `run`: `talbench lab up|down|status`, `clean`, `manifests` and
-`scenarios`.  Part of the CLI (bench/cli.py maps what they raise to exit codes)."""
+`scenarios`.  Part of the CLI (main() in bench/cli/__init__.py maps what they raise to exit codes)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from talbench.bench import scenario as scenario_files
-from talbench.bench.cli_shared import lab_root, run_async
+from talbench.bench.cli.shared import lab_root, run_async
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import threshold_text
 from talbench.bench.probes import default_drivers
 from talbench.bench.run import metrics_of
+
+if TYPE_CHECKING:
+    from talbench.bench.lab.status import LabStatus
 
 # ---------------------------------------------------------------------------------------- lab
 
@@ -47,21 +50,22 @@ def cmd_lab(args: argparse.Namespace, err: Console) -> int:
     return _print_status(status, out)
 
 
-def _print_status(status: Any, out: Console) -> int:
+def _print_status(status: LabStatus | None, out: Console) -> int:
     if status is None:
         return 1
-    out.print(status.render() if hasattr(status, "render") else str(status))
-    return 0 if getattr(status, "healthy", True) else 1
+    out.print(status.render())
+    return 0 if status.healthy else 1
 
 
 # ------------------------------------------------------------------------------ kube helpers
 
 
 def cmd_clean(args: argparse.Namespace, err: Console) -> int:
+    from talbench.bench.cli.options import kube_options
     from talbench.bench.dispatch.kube import KubeDispatcher
 
     # one line per namespace or run: removed, or left alone (a run in flight) and how to remove it
-    lines = run_async(KubeDispatcher.from_args(args).clean(run_id=args.run_id), err)
+    lines = run_async(KubeDispatcher(kube_options(args)).clean(run_id=args.run_id), err)
     out = Console(highlight=False, soft_wrap=True)
     out.print("\n".join(lines) if lines else "nothing to remove", markup=False)
     return 0
@@ -86,7 +90,7 @@ def cmd_manifests(args: argparse.Namespace, err: Console) -> int:
         pushgateway=args.pushgateway,
         cluster=args.cluster,
         pull_secrets=args.image_pull_secret,
-        rbac_only=getattr(args, "rbac", False),
+        rbac_only=args.rbac,
     )
     sys.stdout.write(commented_yaml(docs, header(docs, cronjob=args.cronjob)))
     return 0

@@ -1,7 +1,7 @@
 """What report.html plots, read from a RunRecord's raw results: the RTT matrix, latency
 distributions (RTT samples, fio's fdatasync histogram, the etcd load's histogram, etcd's own
 WAL-fsync and backend-commit buckets) and the nodes' CPU over the run.  Pure: no I/O, no plotting
-(bench/report/html_figures.py draws these with plotly).
+(bench/report/html/figures.py draws these with plotly).
 
 Percentiles are taken over raw samples or read off the stored histograms (an RTT direction the
 driver compacted, fio's, etcd's), never averaged.  A distribution is handed to the plot as a CDF

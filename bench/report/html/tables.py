@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 
 from talbench.bench.model import Check, Measurement, RunRecord, Status, Verdict
-from talbench.bench.report.html_data import natural_key, ordered_nodes
+from talbench.bench.report.html.data import natural_key, ordered_nodes
 from talbench.bench.units import Dimension, format_value
 
 # Rows of one check's table before the rest is left to run.json (an all-pairs check on 1,000

@@ -1,6 +1,6 @@
 """Reading run.json back: every schema version talbench has written, each with its own reader.
 
-The format's history (``schema`` field; bench/report/runjson.py writes the current one):
+The format's history (``schema`` field; bench/report/runjson/write.py writes the current one):
 
 - ``talbench/run/v1``: scenario (name, path, description), target, quick, started/ended, timings,
   metadata, nodes, unready, checks (warn/fail as ``{text, value}`` in the check's unit),
@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from talbench.bench.errors import UsageError
 from talbench.bench.histogram import SCHEME, Histogram
@@ -41,6 +42,10 @@ from talbench.bench.model import (
 from talbench.bench.units import Dimension, Quantity
 
 RUN_FILE = "run.json"
+
+T = TypeVar("T")
+U = TypeVar("U")
+E = TypeVar("E", bound=Enum)
 
 
 class RunFileError(UsageError):
@@ -91,7 +96,12 @@ def parse_run(text: str, name: str = "run.json") -> RunRecord:
 # ---- talbench/run/v1 -----------------------------------------------------------------------
 
 
-def _field(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+@overload
+def _field(doc: Mapping[str, Any], key: str, kind: type[T], where: str) -> T: ...
+@overload
+def _field(doc: Mapping[str, Any], key: str, kind: tuple[type[T], type[U]], where: str) -> T | U: ...
+def _field(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> object:
+    """``doc[key]``, which must be of ``kind`` (a bool is no int here unless bool is asked for)."""
     if key not in doc:
         raise _Damaged(f"{where}: missing {key!r}")
     value = doc[key]
@@ -108,7 +118,7 @@ def _names(kind: type | tuple[type, ...]) -> str:
     return " or ".join("null" if k is type(None) else k.__name__ for k in _kinds(kind))
 
 
-def _optional(doc: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+def _optional(doc: Mapping[str, Any], key: str, kind: type[T], where: str) -> T:
     """An optional object or list field: absent or null is empty, anything else must be ``kind``."""
     value = doc.get(key)
     if value is None:
@@ -118,15 +128,15 @@ def _optional(doc: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def _enum(enum: type[Any], raw: Any, where: str) -> Any:
+def _enum(enum: type[E], raw: object, where: str) -> E:
     try:
         return enum(raw)
     except ValueError:
         raise _Damaged(f"{where}: unknown {enum.__name__} {raw!r}") from None
 
 
-def _number(raw: Any, where: str) -> float | None:
-    """A figure as runjson.json_number wrote it: a number, null, or "inf"/"-inf"."""
+def _number(raw: object, where: str) -> float | None:
+    """A figure as runjson.write.json_number wrote it: a number, null, or "inf"/"-inf"."""
     if raw is None:
         return None
     if raw in ("inf", "-inf"):
@@ -136,7 +146,7 @@ def _number(raw: Any, where: str) -> float | None:
     raise _Damaged(f"{where}: {raw!r} is not a number")
 
 
-def _quantity(raw: Any, dimension: Dimension | None, where: str) -> Quantity | None:
+def _quantity(raw: object, dimension: Dimension | None, where: str) -> Quantity | None:
     if raw is None:
         return None
     if not isinstance(raw, dict) or dimension is None:
@@ -145,7 +155,7 @@ def _quantity(raw: Any, dimension: Dimension | None, where: str) -> Quantity | N
     return Quantity(value if value is not None else math.nan, dimension, str(_field(raw, "text", str, where)))
 
 
-def _v1_check(raw: Any, i: int) -> Check:
+def _v1_check(raw: object, i: int) -> Check:
     where = f"checks[{i}]"
     if not isinstance(raw, dict):
         raise _Damaged(f"{where} is not an object")
@@ -161,7 +171,7 @@ def _v1_check(raw: Any, i: int) -> Check:
     )
 
 
-def _v1_verdict(raw: Any, i: int) -> Verdict:
+def _v1_verdict(raw: object, i: int) -> Verdict:
     where = f"verdicts[{i}]"
     if not isinstance(raw, dict):
         raise _Damaged(f"{where} is not an object")
@@ -183,7 +193,7 @@ def _v1_verdict(raw: Any, i: int) -> Verdict:
     )
 
 
-def _v1_measurement(raw: Any, i: int) -> Measurement:
+def _v1_measurement(raw: object, i: int) -> Measurement:
     where = f"results[{i}]"
     if not isinstance(raw, dict):
         raise _Damaged(f"{where} is not an object")
@@ -209,7 +219,7 @@ def _histograms(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, **{key: Histogram.from_json(value) for key, value in found.items()}} if found else data
 
 
-def _v1_node(raw: Any, i: int) -> Node:
+def _v1_node(raw: object, i: int) -> Node:
     where = f"nodes[{i}]"
     if not isinstance(raw, dict):
         raise _Damaged(f"{where} is not an object")
@@ -222,7 +232,7 @@ def _v1_node(raw: Any, i: int) -> Node:
     )
 
 
-def _v1_list(doc: Mapping[str, Any], key: str, read: Callable[[Any, int], Any]) -> tuple[Any, ...]:
+def _v1_list(doc: Mapping[str, Any], key: str, read: Callable[[object, int], T]) -> tuple[T, ...]:
     return tuple(read(item, i) for i, item in enumerate(_field(doc, key, list, "top level")))
 
 

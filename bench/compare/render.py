@@ -1,5 +1,5 @@
 """A comparison as JSON and as a small self-contained HTML page.  Pure: builds strings, no I/O
-(the CLI writes them); the terminal table is bench/cli_compare.py's."""
+(the CLI writes them); the terminal table is bench/cli/compare.py's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from talbench.bench.compare import Change, Comparison, RunInfo
+from talbench.bench.compare.changes import Change, Comparison, RunInfo
 from talbench.bench.units import Dimension, format_value
 
 COMPARE_SCHEMA = "talbench/compare/v1"

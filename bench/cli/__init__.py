@@ -1,7 +1,15 @@
-"""The `talbench` command: its arguments, and main(), which hands each command to its module
-(bench/cli_run.py for `run`, bench/cli_commands.py for the others) and maps talbench's own
-exceptions to exit codes (0 pass, 1 a check failed / no data / invalid, 2 bad input,
-3 could not run, 130 interrupted after cleanup).  Only the CLI prints, and only this module exits."""
+"""The `talbench` command: its arguments, and main() (here), which hands each command to its
+module and maps talbench's own exceptions to exit codes (0 pass, 1 a check failed / no data /
+invalid, 2 bad input, 3 could not run, 130 interrupted after cleanup).  Only the CLI prints, and
+only main() decides the exit code.
+    run        `talbench run`: scenario, dispatcher, results, verdicts (and `--dry-run`'s plan)
+    commands   `talbench lab up|down|status`, `clean`, `manifests`, `scenarios`
+    compare    `talbench compare BASE NEW`
+    report     `talbench report RUN_DIR`
+    options    the dispatchers' options, built from the parsed command line
+    shared     what the commands share: the interruptible event loop, where the lab lives
+    __main__   `python -m talbench.bench.cli`
+"""
 
 from __future__ import annotations
 
@@ -13,12 +21,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from talbench.bench.cli_commands import cmd_clean, cmd_lab, cmd_manifests, cmd_scenarios
-from talbench.bench.cli_compare import add_parser as add_compare_parser
-from talbench.bench.cli_compare import cmd_compare
-from talbench.bench.cli_report import add_parser as add_report_parser
-from talbench.bench.cli_report import cmd_report
-from talbench.bench.cli_run import cmd_run
+from talbench.bench.cli.commands import cmd_clean, cmd_lab, cmd_manifests, cmd_scenarios
+from talbench.bench.cli.compare import add_parser as add_compare_parser
+from talbench.bench.cli.compare import cmd_compare
+from talbench.bench.cli.report import add_parser as add_report_parser
+from talbench.bench.cli.report import cmd_report
+from talbench.bench.cli.run import cmd_run
 from talbench.bench.errors import CouldNotRun, TalbenchError, UsageError
 from talbench.bench.run import check_run_id, tool_version
 
@@ -238,7 +246,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             markup=False,
         )
         return CouldNotRun.exit_code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

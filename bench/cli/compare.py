@@ -1,6 +1,6 @@
-"""`talbench compare BASE NEW`: what changed between two runs (bench/compare.py decides, this
+"""`talbench compare BASE NEW`: what changed between two runs (bench/compare/changes.py decides, this
 module reads the files, prints the table or JSON and writes the HTML page).  Exit 1 when there is
-any regression, 0 otherwise; 2 for a file it cannot read (bench/cli.py maps the error)."""
+any regression, 0 otherwise; 2 for a file it cannot read (bench/cli/__init__.py maps the error)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from talbench.bench.compare import CompareSettings, Comparison, Outcome, compare
-from talbench.bench.compare_render import change_text, dumps, html_page, interval_text, value_text
-from talbench.bench.compare_stats import MAX_RESAMPLES
+from talbench.bench.compare.changes import CompareSettings, Comparison, Outcome, compare
+from talbench.bench.compare.render import change_text, dumps, html_page, interval_text, value_text
+from talbench.bench.compare.stats import MAX_RESAMPLES
 from talbench.bench.errors import UsageError
 from talbench.bench.probes import default_drivers
 from talbench.bench.report.files import write_atomically
-from talbench.bench.report.runjson_read import read_run
+from talbench.bench.report.runjson.read import read_run
 from talbench.bench.units import Dimension, UnitError, parse_quantity
 
 STYLE = {
@@ -33,7 +33,7 @@ STYLE = {
 
 
 def add_parser(commands: Any) -> None:
-    """The `compare` subcommand (``commands`` is bench/cli.py's subparsers)."""
+    """The `compare` subcommand (``commands`` is bench/cli/__init__.py's subparsers)."""
     p = commands.add_parser("compare", help="what changed between two runs; exit 1 on a regression")
     p.add_argument("base", type=Path, metavar="BASE", help="the earlier run: its directory or run.json")
     p.add_argument("new", type=Path, metavar="NEW", help="the later run: its directory or run.json")

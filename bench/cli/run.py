@@ -1,7 +1,7 @@
 """`talbench run`: load the scenario and its settings (live etcd joins on request), pick the
 dispatcher, run with a progress display, write run.json, junit.xml and report.html, show the verdicts (table or
 JSON), keep a summary in the cluster and push to a Pushgateway when asked.  Part of the CLI
-(bench/cli.py maps what it raises to exit codes)."""
+(bench/cli/__init__.py maps what it raises to exit codes)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,28 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from talbench.bench import scenario as scenario_files
-from talbench.bench.cli_shared import lab_root, run_async
-from talbench.bench.dispatch.base import LeftBehind
+from talbench.bench.cli.shared import lab_root, run_async
+from talbench.bench.dispatch.base import Dispatcher, KeepsSummaries, LeftBehind
 from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.model import Check, Measurement, RunRecord
 from talbench.bench.plan import make_plan, select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.report import dry_run as dry_run_report
-from talbench.bench.report import html, junit, runjson, table
+from talbench.bench.report import junit, table
 from talbench.bench.report.files import write_atomically
 from talbench.bench.report.history import History, since
+from talbench.bench.report.html import page
+from talbench.bench.report.runjson import write
 from talbench.bench.run import RunRequest, exit_code, metrics_of, new_run_id, pair_budgets, run, tool_version
+
+if TYPE_CHECKING:
+    from talbench.bench.lab.state import LabState
 
 
 def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> RunRequest:
@@ -81,13 +86,14 @@ def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], ru
     return tuple(live_checks(config))
 
 
-def make_dispatcher(args: argparse.Namespace) -> Any:
+def make_dispatcher(args: argparse.Namespace) -> Dispatcher:
+    """The dispatcher of ``--target``, built from the command line (its options checked here)."""
     if args.target == "lab":
         from talbench.bench.dispatch.lab import LabDispatcher
         from talbench.bench.lab import lab as labs
         from talbench.bench.lab.topology import DRY_RUN_MAX_WORKERS, MAX_WORKERS, make_spec
 
-        dry = getattr(args, "dry_run", False)  # a plan of any size builds nothing
+        dry = args.dry_run  # a plan of any size builds nothing
         spec = make_spec(
             args.control_planes, args.workers, args.delay, max_workers=DRY_RUN_MAX_WORKERS if dry else MAX_WORKERS
         )
@@ -103,13 +109,16 @@ def make_dispatcher(args: argparse.Namespace) -> Any:
             )
         return LabDispatcher(root, spec, image=image)
     try:
+        from talbench.bench.cli.options import kube_options
         from talbench.bench.dispatch.kube import KubeDispatcher
     except ImportError as exc:
         raise CouldNotRun("the kube target is not available in this build", hint="use --target lab") from exc
-    return KubeDispatcher.from_args(args, deploying=True)  # --image checked before touching the cluster
+    dispatcher = KubeDispatcher(kube_options(args))
+    dispatcher.image()  # --image checked before touching the cluster
+    return dispatcher
 
 
-def _runs_image(state: Any, archive: Path) -> bool:
+def _runs_image(state: LabState, archive: Path) -> bool:
     """Whether the lab that is up runs its agents from ``archive`` (lab up --image)."""
     return state.image is not None and Path(state.image.archive) == archive
 
@@ -148,8 +157,8 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         record, left = exc.record, exc
     run_dir = written[-1] if written else write_results(record, args.out)
     code = exit_code(record.verdicts)  # a regression since the previous run alone fails no check
-    keeping = args.target == "kube" and args.keep_results > 0
-    history = _history(dispatcher, record, drivers, err) if keeping else None
+    keeper = dispatcher if isinstance(dispatcher, KeepsSummaries) and args.keep_results > 0 else None
+    history = _history(keeper, record, drivers, err) if keeper is not None else None
     summary = _summary_document(record, run_dir, code, history)
     if args.format == "json":
         print_json(out, summary)
@@ -157,13 +166,13 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         table.render(record, out)
         for line in history.lines() if history else ():
             out.print(line, markup=False)
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(write.summary(record).items()))
         out.print(
             f"{'FAILED' if code else 'PASSED'}: {counts}.  Results: {run_dir / 'run.json'}, {run_dir / 'junit.xml'}, "
-            f"{run_dir / html.REPORT_FILE}"
+            f"{run_dir / page.REPORT_FILE}"
         )
-    if keeping:
-        run_async(dispatcher.keep_summary(record.run_id, summary, keep=args.keep_results), err)
+    if keeper is not None:
+        run_async(keeper.keep_summary(record.run_id, summary, keep=args.keep_results), err)
     if args.pushgateway:
         from talbench.bench.report.pushgateway import push
 
@@ -180,10 +189,12 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
 
 def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, ProbeDriver], err: Console) -> int:
     """The plan on the nodes the run would find; nothing deployed, nothing measured."""
+    dispatcher: Dispatcher
     if args.target == "kube":
+        from talbench.bench.cli.options import kube_options
         from talbench.bench.dispatch.kube import KubeDispatcher
 
-        dispatcher: Any = KubeDispatcher.from_args(args)  # no --image needed: nothing is deployed
+        dispatcher = KubeDispatcher(kube_options(args))  # no --image needed: nothing is deployed
     else:
         dispatcher = make_dispatcher(args)
     nodes = run_async(dispatcher.discover(), err)
@@ -204,7 +215,7 @@ def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, Pr
     return 0
 
 
-def _history(dispatcher: Any, record: RunRecord, drivers: dict[str, ProbeDriver], err: Console) -> History:
+def _history(dispatcher: KeepsSummaries, record: RunRecord, drivers: dict[str, ProbeDriver], err: Console) -> History:
     """CronJob mode: this run against the previous one of its scenario kept in the cluster, read
     before this run keeps its own (bench/report/history.py).  A failure to read is one line."""
     try:
@@ -217,18 +228,18 @@ def _history(dispatcher: Any, record: RunRecord, drivers: dict[str, ProbeDriver]
 
 def _summary_document(record: RunRecord, run_dir: Path, code: int, history: History | None = None) -> dict[str, Any]:
     return {
-        "schema": runjson.RUN_SCHEMA,
+        "schema": write.RUN_SCHEMA,
         "run_id": record.run_id,
         "scenario": record.scenario.name,
         "target": record.target,
         "quick": record.quick,
         "exit_code": code,
-        "summary": runjson.summary(record),
-        "verdicts": [runjson.verdict_dict(v) for v in record.verdicts],
+        "summary": write.summary(record),
+        "verdicts": [write.verdict_dict(v) for v in record.verdicts],
         "files": {
             "run": str(run_dir / "run.json"),
             "junit": str(run_dir / "junit.xml"),
-            "report": str(run_dir / html.REPORT_FILE),
+            "report": str(run_dir / page.REPORT_FILE),
         },
         **(history.document() if history is not None else {}),
     }
@@ -241,9 +252,9 @@ def _first_unavailable(record: RunRecord) -> Measurement | None:
 def write_results(record: RunRecord, out: Path) -> Path:
     run_dir = out / record.run_id
     try:
-        write_atomically(run_dir / "run.json", runjson.dumps(record))
+        write_atomically(run_dir / "run.json", write.dumps(record))
         write_atomically(run_dir / "junit.xml", junit.dumps(record))
-        write_atomically(run_dir / html.REPORT_FILE, html.render(record))
+        write_atomically(run_dir / page.REPORT_FILE, page.render(record))
     except OSError as exc:
         raise CouldNotRun(f"cannot write results to {run_dir}: {exc.strerror}", hint="check --out") from exc
     return run_dir

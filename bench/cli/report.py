@@ -1,6 +1,6 @@
 """`talbench report RUN_DIR [--scenario NAME] [--output FILE]`: render report.html again from a
 run's run.json, or judge the run's stored raw results against another scenario's thresholds and
-render that.  Part of the CLI (bench/cli.py maps what it raises to exit codes: a missing,
+render that.  Part of the CLI (bench/cli/__init__.py maps what it raises to exit codes: a missing,
 damaged or unknown run.json is one line and exit 2)."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from talbench.bench.model import RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
-from talbench.bench.report import html, runjson
 from talbench.bench.report.files import write_atomically
-from talbench.bench.report.runjson_read import read_run, run_file
+from talbench.bench.report.html import page
+from talbench.bench.report.runjson import write
+from talbench.bench.report.runjson.read import read_run, run_file
 from talbench.bench.run import exit_code, metrics_of, pair_budgets
 
 
@@ -94,7 +95,7 @@ def cmd_report(args: argparse.Namespace, err: Console) -> int:
     source = run_file(args.run_dir)
     record = read_run(args.run_dir)  # RunFileError (exit 2) names the file and what is wrong
     note = ""
-    name = html.REPORT_FILE
+    name = page.REPORT_FILE
     if args.scenario:
         original = record
         record, skipped = rejudge(record, args.scenario)
@@ -102,11 +103,11 @@ def cmd_report(args: argparse.Namespace, err: Console) -> int:
         name = f"report-{re.sub(r'[^A-Za-z0-9_.-]+', '-', record.scenario.name)}.html"
     target = args.output or source.parent / name
     try:
-        write_atomically(target, html.render(record, note=note))
+        write_atomically(target, page.render(record, note=note))
     except OSError as exc:
         raise CouldNotRun(f"cannot write {target}: {exc.strerror}", hint="check --output") from exc
     code = exit_code(record.verdicts)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(runjson.summary(record).items()))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(write.summary(record).items()))
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"{'FAILED' if code else 'PASSED'}: {counts}.  Report: {target}", markup=False)
     return code

@@ -2,7 +2,7 @@
 
 For every (check, subject) judged in both runs the change is NEW - BASE of the judged figure (the
 verdicts' ``observed``), with a confidence interval from the stored raw results where they hold
-the samples the figure was computed from (bench/compare_stats.py says how):
+the samples the figure was computed from (bench/compare/stats.py says how):
 
 RTT percentiles from the pooled ``samples_ns`` of both directions; fsync percentiles from fio's
 ``sync.lat`` or ``write.clat`` histogram; RTT loss from probes sent and answered (a difference
@@ -32,7 +32,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from talbench.bench.compare_stats import Distribution, Interval, Percentile, bootstrap_difference, newcombe_difference
+from talbench.bench.compare.stats import Distribution, Interval, Percentile, bootstrap_difference, newcombe_difference
 from talbench.bench.model import Measurement, ResultKey, RunRecord, Status, Subject, Verdict
 from talbench.bench.units import Dimension
 

@@ -1,4 +1,4 @@
-"""report.html's plots, drawn by plotly (plotly.js, inlined once by bench/report/html.py): the
+"""report.html's plots, drawn by plotly (plotly.js, inlined once by bench/report/html/page.py): the
 RTT heatmap, latency CDFs and CPU over the run.  Each function returns an HTML fragment (a div
 and the script that draws it); nothing here fetches anything.
 
@@ -19,7 +19,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from talbench.bench.report.html_data import Cdf, RttMatrix, Series
+from talbench.bench.report.html.data import Cdf, RttMatrix, Series
 
 CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png"}}
 # green -> yellow -> red at the threshold -> dark red beyond it
