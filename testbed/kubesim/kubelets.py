@@ -34,7 +34,7 @@ from talbench.bench.kube.client import KubeApiError, KubeClient, path
 from .agents import AgentServer, Simulation
 from .nodes import SIM_LABEL, SimNode, node_object
 
-log = logging.getLogger("scale_sim.kubelets")
+log = logging.getLogger("testbed.kubesim.kubelets")
 CONCURRENCY = 16  # requests in flight from the simulator
 WATCH_TIMEOUT_S = 240
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"

@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.bench.kube import kubelet
+from testbed.kubesim import pods
 
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "namespaces"): ("Namespace", False),
@@ -527,7 +527,7 @@ class ApiEmulator:
                     p
                     for p in self.objects("pods", ns)
                     if (
-                        kubelet.affinity_node(p["spec"]) == node.name
+                        pods.affinity_node(p["spec"]) == node.name
                         and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or ())
                     )
                 ]
@@ -561,12 +561,12 @@ class ApiEmulator:
                             "phase": "Pending",
                             **(
                                 {}
-                                if node.failure == kubelet.UNSCHEDULABLE
+                                if node.failure == pods.UNSCHEDULABLE
                                 else {"hostIP": node.address, "podIP": node.address}
                             ),
                             "conditions": [
-                                kubelet.unschedulable_condition(len(self.nodes))
-                                if node.failure == kubelet.UNSCHEDULABLE
+                                pods.unschedulable_condition(len(self.nodes))
+                                if node.failure == pods.UNSCHEDULABLE
                                 else {"type": "PodScheduled", "status": "True"}
                             ],
                         },
@@ -577,8 +577,8 @@ class ApiEmulator:
     def _scheduled(template_spec: Mapping[str, Any], node: SimNode) -> dict[str, Any]:
         """The pod's spec as the DaemonSet controller writes it (pinned by node affinity) and the
         scheduler binds it (nodeName), unless the node has no room for it."""
-        spec = {**copy.deepcopy(dict(template_spec)), "affinity": kubelet.node_affinity(node.name)}
-        if node.failure != kubelet.UNSCHEDULABLE:
+        spec = {**copy.deepcopy(dict(template_spec)), "affinity": pods.node_affinity(node.name)}
+        if node.failure != pods.UNSCHEDULABLE:
             spec["nodeName"] = node.name
         return spec
 
@@ -621,7 +621,7 @@ class ApiEmulator:
             status = pod["status"]
             if node.failure:
                 image = pod["spec"]["containers"][0].get("image", "")
-                self._set_waiting(status, node.failure, kubelet.waiting_message(node.failure, image))
+                self._set_waiting(status, node.failure, pods.waiting_message(node.failure, image))
                 continue
             if node.workdir is None:
                 self._set_waiting(status, "ContainerCreating", "no kubelet on this node")
@@ -723,7 +723,7 @@ class Container:
     def termination(self, pod: Mapping[str, Any]) -> dict[str, str]:
         """The terminated state's message (FallbackToLogsOnError: the log's tail)."""
         policy = pod["spec"]["containers"][0].get("terminationMessagePolicy")
-        message = kubelet.termination_message(self.log, self.proc.returncode or 0, policy)
+        message = pods.termination_message(self.log, self.proc.returncode or 0, policy)
         return {"message": message} if message else {}
 
     @classmethod

@@ -1,7 +1,7 @@
 """The SIMULATOR process of the coordinator's scale benchmark: N simulated nodes' kubelets and
 agents in one asyncio process, inside the lab namespace the API server runs in.
 
-    PYTHONPATH=tests/benchmarks python -m scale_sim.simulator --netns /run/netns/NS
+    python -m testbed.kubesim.simulator --netns /run/netns/NS      (the checkout's root on sys.path)
         --kubeconfig FILE --sim-id ID --nodes N --data-dir DIR --ready-file FILE
 
 Joins the namespace (setns, as the lab's forwarder does), registers the Nodes, waits until they
@@ -51,10 +51,9 @@ async def serve(args: argparse.Namespace) -> int:
             await kubelets.register()
             registered = time.monotonic() - started
             waited = await kubelets.wait_schedulable(args.schedulable_timeout)
-            Path(args.ready_file).write_text(
-                json.dumps({"registered_s": round(registered, 1), "schedulable_after_s": round(waited, 1)})
-            )
-            logging.getLogger("scale_sim").info(
+            ready = {"registered_s": round(registered, 1), "schedulable_after_s": round(waited, 1)}
+            await asyncio.to_thread(Path(args.ready_file).write_text, json.dumps(ready))
+            logging.getLogger("testbed.kubesim").info(
                 "%d nodes registered in %.1fs, schedulable after %.1fs more", len(nodes), registered, waited
             )
             with contextlib.suppress(TimeoutError):
@@ -65,12 +64,12 @@ async def serve(args: argparse.Namespace) -> int:
                 await pods
             await kubelets.stop_agents()
             await kubelets.unregister()
-            Path(args.ready_file + ".done").write_text(json.dumps(kubelets.counts))
+            await asyncio.to_thread(Path(args.ready_file + ".done").write_text, json.dumps(kubelets.counts))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scale_sim.simulator")
+    parser = argparse.ArgumentParser(prog="testbed.kubesim.simulator")
     parser.add_argument("--netns", required=True)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--sim-id", required=True)

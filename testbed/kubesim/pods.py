@@ -1,6 +1,6 @@
 """What the emulator's scheduler and kubelet write when an agent pod cannot start, in the words
 of the real ones (kube-scheduler, the kubelet with containerd), and the node affinity the
-DaemonSet controller gives each of its pods (tests/bench/kube/emulator.py uses these)."""
+DaemonSet controller gives each of its pods (emulator.py uses these)."""
 
 from __future__ import annotations
 
