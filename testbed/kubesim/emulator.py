@@ -30,7 +30,7 @@ import secrets
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from testbed.kubesim import pods
+from testbed.kubesim.nodes import SimNode
 
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "namespaces"): ("Namespace", False),
@@ -62,52 +63,8 @@ class Recorded:
     path: str
 
 
-@dataclass
-class SimNode:
-    """One node of the emulated cluster and how to reach its real agent."""
-
-    name: str
-    address: str
-    control_plane: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    cpu: str = "4"
-    memory: str = "8148000Ki"
-    workdir: Path | None = None  # where the emulated kubelet keeps volumes and logs; None: no kubelet
-    netns: str | None = None  # a lab node: containers run in its network namespace ...
-    unix_socket: Path | None = None  # ... and the agent also serves this socket (the proxy's way in)
-    failure: str | None = None  # forced on its agent pod: a waiting reason (ImagePullBackOff ...) or Unschedulable
-    kubelet_version: str = "v1.31.4"
-    os_image: str = "Talos (v1.9.1)"
-
-    def as_object(self) -> dict[str, Any]:
-        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", **self.labels}
-        if self.control_plane:
-            labels["node-role.kubernetes.io/control-plane"] = ""
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.name, "labels": labels},
-            "spec": {"taints": list(self.taints)} if self.taints else {},
-            "status": {
-                "addresses": [
-                    {"type": "InternalIP", "address": self.address},
-                    {"type": "Hostname", "address": self.name},
-                ],
-                "capacity": {"cpu": self.cpu, "memory": self.memory, "pods": "110"},
-                "allocatable": {"cpu": self.cpu, "memory": self.memory, "pods": "110"},
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "nodeInfo": {
-                    "kubeletVersion": self.kubelet_version,
-                    "osImage": self.os_image,
-                    "kernelVersion": "6.12.6-talos",
-                },
-            },
-        }
-
-
 def _parse_selector(text: str) -> list[tuple[str, str, str | None]]:
-    terms = []
+    terms: list[tuple[str, str, str | None]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "!=" in part:
             key, value = part.split("!=", 1)
@@ -350,14 +307,14 @@ class ApiEmulator:
         if verb == "list":
             return self._list(gv, plural, ns, request.query)
         if verb == "get":
-            obj = self.store.get((gv, plural, ns, name))
+            obj = self.store.get((gv, plural, ns, name or ""))
             return (
                 web.json_response(obj) if obj is not None else _status(404, "NotFound", f'{plural} "{name}" not found')
             )
         if verb == "create":
             return self._create(gv, plural, ns if namespaced else None, body or {})
         if verb == "patch":
-            obj = self.store.get((gv, plural, ns, name))
+            obj = self.store.get((gv, plural, ns, name or ""))
             if obj is None:
                 return _status(404, "NotFound", f'{plural} "{name}" not found')
             return web.json_response(self._put(gv, plural, ns, _merge(obj, body or {})))
@@ -621,10 +578,10 @@ class ApiEmulator:
             status = pod["status"]
             if node.failure:
                 image = pod["spec"]["containers"][0].get("image", "")
-                self._set_waiting(status, node.failure, pods.waiting_message(node.failure, image))
+                pods.set_waiting(status, node.failure, pods.waiting_message(node.failure, image))
                 continue
             if node.workdir is None:
-                self._set_waiting(status, "ContainerCreating", "no kubelet on this node")
+                pods.set_waiting(status, "ContainerCreating", "no kubelet on this node")
                 continue
             container = self._containers.get(uid)
             if container is None:
@@ -656,7 +613,7 @@ class ApiEmulator:
                         ],
                     }
                 )
-                self._set_ready(status, False)
+                pods.set_ready(status, False)
                 continue
             healthy = await self._healthy(node, pod)
             status.update(
@@ -673,31 +630,9 @@ class ApiEmulator:
                     ],
                 }
             )
-            self._set_ready(status, healthy)
+            pods.set_ready(status, healthy)
         for uid in [uid for uid in self._containers if uid not in live]:
             await self._containers.pop(uid).stop()
-
-    @staticmethod
-    def _set_ready(status: dict[str, Any], ready: bool) -> None:
-        status["conditions"] = [c for c in status.get("conditions") or () if c["type"] != "Ready"] + [
-            {"type": "Ready", "status": "True" if ready else "False"}
-        ]
-
-    def _set_waiting(self, status: dict[str, Any], reason: str, message: str) -> None:
-        status.update(
-            {
-                "phase": "Pending",
-                "containerStatuses": [
-                    {
-                        "name": "agent",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {"waiting": {"reason": reason, "message": message}},
-                    }
-                ],
-            }
-        )
-        self._set_ready(status, False)
 
     async def _healthy(self, node: SimNode, pod: Mapping[str, Any]) -> bool:
         probe = (pod["spec"]["containers"][0].get("readinessProbe") or {}).get("httpGet") or {}

@@ -25,7 +25,6 @@ from pathlib import Path
 from talbench.bench.kube.client import connect
 from talbench.bench.kube.config import resolve_target
 from talbench.bench.lab.kube_forward import join_netns
-from talbench.bench.model import Role
 
 from .agents import Simulation
 from .kubelets import Kubelets
@@ -36,7 +35,7 @@ async def serve(args: argparse.Namespace) -> int:
     nodes = sim_nodes(args.sim_id, args.nodes)
     sim = Simulation(
         zones={n.name: n.zone for n in nodes},
-        control_planes=frozenset(n.name for n in nodes if n.role is Role.CONTROL_PLANE),
+        control_planes=frozenset(n.name for n in nodes if n.control_plane),
         data_dir=Path(args.data_dir),
     )
     stop = asyncio.Event()
