@@ -8,7 +8,9 @@ demand.  Why each part is still needed, test by test: README.md beside this file
                       states, the scheduler's and the kubelet's messages, node affinity
     emulator.py       an API server emulated in-process (ApiEmulator): a store, the DaemonSet and
                       namespace controllers, Pod Security's verdict, the pod proxy, and a kubelet
-                      that runs each pod's real agent command (loopback or a lab node's netns)
+                      that runs each pod's real agent command (container.py)
+    container.py      the emulator kubelet's container: the pod's real command as a child process
+                      (on a loopback address, or in a lab node's network namespace)
     kubelets.py       simulated kubelets against a REAL API server: one watch over all pods, each
                       bound pod's agent started in-process and reported Running and Ready
     agents.py         the simulated agents: the real agent application with synthetic results
