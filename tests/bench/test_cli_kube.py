@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from testbed.kubesim.emulator import ApiEmulator
 from tests.bench.kube.conftest import loopback_nodes
-from tests.bench.kube.emulator import ApiEmulator
 from tests.bench.kube.runs import SCENARIO
 
 IMAGE = "registry.example/talbench@sha256:" + "ab" * 32

@@ -6,7 +6,7 @@
 Per size, ``talbench run --target kube --scenario control-plane --only rtt,mtu,node,fsync,topology``
 as a user runs it (the CLI, the admin kubeconfig, through the lab's forwarder) against a real
 kube-apiserver, DaemonSet controller, scheduler and the API server's pod proxy; only the kubelets
-and the agents are simulated (tests/benchmarks/scale_sim: one process, N Node objects, the real
+and the agents are simulated (testbed/kubesim: one process, N Node objects, the real
 agent application with synthetic results).  Reported per size: wall time, the coordinator's CPU
 seconds and peak RSS (its own process, sampled: bench_scale.measured_cli), the API requests of
 the run (the API server's own ``apiserver_request_total`` before and after, by verb and resource;
@@ -44,14 +44,17 @@ import psutil
 from bench_output import write_record
 from bench_scale import CLI, measured_cli
 from prometheus_client.parser import text_string_to_metric_families
-from scale_sim import control_plane
-from scale_sim.control_plane import ControlPlane
 
 from talbench.bench.lab import lab, processes, teardown
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.topology import LabSpec
 
-HERE = Path(__file__).resolve().parent
+# testbed/ is not installed (not in the wheel): imported from the checkout this script is in
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "testbed" / "__init__.py").is_file())
+sys.path.insert(0, str(ROOT))
+from testbed.kubesim import control_plane  # noqa: E402
+from testbed.kubesim.control_plane import ControlPlane  # noqa: E402
+
 IMAGE = "registry.invalid/talbench/agent:simulated"  # never pulled: the kubelets are simulated
 DEFAULT_ONLY = "rtt,mtu,node,fsync,topology"
 COORDINATOR_USER = "admin"
@@ -168,11 +171,11 @@ def start_simulator(
     data_dir = root / sim_id
     data_dir.mkdir()
     ready = root / f"{sim_id}.ready"
-    argv = [sys.executable, "-m", "scale_sim.simulator", "--netns", plane.netns_path]
+    argv = [sys.executable, "-m", "testbed.kubesim.simulator", "--netns", plane.netns_path]
     argv += ["--kubeconfig", str(plane.sim_kubeconfig), "--sim-id", sim_id, "--nodes", str(nodes)]
     argv += ["--data-dir", str(data_dir), "--ready-file", str(ready), "--schedulable-timeout", str(timeout)]
     # the caller's PYTHONPATH stays after the simulator's own (a checkout that is not the installed one)
-    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     log = root / f"{sim_id}.log"
     pid = processes.spawn(argv, log, env=env)

@@ -10,8 +10,9 @@ import pytest
 
 from talbench.bench.dispatch.lab import LabDispatcher
 from talbench.bench.lab.topology import LabSpec
+from testbed.kubesim.emulator import ApiEmulator
+from testbed.kubesim.nodes import SimNode
 from tests.bench.kube.conftest import dispatcher_for
-from tests.bench.kube.emulator import ApiEmulator, SimNode
 from tests.bench.kube.runs import SCENARIO, WORKLOADS_CHECK, kinds, run_scenario
 from tests.bench.lab.helpers import lab_root, skip_unless_lab_possible
 

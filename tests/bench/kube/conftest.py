@@ -16,7 +16,8 @@ import pytest
 
 from talbench.bench.dispatch.kube import KubeDispatcher, KubeOptions
 from talbench.bench.kube.config import load_kubeconfig
-from tests.bench.kube.emulator import ApiEmulator, SimNode
+from testbed.kubesim.emulator import ApiEmulator
+from testbed.kubesim.nodes import SimNode
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 

@@ -1,7 +1,7 @@
 """CronJob mode's history: a run with ``--keep-results`` compares itself with the previous run of
 its scenario kept in the cluster (value-only: verdicts), before keeping its own summary.  The
 regressions go into the summary, the output and the metrics; the exit code stays the verdicts'.
-Against the API emulator (tests/bench/kube/emulator.py), as a user's scheduled runs would go."""
+Against the API emulator (testbed/kubesim/emulator.py), as a user's scheduled runs would go."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from talbench.bench.kube import manifests as m
 from talbench.bench.model import Status
 from talbench.bench.report.history import Kept, since
 from talbench.bench.report.metrics import exposition
+from testbed.kubesim.emulator import ApiEmulator
 from tests.bench.kube.conftest import dispatcher_for, loopback_nodes
-from tests.bench.kube.emulator import ApiEmulator
 from tests.bench.kube.runs import SCENARIO
 from tests.bench.report.test_pushgateway import run_record
 

@@ -29,8 +29,8 @@ def _one_line(exc: BaseException) -> str:
 
 async def test_a_pod_security_rejection_ends_the_run_with_exit_3_naming_it(tmp_path):
     from talbench.bench.errors import CouldNotRun
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
 
     # an admission policy that ignores the namespace's privileged label (Talos default: baseline)
     async with ApiEmulator(loopback_nodes(tmp_path), forced_pod_security="baseline") as emu:
@@ -45,8 +45,8 @@ async def test_a_pod_security_rejection_ends_the_run_with_exit_3_naming_it(tmp_p
 
 async def test_an_existing_namespace_without_the_privileged_label_is_rejected_too(tmp_path):
     from talbench.bench.errors import CouldNotRun
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
 
     async with ApiEmulator(loopback_nodes(tmp_path)) as emu:
         emu._put("v1", "namespaces", None, {"metadata": {"name": "plain"}, "status": {"phase": "Active"}})
@@ -81,8 +81,8 @@ async def test_an_unreachable_api_server_is_one_line_and_exit_3(tmp_path):
 
 
 async def test_a_node_whose_agent_never_comes_gets_the_reason_and_the_rest_runs(tmp_path):
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
 
     nodes = loopback_nodes(tmp_path)
     nodes[-1].failure = "ImagePullBackOff"
@@ -97,8 +97,8 @@ async def test_a_node_whose_agent_never_comes_gets_the_reason_and_the_rest_runs(
 async def test_a_crash_looping_agent_is_reported_with_its_exit_code(tmp_path):
     import socket
 
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import free_port, loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
 
     nodes = loopback_nodes(tmp_path, control_planes=1, workers=1)
     port = free_port([n.address for n in nodes])
@@ -115,8 +115,8 @@ async def test_a_crash_looping_agent_is_reported_with_its_exit_code(tmp_path):
 async def test_cancelling_while_waiting_for_agents_removes_everything(tmp_path):
     import asyncio
 
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
 
     nodes = loopback_nodes(tmp_path)
     nodes[0].workdir = None  # cp1 never gets a container: the run waits
@@ -161,8 +161,8 @@ async def test_a_namespace_that_already_exists_is_never_deleted(cluster, tmp_pat
 async def test_nodes_no_agent_can_reach_are_reported_without_waiting(tmp_path):
     import time
 
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
 
     nodes = loopback_nodes(tmp_path)
     nodes[-1].taints = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]

@@ -1,7 +1,7 @@
 """No agent ready is "could not run" (exit 3), never a failed check: one line per eligible node
 naming the cause as the cluster reports it (the image that cannot be pulled, the crash-looping
 agent's last log line, the scheduler's message), and the run's objects are removed.  Against the
-API emulator, whose kubelet and scheduler write what the real ones write (tests/bench/kube/kubelet.py)."""
+API emulator, whose kubelet and scheduler write what the real ones write (testbed/kubesim/pods.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 import pytest
 
 from talbench.bench.errors import CouldNotRun
+from testbed.kubesim.emulator import ApiEmulator
 from tests.bench.kube.conftest import dispatcher_for, free_port, loopback_nodes
-from tests.bench.kube.emulator import ApiEmulator
 
 IMAGE = "registry.example/talbench@sha256:" + "ab" * 32
 

@@ -272,12 +272,12 @@ async def test_the_cluster_label_survives_the_grouping_key_path(stack: Stack):
 
 async def test_talbench_run_pushes_to_the_gateway(stack: Stack, tmp_path: Path):
     """``talbench run --target kube --pushgateway URL`` as a user runs it, against an emulated
-    cluster (tests/bench/kube/emulator.py): the kubeconfig context names the cluster."""
+    cluster (testbed/kubesim/emulator.py): the kubeconfig context names the cluster."""
     import asyncio
     import sys
 
+    from testbed.kubesim.emulator import ApiEmulator
     from tests.bench.kube.conftest import loopback_nodes
-    from tests.bench.kube.emulator import ApiEmulator
     from tests.bench.kube.runs import SCENARIO
 
     scenario = tmp_path / "kube.yaml"

@@ -14,30 +14,30 @@ kmock (PyPI) was tried first: its 0.8 path parser cannot address namespaces
 (``/api/v1/namespaces`` answers 500, ``/api/v1/namespaces/NAME`` is read as a namespace without a
 resource) and it has no label/field selectors or cascading deletion, all of which a run uses.
 
-Every request a client makes is recorded (``requests``), which the RBAC test compares with the
-rules talbench grants itself.  The simulation acts on the store directly and is not recorded.
+Every request a client makes is recorded (``requests``): tests read from it whether the pod proxy
+was used and which namespaces a run touched.  The simulation acts on the store directly and is
+not recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import itertools
 import json
-import re
 import secrets
-import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from tests.bench.kube import kubelet
+from testbed.kubesim import pods
+from testbed.kubesim.container import Container
+from testbed.kubesim.nodes import SimNode
 
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "namespaces"): ("Namespace", False),
@@ -62,52 +62,8 @@ class Recorded:
     path: str
 
 
-@dataclass
-class SimNode:
-    """One node of the emulated cluster and how to reach its real agent."""
-
-    name: str
-    address: str
-    control_plane: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    cpu: str = "4"
-    memory: str = "8148000Ki"
-    workdir: Path | None = None  # where the emulated kubelet keeps volumes and logs; None: no kubelet
-    netns: str | None = None  # a lab node: containers run in its network namespace ...
-    unix_socket: Path | None = None  # ... and the agent also serves this socket (the proxy's way in)
-    failure: str | None = None  # forced on its agent pod: a waiting reason (ImagePullBackOff ...) or Unschedulable
-    kubelet_version: str = "v1.31.4"
-    os_image: str = "Talos (v1.9.1)"
-
-    def as_object(self) -> dict[str, Any]:
-        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", **self.labels}
-        if self.control_plane:
-            labels["node-role.kubernetes.io/control-plane"] = ""
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.name, "labels": labels},
-            "spec": {"taints": list(self.taints)} if self.taints else {},
-            "status": {
-                "addresses": [
-                    {"type": "InternalIP", "address": self.address},
-                    {"type": "Hostname", "address": self.name},
-                ],
-                "capacity": {"cpu": self.cpu, "memory": self.memory, "pods": "110"},
-                "allocatable": {"cpu": self.cpu, "memory": self.memory, "pods": "110"},
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "nodeInfo": {
-                    "kubeletVersion": self.kubelet_version,
-                    "osImage": self.os_image,
-                    "kernelVersion": "6.12.6-talos",
-                },
-            },
-        }
-
-
 def _parse_selector(text: str) -> list[tuple[str, str, str | None]]:
-    terms = []
+    terms: list[tuple[str, str, str | None]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "!=" in part:
             key, value = part.split("!=", 1)
@@ -350,14 +306,14 @@ class ApiEmulator:
         if verb == "list":
             return self._list(gv, plural, ns, request.query)
         if verb == "get":
-            obj = self.store.get((gv, plural, ns, name))
+            obj = self.store.get((gv, plural, ns, name or ""))
             return (
                 web.json_response(obj) if obj is not None else _status(404, "NotFound", f'{plural} "{name}" not found')
             )
         if verb == "create":
             return self._create(gv, plural, ns if namespaced else None, body or {})
         if verb == "patch":
-            obj = self.store.get((gv, plural, ns, name))
+            obj = self.store.get((gv, plural, ns, name or ""))
             if obj is None:
                 return _status(404, "NotFound", f'{plural} "{name}" not found')
             return web.json_response(self._put(gv, plural, ns, _merge(obj, body or {})))
@@ -527,7 +483,7 @@ class ApiEmulator:
                     p
                     for p in self.objects("pods", ns)
                     if (
-                        kubelet.affinity_node(p["spec"]) == node.name
+                        pods.affinity_node(p["spec"]) == node.name
                         and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or ())
                     )
                 ]
@@ -561,12 +517,12 @@ class ApiEmulator:
                             "phase": "Pending",
                             **(
                                 {}
-                                if node.failure == kubelet.UNSCHEDULABLE
+                                if node.failure == pods.UNSCHEDULABLE
                                 else {"hostIP": node.address, "podIP": node.address}
                             ),
                             "conditions": [
-                                kubelet.unschedulable_condition(len(self.nodes))
-                                if node.failure == kubelet.UNSCHEDULABLE
+                                pods.unschedulable_condition(len(self.nodes))
+                                if node.failure == pods.UNSCHEDULABLE
                                 else {"type": "PodScheduled", "status": "True"}
                             ],
                         },
@@ -577,8 +533,8 @@ class ApiEmulator:
     def _scheduled(template_spec: Mapping[str, Any], node: SimNode) -> dict[str, Any]:
         """The pod's spec as the DaemonSet controller writes it (pinned by node affinity) and the
         scheduler binds it (nodeName), unless the node has no room for it."""
-        spec = {**copy.deepcopy(dict(template_spec)), "affinity": kubelet.node_affinity(node.name)}
-        if node.failure != kubelet.UNSCHEDULABLE:
+        spec = {**copy.deepcopy(dict(template_spec)), "affinity": pods.node_affinity(node.name)}
+        if node.failure != pods.UNSCHEDULABLE:
             spec["nodeName"] = node.name
         return spec
 
@@ -621,10 +577,10 @@ class ApiEmulator:
             status = pod["status"]
             if node.failure:
                 image = pod["spec"]["containers"][0].get("image", "")
-                self._set_waiting(status, node.failure, kubelet.waiting_message(node.failure, image))
+                pods.set_waiting(status, node.failure, pods.waiting_message(node.failure, image))
                 continue
             if node.workdir is None:
-                self._set_waiting(status, "ContainerCreating", "no kubelet on this node")
+                pods.set_waiting(status, "ContainerCreating", "no kubelet on this node")
                 continue
             container = self._containers.get(uid)
             if container is None:
@@ -656,7 +612,7 @@ class ApiEmulator:
                         ],
                     }
                 )
-                self._set_ready(status, False)
+                pods.set_ready(status, False)
                 continue
             healthy = await self._healthy(node, pod)
             status.update(
@@ -673,31 +629,9 @@ class ApiEmulator:
                     ],
                 }
             )
-            self._set_ready(status, healthy)
+            pods.set_ready(status, healthy)
         for uid in [uid for uid in self._containers if uid not in live]:
             await self._containers.pop(uid).stop()
-
-    @staticmethod
-    def _set_ready(status: dict[str, Any], ready: bool) -> None:
-        status["conditions"] = [c for c in status.get("conditions") or () if c["type"] != "Ready"] + [
-            {"type": "Ready", "status": "True" if ready else "False"}
-        ]
-
-    def _set_waiting(self, status: dict[str, Any], reason: str, message: str) -> None:
-        status.update(
-            {
-                "phase": "Pending",
-                "containerStatuses": [
-                    {
-                        "name": "agent",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {"waiting": {"reason": reason, "message": message}},
-                    }
-                ],
-            }
-        )
-        self._set_ready(status, False)
 
     async def _healthy(self, node: SimNode, pod: Mapping[str, Any]) -> bool:
         probe = (pod["spec"]["containers"][0].get("readinessProbe") or {}).get("httpGet") or {}
@@ -709,83 +643,3 @@ class ApiEmulator:
                 return answer.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
-
-
-class Container:
-    """The emulated kubelet's container: the pod's real command and args, as a child process,
-    with its env (downward API) resolved, its secret and emptyDir volumes as directories under
-    the node's workdir, and (lab nodes) inside the node's network namespace."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
-        self.proc = proc
-        self.log = log
-
-    def termination(self, pod: Mapping[str, Any]) -> dict[str, str]:
-        """The terminated state's message (FallbackToLogsOnError: the log's tail)."""
-        policy = pod["spec"]["containers"][0].get("terminationMessagePolicy")
-        message = kubelet.termination_message(self.log, self.proc.returncode or 0, policy)
-        return {"message": message} if message else {}
-
-    @classmethod
-    async def start(
-        cls, pod: Mapping[str, Any], node: SimNode, store: Mapping[tuple[str, str, str | None, str], Any]
-    ) -> Container:
-        assert node.workdir is not None
-        spec = pod["spec"]
-        container = spec["containers"][0]
-        ns = pod["metadata"]["namespace"]
-        root = node.workdir / pod["metadata"]["uid"]
-        root.mkdir(parents=True)
-        env = {}
-        for item in container.get("env") or ():
-            ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
-            env[item["name"]] = {
-                "spec.nodeName": node.name,
-                "status.hostIP": node.address,
-                "status.podIP": node.address,
-            }.get(ref or "", item.get("value", ""))
-        volumes = {v["name"]: v for v in spec.get("volumes") or ()}
-        mounts: list[tuple[str, Path]] = []
-        for mount in container.get("volumeMounts") or ():
-            host = root / mount["name"]
-            host.mkdir()
-            volume = volumes[mount["name"]]
-            if "secret" in volume:
-                secret = store.get(("v1", "secrets", ns, volume["secret"]["secretName"])) or {}
-                for item in volume["secret"].get("items") or [{"key": k, "path": k} for k in secret.get("data") or {}]:
-                    (host / item["path"]).write_bytes(base64.b64decode((secret.get("data") or {})[item["key"]]))
-            mounts.append((mount["mountPath"], host))
-
-        def resolve(arg: str) -> str:
-            arg = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
-            for mount_path, host in sorted(mounts, key=lambda m: -len(m[0])):
-                if arg == mount_path or arg.startswith(mount_path + "/"):
-                    return str(host) + arg[len(mount_path) :]
-            return arg
-
-        argv = [resolve(a) for a in [*container.get("command", ()), *container.get("args", ())]]
-        if argv and argv[0] == "python":
-            argv[0] = sys.executable
-        if node.unix_socket is not None:
-            argv += ["--unix", str(node.unix_socket)]
-        if node.netns is not None:
-            argv = ["ip", "netns", "exec", node.netns, *argv]
-        log = root / "container.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return cls(proc, log)
-
-    async def stop(self, grace: float = 15.0) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), grace)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()

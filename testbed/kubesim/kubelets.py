@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import json
 import logging
 import ssl
@@ -31,17 +30,14 @@ from talbench.agents import wire
 from talbench.agents.main import server_tls
 from talbench.bench.kube.client import KubeApiError, KubeClient, path
 
+from . import pods
 from .agents import AgentServer, Simulation
 from .nodes import SIM_LABEL, SimNode, node_object
 
-log = logging.getLogger("scale_sim.kubelets")
+log = logging.getLogger("testbed.kubesim.kubelets")
 CONCURRENCY = 16  # requests in flight from the simulator
 WATCH_TIMEOUT_S = 240
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Kubelets:
@@ -67,7 +63,7 @@ class Kubelets:
 
     async def register(self) -> None:
         async def one(node: SimNode) -> None:
-            obj = node_object(node, self.sim_id)
+            obj = node_object(node)
             created = await self._call("POST", path("v1", "nodes"), body=obj)
             conditions = (created.get("status") or {}).get("conditions") or ()
             if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
@@ -199,32 +195,7 @@ class Kubelets:
         agent = AgentServer(self.sim, node.name, node.address, port, token, tls)
         await agent.start()
         self.agents[meta["uid"]] = agent
-        now = _now()
-        status = {
-            "phase": "Running",
-            "hostIP": node.address,
-            "hostIPs": [{"ip": node.address}],
-            "podIP": node.address,
-            "podIPs": [{"ip": node.address}],
-            "startTime": now,
-            "conditions": [
-                {"type": kind, "status": "True", "lastTransitionTime": now}
-                for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled")
-            ],
-            "containerStatuses": [
-                {
-                    "name": c["name"],
-                    "image": c["image"],
-                    "imageID": f"simulated://{c['image']}",
-                    "containerID": f"simulated://{meta['uid']}-{c['name']}",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 0,
-                    "state": {"running": {"startedAt": now}},
-                }
-                for c in spec["containers"]
-            ],
-        }
+        status = pods.running(pod, node.address)
         await self._patch(path("v1", "pods", meta["namespace"], meta["name"], sub="status"), {"status": status})
         self.counts["pods_started"] += 1
 

@@ -1,9 +1,11 @@
-"""What the emulator's scheduler and kubelet write when an agent pod cannot start, in the words
-of the real ones (kube-scheduler, the kubelet with containerd), and the node affinity the
-DaemonSet controller gives each of its pods (tests/bench/kube/emulator.py uses these)."""
+"""What the simulated kubelets and scheduler write for a pod: the pod status of a running agent
+(the scale simulator's kubelets), Ready and waiting states, and when an agent pod cannot start
+the words of the real ones (kube-scheduler, the kubelet with containerd); and the node affinity
+the DaemonSet controller gives each of its pods (the emulator's)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,3 +79,64 @@ def termination_message(log: Path, exit_code: int, policy: str | None) -> str | 
         return None
     lines = data.decode(errors="replace").splitlines()[-TERMINATION_TAIL_LINES:]
     return "\n".join(lines) or None
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def running(pod: Mapping[str, Any], address: str) -> dict[str, Any]:
+    """A pod whose containers all run and are Ready, on a node at ``address`` (hostNetwork:
+    podIP = hostIP), as the kubelet reports it."""
+    meta, spec = pod["metadata"], pod["spec"]
+    started = now()
+    return {
+        "phase": "Running",
+        "hostIP": address,
+        "hostIPs": [{"ip": address}],
+        "podIP": address,
+        "podIPs": [{"ip": address}],
+        "startTime": started,
+        "conditions": [
+            {"type": kind, "status": "True", "lastTransitionTime": started}
+            for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled")
+        ],
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": f"simulated://{c['image']}",
+                "containerID": f"simulated://{meta['uid']}-{c['name']}",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": started}},
+            }
+            for c in spec["containers"]
+        ],
+    }
+
+
+def set_ready(status: dict[str, Any], ready: bool) -> None:
+    """The pod's Ready condition, the others kept."""
+    status["conditions"] = [c for c in status.get("conditions") or () if c["type"] != "Ready"] + [
+        {"type": "Ready", "status": "True" if ready else "False"}
+    ]
+
+
+def set_waiting(status: dict[str, Any], reason: str, message: str) -> None:
+    """Pending, its one container (``agent``) waiting for ``reason``, not Ready."""
+    status.update(
+        {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "agent",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": reason, "message": message}},
+                }
+            ],
+        }
+    )
+    set_ready(status, False)

@@ -1,7 +1,7 @@
 """The SIMULATOR process of the coordinator's scale benchmark: N simulated nodes' kubelets and
 agents in one asyncio process, inside the lab namespace the API server runs in.
 
-    PYTHONPATH=tests/benchmarks python -m scale_sim.simulator --netns /run/netns/NS
+    python -m testbed.kubesim.simulator --netns /run/netns/NS      (the checkout's root on sys.path)
         --kubeconfig FILE --sim-id ID --nodes N --data-dir DIR --ready-file FILE
 
 Joins the namespace (setns, as the lab's forwarder does), registers the Nodes, waits until they
@@ -25,7 +25,6 @@ from pathlib import Path
 from talbench.bench.kube.client import connect
 from talbench.bench.kube.config import resolve_target
 from talbench.bench.lab.kube_forward import join_netns
-from talbench.bench.model import Role
 
 from .agents import Simulation
 from .kubelets import Kubelets
@@ -36,7 +35,7 @@ async def serve(args: argparse.Namespace) -> int:
     nodes = sim_nodes(args.sim_id, args.nodes)
     sim = Simulation(
         zones={n.name: n.zone for n in nodes},
-        control_planes=frozenset(n.name for n in nodes if n.role is Role.CONTROL_PLANE),
+        control_planes=frozenset(n.name for n in nodes if n.control_plane),
         data_dir=Path(args.data_dir),
     )
     stop = asyncio.Event()
@@ -51,10 +50,9 @@ async def serve(args: argparse.Namespace) -> int:
             await kubelets.register()
             registered = time.monotonic() - started
             waited = await kubelets.wait_schedulable(args.schedulable_timeout)
-            Path(args.ready_file).write_text(
-                json.dumps({"registered_s": round(registered, 1), "schedulable_after_s": round(waited, 1)})
-            )
-            logging.getLogger("scale_sim").info(
+            ready = {"registered_s": round(registered, 1), "schedulable_after_s": round(waited, 1)}
+            await asyncio.to_thread(Path(args.ready_file).write_text, json.dumps(ready))
+            logging.getLogger("testbed.kubesim").info(
                 "%d nodes registered in %.1fs, schedulable after %.1fs more", len(nodes), registered, waited
             )
             with contextlib.suppress(TimeoutError):
@@ -65,12 +63,12 @@ async def serve(args: argparse.Namespace) -> int:
                 await pods
             await kubelets.stop_agents()
             await kubelets.unregister()
-            Path(args.ready_file + ".done").write_text(json.dumps(kubelets.counts))
+            await asyncio.to_thread(Path(args.ready_file + ".done").write_text, json.dumps(kubelets.counts))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scale_sim.simulator")
+    parser = argparse.ArgumentParser(prog="testbed.kubesim.simulator")
     parser.add_argument("--netns", required=True)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--sim-id", required=True)
