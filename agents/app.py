@@ -22,9 +22,9 @@ from pydantic_core import from_json
 from talbench.agents import wire
 from talbench.agents.auth import auth_middleware
 from talbench.agents.cleanup import Cleanups
-from talbench.agents.echo import EchoResponder, start_echo
 from talbench.agents.facts import basic_facts, talbench_version
 from talbench.agents.jobs import JobRegistry, TooManyJobs
+from talbench.agents.net.echo import EchoResponder, start_echo
 from talbench.agents.params import Params, param, validate
 from talbench.agents.probe import Probe, ProbeContext, ProbeParamError
 

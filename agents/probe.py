@@ -1,9 +1,9 @@
 """What a probe is, agent side: one declared unit.
 
-A probe module under ``talbench.agents.probes`` declares a module-level ``PROBE``
-(``ProbeDeclaration``): its name, its parameters (one ``Params`` model, see agents/params.py), the
-jobs the agent runs for it, the external tools it drives and the Linux capabilities it needs.
-The agent's job table, the coordinator's driver table, the tools the Makefile and the image
+A probe's folder under ``talbench.agents.probes`` declares, in its ``probe`` module, a
+module-level ``PROBE`` (``ProbeDeclaration``, listed in agents/probes/registry.py): its name, its
+parameters (one ``Params`` model, see agents/params.py), the jobs the agent runs for it, the
+external tools it drives and the Linux capabilities it needs.  The agent's job table, the coordinator's driver table, the tools the Makefile and the image
 install and the DaemonSet's capabilities are all read from (or checked against) these
 declarations; nothing else lists probes.
 

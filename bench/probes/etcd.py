@@ -29,7 +29,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from talbench.agents.etcdload.settings import (
+from talbench.agents.params import Params, wire
+from talbench.agents.probes.etcd import probe as etcd_agent
+from talbench.agents.probes.etcd.member import url_host
+from talbench.agents.probes.etcd.settings import (
     MEMBER_NAME,
     EtcdSettings,
     LoadShape,
@@ -37,9 +40,6 @@ from talbench.agents.etcdload.settings import (
     Startup,
     port_is_reserved,
 )
-from talbench.agents.params import Params, wire
-from talbench.agents.probes import etcd as etcd_agent
-from talbench.agents.probes.etcd_member import url_host
 from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError

@@ -23,9 +23,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from talbench.agents.etcdload import promtext
-from talbench.agents.etcdload.histogram import LatencyHistogram
-from talbench.agents.probes import etcd as etcd_agent
+from talbench.agents.probes.etcd import probe as etcd_agent
+from talbench.agents.probes.etcd import promtext
+from talbench.agents.probes.etcd.histogram import LatencyHistogram
 from talbench.bench.metric import Metric
 from talbench.bench.model import Measurement, Node, Observation, Subject, SubjectKind
 from talbench.bench.units import Dimension, format_value

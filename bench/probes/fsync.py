@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from talbench.agents.params import wire
-from talbench.agents.probes import fsync as fsync_agent
-from talbench.agents.probes.fsync import FsyncSettings
+from talbench.agents.probes.fsync import probe as fsync_agent
+from talbench.agents.probes.fsync.probe import FsyncSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, ProbeCost, Progress

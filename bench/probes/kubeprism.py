@@ -1,5 +1,5 @@
 """kubeprism probe, coordinator side: every agent checks KubePrism on its own node's loopback
-(127.0.0.1:7445, agents/probes/kubeprism.py); the metric is the share of attempts answered."""
+(127.0.0.1:7445, agents/probes/kubeprism/probe.py); the metric is the share of attempts answered."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import statistics
 from collections.abc import Sequence
 
 from talbench.agents.params import wire
-from talbench.agents.probes import kubeprism as kubeprism_agent
-from talbench.agents.probes.kubeprism import KubePrismSettings
+from talbench.agents.probes.kubeprism import probe as kubeprism_agent
+from talbench.agents.probes.kubeprism.probe import KubePrismSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind

@@ -29,9 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from talbench.agents.etcdload import admin, promtext
-from talbench.agents.etcdload.generator import LoadError, LoadSpec, run_load
-from talbench.agents.etcdload.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
+from talbench.agents.probes.etcd import admin, promtext
+from talbench.agents.probes.etcd.generator import LoadError, LoadSpec, run_load
+from talbench.agents.probes.etcd.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.metric import Metric, NullProgress, Progress

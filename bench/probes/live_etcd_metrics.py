@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from talbench.agents.etcdload import promtext
+from talbench.agents.probes.etcd import promtext
 from talbench.bench.metric import Metric
 from talbench.bench.model import Check, Measurement, Node, Observation, Scope, Subject, SubjectKind
 from talbench.bench.probes.etcd_metrics import disk_detail, disk_p99, load_metrics

@@ -11,9 +11,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import FilePath, Strict, StringConstraints, model_validator
 
-from talbench.agents.etcdload.generator import TlsFiles
-from talbench.agents.etcdload.settings import PORT, LoadWindow, WriteFloor
 from talbench.agents.params import Params, param
+from talbench.agents.probes.etcd.generator import TlsFiles
+from talbench.agents.probes.etcd.settings import PORT, LoadWindow, WriteFloor
 from talbench.agents.wire import RUN_ID_PATTERN
 
 MAX_URLS = 32

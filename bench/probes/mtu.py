@@ -1,5 +1,5 @@
 """Path MTU probe, coordinator side: every agent searches the path MTU to each peer it owes
-(agents/probes/mtu.py); a pair's figure is the smaller of its two directions."""
+(agents/probes/mtu/probe.py); a pair's figure is the smaller of its two directions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from talbench.agents.params import wire
-from talbench.agents.probes import mtu as mtu_agent
-from talbench.agents.probes.mtu import MtuSettings
+from talbench.agents.probes.mtu import probe as mtu_agent
+from talbench.agents.probes.mtu.probe import MtuSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, Observation, ResultKey, Subject, SubjectKind

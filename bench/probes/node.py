@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from talbench.agents.params import validate, wire
-from talbench.agents.probes import node as node_agent
-from talbench.agents.probes.node import NodeParams, NodeSettings
+from talbench.agents.probes.node import probe as node_agent
+from talbench.agents.probes.node.probe import NodeParams, NodeSettings
 from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError

@@ -9,8 +9,8 @@ from dataclasses import replace
 from typing import Any
 
 from talbench.agents.params import wire
-from talbench.agents.probes import rtt as rtt_agent
-from talbench.agents.probes.rtt import RttSettings
+from talbench.agents.probes.rtt import probe as rtt_agent
+from talbench.agents.probes.rtt.probe import RttSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, ProbeCost, Progress

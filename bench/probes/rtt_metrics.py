@@ -18,7 +18,7 @@ from talbench.bench.units import Dimension
 # What makes a direction's figures untrustworthy, where its stamps are not all the kernel's (an
 # old kernel, a socket that refused SO_TIMESTAMPING): then a timestamp is a clock read by a
 # process that may wait for a CPU, and a busy or stalled agent's wait is counted as network.
-# With kernel stamps at T1, T2 and T4 (agents/rtt_stream.py) neither end's scheduling moves
+# With kernel stamps at T1, T2 and T4 (agents/probes/rtt/stream.py) neither end's scheduling moves
 # the figure (the reflector's wait is its dwell, taken out), and these rules do not apply.
 SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
 # The agent's event loop was stalled (woke its sampler >= 5 ms late) in more than this share of

@@ -19,7 +19,7 @@ from typing import Any
 
 from talbench.agents.params import Params
 from talbench.agents.probe import ProbeDeclaration
-from talbench.agents.probes.wireguard import PROBE, TUNNEL_JOB, WireguardSettings
+from talbench.agents.probes.wireguard.probe import PROBE, TUNNEL_JOB, WireguardSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, ProbeCost, Progress

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from talbench.agents.probes.wireguard import PROBE
+from talbench.agents.probes.wireguard.probe import PROBE
 from talbench.bench.metric import Metric
 from talbench.bench.model import STORAGE_LABEL, Measurement, Node, Observation, ResultKey, Subject, SubjectKind
 from talbench.bench.stats import Summary

@@ -31,13 +31,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from talbench.agents.params import Params, wire
-from talbench.agents.probes import rtt as rtt_agent
-from talbench.agents.probes.iperf import IperfSettings
-from talbench.agents.probes.rtt import RttSettings
-from talbench.agents.probes.wg_tunnel import TunnelLink
-from talbench.agents.probes.wireguard import IPERF_JOB, PAIR_PORTS, PING_JOB, TUNNEL_JOB, WireguardSettings
+from talbench.agents.probes.rtt import probe as rtt_agent
+from talbench.agents.probes.rtt.probe import RttSettings
+from talbench.agents.probes.wireguard.iperf import IperfSettings
+from talbench.agents.probes.wireguard.links import USERSPACE
+from talbench.agents.probes.wireguard.probe import IPERF_JOB, PAIR_PORTS, PING_JOB, TUNNEL_JOB, WireguardSettings
+from talbench.agents.probes.wireguard.tunnel import TunnelLink
 from talbench.agents.wire import ERROR_UNAVAILABLE
-from talbench.agents.wireguard import USERSPACE
 from talbench.bench.agent_client import AgentClient, JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.model import Measurement, ResultKey
@@ -77,7 +77,7 @@ def reflector_of(settings: WireguardSettings, implementations: Sequence[str]) ->
     """Who answers the RTT packets (``udp``: the agents' echo responders, ``icmp``: the kernel),
     and why.  ``auto`` picks the kernel's echo reply through a userspace tunnel: a user-space
     reflector's dwell leaves wireguard-go idle and the reply pays its wake-up, which the dwell
-    subtraction cannot remove (agents/probes/wg_ping.py)."""
+    subtraction cannot remove (agents/probes/wireguard/ping.py)."""
     if settings.rtt_reflector != "auto":
         return settings.rtt_reflector, "rtt_reflector setting"
     if USERSPACE in implementations:

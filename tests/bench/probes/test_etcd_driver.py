@@ -15,8 +15,8 @@ import aiohttp
 import psutil
 import pytest
 
-from talbench.agents.probes import default_probes
-from talbench.agents.probes.etcd import MEMBER, PROBE
+from talbench.agents.probes.etcd.probe import MEMBER, PROBE
+from talbench.agents.probes.registry import default_probes
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError

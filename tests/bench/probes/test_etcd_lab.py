@@ -12,7 +12,7 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from talbench.agents.probes.etcd_binary import ETCD_VERSION
+from talbench.agents.probes.etcd.binary import ETCD_VERSION
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge

@@ -15,7 +15,7 @@ import pytest
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.params import wire
 from talbench.agents.probe import ProbeContext
-from talbench.agents.probes.fsync import PROBE, SCRATCH_PREFIX, fsync_job
+from talbench.agents.probes.fsync.probe import PROBE, SCRATCH_PREFIX, fsync_job
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError

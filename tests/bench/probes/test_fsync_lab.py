@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from talbench.agents.probes.fsync import SCRATCH_PREFIX
+from talbench.agents.probes.fsync.probe import SCRATCH_PREFIX
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge

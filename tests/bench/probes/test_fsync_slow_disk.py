@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from talbench.agents import devices
-from talbench.agents.probes.fsync import SCRATCH_PREFIX
+from talbench.agents.probes.fsync.probe import SCRATCH_PREFIX
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.judge import judge_subject

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from talbench.agents.params import wire
 from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes import declarations, default_probes
-from talbench.agents.probes.kubeprism import KubePrismSettings
+from talbench.agents.probes.kubeprism.probe import KubePrismSettings
+from talbench.agents.probes.registry import declarations, default_probes
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import Check, Measurement, ResultKey, Scope, Status, Subject

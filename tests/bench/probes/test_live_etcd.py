@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from talbench.agents.etcdload import admin
-from talbench.agents.etcdload.generator import TlsFiles
-from talbench.agents.etcdload.local_cluster import free_ports
 from talbench.agents.params import ParamError, validate
+from talbench.agents.probes.etcd import admin
+from talbench.agents.probes.etcd.generator import TlsFiles
+from talbench.agents.probes.etcd.local_cluster import free_ports
 from talbench.bench.cli_run import _add_live_etcd
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError

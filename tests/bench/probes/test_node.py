@@ -15,7 +15,7 @@ import aiohttp
 import psutil
 import pytest
 
-from talbench.agents.probes.node import PROBE
+from talbench.agents.probes.node.probe import PROBE
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError

@@ -11,7 +11,7 @@ import pytest
 
 from talbench.agents.params import describe
 from talbench.agents.probe import Tool
-from talbench.agents.probes import declarations, default_probes
+from talbench.agents.probes.registry import declarations, default_probes
 from talbench.bench.kube.manifests import AgentSpec, agent_daemonset
 from talbench.bench.probes import default_drivers, registry
 

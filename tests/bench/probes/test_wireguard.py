@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from talbench.agents.params import describe, validate, wire
-from talbench.agents.probes.iperf import IperfSettings
-from talbench.agents.probes.rtt import RttParams
-from talbench.agents.probes.wg_tunnel import TunnelLink
-from talbench.agents.probes.wireguard import PING_JOB, PROBE, WireguardSettings
+from talbench.agents.probes.rtt.probe import RttParams
+from talbench.agents.probes.wireguard.iperf import IperfSettings
+from talbench.agents.probes.wireguard.probe import PING_JOB, PROBE, WireguardSettings
+from talbench.agents.probes.wireguard.tunnel import TunnelLink
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import (

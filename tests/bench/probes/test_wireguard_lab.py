@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from talbench.agents import wireguard as agent_wireguard
+from talbench.agents.probes.wireguard import links as agent_wireguard
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge

@@ -27,10 +27,10 @@ from aiohttp import web
 from talbench.agents.app import AgentConfig, make_app
 from talbench.agents.facts import basic_facts, node_facts
 from talbench.agents.probe import AgentJob, Probe, ProbeContext, ProbeParamError
-from talbench.agents.probes import declarations
-from talbench.agents.probes import fsync as fsync_probe
-from talbench.agents.probes import node as node_probe
-from talbench.agents.probes import rtt as rtt_probe
+from talbench.agents.probes.fsync import probe as fsync_probe
+from talbench.agents.probes.node import probe as node_probe
+from talbench.agents.probes.registry import declarations
+from talbench.agents.probes.rtt import probe as rtt_probe
 
 SIMULATED_JOBS = ("rtt", "mtu", "node", "fsync")
 VARIANTS = 32  # distinct sample streams per (pair class, count, interval)

@@ -21,8 +21,8 @@ import struct
 import time
 from dataclasses import dataclass
 
-from talbench.agents.rtt_packet import MAX_PACKET, T2_KERNEL, is_echoable, reflect
-from talbench.agents.timestamps import enable_receive_stamps, receive_stamp
+from talbench.agents.net.packet import MAX_PACKET, T2_KERNEL, is_echoable, reflect
+from talbench.agents.net.timestamps import enable_receive_stamps, receive_stamp
 
 log = logging.getLogger(__name__)
 

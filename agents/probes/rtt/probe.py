@@ -5,7 +5,7 @@ Per peer: one connected UDP socket; ``warmup`` packets (discarded) then ``count`
 [0, ``stagger``) so agents do not fire in lock-step.  Each packet carries a stream id, its
 sequence number and its send stamp; the peer's echo responder writes its receive and send
 stamps into the reply, and the RTT is TWAMP-light's (T4 - T1) - (T3 - T2) from kernel stamps
-where Linux gives them (agents/rtt_stream.py).  A round trip longer than ``timeout`` is counted
+where Linux gives them (agents/probes/rtt/stream.py).  A round trip longer than ``timeout`` is counted
 as late (and lost), not sampled.
 
 Result per peer: raw RTT samples in send order (answered packets only) with the reflector's
@@ -24,11 +24,11 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
+from talbench.agents.net.packet import HEADER_SIZE
+from talbench.agents.net.timestamps import enable_sender_stamps
 from talbench.agents.params import SECONDS, Params, param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration
-from talbench.agents.rtt_packet import HEADER_SIZE
-from talbench.agents.rtt_stream import RECEIVE_BUFFER, RttStream
-from talbench.agents.timestamps import enable_sender_stamps
+from talbench.agents.probes.rtt.stream import RECEIVE_BUFFER, RttStream
 
 MAX_PEERS = 1000
 MAX_PACKETS_TOTAL = 2_000_000  # peers * (warmup + count): bounds memory and result size

@@ -16,7 +16,7 @@ import etcd3gw
 from etcd3gw import exceptions as gw_errors
 from etcd3gw.utils import _encode, _increment_last_byte
 
-from talbench.agents.etcdload.generator import TlsFiles
+from talbench.agents.probes.etcd.generator import TlsFiles
 
 GatewayError = gw_errors.Etcd3Exception
 

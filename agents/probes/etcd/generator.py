@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from talbench.agents import cgroup
-from talbench.agents.etcdload.histogram import LatencyHistogram
+from talbench.agents.probes.etcd.histogram import LatencyHistogram
 
 SCHEMA = 1
-WORKER_MODULE = "talbench.agents.etcdload.worker"
+WORKER_MODULE = "talbench.agents.probes.etcd.worker"
 MAX_WORKERS = 8
 WORKER_CPU_SATURATED = 0.9  # of one core
 TOTAL_CPU_SATURATED = 0.9  # of all cores

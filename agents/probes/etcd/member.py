@@ -28,8 +28,11 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, IPvAnyAddress, RootModel, model_validator
 
-from talbench.agents.etcdload import peer_rtt
-from talbench.agents.etcdload.settings import (
+from talbench.agents.params import BYTES, SECONDS, Params, param
+from talbench.agents.probe import AgentJob, ProbeContext, ProbeParamError, ProbeUnavailable
+from talbench.agents.probes.etcd import peer_rtt
+from talbench.agents.probes.etcd.binary import binary_version, find_etcd
+from talbench.agents.probes.etcd.settings import (
     MAX_MEMBERS,
     MEMBER_NAME,
     MemberName,
@@ -38,9 +41,6 @@ from talbench.agents.etcdload.settings import (
     MemberUrl,
     Startup,
 )
-from talbench.agents.params import BYTES, SECONDS, Params, param
-from talbench.agents.probe import AgentJob, ProbeContext, ProbeParamError, ProbeUnavailable
-from talbench.agents.probes.etcd_binary import binary_version, find_etcd
 from talbench.agents.wire import RUN_ID_PATTERN, valid_run_id
 
 STOP_TERM_WAIT = 10.0  # seconds after SIGTERM before SIGKILL

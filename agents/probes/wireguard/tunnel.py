@@ -15,7 +15,7 @@ The coordinator drives it in steps (one job each, ``action``):
 
 Link names are ``tb`` + a hash of (run id, node, tunnel): unique per run and node, 12 characters.
 The private key exists only in memory and on ``wg``'s standard input.  The job is declared by the
-wireguard probe (agents/probes/wireguard.py); this module holds its parameters and its run.
+wireguard probe (agents/probes/wireguard/probe.py); this module holds its parameters and its run.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, RootModel
 
-from talbench.agents import kubespan, wireguard
-from talbench.agents.echo import start_echo
+from talbench.agents.net.echo import start_echo
 from talbench.agents.params import Params, param
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.iperf import PORT_MAX, PORT_MIN, IpAddress, boot_id
+from talbench.agents.probes.wireguard import kubespan
+from talbench.agents.probes.wireguard import links as wireguard
+from talbench.agents.probes.wireguard.iperf import PORT_MAX, PORT_MIN, IpAddress, boot_id
 
 TUNNEL_ID = r"^[a-z0-9][a-z0-9-]{0,39}$"
 WG_PUBLIC_KEY = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"  # 32 bytes, base64

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from talbench.agents.cleanup import Cleanups
-from talbench.agents.etcdload.settings import port_is_reserved
 from talbench.agents.probe import ProbeContext
-from talbench.agents.probes.etcd_member import JOB, cleanup_name, url_host
+from talbench.agents.probes.etcd.member import JOB, cleanup_name, url_host
+from talbench.agents.probes.etcd.settings import port_is_reserved
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

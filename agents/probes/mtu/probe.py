@@ -4,7 +4,7 @@ packets that carry the Don't Fragment bit.
 Per peer, one connected UDP socket in "probe" PMTU mode (IP_PMTUDISC_PROBE / IPV6_PMTUDISC_PROBE
 with IPV6_DONTFRAG): every datagram leaves with DF set and the kernel neither fragments it nor
 caps it at a path MTU it learnt earlier, so a router that cannot forward it drops it.  The probes
-are RTT packets (agents/rtt_packet.py) padded to the size under test; the peer agent's echo
+are RTT packets (agents/net/packet.py) padded to the size under test; the peer agent's echo
 responder sends them back unchanged.  A size "crosses" when one of ``attempts`` packets of that
 size is answered within ``timeout``.
 
@@ -27,10 +27,10 @@ import socket
 import time
 from typing import Any
 
+from talbench.agents.net.packet import MAX_PACKET, RttPacket, decode, encode
 from talbench.agents.params import SECONDS, Params, param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration
-from talbench.agents.probes.rtt import MAX_PEERS, Peer
-from talbench.agents.rtt_packet import MAX_PACKET, RttPacket, decode, encode
+from talbench.agents.probes.rtt.probe import MAX_PEERS, Peer
 
 # Linux socket option values (Python's socket module does not export all of them).
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)

@@ -27,9 +27,17 @@ from typing import Any
 from pydantic import model_validator
 
 from talbench.agents import devices
-from talbench.agents.fio import FioError, failure_message, fio_command, fio_version, job_figures, load_json, run_fio
 from talbench.agents.params import BYTES, SECONDS, Params, param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeDeclaration, Tool
+from talbench.agents.probes.fsync.fio import (
+    FioError,
+    failure_message,
+    fio_command,
+    fio_version,
+    job_figures,
+    load_json,
+    run_fio,
+)
 
 SCHEMA_VERSION = 1
 MiB = 1 << 20

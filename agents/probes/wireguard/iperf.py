@@ -12,7 +12,7 @@ Each side also measures the whole machine's CPU (psutil) during the transfer: wi
 encryption work is done outside iperf3 (wireguard-go or kernel threads), so iperf3's own
 ``cpu_utilization_percent`` (kept too) does not show it.
 
-The job is declared by the wireguard probe (agents/probes/wireguard.py); this module holds its
+The job is declared by the wireguard probe (agents/probes/wireguard/probe.py); this module holds its
 parameters, its time limit and its run.
 """
 

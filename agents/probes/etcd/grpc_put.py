@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from yarl import URL
 
-from talbench.agents.etcdload.connection import ConnectionFailed, RequestTimeout
+from talbench.agents.probes.etcd.connection import ConnectionFailed, RequestTimeout
 
 PUT = "/etcdserverpb.KV/Put"
 RANGE = "/etcdserverpb.KV/Range"

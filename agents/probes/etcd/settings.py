@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import PrivateAttr, StringConstraints, model_validator
 
-from talbench.agents.etcdload.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
 from talbench.agents.params import BYTES, PER_SECOND, SECONDS, Params, param
+from talbench.agents.probes.etcd.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
 
 MAX_MEMBERS = 9
 MAX_OPEN_LOOP_WRITES = 20_000_000  # rate x duration: bounds the generator's schedule and the keys left to delete

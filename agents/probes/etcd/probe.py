@@ -2,17 +2,18 @@
 under test, and a write load into it from one control plane.
 
 Two jobs: ``etcd.member`` (start, stop, status of this node's member, and round trips to the
-other members' peer listeners: agents/probes/etcd_member.py) and ``etcd.load`` (the write load
-and the members' own metrics around it: agents/probes/etcd_load.py).  The parameters are
-declared in agents/etcdload/settings.py: the scenario's block and the jobs share them.
+other members' peer listeners: agents/probes/etcd/member.py) and ``etcd.load`` (the write load
+and the members' own metrics around it: agents/probes/etcd/load.py).  The parameters are
+declared in agents/probes/etcd/settings.py: the scenario's block and the jobs share them.
 """
 
 from __future__ import annotations
 
-from talbench.agents.etcdload.settings import EtcdSettings
 from talbench.agents.probe import ProbeDeclaration, Tool
-from talbench.agents.probes import etcd_load, etcd_member
-from talbench.agents.probes.etcd_binary import ETCD_VERSION
+from talbench.agents.probes.etcd import load as etcd_load
+from talbench.agents.probes.etcd import member as etcd_member
+from talbench.agents.probes.etcd.binary import ETCD_VERSION
+from talbench.agents.probes.etcd.settings import EtcdSettings
 
 PROBE = ProbeDeclaration(
     name="etcd",

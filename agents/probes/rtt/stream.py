@@ -20,8 +20,8 @@ import socket
 import time
 from typing import Any, Protocol
 
-from talbench.agents.rtt_packet import REFLECTED, T2_KERNEL, RttPacket, decode, encode
-from talbench.agents.timestamps import (
+from talbench.agents.net.packet import REFLECTED, T2_KERNEL, RttPacket, decode, encode
+from talbench.agents.net.timestamps import (
     ANCILLARY_SPACE,
     MSG_ERRQUEUE,
     SCM_TSTAMP_SND,
@@ -36,7 +36,7 @@ _UNSENT, _SENT, _ANSWERED = 0, 1, 2
 
 
 class StreamSettings(Protocol):
-    """What a stream reads of the probe's parameters (agents/probes/rtt.py RttParams)."""
+    """What a stream reads of the probe's parameters (agents/probes/rtt/probe.py RttParams)."""
 
     @property
     def warmup(self) -> int: ...

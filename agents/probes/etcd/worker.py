@@ -1,4 +1,4 @@
-"""One load-generator worker process: ``python -m talbench.agents.etcdload.worker``.
+"""One load-generator worker process: ``python -m talbench.agents.probes.etcd.worker``.
 
 Protocol on stdin/stdout, one JSON object per line:
     parent -> worker   the WorkerConfig (see generator.worker_config)
@@ -32,9 +32,9 @@ from typing import Any
 
 from yarl import URL
 
-from talbench.agents.etcdload.connection import ConnectionFailed, GatewayConnection, RequestTimeout
-from talbench.agents.etcdload.grpc_put import GrpcPut, GrpcTls, RemoteError
-from talbench.agents.etcdload.histogram import LatencyHistogram
+from talbench.agents.probes.etcd.connection import ConnectionFailed, GatewayConnection, RequestTimeout
+from talbench.agents.probes.etcd.grpc_put import GrpcPut, GrpcTls, RemoteError
+from talbench.agents.probes.etcd.histogram import LatencyHistogram
 
 PUT_PATH = "/v3/kv/put"
 RANGE_PATH = "/v3/kv/range"
@@ -75,7 +75,7 @@ def _ssl_context(tls: dict[str, Any] | None) -> ssl.SSLContext:
 
 class GatewayPut:
     """The writes over etcd's JSON gateway (``transport: gateway``): one keep-alive HTTP/1.1
-    connection per client, every body framed alike (agents/etcdload/connection.py)."""
+    connection per client, every body framed alike (agents/probes/etcd/connection.py)."""
 
     def __init__(self, config: dict[str, Any], value: bytes) -> None:
         endpoints = [URL(url.rstrip("/")) for url in config["endpoints"]]

@@ -2,11 +2,11 @@
 two jobs the coordinator drives per measured pair.
 
 ``wireguard.tunnel`` sets up, peers, reads and tears down a WireGuard test tunnel between two
-agents (agents/probes/wg_tunnel.py); ``wireguard.iperf`` runs one side of an iperf3 transfer
-(agents/probes/iperf.py), over the node path and through the tunnel.  RTT over both paths is
-the RTT probe's own job (agents/probes/rtt.py), aimed at the node's echo responder and at the one
+agents (agents/probes/wireguard/tunnel.py); ``wireguard.iperf`` runs one side of an iperf3 transfer
+(agents/probes/wireguard/iperf.py), over the node path and through the tunnel.  RTT over both paths is
+the RTT probe's own job (agents/probes/rtt/probe.py), aimed at the node's echo responder and at the one
 the tunnel brings up on its address; through a userspace tunnel (wireguard-go) it is
-``wireguard.ping`` instead (agents/probes/wg_ping.py: the kernel's ICMP echo reply, see there why).
+``wireguard.ping`` instead (agents/probes/wireguard/ping.py: the kernel's ICMP echo reply, see there why).
 
 The settings are the two jobs' settings (``IperfSettings``, ``TunnelLink``: one declaration, the
 jobs inherit it) plus what only the coordinator reads: the RTT run it asks of the RTT probe,
@@ -22,13 +22,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, model_validator
 
-from talbench.agents import kubespan
 from talbench.agents.params import SECONDS, param
 from talbench.agents.probe import AgentJob, ProbeDeclaration, Tool
-from talbench.agents.probes import iperf, wg_ping, wg_tunnel
-from talbench.agents.probes.iperf import PORT_MAX, PORT_MIN, IperfParams, IperfSettings
-from talbench.agents.probes.wg_ping import PingParams
-from talbench.agents.probes.wg_tunnel import TunnelLink, TunnelParams
+from talbench.agents.probes.wireguard import iperf, kubespan
+from talbench.agents.probes.wireguard import ping as wg_ping
+from talbench.agents.probes.wireguard import tunnel as wg_tunnel
+from talbench.agents.probes.wireguard.iperf import PORT_MAX, PORT_MIN, IperfParams, IperfSettings
+from talbench.agents.probes.wireguard.ping import PingParams
+from talbench.agents.probes.wireguard.tunnel import TunnelLink, TunnelParams
 
 PAIR_PORTS = 64  # pair i uses base port + i % 64 (iperf3: two ports per pair)
 MAX_SUBNET_PREFIX = 24  # a /30 per pair, at least 64 of them

@@ -17,11 +17,11 @@ from typing import Any
 
 import aiohttp
 
-from talbench.agents.etcdload import admin, promtext
-from talbench.agents.etcdload.generator import LoadError, LoadSpec, run_load
-from talbench.agents.etcdload.settings import MAX_MEMBERS, LoadShape, MemberUrl, Startup
 from talbench.agents.params import param
 from talbench.agents.probe import AgentJob, ProbeContext, ProbeParamError
+from talbench.agents.probes.etcd import admin, promtext
+from talbench.agents.probes.etcd.generator import LoadError, LoadSpec, run_load
+from talbench.agents.probes.etcd.settings import MAX_MEMBERS, LoadShape, MemberUrl, Startup
 
 SCHEMA = 1
 METRICS_TIMEOUT = 5.0

@@ -28,10 +28,7 @@ import threading
 import time
 from typing import Any
 
-from talbench.agents.params import SECONDS, Params, param
-from talbench.agents.probe import ProbeContext, ProbeUnavailable
-from talbench.agents.probes.iperf import IpAddress
-from talbench.agents.timestamps import (
+from talbench.agents.net.timestamps import (
     ANCILLARY_SPACE,
     MSG_ERRQUEUE,
     SCM_TSTAMP_SND,
@@ -39,6 +36,9 @@ from talbench.agents.timestamps import (
     receive_stamp,
     transmit_stamp,
 )
+from talbench.agents.params import SECONDS, Params, param
+from talbench.agents.probe import ProbeContext, ProbeUnavailable
+from talbench.agents.probes.wireguard.iperf import IpAddress
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 ICMP_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, id, sequence
