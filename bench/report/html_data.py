@@ -112,7 +112,7 @@ def rtt_samples(m: Measurement) -> list[float]:
 
 def rtt_histogram(m: Measurement) -> Histogram:
     """A direction's round trips (ns) as a histogram: the one the driver compacted them into
-    (bench/probes/rtt_metrics.py ``compact``), or its raw samples counted into the same buckets."""
+    (bench/probes/rtt/metrics.py ``compact``), or its raw samples counted into the same buckets."""
     stored = m.data.get("histogram_ns")
     if isinstance(stored, Histogram):
         return stored

@@ -48,7 +48,7 @@ from talbench.agents.probes.etcd.histogram import LatencyHistogram
 from talbench.agents.probes.etcd.local_cluster import local_cluster
 from talbench.agents.probes.etcd.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
 from talbench.agents.probes.etcd.settings import EtcdSettings
-from talbench.bench.probes.etcd import LOAD_JOB, control_planes, load_deadline, load_params, scratch_cluster
+from talbench.bench.probes.etcd.driver import LOAD_JOB, control_planes, load_deadline, load_params, scratch_cluster
 
 THROUGHPUT = re.compile(r"Throughput (?:is|too low:) (\d+(?:\.\d+)?) writes/s")
 BENCH_FIELD = re.compile(r"^\s*(Total|Slowest|Fastest|Average|Stddev|Requests/sec):\s*([\d.]+)", re.MULTILINE)

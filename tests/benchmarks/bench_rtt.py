@@ -53,7 +53,7 @@ from talbench.bench.lab import lab as labs
 from talbench.bench.lab.topology import TUN_DEVICE, make_spec
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey
-from talbench.bench.probes.rtt import RttDriver
+from talbench.bench.probes.rtt.driver import RttDriver
 from talbench.bench.stats import Summary
 
 PATHS = (("cp1", "cp2"), ("cp1", "cp3"))

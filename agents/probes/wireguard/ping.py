@@ -7,7 +7,7 @@ after its dwell (a wake-up, 0.2-0.4 ms on a busy 2-core VM).  TWAMP-light subtra
 not what it causes: meanwhile the tunnel's processes went idle, and the reply pays their wake-up
 on both ends, counted as the tunnel's (measured: RTT added 1.02 ms against ping's 0.76 ms, and
 it grows with the dwell).  The kernel answers an echo request at once, as it does for ping: with
-wireguard-go the coordinator measures both paths this way (bench/probes/wireguard_pair.py).
+wireguard-go the coordinator measures both paths this way (bench/probes/wireguard/pair.py).
 
 The targets are measured one after the other, each from a thread that only sleeps and sends
 while its requests are out (``_ping`` says why).  Stamps: T1 is the kernel's transmit stamp (SO_TIMESTAMPING, the error queue; the clock read just

@@ -25,8 +25,8 @@ from talbench.bench.judge import judge, judge_subject
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.etcd import DRIVER, EtcdDriver, load_params, member_ports, settings_record
-from talbench.bench.probes.etcd_metrics import recommended_timing
+from talbench.bench.probes.etcd.driver import DRIVER, EtcdDriver, load_params, member_ports, settings_record
+from talbench.bench.probes.etcd.metrics import recommended_timing
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1

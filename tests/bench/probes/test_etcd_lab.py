@@ -21,7 +21,7 @@ from talbench.bench.lab.topology import LabSpec, NodeDelay
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status, Verdict
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.etcd import EtcdDriver
+from talbench.bench.probes.etcd.driver import EtcdDriver
 from talbench.bench.report.runjson import measurement_dict
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse

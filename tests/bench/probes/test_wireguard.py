@@ -29,8 +29,8 @@ from talbench.bench.model import (
     Subject,
 )
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.wireguard import WireguardDriver, pair_sample
-from talbench.bench.probes.wireguard_pair import ping_params, reflector_of, rtt_settings, shared, tunnel_addresses
+from talbench.bench.probes.wireguard.driver import WireguardDriver, pair_sample
+from talbench.bench.probes.wireguard.pair import ping_params, reflector_of, rtt_settings, shared, tunnel_addresses
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from talbench.bench.units import parse_quantity

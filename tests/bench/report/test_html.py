@@ -17,7 +17,7 @@ from talbench.bench.judge import judge
 from talbench.bench.model import Measurement, ResultKey, RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.rtt_metrics import compact
+from talbench.bench.probes.rtt.metrics import compact
 from talbench.bench.report import html, html_data, html_figures, runjson
 from talbench.bench.report.runjson_read import parse_run
 from talbench.bench.run import metrics_of

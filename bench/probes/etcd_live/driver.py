@@ -13,10 +13,10 @@ With the flag, a write load (profile s unless named) goes under ``/talbench/<run
 the run refuses to start when that prefix holds keys, and deletes the prefix at the end, on
 error and on cancellation (Ctrl-C).  Nothing here compacts or defragments.
 
-For the CLI: validate a ``LiveEtcdSettings`` (bench/probes/live_etcd_settings.py) from the
-options, add ``LiveEtcdDriver(settings)`` to the drivers (probe name ``etcd-live``, settings
-``driver.settings({}, quick=...)``) and ``live_checks(settings)`` (bench/probes/live_etcd_metrics.py)
-to the scenario's checks.  This module defines no ``DRIVER``: the probe exists only when asked for.
+Its settings (bench/probes/etcd_live/settings.py) come from the command line: the CLI turns the
+options into the settings block and validates it with ``DRIVER.settings``, as a scenario's block
+is for the other probes.  Its checks and their limits are scenarios/_etcd-live.yaml's; a run with
+``--etcd-endpoints`` adds those its settings can measure (``live_checks``) to the scenario's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -32,21 +32,24 @@ import aiohttp
 from talbench.agents.probes.etcd import admin, promtext
 from talbench.agents.probes.etcd.generator import LoadError, LoadSpec, run_load
 from talbench.agents.probes.etcd.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
+from talbench.bench import scenario as scenario_files
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.metric import Metric, NullProgress, Progress
-from talbench.bench.model import CLUSTER_NODE, Measurement, ResultKey
+from talbench.bench.model import CLUSTER_NODE, Check, Measurement, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
-from talbench.bench.probes.live_etcd_metrics import LIVE_METRICS, PROBE, live_checks
-from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings
+from talbench.bench.probes.etcd_live.metrics import LIVE_METRICS, PROBE, measurable
+from talbench.bench.probes.etcd_live.settings import LiveEtcdSettings
+from talbench.bench.scenario_include import shipped_files
 
-__all__ = ["KEY", "PROBE", "LiveEtcdDriver", "live_checks", "measure_live_etcd"]
+__all__ = ["DRIVER", "KEY", "PROBE", "LiveEtcdDriver", "live_checks", "measure_live_etcd"]
 
 KEY = ResultKey(PROBE, CLUSTER_NODE)
 SCHEMA = 1
 QUICK_DURATION = 10.0
 CLEANUP_DEADLINE = 30.0
 STATUS_TIMEOUT = 5.0
+CHECKS = "_etcd-live"  # the shipped scenario fragment that holds its checks
 
 
 # ---- measuring -----------------------------------------------------------------------------------
@@ -200,20 +203,11 @@ async def _write_load(config: LiveEtcdSettings, reachable: list[str], progress: 
 
 class LiveEtcdDriver(DeclaredDriver):
     """The live etcd as a probe driver: one cluster-scoped result, ResultKey("etcd-live", "cluster").
-    It ignores the fleet: it talks to the endpoints of its settings, which come from the command
-    line (no agent-side declaration)."""
+    It ignores the fleet: it talks to the endpoints of its settings (no agent-side declaration)."""
 
     name = PROBE
     declaration = None
     settings_model = LiveEtcdSettings
-
-    def __init__(self, config: LiveEtcdSettings) -> None:
-        self.config = config
-
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> LiveEtcdSettings:
-        if raw:
-            raise UsageError("the live etcd takes its settings from the command line, not from the scenario")
-        return self.quicken(self.config) if quick else self.config
 
     def quicken(self, settings: LiveEtcdSettings) -> LiveEtcdSettings:
         return settings if settings.quick else settings.shortened(QUICK_DURATION)
@@ -227,3 +221,16 @@ class LiveEtcdDriver(DeclaredDriver):
 
     def metrics(self) -> Sequence[Metric]:
         return LIVE_METRICS
+
+
+DRIVER = LiveEtcdDriver()
+
+
+def live_checks(settings: LiveEtcdSettings) -> tuple[Check, ...]:
+    """The checks of a live-etcd run, from scenarios/_etcd-live.yaml: always leader, members and
+    database size; the disk and RTT histograms with metrics URLs; the etcdctl check perf criteria
+    with writes."""
+    metrics = {metric.name: metric for metric in LIVE_METRICS}
+    checks = scenario_files.load(shipped_files()[CHECKS], metrics).checks
+    wanted = measurable(settings)
+    return tuple(check for check in checks if check.metric in wanted)

@@ -1,7 +1,7 @@
 """The live etcd's metrics and checks: pure functions from the one cluster-scoped measurement
-(``ResultKey("etcd-live", "cluster")``) to observations, and the checks a live-etcd run adds to
-the scenario's: always leader, members and database size; the disk and peer-RTT histograms with
-``--etcd-metrics-urls``; the ``etcdctl check perf`` criteria with ``--allow-live-etcd-writes``.
+(``ResultKey("etcd-live", "cluster")``) to observations, and which of them a run can observe:
+always leader, members and database size; the disk and peer-RTT histograms with
+``--etcd-metrics-urls``; the write load's figures with ``--allow-live-etcd-writes``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 from talbench.agents.probes.etcd import promtext
 from talbench.bench.metric import Metric
-from talbench.bench.model import Check, Measurement, Node, Observation, Scope, Subject, SubjectKind
-from talbench.bench.probes.etcd_metrics import disk_detail, disk_p99, load_metrics
-from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings
-from talbench.bench.units import Dimension, format_value, parse_quantity
+from talbench.bench.model import Measurement, Node, Observation, Subject, SubjectKind
+from talbench.bench.probes.etcd.metrics import disk_detail, disk_p99, load_metrics
+from talbench.bench.probes.etcd_live.settings import LiveEtcdSettings
+from talbench.bench.units import Dimension, format_value
 
 PROBE = "etcd-live"
 
@@ -140,91 +140,17 @@ LIVE_METRICS: tuple[Metric, ...] = (
     ),
 )
 
-_SOURCE_PERF = (
-    "etcdctl check perf (etcd v3.4) criteria, applied to the live etcd under a write load in /talbench/<run-id>/"
-)
-_SOURCE_DISK = (
-    "etcd guidance on disks (p99 wal fsync < 10 ms, backend commit < 25 ms), from the delta of etcd's own histograms"
-)
+HISTOGRAMS = frozenset({f"{PROBE}.wal_fsync_p99", f"{PROBE}.backend_commit_p99", f"{PROBE}.peer_rtt_p99"})
+LOAD = frozenset(metric.name for metric in load_metrics(PROBE))
 
 
-def _check(
-    name: str, metric: str, source: str, description: str, *, warn: str | None = None, fail: str | None = None
-) -> Check:
-    dimension = next(m.dimension for m in LIVE_METRICS if m.name == metric)
-    return Check(
-        name=name,
-        metric=metric,
-        scope=Scope.CLUSTER,
-        warn=parse_quantity(warn, dimension) if warn is not None else None,
-        fail=parse_quantity(fail, dimension) if fail is not None else None,
-        source=source,
-        description=description,
-    )
-
-
-def live_checks(config: LiveEtcdSettings) -> tuple[Check, ...]:
-    """The checks of a live-etcd run: always leader/members/db size; the disk and RTT
-    histograms with metrics URLs; the etcdctl check perf criteria with writes."""
-    checks = [
-        _check(
-            "live-etcd-leader",
-            f"{PROBE}.has_leader",
-            "etcd: a cluster without one agreed leader cannot commit writes",
-            "every endpoint answers and names the same leader",
-            fail="1",
-        ),
-        _check("live-etcd-members", f"{PROBE}.members", "Reported, not judged", "members in the member list"),
-        _check(
-            "live-etcd-db-size",
-            f"{PROBE}.db_size",
-            "Reported, not judged (etcd's default quota is 2 GiB)",
-            "largest member database",
-        ),
-    ]
-    if config.metrics_urls:
-        checks += [
-            _check(
-                "live-etcd-wal-fsync",
-                f"{PROBE}.wal_fsync_p99",
-                _SOURCE_DISK,
-                "p99 WAL fsync of the worst member",
-                fail="10ms",
-            ),
-            _check(
-                "live-etcd-backend-commit",
-                f"{PROBE}.backend_commit_p99",
-                _SOURCE_DISK,
-                "p99 backend commit of the worst member",
-                fail="25ms",
-            ),
-            _check(
-                "live-etcd-peer-rtt",
-                f"{PROBE}.peer_rtt_p99",
-                "Reported, not judged (etcd's own prober)",
-                "p99 peer round trip",
-            ),
-        ]
-    if config.allow_writes:
-        checks += [
-            _check(
-                "live-etcd-write-rate",
-                f"{PROBE}.rate_ratio",
-                _SOURCE_PERF,
-                "achieved write rate as a share of the profile's",
-                fail="90 %",
-            ),
-            _check("live-etcd-slowest-write", f"{PROBE}.max_latency", _SOURCE_PERF, "slowest write", fail="500ms"),
-            _check(
-                "live-etcd-latency-stddev",
-                f"{PROBE}.latency_stddev",
-                _SOURCE_PERF,
-                "spread of write latency",
-                fail="100ms",
-            ),
-            _check("live-etcd-write-errors", f"{PROBE}.errors", _SOURCE_PERF, "failed writes", fail="1"),
-            _check(
-                "live-etcd-latency-p99", f"{PROBE}.latency_p99", "Reported, not judged", "99th percentile write latency"
-            ),
-        ]
-    return tuple(checks)
+def measurable(settings: LiveEtcdSettings) -> frozenset[str]:
+    """The metrics a live-etcd run with these settings can observe: leader, members and database
+    size always; etcd's histograms with metrics URLs; the write load's figures with writes.  The
+    rest are left out of the run's checks rather than judged invalid."""
+    names = {metric.name for metric in LIVE_METRICS} - HISTOGRAMS - LOAD
+    if settings.metrics_urls:
+        names |= HISTOGRAMS
+    if settings.allow_writes:
+        names |= LOAD
+    return frozenset(names)

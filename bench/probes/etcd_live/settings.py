@@ -1,7 +1,7 @@
-"""The live-etcd mode's settings, declared once: they come from the command line
+"""The live-etcd probe's settings, declared once: the CLI builds the block from the command line
 (``--etcd-endpoints``, ``--etcd-cacert/--etcd-cert/--etcd-key``, ``--allow-live-etcd-writes``,
-``--etcd-profile``, ``--etcd-metrics-urls``), never from a scenario file.  The CLI validates them
-with agents.params.validate and turns a ParamError into a usage error (exit 2).
+``--etcd-profile``, ``--etcd-metrics-urls``) and the run's id, validates it with the driver's
+``settings`` as a scenario's block is, and turns an error into a usage error (exit 2).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """WireGuard / KubeSpan overhead, one pair: client node ``a`` (first of the sorted pair) and
-server node ``b``, measured by the driver in bench/probes/wireguard.py:
+server node ``b``, measured by the driver in bench/probes/wireguard/driver.py:
 
 1. set up a WireGuard test tunnel just for this pair and run: both agents create their link
    (``wireguard.tunnel`` job, action ``up``: fresh keys, a port other than 51820, addresses from
@@ -19,7 +19,7 @@ server node ``b``, measured by the driver in bench/probes/wireguard.py:
 Which path each figure took is recorded from the kernel's route (``ip route get``): on a node
 with KubeSpan the node path runs through the ``kubespan`` link, and the test tunnel's own UDP
 bypasses KubeSpan (mark 0x20).  The result is the ``wireguard:a->b`` measurement; its metrics are
-in bench/probes/wireguard_metrics.py.
+in bench/probes/wireguard/metrics.py.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from talbench.agents.wire import ERROR_UNAVAILABLE
 from talbench.bench.agent_client import AgentClient, JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.model import Measurement, ResultKey
-from talbench.bench.probes.rtt import deadline as rtt_deadline
-from talbench.bench.probes.wireguard_metrics import NAME
+from talbench.bench.probes.rtt.driver import deadline as rtt_deadline
+from talbench.bench.probes.wireguard.metrics import NAME
 
 SCHEMA = 1  # of every wireguard result's data (the driver's per-node and left-out results too)
 SETUP_DEADLINE = 45.0

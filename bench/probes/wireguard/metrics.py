@@ -1,5 +1,5 @@
 """WireGuard / KubeSpan overhead, the metrics: per pair the node path's and the tunnel's throughput,
-RTT and CPU cost read from the pair's one raw result (bench/probes/wireguard.py writes it), and
+RTT and CPU cost read from the pair's one raw result (bench/probes/wireguard/driver.py writes it), and
 KubeSpan's state per node and across the cluster.
 
 A pair outside the bounded sample says so (not measured); a tunnel figure that did not provably

@@ -1,6 +1,6 @@
 """RTT probe, coordinator side: every agent measures to every peer it owes (UDP echo), the
 control-plane pairs first and on their own, then the others; past ``raw_limit`` samples the
-others keep histograms instead of raw samples.  Metrics: bench/probes/rtt_metrics.py."""
+others keep histograms instead of raw samples.  Metrics: bench/probes/rtt/metrics.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
 from talbench.bench.probes.peer_jobs import run_peer_jobs
-from talbench.bench.probes.rtt_metrics import RTT_METRICS, compact
+from talbench.bench.probes.rtt.metrics import RTT_METRICS, compact
 
 JOB = rtt_agent.PROBE.jobs[0]
 

@@ -2,12 +2,12 @@
 
 It measures every control-plane pair and a bounded, deterministic sample of the other pairs,
 one after the other (throughput tests on shared links and CPUs disturb each other); each pair's
-test tunnel, RTT and iperf3 runs are in bench/probes/wireguard_pair.py.  It also reads each
+test tunnel, RTT and iperf3 runs are in bench/probes/wireguard/pair.py.  It also reads each
 node's KubeSpan state.
 
 Result keys: ``wireguard:a->b`` per pair (a < b), ``wireguard:node`` (KubeSpan on that node),
 ``wireguard:cluster`` (CLUSTER_NODE: KubeSpan on every node, for the cluster-shape rule).  The
-metrics are in bench/probes/wireguard_metrics.py.
+metrics are in bench/probes/wireguard/metrics.py.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, ProbeCost, Progress
 from talbench.bench.model import CLUSTER_NODE, Measurement, Node, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
-from talbench.bench.probes.wireguard_metrics import NAME, WIREGUARD_METRICS
-from talbench.bench.probes.wireguard_pair import SCHEMA, PairMeasurement, failed_measurement
+from talbench.bench.probes.wireguard.metrics import NAME, WIREGUARD_METRICS
+from talbench.bench.probes.wireguard.pair import SCHEMA, PairMeasurement, failed_measurement
 
 DETECT_DEADLINE = 30.0
 PAIR_SETUP_S = 3.0  # both tunnel links up and peered, then down: seconds on a quiet node (measured on the lab)

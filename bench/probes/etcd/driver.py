@@ -46,7 +46,7 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.metric import Metric, NullProgress, ProbeCost, Progress
 from talbench.bench.model import CLUSTER_NODE, Measurement, Node, ResultKey
 from talbench.bench.probes.base import DeclaredDriver
-from talbench.bench.probes.etcd_metrics import ETCD_METRICS
+from talbench.bench.probes.etcd.metrics import ETCD_METRICS
 
 NAME = etcd_agent.PROBE.name
 MEMBER_JOB = etcd_agent.MEMBER.name
