@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from talbench.agents.params import Params
 from talbench.bench import scenario as scenario_files
 from talbench.bench.cli_shared import lab_root, run_async
 from talbench.bench.dispatch.base import LeftBehind
@@ -37,7 +38,7 @@ def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> R
     live_settings, live_checks = _live_etcd(args, drivers, run_id)
     path = scenario_files.resolve(args.scenario)
     metrics = metrics_of(drivers)
-    settings: dict[str, Any] = {}
+    settings: dict[str, Params] = {}
 
     def validate(probe: str, raw: Any) -> None:
         settings[probe] = drivers[probe].settings(raw, quick=args.quick)
@@ -56,7 +57,9 @@ def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> R
     return RunRequest(run_id, scenario, checks, settings, args.quick, tuple(sys.argv[1:]))
 
 
-def _live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], run_id: str) -> tuple[Any, tuple[Check, ...]]:
+def _live_etcd(
+    args: argparse.Namespace, drivers: dict[str, ProbeDriver], run_id: str
+) -> tuple[Params | None, tuple[Check, ...]]:
     """The live-etcd probe's settings block from its options, validated by its driver, and the
     checks those settings can measure; (None, ()) without --etcd-endpoints."""
     live_options = (args.etcd_cacert, args.etcd_cert, args.etcd_key, args.etcd_metrics_urls, args.etcd_profile)

@@ -9,6 +9,8 @@ import every probe on the way."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from talbench.agents.probe import Probe, ProbeDeclaration
 from talbench.agents.probes.etcd import probe as etcd
 from talbench.agents.probes.fsync import probe as fsync
@@ -39,6 +41,6 @@ def declarations(probes: tuple[ProbeDeclaration, ...] = PROBES) -> dict[str, Pro
     return dict(sorted(found.items()))
 
 
-def default_probes() -> dict[str, Probe]:
+def default_probes() -> dict[str, Probe[BaseModel]]:
     """Job name -> job, over every declared probe."""
     return {job.name: job for declaration in declarations().values() for job in declaration.jobs}

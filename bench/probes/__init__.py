@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from talbench.agents.params import Params
 from talbench.agents.probe import ProbeDeclaration
 from talbench.bench.probes.base import ProbeDriver
 from talbench.bench.probes.etcd.driver import DRIVER as ETCD
@@ -25,12 +26,12 @@ from talbench.bench.probes.rtt.driver import DRIVER as RTT
 from talbench.bench.probes.topology.driver import DRIVER as TOPOLOGY
 from talbench.bench.probes.wireguard.driver import DRIVER as WIREGUARD
 
-DRIVERS: tuple[ProbeDriver, ...] = (ETCD, ETCD_LIVE, FSYNC, KUBEPRISM, MTU, NODE, RTT, TOPOLOGY, WIREGUARD)
+DRIVERS: tuple[ProbeDriver[Params], ...] = (ETCD, ETCD_LIVE, FSYNC, KUBEPRISM, MTU, NODE, RTT, TOPOLOGY, WIREGUARD)
 
 
-def default_drivers(drivers: tuple[ProbeDriver, ...] = DRIVERS) -> dict[str, ProbeDriver]:
+def default_drivers(drivers: tuple[ProbeDriver[Params], ...] = DRIVERS) -> dict[str, ProbeDriver[Params]]:
     """Name -> driver (a fresh dict: the CLI may add to it); a name declared twice is refused."""
-    found: dict[str, ProbeDriver] = {}
+    found: dict[str, ProbeDriver[Params]] = {}
     for driver in drivers:
         if driver.name in found:
             raise RuntimeError(f"probe {driver.name!r} is declared twice")
@@ -43,7 +44,7 @@ class ProbeEntry:
     """One probe as the rest of talbench sees it: its driver and its agent-side declaration."""
 
     name: str
-    driver: ProbeDriver
+    driver: ProbeDriver[Params]
     declaration: ProbeDeclaration | None
 
 

@@ -238,7 +238,7 @@ def control_planes(fleet: Fleet) -> list[Node]:
     return sorted((node for node in fleet.nodes if node.is_control_plane), key=lambda node: node.name)
 
 
-class EtcdDriver(DeclaredDriver):
+class EtcdDriver(DeclaredDriver[EtcdSettings]):
     name = NAME
     declaration = etcd_agent.PROBE
     settings_model = EtcdSettings
@@ -254,7 +254,7 @@ class EtcdDriver(DeclaredDriver):
         """The scratch cluster's members: every control plane (its figures are the cluster's)."""
         return frozenset(node.name for node in nodes if node.is_control_plane) if keys else frozenset()
 
-    def estimate(self, keys: frozenset[ResultKey], settings: EtcdSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: EtcdSettings, nodes: Sequence[Node]) -> ProbeCost:
         """A scratch member on every control plane; the load for ``duration``, at most the load
         job's deadline with the members' start and stop."""
         return ProbeCost(
@@ -264,7 +264,7 @@ class EtcdDriver(DeclaredDriver):
             f"{settings.rate:g} writes/s for {settings.duration:g} s",
         )
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: EtcdSettings, progress: Progress
     ) -> list[Measurement]:
         members = control_planes(fleet)

@@ -201,7 +201,7 @@ async def _write_load(config: LiveEtcdSettings, reachable: list[str], progress: 
 # ---- driver, metrics, checks ------------------------------------------------------------------
 
 
-class LiveEtcdDriver(DeclaredDriver):
+class LiveEtcdDriver(DeclaredDriver[LiveEtcdSettings]):
     """The live etcd as a probe driver: one cluster-scoped result, ResultKey("etcd-live", "cluster").
     It ignores the fleet: it talks to the endpoints of its settings (no agent-side declaration)."""
 
@@ -212,7 +212,7 @@ class LiveEtcdDriver(DeclaredDriver):
     def quicken(self, settings: LiveEtcdSettings) -> LiveEtcdSettings:
         return settings if settings.quick else settings.shortened(QUICK_DURATION)
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: LiveEtcdSettings, progress: Progress
     ) -> list[Measurement]:
         if KEY not in keys:

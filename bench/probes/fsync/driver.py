@@ -34,12 +34,12 @@ def deadline(settings: FsyncSettings) -> float:
     return fsync_agent.time_limit(settings) + COORDINATOR_SLACK
 
 
-class FsyncDriver(DeclaredDriver):
+class FsyncDriver(DeclaredDriver[FsyncSettings]):
     name = "fsync"
     declaration = fsync_agent.PROBE
     settings_model = FsyncSettings
 
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> FsyncSettings:
+    def settings(self, raw: Mapping[str, object], *, quick: bool) -> FsyncSettings:
         settings: FsyncSettings = super().settings(raw, quick=quick)
         if settings.expected_writes < MIN_SYNCS:
             raise ScenarioError(
@@ -54,7 +54,7 @@ class FsyncDriver(DeclaredDriver):
             update={"size": min(settings.size, QUICK_SIZE), "time_limit": min(settings.time_limit, QUICK_TIME_LIMIT)}
         )
 
-    def estimate(self, keys: frozenset[ResultKey], settings: FsyncSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: FsyncSettings, nodes: Sequence[Node]) -> ProbeCost:
         """fio on ``parallel`` nodes at a time, each at most its time limit; the test file on disk."""
         measured = sorted({key.node for key in keys})
         waves = -(-len(measured) // settings.parallel)
@@ -65,7 +65,7 @@ class FsyncDriver(DeclaredDriver):
             note=f"{settings.expected_writes} writes of {settings.block_size} B + fdatasync per node",
         )
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: FsyncSettings, progress: Progress
     ) -> list[Measurement]:
         nodes = sorted({key.node for key in keys if key.probe == self.name})

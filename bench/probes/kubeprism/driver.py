@@ -39,7 +39,7 @@ def observe_answered(subject: Subject, measurements: Sequence[Measurement], node
     return Observation(len(answered) / len(attempts), samples=len(attempts), detail=detail)
 
 
-class KubePrismDriver(DeclaredDriver):
+class KubePrismDriver(DeclaredDriver[KubePrismSettings]):
     name = PROBE
     declaration = kubeprism_agent.PROBE
     settings_model = KubePrismSettings
@@ -49,7 +49,7 @@ class KubePrismDriver(DeclaredDriver):
             update={"interval": min(settings.interval, 0.1), "timeout": min(settings.timeout, 1.0)}
         )
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: KubePrismSettings, progress: Progress
     ) -> list[Measurement]:
         nodes = sorted(key.node for key in keys if key.node in fleet.agents)
@@ -65,7 +65,7 @@ class KubePrismDriver(DeclaredDriver):
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 
-    def estimate(self, keys: frozenset[ResultKey], settings: KubePrismSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: KubePrismSettings, nodes: Sequence[Node]) -> ProbeCost:
         """Every node at once, each at most its job's own limit: a few connections to 127.0.0.1."""
         return ProbeCost(
             self.name,

@@ -19,12 +19,12 @@ from talbench.bench.units import Dimension
 JOB = mtu_agent.PROBE.jobs[0]
 
 
-class MtuDriver(DeclaredDriver):
+class MtuDriver(DeclaredDriver[MtuSettings]):
     name = "mtu"
     declaration = mtu_agent.PROBE
     settings_model = MtuSettings
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: MtuSettings, progress: Progress
     ) -> list[Measurement]:
         return await run_peer_jobs(JOB, keys, fleet, lambda peers: {**wire(settings), "peers": peers}, progress)
@@ -32,7 +32,7 @@ class MtuDriver(DeclaredDriver):
     def metrics(self) -> Sequence[Metric]:
         return MTU_METRICS
 
-    def estimate(self, keys: frozenset[ResultKey], settings: MtuSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: MtuSettings, nodes: Sequence[Node]) -> ProbeCost:
         """Every agent searches its peers at once: the longest search's own time limit; a few
         probe packets per size tried, no stream."""
         sizes = (settings.high - settings.low).bit_length() + 2
@@ -44,7 +44,7 @@ class MtuDriver(DeclaredDriver):
             note=f"a binary search of about {sizes} sizes per peer, {settings.attempts} probe(s) per size",
         )
 
-    def pair_budget(self, settings: MtuSettings) -> int | None:
+    def budget(self, settings: MtuSettings) -> int | None:
         return settings.max_peers
 
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from talbench.agents.params import validate, wire
+from talbench.agents.params import Params, validate, wire
 from talbench.agents.probes.node import probe as node_agent
 from talbench.agents.probes.node.probe import NodeParams, NodeSettings
 from talbench.bench.agent_client import JobOutcome
@@ -66,12 +66,12 @@ class Span:
     measurements: list[Measurement] = field(default_factory=list)
 
 
-class NodeDriver(DeclaredDriver):
+class NodeDriver(DeclaredDriver[NodeSettings]):
     name = "node"
     declaration = node_agent.PROBE
     settings_model = NodeSettings
 
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> NodeSettings:
+    def settings(self, raw: Mapping[str, object], *, quick: bool) -> NodeSettings:
         settings: NodeSettings = super().settings(raw, quick=quick)
         if settings.interval * MIN_INTERVALS > settings.duration:
             raise ScenarioError(
@@ -88,7 +88,7 @@ class NodeDriver(DeclaredDriver):
             }
         )
 
-    def estimate(self, keys: frozenset[ResultKey], settings: NodeSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: NodeSettings, nodes: Sequence[Node]) -> ProbeCost:
         """Alone: a ``duration`` window on every node at once.  Beside other probes it samples
         through them instead and adds only its collection."""
         return ProbeCost(
@@ -98,7 +98,7 @@ class NodeDriver(DeclaredDriver):
             "beside other probes: through them, adding only the collection)",
         )
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress
     ) -> list[Measurement]:
         """Facts and a ``duration`` window of samples from every node at once."""
@@ -115,16 +115,21 @@ class NodeDriver(DeclaredDriver):
         progress.update("node", done=len(nodes), total=len(nodes), note="done")
         return measured
 
-    @contextlib.asynccontextmanager
-    async def spanning(
-        self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress
-    ) -> AsyncIterator[Span]:
+    def spanning(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: Params, progress: Progress
+    ) -> contextlib.AbstractAsyncContextManager[Span]:
         """Sample on every node while the body runs (the other probes), then collect:
 
         async with node_driver.spanning(keys, fleet, settings, progress) as span:
             ...  # run the other probes
         measurements += span.measurements
         """
+        return self._spanning(keys, fleet, self.typed(settings), progress)
+
+    @contextlib.asynccontextmanager
+    async def _spanning(
+        self, keys: frozenset[ResultKey], fleet: Fleet, settings: NodeSettings, progress: Progress
+    ) -> AsyncIterator[Span]:
         nodes = _nodes(keys)
         span = Span()
         progress.update("node", done=0, total=len(nodes), note="sampling utilisation through the run")

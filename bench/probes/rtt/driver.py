@@ -31,12 +31,12 @@ def _as_job(settings: RttSettings, peers: list[dict[str, Any]]) -> dict[str, Any
     return {**wire(settings), "peers": peers}
 
 
-class RttDriver(DeclaredDriver):
+class RttDriver(DeclaredDriver[RttSettings]):
     name = "rtt"
     declaration = rtt_agent.PROBE
     settings_model = RttSettings
 
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> RttSettings:
+    def settings(self, raw: Mapping[str, object], *, quick: bool) -> RttSettings:
         settings: RttSettings = super().settings(raw, quick=quick)
         if settings.min_samples > settings.count:
             raise ScenarioError(f"min_samples {settings.min_samples} exceeds count {settings.count}")
@@ -47,7 +47,7 @@ class RttDriver(DeclaredDriver):
         count = max(settings.min_samples + 20, settings.count // 3)
         return settings.model_copy(update={"count": count, "stagger": min(settings.stagger, 0.3)})
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: RttSettings, progress: Progress
     ) -> list[Measurement]:
         # Control-plane pairs first and on their own, so no other probing disturbs the pairs the
@@ -75,10 +75,10 @@ class RttDriver(DeclaredDriver):
     def metrics(self) -> Sequence[Metric]:
         return RTT_METRICS
 
-    def pair_budget(self, settings: RttSettings) -> int | None:
+    def budget(self, settings: RttSettings) -> int | None:
         return settings.max_peers
 
-    def estimate(self, keys: frozenset[ResultKey], settings: RttSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: RttSettings, nodes: Sequence[Node]) -> ProbeCost:
         """Two phases (control-plane pairs, then the others), each at most the agent's time
         limit; per node, in its busier phase: the streams it sends and echoes, each one packet
         per ``interval``."""

@@ -234,12 +234,12 @@ def facts_from_nodes(nodes: Sequence[Node]) -> ClusterFacts:
     )
 
 
-class TopologyDriver(DeclaredDriver):
+class TopologyDriver(DeclaredDriver[TopologySettings]):
     name = PROBE
     declaration = None  # coordinator-only: the facts come from the API or the Node records
     settings_model = TopologySettings
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: TopologySettings, progress: Progress
     ) -> list[Measurement]:
         if CLUSTER_KEY not in keys:
@@ -253,7 +253,7 @@ class TopologyDriver(DeclaredDriver):
         progress.update(PROBE, done=1, total=1, note=f"{len(facts.nodes)} nodes")
         return [Measurement(CLUSTER_KEY, True, data=facts_data(facts, settings, source))]
 
-    def estimate(self, keys: frozenset[ResultKey], settings: TopologySettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: TopologySettings, nodes: Sequence[Node]) -> ProbeCost:
         return ProbeCost(self.name, duration_s=0.0, note="the cluster's shape, read when the agents were deployed")
 
     def metrics(self) -> Sequence[Metric]:

@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from talbench.agents.params import Params
-from talbench.agents.probe import ProbeDeclaration
 from talbench.agents.probes.wireguard.probe import PROBE, TUNNEL_JOB, WireguardSettings
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
@@ -54,13 +51,12 @@ def pair_sample(
 # the driver
 
 
-class WireguardDriver(DeclaredDriver):
+class WireguardDriver(DeclaredDriver[WireguardSettings]):
     name = NAME
-    # typed as ProbeDriver declares them (its members are mutable, so a narrower type does not match)
-    declaration: ProbeDeclaration | None = PROBE
-    settings_model: type[Params] = WireguardSettings
+    declaration = PROBE
+    settings_model = WireguardSettings
 
-    def settings(self, raw: Mapping[str, Any], *, quick: bool) -> WireguardSettings:
+    def settings(self, raw: Mapping[str, object], *, quick: bool) -> WireguardSettings:
         settings: WireguardSettings = super().settings(raw, quick=quick)
         if settings.min_rtt_samples > settings.rtt_count:
             raise ScenarioError(f"min_rtt_samples {settings.min_rtt_samples} exceeds rtt_count {settings.rtt_count}")
@@ -81,7 +77,7 @@ class WireguardDriver(DeclaredDriver):
     def metrics(self) -> Sequence[Metric]:
         return WIREGUARD_METRICS
 
-    def estimate(self, keys: frozenset[ResultKey], settings: WireguardSettings, nodes: Sequence[Node]) -> ProbeCost:
+    def cost(self, keys: frozenset[ResultKey], settings: WireguardSettings, nodes: Sequence[Node]) -> ProbeCost:
         """The sampled pairs one after the other, each: tunnel set-up, both paths' round trips in
         one job, then iperf3 on the node path and through the tunnel (``duration`` + ``omit``
         each); a pair's two nodes carry one stream each way at a time."""
@@ -102,7 +98,7 @@ class WireguardDriver(DeclaredDriver):
             + (f"; {len(left_out)} pairs left out of the bounded sample" if left_out else ""),
         )
 
-    async def run(
+    async def measure(
         self, keys: frozenset[ResultKey], fleet: Fleet, settings: WireguardSettings, progress: Progress
     ) -> list[Measurement]:
         results: list[Measurement] = []
