@@ -1,5 +1,5 @@
 """UDP echo responder for the RTT probe, the reflector of TWAMP-light: answers RTT packets
-(rtt_packet.MAGIC, HEADER_SIZE to MAX_PACKET bytes) by sending them back to the sender with its
+(packet.MAGIC, HEADER_SIZE to MAX_PACKET bytes) by sending them back to the sender with its
 receive and send stamps written in (T2: the kernel's receive stamp, ``SO_TIMESTAMPNS``; T3: its
 clock read just before the reply is handed to the kernel), so the time a request waited for this
 process (a busy, stalled or throttled agent) is taken out of the round trip by the sender instead

@@ -24,7 +24,7 @@ PROBE = ProbeDeclaration(
     # member by hand, and the benchmark compares against its `check perf`.  The jobs themselves
     # talk to etcd over its JSON gateway (etcd3gw, aiohttp), not through etcdctl.  Both are built
     # from etcd's Go modules at the version Talos ships (`make etcd`, agents/build/build-etcd.sh),
-    # not Debian's 3.4: the scratch cluster refuses an etcd older than 3.5 (etcd_binary.py).
+    # not Debian's 3.4: the scratch cluster refuses an etcd older than 3.5 (binary.py).
     tools=(
         Tool("etcd", built_by="etcd", version=ETCD_VERSION),
         Tool("etcdctl", built_by="etcd", version=ETCD_VERSION),

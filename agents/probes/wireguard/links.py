@@ -5,7 +5,7 @@ wireguard-go's control sockets live in /var/run/wireguard/NAME.sock, shared by e
 namespace of the machine: link names must be unique per run and node (the caller's job).
 Private keys never touch a disk: they go to ``wg`` on standard input.
 
-Test links are named ``tb`` + 10 hex digits (agents/probes/wg_tunnel.link_name).  An agent killed
+Test links are named ``tb`` + 10 hex digits (agents/probes/wireguard/tunnel.py, link_name).  An agent killed
 hard (SIGKILL, OOM) cannot release its kernel links: the next agent in the same network namespace
 removes them, and their addresses with them, when it starts (``remove_leftover_links``): only
 WireGuard or TUN (wireguard-go) links named that way, never another link.

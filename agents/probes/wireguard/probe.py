@@ -48,7 +48,12 @@ TunnelSubnet = Annotated[str, AfterValidator(_private_ipv4_range)]
 
 class WireguardSettings(TunnelLink, IperfSettings):
     """The scenario's ``probes.wireguard`` block: the jobs' settings (inherited) and the
-    coordinator's (the RTT run, the trust floor, the pair sample, the port and address ranges)."""
+    coordinator's (the RTT run, the trust floor, the pair sample, the port and address ranges).
+
+    Names: a setting of the rtt probe's job run through the tunnel keeps the rtt probe's name with
+    an ``rtt_`` prefix (``rtt_count`` is the rtt probe's ``count``, ``min_rtt_samples`` its
+    ``min_samples``), since this block also holds iperf3's.  ``max_other_pairs`` is a cluster-wide
+    sample of pairs, not the rtt and mtu probes' per-node budget ``max_peers``."""
 
     rtt_count: int = param(300, ge=10, le=100_000, help="RTT samples per path (both paths interleaved in one RTT job)")
     rtt_interval: float = param(0.01, ge=0.001, le=1.0, unit=SECONDS, help="gap between RTT packets of one path")
