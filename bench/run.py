@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from talbench.agents import wire
 from talbench.agents.params import Params
@@ -21,7 +20,7 @@ from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.metric import Metric, Progress
-from talbench.bench.model import Check, Measurement, Node, ResultKey, RunRecord, Scenario
+from talbench.bench.model import Check, Measurement, Node, ResultKey, RunRecord, Scenario, Verdict
 from talbench.bench.plan import Plan, make_plan
 from talbench.bench.probes.base import ProbeDriver
 
@@ -184,6 +183,6 @@ def _plain(settings: Params) -> dict[str, object]:
     return settings.model_dump(mode="json")
 
 
-def exit_code(verdicts: Sequence[Any]) -> int:
+def exit_code(verdicts: Sequence[Verdict]) -> int:
     """0 when nothing blocks (pass, warn, info), 1 when a check failed, has no data or is invalid."""
     return 1 if not verdicts or any(v.status.blocks for v in verdicts) else 0
