@@ -126,7 +126,7 @@ class ProbeDeclaration:
     name: str
     summary: str
     settings: type[Params]  # the scenario's ``probes.<name>`` block, defaults and bounds
-    jobs: tuple[AgentJob[Any], ...] = ()
+    jobs: tuple[Probe[BaseModel], ...] = ()
     tools: tuple[Tool, ...] = ()
     capabilities: tuple[str, ...] = ()  # Linux capabilities its jobs need (NET_ADMIN, NET_RAW)
 

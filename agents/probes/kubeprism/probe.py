@@ -94,9 +94,11 @@ async def measure(params: KubePrismSettings, ctx: ProbeContext) -> dict[str, Any
     }
 
 
+JOB: AgentJob[KubePrismSettings] = AgentJob("kubeprism", KubePrismSettings, measure, time_limit)
+
 PROBE = ProbeDeclaration(
     name="kubeprism",
     summary="KubePrism (127.0.0.1:7445) answers on every node: TCP, TLS and GET /version",
     settings=KubePrismSettings,
-    jobs=(AgentJob("kubeprism", KubePrismSettings, measure, time_limit),),
+    jobs=(JOB,),
 )

@@ -178,9 +178,11 @@ async def measure(params: MtuParams, ctx: ProbeContext) -> dict[str, Any]:
     return {"peers": {peer.name: result for peer, result in zip(params.peers, results, strict=True)}}
 
 
+JOB: AgentJob[MtuParams] = AgentJob("mtu", MtuParams, measure, time_limit)
+
 PROBE = ProbeDeclaration(
     name="mtu",
     summary="path MTU per pair: the largest DF-marked UDP packet that crosses, by bounded bisection",
     settings=MtuSettings,
-    jobs=(AgentJob("mtu", MtuParams, measure, time_limit),),
+    jobs=(JOB,),
 )

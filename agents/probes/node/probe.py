@@ -294,9 +294,11 @@ async def _collect(params: NodeParams, ctx: ProbeContext) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "mode": "span", "facts": facts, "sampling": sampling}
 
 
+JOB: AgentJob[NodeParams] = AgentJob("node", NodeParams, measure, time_limit)
+
 PROBE = ProbeDeclaration(
     name="node",
     summary="the node's size (cores, memory, etcd's filesystem) and its CPU and memory utilisation over time",
     settings=NodeSettings,
-    jobs=(AgentJob("node", NodeParams, measure, time_limit),),
+    jobs=(JOB,),
 )

@@ -177,9 +177,11 @@ def job_result(params: RttParams, peers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+JOB: AgentJob[RttParams] = AgentJob("rtt", RttParams, measure, time_limit)
+
 PROBE = ProbeDeclaration(
     name="rtt",
     summary="UDP round trips between node pairs, raw samples per direction",
     settings=RttSettings,
-    jobs=(AgentJob("rtt", RttParams, measure, time_limit),),
+    jobs=(JOB,),
 )
