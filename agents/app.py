@@ -16,15 +16,15 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_core import from_json
 
 from talbench.agents import wire
 from talbench.agents.auth import auth_middleware
 from talbench.agents.cleanup import Cleanups
-from talbench.agents.echo import EchoResponder, start_echo
 from talbench.agents.facts import basic_facts, talbench_version
 from talbench.agents.jobs import JobRegistry, TooManyJobs
+from talbench.agents.net.echo import EchoResponder, start_echo
 from talbench.agents.params import Params, param, validate
 from talbench.agents.probe import Probe, ProbeContext, ProbeParamError
 
@@ -55,7 +55,7 @@ class AgentConfig:
 
 
 CONFIG = web.AppKey("config", AgentConfig)
-PROBES: web.AppKey[dict[str, Probe]] = web.AppKey("probes", dict)
+PROBES: web.AppKey[dict[str, Probe[BaseModel]]] = web.AppKey("probes", dict)
 FACTS = web.AppKey("facts", object)
 JOBS = web.AppKey("jobs", JobRegistry)
 CLEANUPS = web.AppKey("cleanups", Cleanups)
@@ -212,7 +212,7 @@ def _json_type(value: Any) -> str:
     return "a string" if isinstance(value, str) else "an array"
 
 
-def _job_params(probe: Probe, raw: Mapping[str, Any], max_time_limit: float) -> tuple[Any, float]:
+def _job_params(probe: Probe[BaseModel], raw: Mapping[str, Any], max_time_limit: float) -> tuple[BaseModel, float]:
     """The job's params, validated by its own model, and its time limit; BadRequest otherwise,
     whatever the job's parse or limit raise on input they did not foresee."""
     name = probe.name
@@ -366,7 +366,7 @@ async def _stop_jobs(app: web.Application) -> None:
 
 def make_app(
     config: AgentConfig,
-    probes: Mapping[str, Probe],
+    probes: Mapping[str, Probe[BaseModel]],
     *,
     facts: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:

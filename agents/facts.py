@@ -119,7 +119,7 @@ def tool_versions() -> dict[str, str | None]:
 
 
 def declared_tools() -> tuple[str, ...]:
-    """The binaries of every tool the probes declare (agents/probes: each module's ``PROBE``)."""
-    from talbench.agents.probes import declarations  # here, not above: the node probe imports this module
+    """The binaries of every tool the probes declare (agents/probes/registry.py)."""
+    from talbench.agents.probes.registry import declarations  # here, not above: the node probe imports this module
 
     return tuple(sorted({tool.binary for declaration in declarations().values() for tool in declaration.tools}))

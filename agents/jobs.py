@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from talbench.agents import wire
 from talbench.agents.probe import Probe, ProbeContext, ProbeParamError, ProbeUnavailable
 from talbench.agents.resources import CpuMeter
@@ -96,7 +98,7 @@ class JobRegistry:
     def busy_runs(self) -> frozenset[str]:
         return frozenset(r.run_id for r in self.running())
 
-    def submit(self, probe: Probe, params: Any, time_limit: float, ctx: ProbeContext) -> JobRecord:
+    def submit(self, probe: Probe[BaseModel], params: BaseModel, time_limit: float, ctx: ProbeContext) -> JobRecord:
         running = len(self._tasks)
         if running >= self._max_concurrent:
             raise TooManyJobs(f"{running} jobs are running already (at most {self._max_concurrent})")
@@ -141,7 +143,9 @@ class JobRegistry:
         for job_id in finished[: max(0, len(finished) - self._max_kept)]:
             del self._records[job_id]
 
-    async def _run(self, job_id: str, probe: Probe, params: Any, time_limit: float, ctx: ProbeContext) -> None:
+    async def _run(
+        self, job_id: str, probe: Probe[BaseModel], params: BaseModel, time_limit: float, ctx: ProbeContext
+    ) -> None:
         meter = self._meter()
         meter.start()
         outcome = self._failed(wire.ERROR_FAILED, "job ended unexpectedly")

@@ -4,7 +4,7 @@ Exit codes: 0 after a clean stop, 2 for bad arguments (one line on stderr), 3 wh
 cannot serve (address or port in use, socket path taken).
 
 Before it serves, an agent that is alone in its network namespace removes the WireGuard test links
-an earlier agent killed hard left there (agents/wireguard.py): a Talos node has no shell to do it.
+an earlier agent killed hard left there (agents/probes/wireguard/links.py): a Talos node has no shell to do it.
 Alone means holding NETNS_LOCK, an abstract unix socket: those belong to the network namespace,
 and the kernel frees the name when its holder dies, however it dies.
 """
@@ -31,10 +31,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from talbench.agents import wire, wireguard
+from talbench.agents import wire
 from talbench.agents.app import AgentConfig, make_app
 from talbench.agents.probe import ProbeUnavailable
-from talbench.agents.probes import default_probes
+from talbench.agents.probes.registry import default_probes
+from talbench.agents.probes.wireguard import links as wireguard
 
 log = logging.getLogger("talbench.agents")
 

@@ -1,9 +1,9 @@
 """What a probe is, agent side: one declared unit.
 
-A probe module under ``talbench.agents.probes`` declares a module-level ``PROBE``
-(``ProbeDeclaration``): its name, its parameters (one ``Params`` model, see agents/params.py), the
-jobs the agent runs for it, the external tools it drives and the Linux capabilities it needs.
-The agent's job table, the coordinator's driver table, the tools the Makefile and the image
+A probe's folder under ``talbench.agents.probes`` declares, in its ``probe`` module, a
+module-level ``PROBE`` (``ProbeDeclaration``, listed in agents/probes/registry.py): its name, its
+parameters (one ``Params`` model, see agents/params.py), the jobs the agent runs for it, the
+external tools it drives and the Linux capabilities it needs.  The agent's job table, the coordinator's driver table, the tools the Makefile and the image
 install and the DaemonSet's capabilities are all read from (or checked against) these
 declarations; nothing else lists probes.
 
@@ -53,23 +53,26 @@ class ProbeContext:
     cleanup: CleanupRegistry
 
 
-class Probe(Protocol):
-    """What the agent's job table holds: one runnable kind of job (``AgentJob`` is one)."""
+J = TypeVar("J", bound=BaseModel)  # a Params model, or a RootModel over a union of them (a job's actions)
+J_co = TypeVar("J_co", bound=BaseModel, covariant=True)
+
+
+class Probe(Protocol[J_co]):
+    """What the agent's job table holds: one runnable kind of job (``AgentJob`` is one), over its
+    parameters ``J_co``.  The table holds jobs of many parameter types as ``Probe[BaseModel]``:
+    what it hands back (``time_limit``, ``run``) is what ``parse`` made, and the job checks so."""
 
     @property
     def name(self) -> str: ...
 
-    def parse(self, params: Mapping[str, Any]) -> Any:
+    def parse(self, params: Mapping[str, object]) -> J_co:
         """Validated, bounded parameters (a frozen record); ProbeParamError otherwise."""
 
-    def time_limit(self, params: Any) -> float:
+    def time_limit(self, params: BaseModel) -> float:
         """Seconds after which the agent cancels the job."""
 
-    async def run(self, params: Any, ctx: ProbeContext) -> dict[str, Any]:
+    async def run(self, params: BaseModel, ctx: ProbeContext) -> dict[str, Any]:
         """Measure and return the raw result (JSON-able)."""
-
-
-J = TypeVar("J", bound=BaseModel)  # a Params model, or a RootModel over a union of them (a job's actions)
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,20 @@ class AgentJob(Generic[J]):
     measure: Callable[[J, ProbeContext], Awaitable[dict[str, Any]]]
     limit: Callable[[J], float]
 
-    def parse(self, params: Mapping[str, Any]) -> J:
+    def parse(self, params: Mapping[str, object]) -> J:
         return validate(self.params, params)
 
-    def time_limit(self, params: J) -> float:
-        return self.limit(params)
+    def typed(self, params: BaseModel) -> J:
+        """``params`` as this job's own (what ``parse`` made): anything else is a bug in the caller."""
+        if not isinstance(params, self.params):
+            raise TypeError(f"job {self.name!r} takes {self.params.__name__}, not {type(params).__name__}")
+        return params
 
-    async def run(self, params: J, ctx: ProbeContext) -> dict[str, Any]:
-        return await self.measure(params, ctx)
+    def time_limit(self, params: BaseModel) -> float:
+        return self.limit(self.typed(params))
+
+    async def run(self, params: BaseModel, ctx: ProbeContext) -> dict[str, Any]:
+        return await self.measure(self.typed(params), ctx)
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ class ProbeDeclaration:
     name: str
     summary: str
     settings: type[Params]  # the scenario's ``probes.<name>`` block, defaults and bounds
-    jobs: tuple[AgentJob[Any], ...] = ()
+    jobs: tuple[Probe[BaseModel], ...] = ()
     tools: tuple[Tool, ...] = ()
     capabilities: tuple[str, ...] = ()  # Linux capabilities its jobs need (NET_ADMIN, NET_RAW)
 

@@ -7,14 +7,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from talbench.agents.params import Params
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import CouldNotRun
 from talbench.bench.metric import Progress
 from talbench.bench.model import CLUSTER_NODE, Measurement, ResultKey
 from talbench.bench.plan import Plan
-from talbench.bench.probes.base import ProbeDriver
+from talbench.bench.probes.base import ProbeDriver, Span, Spanning
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class Execution:
 async def execute(
     plan: Plan,
     fleet: Fleet,
-    drivers: Mapping[str, ProbeDriver],
-    settings: Mapping[str, Any],
+    drivers: Mapping[str, ProbeDriver[Params]],
+    settings: Mapping[str, Params],
     progress: Progress,
 ) -> Execution:
     """Measure every key of ``plan``.  A key whose agent is not ready, whose driver failed, or
@@ -51,16 +51,16 @@ async def execute(
             )
     # A driver that can span (node utilisation) samples through all the other probes, so that
     # "utilisation during the run" means the whole run; alone, it runs its own window.
-    spanning = [p for p in plan.probes if hasattr(drivers[p], "spanning") and runnable[p] and len(plan.probes) > 1]
+    spanning: dict[str, Spanning] = {
+        p: d for p in plan.probes if isinstance(d := drivers[p], Spanning) and runnable[p] and len(plan.probes) > 1
+    }
     sequential = [p for p in plan.probes if p not in spanning]
     async with contextlib.AsyncExitStack() as stack:
-        spans = {}
-        for probe in spanning:
+        spans: dict[str, tuple[float, Span]] = {}
+        for probe, driver in spanning.items():
             spans[probe] = (
                 time.time(),
-                await stack.enter_async_context(
-                    drivers[probe].spanning(runnable[probe], fleet, settings[probe], progress)  # type: ignore[attr-defined]
-                ),
+                await stack.enter_async_context(driver.spanning(runnable[probe], fleet, settings[probe], progress)),
             )
         for probe in sequential:
             started = time.time()

@@ -11,16 +11,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from talbench.agents import wire
+from talbench.agents.params import Params
 from talbench.bench import retry
 from talbench.bench.dispatch.base import Dispatcher, Fleet, LeftBehind
 from talbench.bench.errors import CouldNotRun, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.metric import Metric, Progress
-from talbench.bench.model import Check, Measurement, Node, ResultKey, RunRecord, Scenario
+from talbench.bench.model import Check, Measurement, Node, ResultKey, RunRecord, Scenario, Verdict
 from talbench.bench.plan import Plan, make_plan
 from talbench.bench.probes.base import ProbeDriver
 
@@ -56,16 +56,16 @@ class RunRequest:
     run_id: str
     scenario: Scenario
     checks: tuple[Check, ...]
-    settings: Mapping[str, Any]  # probe name -> validated settings
+    settings: Mapping[str, Params]  # probe name -> its driver's validated settings
     quick: bool
     argv: tuple[str, ...] = ()
 
 
-def metrics_of(drivers: Mapping[str, ProbeDriver]) -> dict[str, Metric]:
+def metrics_of(drivers: Mapping[str, ProbeDriver[Params]]) -> dict[str, Metric]:
     return {metric.name: metric for driver in drivers.values() for metric in driver.metrics()}
 
 
-def pair_budgets(drivers: Mapping[str, ProbeDriver], settings: Mapping[str, Any]) -> dict[str, int]:
+def pair_budgets(drivers: Mapping[str, ProbeDriver[Params]], settings: Mapping[str, Params]) -> dict[str, int]:
     """Probe -> the most pairs per node beyond the control planes', for the plan."""
     budgets = {probe: drivers[probe].pair_budget(s) for probe, s in settings.items() if probe in drivers}
     return {probe: budget for probe, budget in budgets.items() if budget is not None}
@@ -74,7 +74,7 @@ def pair_budgets(drivers: Mapping[str, ProbeDriver], settings: Mapping[str, Any]
 async def run(
     request: RunRequest,
     dispatcher: Dispatcher,
-    drivers: Mapping[str, ProbeDriver],
+    drivers: Mapping[str, ProbeDriver[Params]],
     progress: Progress,
     *,
     finished: Callable[[RunRecord], object] | None = None,
@@ -108,11 +108,13 @@ async def run(
     return record
 
 
-def plan_of(request: RunRequest, drivers: Mapping[str, ProbeDriver], nodes: Sequence[Node], target: str) -> Plan:
+def plan_of(
+    request: RunRequest, drivers: Mapping[str, ProbeDriver[Params]], nodes: Sequence[Node], target: str
+) -> Plan:
     return make_plan(request.checks, nodes, metrics_of(drivers), pair_budgets(drivers, request.settings), target=target)
 
 
-def agent_nodes(plan: Plan, drivers: Mapping[str, ProbeDriver], nodes: Sequence[Node]) -> frozenset[str]:
+def agent_nodes(plan: Plan, drivers: Mapping[str, ProbeDriver[Params]], nodes: Sequence[Node]) -> frozenset[str]:
     """The nodes ``plan`` needs an agent on (each probe's ``agent_nodes``): a control-plane-only
     scenario deploys on the control planes alone."""
     return frozenset().union(*(drivers[probe].agent_nodes(plan.keys_of(probe), nodes) for probe in plan.probes))
@@ -121,7 +123,7 @@ def agent_nodes(plan: Plan, drivers: Mapping[str, ProbeDriver], nodes: Sequence[
 async def _measure(
     request: RunRequest,
     fleet: Fleet,
-    drivers: Mapping[str, ProbeDriver],
+    drivers: Mapping[str, ProbeDriver[Params]],
     progress: Progress,
     started: float,
     plan: Plan | None = None,  # made on these nodes already (the dispatcher's agents_for)
@@ -176,14 +178,11 @@ async def _measure(
     )
 
 
-def _plain(settings: Any) -> Any:
-    if hasattr(settings, "model_dump"):  # declared parameters (agents/params.py)
-        return settings.model_dump(mode="json")
-    if hasattr(settings, "__dataclass_fields__"):
-        return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
-    return settings
+def _plain(settings: Params) -> dict[str, object]:
+    """Declared parameters (agents/params.py) as run.json keeps them."""
+    return settings.model_dump(mode="json")
 
 
-def exit_code(verdicts: Sequence[Any]) -> int:
+def exit_code(verdicts: Sequence[Verdict]) -> int:
     """0 when nothing blocks (pass, warn, info), 1 when a check failed, has no data or is invalid."""
     return 1 if not verdicts or any(v.status.blocks for v in verdicts) else 0

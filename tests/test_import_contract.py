@@ -28,7 +28,7 @@ ENTRY_POINTS = {
     "bench/cli/__main__.py",
     "agents/main.py",
     "agents/__main__.py",
-    "agents/etcdload/worker.py",
+    "agents/probes/etcd/worker.py",
     "agents/build/oci_index.py",
     # the lab's own processes (python -m ...): the loopback forwarder into the lab and the lab kubelet
     "bench/lab/kube_forward.py",

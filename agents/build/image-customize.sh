@@ -54,7 +54,7 @@ import os
 import shutil
 import sys
 
-from talbench.agents.probes import declarations
+from talbench.agents.probes.registry import declarations
 
 skip = set(os.environ["TB_SKIP_TOOLS"].split())
 tools = {tool for declaration in declarations().values() for tool in declaration.tools}

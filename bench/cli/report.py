@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from talbench.agents.params import Params
 from talbench.bench import scenario as scenario_files
 from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.judge import judge
@@ -62,7 +63,7 @@ def rejudge(record: RunRecord, scenario_name: str) -> tuple[RunRecord, tuple[str
     return dataclasses.replace(record, scenario=scenario, checks=checks, verdicts=verdicts), skipped
 
 
-def stored_budgets(record: RunRecord, drivers: Mapping[str, ProbeDriver]) -> dict[str, int]:
+def stored_budgets(record: RunRecord, drivers: Mapping[str, ProbeDriver[Params]]) -> dict[str, int]:
     """The pair budgets the run planned with, from the settings run.json keeps.  A probe whose
     stored settings lack a field of today's model was run by an older talbench, before budgets:
     it measured every pair, and is re-planned that way."""

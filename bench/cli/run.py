@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from talbench.agents.params import Params
 from talbench.bench import scenario as scenario_files
 from talbench.bench.cli.shared import lab_root, run_async
 from talbench.bench.dispatch.base import Dispatcher, KeepsSummaries, LeftBehind
@@ -22,6 +23,7 @@ from talbench.bench.model import Check, Measurement, RunRecord
 from talbench.bench.plan import make_plan, select_checks
 from talbench.bench.probes import default_drivers
 from talbench.bench.probes.base import ProbeDriver
+from talbench.bench.probes.etcd_live.metrics import PROBE as LIVE_ETCD
 from talbench.bench.report import dry_run as dry_run_report
 from talbench.bench.report import junit, table
 from talbench.bench.report.files import write_atomically
@@ -34,20 +36,21 @@ if TYPE_CHECKING:
     from talbench.bench.lab.state import LabState
 
 
-def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> RunRequest:
+def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver[Params]]) -> RunRequest:
     """Scenario, selected checks and validated settings.  With --etcd-endpoints the live-etcd
-    driver and its checks join the run (``drivers`` is extended in place)."""
+    probe's settings (from its options) and checks join the run."""
     run_id = new_run_id()
-    live_checks = _add_live_etcd(args, drivers, run_id)
+    live_settings, live_checks = _live_etcd(args, drivers, run_id)
     path = scenario_files.resolve(args.scenario)
     metrics = metrics_of(drivers)
-    settings: dict[str, Any] = {}
+    settings: dict[str, Params] = {}
 
     def validate(probe: str, raw: Any) -> None:
         settings[probe] = drivers[probe].settings(raw, quick=args.quick)
 
     scenario = scenario_files.load(path, metrics, validate)
-    if live_checks:
+    if live_settings is not None:
+        settings[LIVE_ETCD] = live_settings
         scenario = dataclasses.replace(scenario, checks=scenario.checks + live_checks)
     checks = select_checks(scenario, (args.only or "").split(","))
     for check in checks:
@@ -59,15 +62,18 @@ def load_request(args: argparse.Namespace, drivers: dict[str, ProbeDriver]) -> R
     return RunRequest(run_id, scenario, checks, settings, args.quick, tuple(sys.argv[1:]))
 
 
-def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], run_id: str) -> tuple[Check, ...]:
+def _live_etcd(
+    args: argparse.Namespace, drivers: dict[str, ProbeDriver[Params]], run_id: str
+) -> tuple[Params | None, tuple[Check, ...]]:
+    """The live-etcd probe's settings block from its options, validated by its driver, and the
+    checks those settings can measure; (None, ()) without --etcd-endpoints."""
     live_options = (args.etcd_cacert, args.etcd_cert, args.etcd_key, args.etcd_metrics_urls, args.etcd_profile)
     if not args.etcd_endpoints:
         if any(live_options) or args.allow_live_etcd_writes:
             raise UsageError("the --etcd-* options need --etcd-endpoints")
-        return ()
-    from talbench.agents.params import ParamError, validate
-    from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks
-    from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings, url_list
+        return None, ()
+    from talbench.bench.probes.etcd_live.driver import live_checks
+    from talbench.bench.probes.etcd_live.settings import LiveEtcdSettings, url_list
 
     given = {"cacert": args.etcd_cacert, "cert": args.etcd_cert, "key": args.etcd_key, "profile": args.etcd_profile}
     raw = {
@@ -78,12 +84,12 @@ def _add_live_etcd(args: argparse.Namespace, drivers: dict[str, ProbeDriver], ru
         **{name: value for name, value in given.items() if value is not None},
     }
     try:
-        config = validate(LiveEtcdSettings, raw)
-    except ParamError as exc:
+        settings = drivers[LIVE_ETCD].settings(raw, quick=args.quick)
+    except ScenarioError as exc:
         raise UsageError(f"live etcd: {exc}") from None
-    driver = LiveEtcdDriver(config)
-    drivers[driver.name] = driver
-    return tuple(live_checks(config))
+    if not isinstance(settings, LiveEtcdSettings):  # the registry's driver of LIVE_ETCD declares these
+        raise TypeError(f"probe {LIVE_ETCD!r} made {type(settings).__name__}, not LiveEtcdSettings")
+    return settings, live_checks(settings)
 
 
 def make_dispatcher(args: argparse.Namespace) -> Dispatcher:
@@ -187,7 +193,9 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     return CouldNotRun.exit_code if unavailable is not None or left is not None else code
 
 
-def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, ProbeDriver], err: Console) -> int:
+def dry_run(
+    args: argparse.Namespace, request: RunRequest, drivers: dict[str, ProbeDriver[Params]], err: Console
+) -> int:
     """The plan on the nodes the run would find; nothing deployed, nothing measured."""
     dispatcher: Dispatcher
     if args.target == "kube":
@@ -215,7 +223,9 @@ def dry_run(args: argparse.Namespace, request: RunRequest, drivers: dict[str, Pr
     return 0
 
 
-def _history(dispatcher: KeepsSummaries, record: RunRecord, drivers: dict[str, ProbeDriver], err: Console) -> History:
+def _history(
+    dispatcher: KeepsSummaries, record: RunRecord, drivers: dict[str, ProbeDriver[Params]], err: Console
+) -> History:
     """CronJob mode: this run against the previous one of its scenario kept in the cluster, read
     before this run keeps its own (bench/report/history.py).  A failure to read is one line."""
     try:

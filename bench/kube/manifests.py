@@ -19,7 +19,7 @@ import yaml
 
 from talbench.agents import wire
 from talbench.agents.main import SHUTDOWN_TIMEOUT
-from talbench.agents.probes import declarations
+from talbench.agents.probes.registry import declarations
 from talbench.bench.agent_tls import AgentTls
 
 LABEL_NAME = "app.kubernetes.io/name"

@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from talbench.agents import timestamps
+from talbench.agents.net import timestamps
 from talbench.bench.lab.delayline_timing import DEFAULT_SPIN_SHARE, SpinBudget, prioritise
 
 TUNSETIFF = 0x400454CA

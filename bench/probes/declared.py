@@ -9,7 +9,7 @@ same defaults and bounds.  Every problem is one ScenarioError line naming the se
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from talbench.agents.params import BYTES, PER_SECOND, SECONDS, ParamError, Params, unit_of, validate
 from talbench.bench.errors import ScenarioError
@@ -18,12 +18,12 @@ from talbench.bench.units import Dimension, UnitError, parse_duration, parse_qua
 P = TypeVar("P", bound=Params)
 
 
-def from_scenario(model: type[P], raw: Mapping[str, Any] | None) -> P:
+def from_scenario(model: type[P], raw: Mapping[str, object] | None) -> P:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ScenarioError(f"settings must be a mapping, not {type(raw).__name__}")
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     for key, value in raw.items():
         key = str(key)
         unit = unit_of(model, key) if key in model.model_fields else None
@@ -37,7 +37,7 @@ def from_scenario(model: type[P], raw: Mapping[str, Any] | None) -> P:
         raise ScenarioError(str(exc)) from exc
 
 
-def _plain(value: Any, unit: str | None) -> Any:
+def _plain(value: object, unit: str | None) -> object:
     if unit == SECONDS.name and isinstance(value, str):
         return parse_duration(value)
     if unit == BYTES.name and isinstance(value, str):

@@ -7,15 +7,17 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from talbench.agents import wire
-from talbench.agents.probe import AgentJob
+from talbench.agents.probe import Probe
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import ProbeCost, Progress
 from talbench.bench.model import Measurement, Node, ResultKey
 
 
 async def run_peer_jobs(
-    job: AgentJob[Any],
+    job: Probe[BaseModel],
     keys: frozenset[ResultKey],
     fleet: Fleet,
     params_for: Callable[[list[dict[str, Any]]], dict[str, Any]],
@@ -65,7 +67,7 @@ async def run_peer_jobs(
 
 
 def estimate_peer_jobs(
-    job: AgentJob[Any],
+    job: Probe[BaseModel],
     keys: frozenset[ResultKey],
     nodes: Sequence[Node],
     params_for: Callable[[list[dict[str, Any]]], dict[str, Any]],

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from talbench.agents.app import AgentConfig, make_app
 from talbench.agents.facts import basic_facts, node_facts
 from talbench.agents.probe import AgentJob, Probe, ProbeContext, ProbeParamError
-from talbench.agents.probes import declarations
-from talbench.agents.probes import fsync as fsync_probe
-from talbench.agents.probes import node as node_probe
-from talbench.agents.probes import rtt as rtt_probe
+from talbench.agents.probes.fsync import probe as fsync_probe
+from talbench.agents.probes.node import probe as node_probe
+from talbench.agents.probes.registry import declarations
+from talbench.agents.probes.rtt import probe as rtt_probe
 
 SIMULATED_JOBS = ("rtt", "mtu", "node", "fsync")
 VARIANTS = 32  # distinct sample streams per (pair class, count, interval)
@@ -200,8 +201,9 @@ class Simulation:
 
     # ---- the job table ----------------------------------------------------------------------
 
-    def jobs(self) -> dict[str, Probe]:
-        real = {job.name: job for d in declarations().values() for job in d.jobs}
+    def jobs(self) -> dict[str, Probe[BaseModel]]:
+        # the real jobs' parameters and time limits, with the simulated measurements
+        real = {job.name: job for d in declarations().values() for job in d.jobs if isinstance(job, AgentJob)}
         measures = {"rtt": self.rtt, "mtu": self.mtu, "node": self.node, "fsync": self.fsync}
         return {name: AgentJob(name, real[name].params, measures[name], real[name].limit) for name in SIMULATED_JOBS}
 

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from talbench.agents.app import AgentConfig, make_app
 from talbench.agents.probe import Probe
-from talbench.agents.probes import default_probes
+from talbench.agents.probes.registry import default_probes
 from tests.agents.helpers import TOKEN, Agent, StartAgent, free_port
 
 

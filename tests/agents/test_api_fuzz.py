@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from talbench.agents.params import ParamError, Params
 from talbench.agents.probe import AgentJob, Probe, ProbeContext
-from talbench.agents.probes import default_probes
+from talbench.agents.probes.registry import default_probes
 from tests.agents.api_strategies import (
     A_JOB,
     AUTHS,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from talbench.agents import cgroup
-from talbench.agents.etcdload import generator
+from talbench.agents.probes.etcd import generator
 from talbench.agents.resources import CpuMeter
 
 HYBRID_MOUNTS = """\

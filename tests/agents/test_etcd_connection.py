@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from talbench.agents.etcdload.connection import ConnectionFailed, GatewayConnection, RequestTimeout, request_head
+from talbench.agents.probes.etcd.connection import ConnectionFailed, GatewayConnection, RequestTimeout, request_head
 from tests.agents.helpers import free_port
 
 BODY = json.dumps({"key": "a2V5", "value": "dmFsdWU="}).encode()

@@ -15,14 +15,14 @@ import etcd3gw
 import pytest
 
 from talbench.agents.cleanup import Cleanups
-from talbench.agents.etcdload import admin, promtext
-from talbench.agents.etcdload.generator import LoadError, LoadSpec, TlsFiles, run_load, saturation
-from talbench.agents.etcdload.histogram import LatencyHistogram, bucket_bounds, bucket_index
-from talbench.agents.etcdload.local_cluster import LocalCluster, free_ports, local_cluster
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.etcd import LOAD
-from talbench.agents.probes.etcd_load import run_prefix
-from talbench.agents.probes.etcd_member import cleanup_name
+from talbench.agents.probes.etcd import admin, promtext
+from talbench.agents.probes.etcd.generator import LoadError, LoadSpec, TlsFiles, run_load, saturation
+from talbench.agents.probes.etcd.histogram import LatencyHistogram, bucket_bounds, bucket_index
+from talbench.agents.probes.etcd.load import run_prefix
+from talbench.agents.probes.etcd.local_cluster import LocalCluster, free_ports, local_cluster
+from talbench.agents.probes.etcd.member import cleanup_name
+from talbench.agents.probes.etcd.probe import LOAD
 
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (make etcd)")
 
@@ -320,7 +320,7 @@ def test_metrics_page_of_a_real_member_parses(tmp_path: Path) -> None:
 
 
 def test_tls_files_travel_to_the_workers() -> None:
-    from talbench.agents.etcdload.generator import worker_configs
+    from talbench.agents.probes.etcd.generator import worker_configs
 
     spec = LoadSpec(
         ("https://10.0.0.1:2379",),

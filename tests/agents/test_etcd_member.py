@@ -12,12 +12,12 @@ import psutil
 import pytest
 
 from talbench.agents.cleanup import Cleanups
-from talbench.agents.etcdload import admin
-from talbench.agents.etcdload.local_cluster import free_ports, local_cluster
 from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable, Tool
-from talbench.agents.probes.etcd import MEMBER, PROBE
-from talbench.agents.probes.etcd_binary import ETCD_VERSION, binary_version, parse_version
-from talbench.agents.probes.etcd_member import MeasurePeers, StartMember, StopMember, cleanup_name, member_dir
+from talbench.agents.probes.etcd import admin
+from talbench.agents.probes.etcd.binary import ETCD_VERSION, binary_version, parse_version
+from talbench.agents.probes.etcd.local_cluster import free_ports, local_cluster
+from talbench.agents.probes.etcd.member import MeasurePeers, StartMember, StopMember, cleanup_name, member_dir
+from talbench.agents.probes.etcd.probe import MEMBER, PROBE
 from talbench.agents.wire import valid_run_id
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1
 from tests.agents.helpers import AUTH

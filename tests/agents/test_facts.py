@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from talbench.agents.facts import basic_facts, cpu_model, node_facts, tool_version, tool_versions
-from talbench.agents.probes import declarations
+from talbench.agents.probes.registry import declarations
 from tests.agents.helpers import AUTH
 
 

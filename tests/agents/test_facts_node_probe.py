@@ -12,7 +12,7 @@ import pytest
 
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.node import CLEANUP_NAME, COLUMNS, JOURNAL_PREFIX, PROBE, read_journal
+from talbench.agents.probes.node.probe import CLEANUP_NAME, COLUMNS, JOURNAL_PREFIX, PROBE, read_journal
 from tests.agents.helpers import AUTH
 
 NODE = PROBE.jobs[0]

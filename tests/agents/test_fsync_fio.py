@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from talbench.agents.fio import (
+from talbench.agents.probe import ProbeUnavailable
+from talbench.agents.probes.fsync.fio import (
     INSTALL_HINT,
     FioOutcome,
     failure_message,
@@ -20,7 +21,6 @@ from talbench.agents.fio import (
     load_json,
     run_fio,
 )
-from talbench.agents.probe import ProbeUnavailable
 
 pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")
 

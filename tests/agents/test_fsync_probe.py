@@ -16,7 +16,7 @@ import pytest
 
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.fsync import PROBE, SCRATCH_PREFIX, fsync_job, recipe_args
+from talbench.agents.probes.fsync.probe import PROBE, SCRATCH_PREFIX, fsync_job, recipe_args
 from tests.agents.helpers import AUTH
 
 pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")

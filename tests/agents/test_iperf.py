@@ -11,8 +11,8 @@ import pytest
 
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.probe import ProbeContext, ProbeParamError, ProbeUnavailable
-from talbench.agents.probes.iperf import IperfClient, IperfServer, _client_outcome, summarize_client
-from talbench.agents.probes.wireguard import IPERF_JOB, PROBE
+from talbench.agents.probes.wireguard.iperf import IperfClient, IperfServer, _client_outcome, summarize_client
+from talbench.agents.probes.wireguard.probe import IPERF_JOB, PROBE
 from tests.agents.netns_agents import netns_agents, processes_named, require_root_tools
 
 RUN = "iperf-test"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from talbench.agents import kubespan
+from talbench.agents.probes.wireguard import kubespan
 
 
 def _link(root: Path, flags: str, operstate: str = "unknown", mtu: str = "1420") -> Path:

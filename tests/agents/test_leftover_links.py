@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from talbench.agents import wireguard
 from talbench.agents.main import claim_netns
-from talbench.agents.probes.wg_tunnel import link_name
+from talbench.agents.probes.wireguard import links as wireguard
+from talbench.agents.probes.wireguard.tunnel import link_name
 from tests.agents.helpers import TOKEN
 from tests.agents.test_main import health_over_unix
 

@@ -13,9 +13,9 @@ import textwrap
 
 import pytest
 
-from talbench.agents.echo import start_echo
+from talbench.agents.net.echo import start_echo
 from talbench.agents.params import ParamError
-from talbench.agents.probes.mtu import PROBE, MtuParams
+from talbench.agents.probes.mtu.probe import PROBE, MtuParams
 
 JOB = PROBE.jobs[0]
 
@@ -70,7 +70,7 @@ def ip(*args: str) -> None:
 ECHO = textwrap.dedent(
     """
     import asyncio, sys
-    from talbench.agents.echo import start_echo
+    from talbench.agents.net.echo import start_echo
     async def main():
         echo = await start_echo(sys.argv[1], 8946)
         print("ready", flush=True)
@@ -82,7 +82,7 @@ ECHO = textwrap.dedent(
 PROBE_RUN = textwrap.dedent(
     """
     import asyncio, json, sys
-    from talbench.agents.probes.mtu import PROBE
+    from talbench.agents.probes.mtu.probe import PROBE
     job = PROBE.jobs[0]
     params = job.parse({"peers": [{"name": "far", "host": sys.argv[1], "port": 8946}], "timeout": 0.1})
     print(json.dumps(asyncio.run(job.run(params, None))))

@@ -9,9 +9,7 @@ import time
 import pytest
 
 from talbench.agents.app import ECHO
-from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes.rtt import PROBE, RttParams
-from talbench.agents.rtt_packet import (
+from talbench.agents.net.packet import (
     HEADER_SIZE,
     MAGIC,
     MAX_PACKET,
@@ -21,6 +19,8 @@ from talbench.agents.rtt_packet import (
     decode,
     encode,
 )
+from talbench.agents.probe import ProbeParamError
+from talbench.agents.probes.rtt.probe import PROBE, RttParams
 from tests.agents.helpers import dead_udp_port
 
 RTT_JOB = PROBE.jobs[0]
@@ -250,7 +250,7 @@ async def exchange(target: tuple[str, int], family: int = socket.AF_INET) -> byt
 async def test_wildcard_echo_replies_from_the_address_it_was_asked_on():
     """A connected sender drops replies from another source address: asking 127.0.0.2 on a
     responder bound to 0.0.0.0 must be answered from 127.0.0.2, not 127.0.0.1."""
-    from talbench.agents.echo import start_echo
+    from talbench.agents.net.echo import start_echo
 
     echo = await start_echo("0.0.0.0", 0)
     try:
@@ -273,7 +273,7 @@ def _has_ipv6_loopback() -> bool:
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
 async def test_rtt_over_ipv6_loopback(start_agent):
-    from talbench.agents.echo import start_echo
+    from talbench.agents.net.echo import start_echo
 
     a = await start_agent()
     echo = await start_echo("::1", 0)

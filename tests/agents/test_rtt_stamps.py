@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from talbench.agents.echo import EchoResponder, start_echo
-from talbench.agents.probes.rtt import PROBE, measure
+from talbench.agents.net.echo import EchoResponder, start_echo
+from talbench.agents.probes.rtt.probe import PROBE, measure
 
 RTT_JOB = PROBE.jobs[0]
 STALL_S, EVERY_S = 0.02, 0.03  # the stalled loop sleeps 20 ms out of every 30 ms

@@ -10,7 +10,7 @@ import pytest
 
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.probe import ProbeContext, ProbeParamError
-from talbench.agents.probes.wg_ping import (
+from talbench.agents.probes.wireguard.ping import (
     ECHO_REPLY,
     PAYLOAD,
     PingParams,
@@ -19,7 +19,7 @@ from talbench.agents.probes.wg_ping import (
     parse_reply,
     time_limit,
 )
-from talbench.agents.probes.wireguard import PING_JOB, PROBE
+from talbench.agents.probes.wireguard.probe import PING_JOB, PROBE
 
 IPV4_HEADER = bytes([0x45]) + bytes(19)
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from talbench.agents import wireguard
 from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes.rtt import PROBE as RTT
-from talbench.agents.probes.wg_tunnel import KubeSpanDetect, TunnelUp, link_name
-from talbench.agents.probes.wireguard import IPERF_JOB, PROBE, TUNNEL_JOB
+from talbench.agents.probes.rtt.probe import PROBE as RTT
+from talbench.agents.probes.wireguard import links as wireguard
+from talbench.agents.probes.wireguard.probe import IPERF_JOB, PROBE, TUNNEL_JOB
+from talbench.agents.probes.wireguard.tunnel import KubeSpanDetect, TunnelUp, link_name
 from tests.agents.netns_agents import NetnsAgents, netns_agents, processes_named, require_root_tools
 
 RUN = "wg-test"
@@ -275,7 +275,7 @@ _BYPASS_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from talbench.agents.cleanup import Cleanups
     from talbench.agents.probe import ProbeContext
-    from talbench.agents.probes.wireguard import tunnel_job
+    from talbench.agents.probes.wireguard.probe import tunnel_job
 
     async def main():
         job = tunnel_job(sys_root=Path(sys.argv[1]))

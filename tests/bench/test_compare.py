@@ -13,7 +13,7 @@ from talbench.bench.cli import main
 from talbench.bench.compare.changes import CompareSettings, Outcome, compare
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import Check, RunRecord, Scenario, Scope, Status, Subject, Verdict
-from talbench.bench.probes.rtt import RTT_METRICS
+from talbench.bench.probes.rtt.driver import RTT_METRICS
 from talbench.bench.report.runjson import write as runjson
 from talbench.bench.units import Dimension, Quantity
 from tests.bench import factories

@@ -8,7 +8,7 @@ from talbench.bench.context import context_of, describe, noise
 from talbench.bench.judge import judge
 from talbench.bench.model import Measurement, ResultKey, Status
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.rtt import RTT_METRICS
+from talbench.bench.probes.rtt.driver import RTT_METRICS
 from talbench.bench.scenario import parse
 from tests.bench.factories import nodes
 

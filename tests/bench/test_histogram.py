@@ -12,7 +12,7 @@ import pytest
 
 from talbench.bench.histogram import RESOLUTION, SCHEME, Buckets, Histogram, bucket_bounds, bucket_of
 from talbench.bench.model import Measurement, ResultKey, Subject
-from talbench.bench.probes.rtt_metrics import RTT_METRICS, compact, kernel_stamped
+from talbench.bench.probes.rtt.metrics import RTT_METRICS, compact, kernel_stamped
 from talbench.bench.report.runjson.write import data_dict
 from talbench.bench.stats import Summary
 

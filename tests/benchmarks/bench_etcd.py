@@ -42,13 +42,13 @@ from typing import Any
 
 from bench_output import write_record  # this script's sibling (run as a file, its directory is on sys.path)
 
-from talbench.agents.etcdload.generator import LoadSpec, run_load
-from talbench.agents.etcdload.histogram import LatencyHistogram
-from talbench.agents.etcdload.local_cluster import local_cluster
-from talbench.agents.etcdload.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
-from talbench.agents.etcdload.settings import EtcdSettings
 from talbench.agents.params import validate
-from talbench.bench.probes.etcd import LOAD_JOB, control_planes, load_deadline, load_params, scratch_cluster
+from talbench.agents.probes.etcd.generator import LoadSpec, run_load
+from talbench.agents.probes.etcd.histogram import LatencyHistogram
+from talbench.agents.probes.etcd.local_cluster import local_cluster
+from talbench.agents.probes.etcd.profiles import KEY_SIZE, PROFILES, VALUE_SIZE
+from talbench.agents.probes.etcd.settings import EtcdSettings
+from talbench.bench.probes.etcd.driver import LOAD_JOB, control_planes, load_deadline, load_params, scratch_cluster
 
 THROUGHPUT = re.compile(r"Throughput (?:is|too low:) (\d+(?:\.\d+)?) writes/s")
 BENCH_FIELD = re.compile(r"^\s*(Total|Slowest|Fastest|Average|Stddev|Requests/sec):\s*([\d.]+)", re.MULTILINE)

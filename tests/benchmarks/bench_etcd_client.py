@@ -9,9 +9,9 @@ through the etcd.member job (its child; 127.0.0.1 only, a temporary data directo
 /var/tmp) and stopped at the end, takes closed-loop writes of the etcd.load body (256-byte keys,
 1 KiB values) from one client process with ``--clients`` concurrent clients:
 - grpc: talbench's worker as it runs by default (grpcio, hand-encoded PutRequests, 2 HTTP/2
-  channels shared by the clients: agents/etcdload/grpc_put.py);
+  channels shared by the clients: agents/probes/etcd/grpc_put.py);
 - gateway-connection: the worker with ``transport: gateway`` (one keep-alive HTTP/1.1
-  connection per client on aiohttp's protocol: agents/etcdload/connection.py);
+  connection per client on aiohttp's protocol: agents/probes/etcd/connection.py);
 - client-session: the same JSON writes through aiohttp.ClientSession, tuned.
 Each round measures every client in a fresh process, in turn (the order rotates from round to
 round), and reports the client process's user+system CPU seconds (all its threads: grpcio's
@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 from bench_output import write_record  # this script's sibling (run as a file, its directory is on sys.path)
 
-from talbench.agents.etcdload.local_cluster import local_cluster
+from talbench.agents.probes.etcd.local_cluster import local_cluster
 
 PREFIX = "/talbench/bench-client/"
 FIGURES = ("cpu_us_per_write", "member_cpu_us_per_write", "writes_per_s")
@@ -50,7 +50,7 @@ FIGURES = ("cpu_us_per_write", "member_cpu_us_per_write", "writes_per_s")
 
 
 def _run(coro: Any) -> Any:
-    from talbench.agents.etcdload.worker import _loop_factory
+    from talbench.agents.probes.etcd.worker import _loop_factory
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(coro)
@@ -76,7 +76,7 @@ class Window:
     def start(self) -> None:
         gc.collect()
         gc.freeze()  # as the worker does: what exists now lives for the whole run
-        from talbench.agents.etcdload.worker import GC_YOUNG_THRESHOLD
+        from talbench.agents.probes.etcd.worker import GC_YOUNG_THRESHOLD
 
         gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 1000)
         self.wall, self.cpu, self.member = time.monotonic(), _cpu(), _member_cpu(self.member_pid)
@@ -119,7 +119,7 @@ def _config(url: str, transport: str, clients: int, seconds: float) -> dict[str,
 
 async def _worker(transport: str, url: str, window: Window, clients: int, seconds: float) -> dict[str, Any]:
     """talbench's worker as it runs: its transport, its warm-up, its closed loop."""
-    from talbench.agents.etcdload.worker import Worker, _allow_open_files
+    from talbench.agents.probes.etcd.worker import Worker, _allow_open_files
 
     _allow_open_files(clients + 64)
     worker = Worker(_config(url, transport, clients, seconds))
@@ -139,7 +139,7 @@ async def _client_session(url: str, window: Window, clients: int, seconds: float
     import aiohttp
     from aiohttp import payload
 
-    from talbench.agents.etcdload.worker import PUT_PATH, GatewayPut, Worker, _allow_open_files
+    from talbench.agents.probes.etcd.worker import PUT_PATH, GatewayPut, Worker, _allow_open_files
 
     _allow_open_files(clients + 64)
     source = Worker(_config(url, "gateway", 1, seconds))  # keys and body framing; never connects

@@ -33,7 +33,7 @@ from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Node, ResultKey, Role, Subject
-from talbench.bench.probes.fsync import FsyncDriver, histogram_percentile
+from talbench.bench.probes.fsync.driver import FsyncDriver, histogram_percentile
 from talbench.bench.run import metrics_of
 
 SCHEMA_VERSION = 1

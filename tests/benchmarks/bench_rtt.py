@@ -47,13 +47,13 @@ from agreement import agreement, describe
 from bench_output import write_record
 from wire_capture import holds, round_trips
 
-from talbench.agents.probes.rtt import RttSettings
+from talbench.agents.probes.rtt.probe import RttSettings
 from talbench.bench.dispatch.lab import LabDispatcher
 from talbench.bench.lab import lab as labs
 from talbench.bench.lab.topology import TUN_DEVICE, make_spec
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey
-from talbench.bench.probes.rtt import RttDriver
+from talbench.bench.probes.rtt.driver import RttDriver
 from talbench.bench.stats import Summary
 
 PATHS = (("cp1", "cp2"), ("cp1", "cp3"))

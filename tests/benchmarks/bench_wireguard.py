@@ -44,7 +44,7 @@ from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Subject
-from talbench.bench.probes.wireguard import WireguardDriver
+from talbench.bench.probes.wireguard.driver import WireguardDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.stats import Summary
 

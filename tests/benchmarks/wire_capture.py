@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from talbench.agents import timestamps
+from talbench.agents.net import timestamps
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from talbench.agents.etcdload import promtext
-from talbench.agents.etcdload.histogram import bucket_bounds
+from talbench.agents.probes.etcd import promtext
+from talbench.agents.probes.etcd.histogram import bucket_bounds
 from talbench.bench.histogram import Histogram
 from talbench.bench.histogram import bucket_bounds as rtt_bucket_bounds
 from talbench.bench.model import CLUSTER_NODE, Measurement, Node, Role, RunRecord
@@ -112,7 +112,7 @@ def rtt_samples(m: Measurement) -> list[float]:
 
 def rtt_histogram(m: Measurement) -> Histogram:
     """A direction's round trips (ns) as a histogram: the one the driver compacted them into
-    (bench/probes/rtt_metrics.py ``compact``), or its raw samples counted into the same buckets."""
+    (bench/probes/rtt/metrics.py ``compact``), or its raw samples counted into the same buckets."""
     stored = m.data.get("histogram_ns")
     if isinstance(stored, Histogram):
         return stored
@@ -285,7 +285,7 @@ def fsync_cdfs(record: RunRecord) -> tuple[Cdf, ...]:
 
 
 def _load_histogram(raw: Any) -> dict[float, float]:
-    """The etcd load's log-linear histogram (agents/etcdload/histogram.py wire form), each bucket
+    """The etcd load's log-linear histogram (agents/probes/etcd/histogram.py wire form), each bucket
     at its midpoint, in seconds."""
     if not isinstance(raw, Mapping) or raw.get("unit") != "us":
         return {}

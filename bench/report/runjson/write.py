@@ -60,7 +60,7 @@ def measurement_dict(m: Measurement) -> dict[str, Any]:
 
 def data_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """A result's data as JSON holds it: the Histogram records a driver compacted samples into
-    (bench/probes/rtt_metrics.py ``compact``) in their JSON form, the rest as it is."""
+    (bench/probes/rtt/metrics.py ``compact``) in their JSON form, the rest as it is."""
     return {key: value.to_json() if isinstance(value, Histogram) else value for key, value in data.items()}
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from talbench.agents.probes import declarations
+from talbench.agents.probes.registry import declarations
 
 ROOT = Path(__file__).resolve().parents[3]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -109,7 +109,7 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         assert lease.stdout == "w1", lease.stderr
         # KubePrism: 127.0.0.1:7445 in a worker's namespace reaches the API server (the agent's own probe)
         worker_ns = lab_state.load_state(lab_dir).node("w1").namespace
-        code = "import asyncio; from talbench.agents.probes.kubeprism import attempt; print(asyncio.run(attempt(7445, 5))['http_status'])"
+        code = "import asyncio; from talbench.agents.probes.kubeprism.probe import attempt; print(asyncio.run(attempt(7445, 5))['http_status'])"
         prism = subprocess.run(
             ["ip", "netns", "exec", worker_ns, sys.executable, "-c", code], capture_output=True, text=True, timeout=30
         )

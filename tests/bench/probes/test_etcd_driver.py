@@ -15,8 +15,8 @@ import aiohttp
 import psutil
 import pytest
 
-from talbench.agents.probes import default_probes
-from talbench.agents.probes.etcd import MEMBER, PROBE
+from talbench.agents.probes.etcd.probe import MEMBER, PROBE
+from talbench.agents.probes.registry import default_probes
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
@@ -25,8 +25,8 @@ from talbench.bench.judge import judge, judge_subject
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.etcd import DRIVER, EtcdDriver, load_params, member_ports, settings_record
-from talbench.bench.probes.etcd_metrics import recommended_timing
+from talbench.bench.probes.etcd.driver import DRIVER, EtcdDriver, load_params, member_ports, settings_record
+from talbench.bench.probes.etcd.metrics import recommended_timing
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from talbench.agents.probes.etcd_binary import ETCD_VERSION
+from talbench.agents.probes.etcd.binary import ETCD_VERSION
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
@@ -21,7 +21,7 @@ from talbench.bench.lab.topology import LabSpec, NodeDelay
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status, Verdict
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.etcd import EtcdDriver
+from talbench.bench.probes.etcd.driver import EtcdDriver
 from talbench.bench.report.runjson.write import measurement_dict
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse

@@ -15,7 +15,7 @@ import pytest
 from talbench.agents.cleanup import Cleanups
 from talbench.agents.params import wire
 from talbench.agents.probe import ProbeContext
-from talbench.agents.probes.fsync import PROBE, SCRATCH_PREFIX, fsync_job
+from talbench.agents.probes.fsync.probe import PROBE, SCRATCH_PREFIX, fsync_job
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
@@ -24,14 +24,14 @@ from talbench.bench.judge import judge, judge_subject
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Measurement, Node, ResultKey, Role, Status, Subject
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.fsync import (
+from talbench.bench.probes.fsync.driver import (
     MIN_SYNCS,
     FsyncDriver,
     deadline,
     histogram_percentile,
     merge_bins,
 )
-from talbench.bench.probes.node import NodeDriver
+from talbench.bench.probes.node.driver import NodeDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from talbench.agents.probes.fsync import SCRATCH_PREFIX
+from talbench.agents.probes.fsync.probe import SCRATCH_PREFIX
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
@@ -16,8 +16,8 @@ from talbench.bench.lab.state import LabState
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey, Status
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.fsync import FsyncDriver
-from talbench.bench.probes.node import NodeDriver
+from talbench.bench.probes.fsync.driver import FsyncDriver
+from talbench.bench.probes.node.driver import NodeDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 

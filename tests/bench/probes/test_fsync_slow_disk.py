@@ -16,14 +16,14 @@ import aiohttp
 import pytest
 
 from talbench.agents import devices
-from talbench.agents.probes.fsync import SCRATCH_PREFIX
+from talbench.agents.probes.fsync.probe import SCRATCH_PREFIX
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.judge import judge_subject
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Node, ResultKey, Role, Status, Subject
-from talbench.bench.probes.fsync import FsyncDriver
-from talbench.bench.probes.node import NodeDriver
+from talbench.bench.probes.fsync.driver import FsyncDriver
+from talbench.bench.probes.node.driver import NodeDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from tests.agents.helpers import free_port, stop_agent_process, wait_agent_healthy

@@ -15,13 +15,13 @@ from aiohttp import web
 
 from talbench.agents.params import wire
 from talbench.agents.probe import ProbeParamError
-from talbench.agents.probes import declarations, default_probes
-from talbench.agents.probes.kubeprism import KubePrismSettings
+from talbench.agents.probes.kubeprism.probe import KubePrismSettings
+from talbench.agents.probes.registry import declarations, default_probes
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import Check, Measurement, ResultKey, Scope, Status, Subject
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.kubeprism import DRIVER, KubePrismDriver, deadline
+from talbench.bench.probes.kubeprism.driver import DRIVER, KubePrismDriver, deadline
 from talbench.bench.units import Dimension, parse_quantity
 from tests.bench.kube.conftest import free_port
 

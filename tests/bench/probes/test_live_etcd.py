@@ -18,21 +18,23 @@ from typing import Any
 
 import pytest
 
-from talbench.agents.etcdload import admin
-from talbench.agents.etcdload.generator import TlsFiles
-from talbench.agents.etcdload.local_cluster import free_ports
 from talbench.agents.params import ParamError, validate
-from talbench.bench.cli.run import _add_live_etcd
+from talbench.agents.probes.etcd import admin
+from talbench.agents.probes.etcd.generator import TlsFiles
+from talbench.agents.probes.etcd.local_cluster import free_ports
+from talbench.bench import scenario as scenario_files
+from talbench.bench.cli.run import _live_etcd
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.errors import CouldNotRun, UsageError
+from talbench.bench.errors import CouldNotRun, ScenarioError, UsageError
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Status
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.live_etcd import LiveEtcdDriver, live_checks, measure_live_etcd
-from talbench.bench.probes.live_etcd_settings import LiveEtcdSettings, url_list
+from talbench.bench.probes.etcd_live.driver import DRIVER, live_checks, measure_live_etcd
+from talbench.bench.probes.etcd_live.settings import LiveEtcdSettings, url_list
+from talbench.bench.scenario_include import shipped_files
 
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (make etcd)")
 RUN = "run-live"
@@ -166,18 +168,24 @@ def test_defaults_are_read_only_and_profile_s() -> None:
     assert config.endpoints == ("http://127.0.0.1:2379", "http://127.0.0.2:2379")
     assert not config.allow_writes and config.load_profile == "s" and config.prefix == PREFIX and config.tls is None
     assert [c.metric for c in live_checks(config)] == ["etcd-live.has_leader", "etcd-live.members", "etcd-live.db_size"]
-    writing = LiveEtcdDriver(live_etcd_config("http://127.0.0.1:2379", allow_writes=True)).settings({}, quick=True)
+    writing = DRIVER.quicken(live_etcd_config("http://127.0.0.1:2379", allow_writes=True))
     assert (
         writing.duration == 10 and writing.quick and "etcd-live.rate_ratio" in [c.metric for c in live_checks(writing)]
     )
-    short = LiveEtcdDriver(live_etcd_config("http://127.0.0.1:2379", duration=3.0)).settings({}, quick=True)
+    short = DRIVER.quicken(live_etcd_config("http://127.0.0.1:2379", duration=3.0))
     assert short.duration == 3.0 and short.quick
-    with pytest.raises(UsageError, match="command line"):
-        LiveEtcdDriver(config).settings({"duration": "5s"}, quick=False)
+    raw = {"endpoints": ["http://127.0.0.1:2379"], "run_id": RUN, "duration": "5s"}
+    assert DRIVER.settings(raw, quick=False).duration == 5.0
+    with pytest.raises(ScenarioError, match="endpoints"):
+        DRIVER.settings({"duration": "5s"}, quick=False)
 
 
-def test_the_live_driver_is_added_only_on_request() -> None:
-    assert "etcd-live" not in default_drivers() and "etcd" in default_drivers()
+def test_the_live_probe_is_registered_and_its_limits_are_the_scenario_fragments() -> None:
+    assert default_drivers()["etcd-live"] is DRIVER and DRIVER.declaration is None
+    shipped = scenario_files.load(shipped_files()["_etcd-live"], {m.name: m for m in DRIVER.metrics()})
+    assert {check.metric for check in shipped.checks} <= {m.name for m in DRIVER.metrics()}
+    everything = live_etcd_config("http://127.0.0.1:2379", allow_writes=True, metrics_urls=["http://127.0.0.1:2381"])
+    assert live_checks(everything) == shipped.checks
 
 
 def cli_args(**options: Any) -> argparse.Namespace:
@@ -196,13 +204,13 @@ def cli_args(**options: Any) -> argparse.Namespace:
 
 def test_the_cli_turns_a_bad_option_into_a_usage_error() -> None:
     with pytest.raises(UsageError, match="live etcd: cert and key go together") as caught:
-        _add_live_etcd(cli_args(etcd_endpoints="https://127.0.0.1:2379", etcd_cert=__file__), {}, RUN)
+        _live_etcd(cli_args(etcd_endpoints="https://127.0.0.1:2379", etcd_cert=__file__), default_drivers(), RUN)
     assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
     with pytest.raises(UsageError, match="need --etcd-endpoints"):
-        _add_live_etcd(cli_args(etcd_profile="m"), {}, RUN)
-    drivers: dict = {}
-    assert _add_live_etcd(cli_args(), drivers, RUN) == () and drivers == {}
-    checks = _add_live_etcd(
+        _live_etcd(cli_args(etcd_profile="m"), default_drivers(), RUN)
+    drivers = default_drivers()
+    assert _live_etcd(cli_args(), drivers, RUN) == (None, ())
+    config, checks = _live_etcd(
         cli_args(
             etcd_endpoints="http://127.0.0.1:2379",
             etcd_metrics_urls="http://127.0.0.1:2381",
@@ -212,7 +220,6 @@ def test_the_cli_turns_a_bad_option_into_a_usage_error() -> None:
         drivers,
         RUN,
     )
-    config = drivers["etcd-live"].config
     assert config.load_profile == "m" and config.metrics_urls == ("http://127.0.0.1:2381",) and config.run_id == RUN
     assert "live-etcd-wal-fsync" in [c.name for c in checks] and "live-etcd-write-rate" in [c.name for c in checks]
 
@@ -287,12 +294,10 @@ async def test_read_only_writes_nothing_and_judges_the_histograms_over_the_windo
     try:
         fleet = Fleet(RUN, (), {})
         checks = live_checks(config)
-        drivers = {"etcd-live": LiveEtcdDriver(config)}
+        drivers = {"etcd-live": DRIVER}
         metrics = {m.name: m for m in drivers["etcd-live"].metrics()}
         plan = make_plan(checks, (), metrics)
-        execution = await execute(
-            plan, fleet, drivers, {"etcd-live": drivers["etcd-live"].settings({}, quick=False)}, NullProgress()
-        )
+        execution = await execute(plan, fleet, drivers, {"etcd-live": config}, NullProgress())
     finally:
         stop.set()
         writer.join(10)

@@ -15,7 +15,7 @@ import pytest
 
 from talbench.bench.lab.state import lab_dirs
 from talbench.bench.model import Measurement, ResultKey, Subject
-from talbench.bench.probes.mtu import DRIVER, MTU_METRICS
+from talbench.bench.probes.mtu.driver import DRIVER, MTU_METRICS
 from tests.bench.lab.helpers import lab_namespaces, namespaces_of_labs
 
 PATH = MTU_METRICS[0]

@@ -15,14 +15,14 @@ import aiohttp
 import psutil
 import pytest
 
-from talbench.agents.probes.node import PROBE
+from talbench.agents.probes.node.probe import PROBE
 from talbench.bench.agent_client import AgentClient
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Check, Measurement, Node, ResultKey, Role, Scope, Status, Subject
-from talbench.bench.probes.node import NodeDriver, deadline, job_params, utilisation
+from talbench.bench.probes.node.driver import NodeDriver, deadline, job_params, utilisation
 from talbench.bench.run import metrics_of
 from talbench.bench.units import parse_quantity
 from tests.agents.conftest import start_agent  # noqa: F401 - real agents on 127.0.0.1

@@ -11,9 +11,9 @@ import pytest
 
 from talbench.agents.params import describe
 from talbench.agents.probe import Tool
-from talbench.agents.probes import declarations, default_probes
+from talbench.agents.probes.registry import PROBES, declarations, default_probes
 from talbench.bench.kube.manifests import AgentSpec, agent_daemonset
-from talbench.bench.probes import default_drivers, registry
+from talbench.bench.probes import DRIVERS, default_drivers, registry
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILD = ROOT / "agents" / "build"
@@ -29,6 +29,31 @@ def test_every_agent_probe_has_its_driver_and_the_same_settings_declaration():
         assert entry.driver.name == entry.name
         if entry.declaration is not None:
             assert entry.declaration.name == entry.name
+
+
+def test_a_probe_declared_twice_is_refused():
+    with pytest.raises(RuntimeError, match="declared twice"):
+        declarations((*PROBES, PROBES[0]))
+    with pytest.raises(RuntimeError, match="declared twice"):
+        default_drivers((*DRIVERS, DRIVERS[0]))
+
+
+def test_each_probe_has_one_folder_on_each_side_with_the_same_name():
+    """agents/probes/<name>/ and bench/probes/<name>/ (a probe with no agent side has only the
+    bench folder), each folder a package of the probe that the registries import."""
+    folders = {"agents": _folders(ROOT / "agents" / "probes"), "bench": _folders(ROOT / "bench" / "probes")}
+    for entry in registry():
+        folder = entry.name.replace("-", "_")
+        assert folder in folders["bench"], entry.name
+        assert type(entry.driver).__module__ == f"talbench.bench.probes.{folder}.driver"
+        if entry.declaration is not None:
+            assert folder in folders["agents"], entry.name
+    assert folders["bench"] == {entry.name.replace("-", "_") for entry in registry()}
+    assert folders["agents"] == {name.replace("-", "_") for name in declarations()}
+
+
+def _folders(root: Path) -> set[str]:
+    return {path.parent.name for path in root.glob("*/__init__.py")}
 
 
 def test_the_agent_job_table_is_the_declared_jobs_named_after_their_probe():

@@ -12,7 +12,7 @@ from talbench.bench.agent_client import JobOutcome
 from talbench.bench.dispatch.base import Fleet
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import ResultKey
-from talbench.bench.probes.rtt import RttDriver
+from talbench.bench.probes.rtt.driver import RttDriver
 from tests.bench.factories import nodes
 
 SAMPLES = [100_000 + 1_000 * i for i in range(50)]

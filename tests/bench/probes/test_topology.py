@@ -9,7 +9,7 @@ from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import CLUSTER_NODE, Check, Measurement, Role, Scope, Status, Subject, SubjectKind
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.topology import (
+from talbench.bench.probes.topology.driver import (
     CLUSTER_KEY,
     DRIVER,
     TopologySettings,

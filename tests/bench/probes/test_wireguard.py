@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from talbench.agents.params import describe, validate, wire
-from talbench.agents.probes.iperf import IperfSettings
-from talbench.agents.probes.rtt import RttParams
-from talbench.agents.probes.wg_tunnel import TunnelLink
-from talbench.agents.probes.wireguard import PING_JOB, PROBE, WireguardSettings
+from talbench.agents.probes.rtt.probe import RttParams
+from talbench.agents.probes.wireguard.iperf import IperfSettings
+from talbench.agents.probes.wireguard.probe import PING_JOB, PROBE, WireguardSettings
+from talbench.agents.probes.wireguard.tunnel import TunnelLink
 from talbench.bench.errors import ScenarioError
 from talbench.bench.judge import judge_subject
 from talbench.bench.model import (
@@ -29,8 +29,8 @@ from talbench.bench.model import (
     Subject,
 )
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.wireguard import WireguardDriver, pair_sample
-from talbench.bench.probes.wireguard_pair import ping_params, reflector_of, rtt_settings, shared, tunnel_addresses
+from talbench.bench.probes.wireguard.driver import WireguardDriver, pair_sample
+from talbench.bench.probes.wireguard.pair import ping_params, reflector_of, rtt_settings, shared, tunnel_addresses
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load
 from talbench.bench.units import parse_quantity

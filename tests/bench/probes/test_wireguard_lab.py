@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from talbench.agents import wireguard as agent_wireguard
+from talbench.agents.probes.wireguard import links as agent_wireguard
 from talbench.bench.dispatch.lab import lab_fleet
 from talbench.bench.execute import execute
 from talbench.bench.judge import judge
@@ -22,7 +22,7 @@ from talbench.bench.lab.topology import LabSpec, NodeDelay
 from talbench.bench.metric import NullProgress
 from talbench.bench.model import Status, Verdict
 from talbench.bench.plan import make_plan
-from talbench.bench.probes.wireguard import WireguardDriver
+from talbench.bench.probes.wireguard.driver import WireguardDriver
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import load, parse
 

@@ -17,7 +17,7 @@ from talbench.bench.judge import judge
 from talbench.bench.model import Measurement, ResultKey, RunRecord
 from talbench.bench.plan import make_plan
 from talbench.bench.probes import default_drivers
-from talbench.bench.probes.rtt_metrics import compact
+from talbench.bench.probes.rtt.metrics import compact
 from talbench.bench.report.html import data as html_data
 from talbench.bench.report.html import figures as html_figures
 from talbench.bench.report.html import page as html

@@ -21,7 +21,7 @@ from talbench.bench.model import (
     Subject,
     Verdict,
 )
-from talbench.bench.probes.rtt_metrics import compact
+from talbench.bench.probes.rtt.metrics import compact
 from talbench.bench.report.runjson import write as runjson
 from talbench.bench.report.runjson.read import READERS, RunFileError, parse_run, read_run
 from talbench.bench.units import Dimension, Quantity

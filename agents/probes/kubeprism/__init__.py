@@ -1,0 +1,3 @@
+"""Probe ``kubeprism``: does KubePrism answer on this node.
+
+- probe.py: the declaration, its parameters and the ``kubeprism`` job"""
