@@ -23,6 +23,8 @@ BURN = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end:
 AGENT = """\
 import json, subprocess, sys
 from talbench.agents.host_context import HostContext, host_times
+
+pytestmark = pytest.mark.processes
 first = host_times()
 context = HostContext()
 context.start()

@@ -57,6 +57,7 @@ def token_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.processes
 async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp_path, token_file):
     sock = tmp_path / "agent.sock"
     data = tmp_path / "data"
@@ -114,6 +115,7 @@ async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp
     assert "Traceback" not in err
 
 
+@pytest.mark.processes
 async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_file):
     sock = tmp_path / "a.sock"
     port = free_port()
@@ -230,6 +232,7 @@ def test_a_daemonset_passes_the_node_address_unbracketed(token_file, address, po
     assert (options.host, options.port) == expected
 
 
+@pytest.mark.processes
 def test_bad_arguments_exit_2_as_a_process(tmp_path):
     code, err = finish(spawn("--listen", "127.0.0.1:8946", "--token-file", str(tmp_path / "none")))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err

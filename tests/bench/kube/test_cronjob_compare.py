@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from talbench.bench.kube import cronjob
 from talbench.bench.kube import manifests as m
 from talbench.bench.model import Status
@@ -54,6 +56,7 @@ async def _scheduled_run(emu: ApiEmulator, tmp: Path, scenario: Path, *extra: st
     return proc.returncode, stdout.decode(), stderr.decode()
 
 
+@pytest.mark.processes
 async def test_a_scheduled_run_lists_its_regressions_since_the_previous_one(tmp_path: Path) -> None:
     """Run 1 has nothing to compare with; run 2 (the same scenario with a warn limit every
     control-plane pair exceeds) lists those pairs as regressions, compared with run 1, in its

@@ -303,6 +303,7 @@ def test_recommended_timing_follows_the_tuning_guide(rtt: float, heartbeat: floa
 # ---- the driver against real agents ---------------------------------------------------------------
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path: Path) -> None:  # noqa: F811
     agents = {n.name: await start_agent(node=n.name) for n in CPS}
@@ -344,6 +345,7 @@ async def test_scratch_cluster_across_three_control_planes(start_agent, tmp_path
     assert "defaults (100 ms / 1000 ms) suffice for this RTT: keep them" in heartbeat.detail
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_a_member_that_cannot_start_is_no_data_and_the_others_are_stopped(start_agent, tmp_path: Path) -> None:  # noqa: F811
     probes = default_probes()
@@ -386,6 +388,7 @@ def _saturated(cluster: Measurement) -> Measurement:
     return Measurement(cluster.key, True, data={**cluster.data, "result": result})
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_a_saturated_generator_is_invalid_not_failed(start_agent) -> None:  # noqa: F811
     nodes = (Node("cp1", Role.CONTROL_PLANE, "127.0.0.1"),)

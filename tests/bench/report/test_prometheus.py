@@ -31,9 +31,12 @@ from tests.bench.report.test_pushgateway import run_record
 
 TOOLS = ("prometheus", "prometheus-pushgateway", "promtool")
 _missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(
-    bool(_missing), reason=f"needs {', '.join(_missing)} (Debian: prometheus, prometheus-pushgateway)"
-)
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(
+        bool(_missing), reason=f"needs {', '.join(_missing)} (Debian: prometheus, prometheus-pushgateway)"
+    ),
+]
 
 OBSERVED = {
     Dimension.DURATION: "talbench_check_observed_seconds",

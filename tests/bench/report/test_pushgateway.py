@@ -188,6 +188,7 @@ def _talbench(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.processes
 def test_the_dashboard_ships_with_the_cronjob_manifests():
     assert json.loads(_talbench("manifests", "--dashboard")) == dashboard()
     docs = list(
