@@ -136,9 +136,10 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     message = _guard.attempts.pop(item.nodeid, None)
-    if message is not None and not report.failed:
+    if message is not None:
+        # the refusal is the cause of whatever else went wrong: it comes first
+        report.longrepr = f"{message}\n\n{report.longrepr}" if report.failed else message
         report.outcome = "failed"
-        report.longrepr = message
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -269,6 +269,7 @@ def fake_etcd(tmp_path: Path, output: str) -> Path:
         ("something else", r"does not name an etcd version .*`make etcd`"),
     ],
 )
+@pytest.mark.processes
 async def test_an_etcd_older_than_3_5_is_refused_with_the_version_and_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, words: str
 ) -> None:

@@ -17,14 +17,14 @@ import pytest
 
 from talbench.agents.host_context import meminfo
 
+pytestmark = pytest.mark.processes
+
 CPUS = os.cpu_count() or 1
 BURN = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass\nprint(time.process_time())\n"
 # an "agent" measuring its host context until stdin closes; with "own" its children are the burners
 AGENT = """\
 import json, subprocess, sys
 from talbench.agents.host_context import HostContext, host_times
-
-pytestmark = pytest.mark.processes
 first = host_times()
 context = HostContext()
 context.start()
