@@ -1,6 +1,6 @@
 """Benchmark: the coordinator at 10, 100 and 1,000 nodes, through a real control plane.
 
-    .venv/bin/python tests/benchmarks/bench_scale_kube.py [--sizes 10,100,1000] [--only PROBES]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_scale_kube.py [--sizes 10,100,1000] [--only PROBES]
                                                           [--quick] [--run-timeout S]
 
 Per size, ``talbench run --target kube --scenario control-plane --only rtt,mtu,node,fsync,topology``
@@ -44,14 +44,14 @@ import psutil
 from bench_output import write_record
 from bench_scale import CLI, measured_cli
 from prometheus_client.parser import text_string_to_metric_families
-from scale_sim import control_plane
-from scale_sim.control_plane import ControlPlane
 
 from talbench.bench.lab import lab, processes, teardown
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.topology import LabSpec
+from tests.benchmarks.scale_sim import control_plane
+from tests.benchmarks.scale_sim.control_plane import ControlPlane
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: the simulator is imported from it
 IMAGE = "registry.invalid/talbench/agent:simulated"  # never pulled: the kubelets are simulated
 DEFAULT_ONLY = "rtt,mtu,node,fsync,topology"
 COORDINATOR_USER = "admin"
@@ -168,11 +168,11 @@ def start_simulator(
     data_dir = root / sim_id
     data_dir.mkdir()
     ready = root / f"{sim_id}.ready"
-    argv = [sys.executable, "-m", "scale_sim.simulator", "--netns", plane.netns_path]
+    argv = [sys.executable, "-m", "tests.benchmarks.scale_sim.simulator", "--netns", plane.netns_path]
     argv += ["--kubeconfig", str(plane.sim_kubeconfig), "--sim-id", sim_id, "--nodes", str(nodes)]
     argv += ["--data-dir", str(data_dir), "--ready-file", str(ready), "--schedulable-timeout", str(timeout)]
     # the caller's PYTHONPATH stays after the simulator's own (a checkout that is not the installed one)
-    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     log = root / f"{sim_id}.log"
     pid = processes.spawn(argv, log, env=env)
