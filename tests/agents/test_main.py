@@ -15,7 +15,7 @@ import pytest
 
 from talbench.agents.main import main
 from talbench.bench.agent_tls import make_agent_tls
-from tests.agents.helpers import TOKEN, free_port
+from tests.agents.helpers import TOKEN, free_port, health_over_unix
 
 
 def spawn(*args: str) -> subprocess.Popen:
@@ -35,19 +35,6 @@ def finish(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[int, str]:
             proc.kill()
             proc.wait(5)
     return proc.returncode, err
-
-
-async def health_over_unix(path: Path, timeout: float = 10.0) -> dict:
-    give_up = time.monotonic() + timeout
-    while True:
-        try:
-            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session:
-                async with session.get("http://agent/v1/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    return await response.json()
-        except (aiohttp.ClientError, OSError):
-            if time.monotonic() > give_up:
-                raise
-            await asyncio.sleep(0.1)
 
 
 @pytest.fixture

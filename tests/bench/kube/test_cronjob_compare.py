@@ -22,7 +22,7 @@ from talbench.bench.report.metrics import exposition
 from tests.bench.kube.conftest import dispatcher_for, loopback_nodes
 from tests.bench.kube.emulator import ApiEmulator
 from tests.bench.kube.runs import SCENARIO
-from tests.bench.report.test_pushgateway import run_record
+from tests.bench.report.records import run_record
 
 IMAGE = "registry.example/talbench@sha256:" + "ab" * 32
 HOME = "talbench"
