@@ -1,11 +1,14 @@
 # talbench: everything a fresh Debian/Ubuntu machine needs, installed by the project itself.
 #   make run    install, build the lab, run the control-plane scenario on it, remove the lab
-#   make test   install what the tests need; the static checks (make lint, make typecheck), then the tests
+#   make check  the quick tier, no system packages or builds: format check, ruff, import contracts,
+#               mypy, and the tests marked none of root, lab, processes (pytest --check-tier)
+#   make test   install what the tests need; make check and actionlint, then the rest of the tests
+#               (root, lab, processes): the whole suite, what CI runs (.ci/run)
 #   make lint   formatter check (ruff format), ruff's rules, import-linter's layer contracts (.importlinter),
 #               actionlint (with shellcheck) on .github/workflows
 #   make typecheck  mypy (strict on the pure layers; pyproject.toml [tool.mypy])
 #   make fmt    format the tree and apply ruff's safe fixes
-#   make bench  benchmarks (talbench next to the reference tools), written to results/bench/
+#   make bench  benchmarks/bench_*.py (talbench next to the reference tools), written to results/bench/
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,7 +33,7 @@ ETCD_ARCHES ?= amd64 arm64
 ETCD_BINDIR ?= /usr/local/bin
 RUN_ARGS ?=
 
-.PHONY: run test lint typecheck fmt bench system-deps etcd venv lab-down clean actionlint shellcheck image
+.PHONY: run check test lint typecheck fmt bench system-deps etcd venv lab-down clean actionlint shellcheck image
 .PHONY: kubernetes etcd-benchmark
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
@@ -100,10 +103,20 @@ IMAGE_SOURCES := $(shell git ls-files agents bench scenarios pyproject.toml 2>/d
 $(TEST_IMAGE): $(IMAGE_SOURCES)
 	$(MAKE) --no-print-directory image ARCH=$(HOST_ARCH)
 
+# The quick tier needs only the venv (no apt packages, etcd, Kubernetes or actionlint builds).
+# tests/conftest.py's guard fails a test in it that starts a process or needs root unmarked.
+check: $(STAMP)
+	$(BIN)/ruff format --check --quiet
+	$(BIN)/ruff check --quiet
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
+	$(BIN)/pytest -q --check-tier
+
 # The kube tests run against a real control plane (tests/bench/kube/real_cluster.py): `make
 # kubernetes` builds it once per machine (cold: about 38 minutes on 2 cores), a no-op after that.
-test: lint typecheck etcd kubernetes $(TEST_IMAGE)
-	$(BIN)/pytest -q -ra
+# The check tier first (its tests fail fast), then every test it leaves out.
+test: venv check actionlint etcd kubernetes $(TEST_IMAGE)
+	$(BIN)/pytest -q -ra -m "root or lab or processes"
 
 lint: venv actionlint
 	$(BIN)/ruff format --check --quiet
@@ -135,14 +148,14 @@ fmt: venv
 	$(BIN)/ruff check --fix
 
 # etcd's own load tool `benchmark` (tools/benchmark of go.etcd.io/etcd/v3), the reference that
-# tests/benchmarks/bench_etcd.py measures talbench's etcd write ceiling against: built by
+# benchmarks/bench_etcd.py measures talbench's etcd write ceiling against: built by
 # agents/build/build-etcd-benchmark.sh once per machine next to this machine's etcd (a second run is instant).
 etcd-benchmark: etcd
 	@agents/build/build-etcd-benchmark.sh
 
 bench: venv etcd etcd-benchmark kubernetes
 	@mkdir -p results/bench
-	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) $(BIN)/python $$b; done
 
 # The talbench image, an OCI archive built with no container engine and no registry
 # (agents/build/build-image.sh: mmdebstrap + umoci), into results/image/:

@@ -47,6 +47,7 @@ def rel(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
+@pytest.mark.processes
 def test_the_checkout_keeps_every_contract():
     done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -62,6 +63,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.processes
 def test_a_copy_keeps_every_contract(tree: Path):
     """The copy the breaches are made in is faithful: unchanged, it keeps every contract."""
     done = lint_imports(tree)
@@ -121,6 +123,7 @@ BREACHES = [
 ]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("contract", "additions", "chain"), BREACHES)
 def test_an_upward_import_breaks_its_contract(tree: Path, contract: str, additions: dict[str, str], chain: list[str]):
     for module, statement in additions.items():

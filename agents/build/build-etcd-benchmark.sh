@@ -6,7 +6,7 @@
 #   ${TALBENCH_CACHE:-/var/cache/talbench}/etcd/v3.6.16/linux-<arch>/benchmark
 #
 # once per machine: a binary whose stamp matches the recipe (go.mod, go.sum, main.go, the build
-# flags) is kept without running Go.  Only the benchmarks use it (tests/benchmarks/bench_etcd.py),
+# flags) is kept without running Go.  Only the benchmarks use it (benchmarks/bench_etcd.py),
 # from the host, so only the host's architecture is built.  Same Go caches and flags as build-etcd.sh.
 #
 #   agents/build/build-etcd-benchmark.sh            build it if missing

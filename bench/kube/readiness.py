@@ -158,7 +158,7 @@ def untolerated_taints(taints: Sequence[str], tolerated_keys: Sequence[str]) -> 
 READY_BASE_NODES = 100  # up to this many agents, --ready-timeout as given ...
 READY_PER_NODE = 0.1  # ... and this many seconds more per agent beyond: the DaemonSet controller
 # creates pods at its API rate (20/s by default) and 1,000 simulated agents were Ready after
-# 137-156 s on a busy 2-core host (tests/benchmarks/bench_scale_kube.py)
+# 137-156 s on a busy 2-core host (benchmarks/bench_scale_kube.py)
 
 
 def ready_timeout(base: float, agents: int) -> float:

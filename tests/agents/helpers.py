@@ -9,8 +9,10 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 
 from talbench.agents.app import AgentConfig
@@ -99,3 +101,16 @@ async def wait_agent_healthy(client: Any, process: subprocess.Popen[bytes], time
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def health_over_unix(path: Path, timeout: float = 10.0) -> dict:
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session:
+                async with session.get("http://agent/v1/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
+                    return await response.json()
+        except (aiohttp.ClientError, OSError):
+            if time.monotonic() > give_up:
+                raise
+            await asyncio.sleep(0.1)

@@ -69,6 +69,7 @@ async def test_everything_else_needs_the_token(
         {"Authorization": "Bearer bad", "X-Talbench-Token": TOKEN},
     ],
 )
+@pytest.mark.processes
 async def test_either_header_form_works(start_agent: StartAgent, headers: dict[str, str]) -> None:
     agent = await start_agent(node="w1")
     response = await agent.client.get("/v1/facts", headers=headers)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from talbench.bench.agent_client import AgentClient
 from tests.agents.helpers import TOKEN, dead_udp_port
+
+pytestmark = pytest.mark.processes
 
 
 async def test_agent_client_runs_an_rtt_job_and_releases_the_run(start_agent):

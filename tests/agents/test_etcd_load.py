@@ -201,6 +201,7 @@ def keyspace(url: str) -> dict[bytes, str]:
         gateway.session.close()
 
 
+@pytest.mark.processes
 @needs_etcd
 @pytest.mark.parametrize("transport", ["grpc", "gateway"])
 async def test_open_loop_holds_the_rate_and_writes_only_under_the_prefix(cluster: LocalCluster, transport: str) -> None:
@@ -233,6 +234,7 @@ async def test_open_loop_holds_the_rate_and_writes_only_under_the_prefix(cluster
     gateway.session.close()
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_closed_loop_ceiling_spreads_over_workers_and_members(cluster: LocalCluster) -> None:
     spec = LoadSpec(cluster.client_urls, "/talbench/run-load/", "closed", clients=30, duration=2.0, workers=2)
@@ -243,6 +245,7 @@ async def test_closed_loop_ceiling_spreads_over_workers_and_members(cluster: Loc
     assert result["requests"]["planned"] == 0 and result["late"]["count"] == 0
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_losing_quorum_mid_load_shows_up_as_errors(cluster: LocalCluster) -> None:
     spec = LoadSpec(
@@ -262,6 +265,7 @@ async def test_losing_quorum_mid_load_shows_up_as_errors(cluster: LocalCluster) 
     assert result["requests"]["ok"] < 400
 
 
+@pytest.mark.processes
 async def test_an_unreachable_endpoint_stops_the_load_before_it_starts() -> None:
     port = free_ports(1)[0]
     spec = LoadSpec((f"http://127.0.0.1:{port}",), "/talbench/x/", "open", clients=2, duration=1.0, rate=10)
@@ -269,6 +273,7 @@ async def test_an_unreachable_endpoint_stops_the_load_before_it_starts() -> None
         await run_load(spec, start_timeout=20)
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_the_probe_reports_members_metrics_and_cleans_its_prefix(cluster: LocalCluster, tmp_path: Path) -> None:
     probe = LOAD
@@ -289,6 +294,7 @@ async def test_the_probe_reports_members_metrics_and_cleans_its_prefix(cluster: 
     assert {s["leader"] for s in result["status_after"]} == {result["status_before"][0]["leader"]}
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_the_probe_refuses_a_prefix_that_holds_keys(cluster: LocalCluster, tmp_path: Path) -> None:
     url = cluster.client_urls[0]
@@ -302,6 +308,7 @@ async def test_the_probe_refuses_a_prefix_that_holds_keys(cluster: LocalCluster,
     assert await asyncio.to_thread(admin.prefix_count, url, "/talbench/run-load/") == 1
 
 
+@pytest.mark.processes
 def test_metrics_page_of_a_real_member_parses(tmp_path: Path) -> None:
     if shutil.which("etcd") is None:
         pytest.skip("needs etcd")
@@ -337,6 +344,7 @@ def test_tls_files_travel_to_the_workers() -> None:
     assert configs[0]["tls"] == {"cacert": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_the_ceiling_is_a_closed_loop(cluster: LocalCluster, tmp_path: Path) -> None:
     ctx = ProbeContext("cp1", "run-load", tmp_path, "127.0.0.1", 0, Cleanups())

@@ -154,6 +154,7 @@ def test_free_ports_avoid_talos_ports() -> None:
 # ---- real members ------------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 async def test_three_members_form_one_cluster_and_leave_nothing(tmp_path: Path) -> None:
     async with local_cluster(3, tmp_path, "run-form") as cluster:
         dirs = [member_dir(tmp_path, "run-form", name) for name in cluster.names]
@@ -171,6 +172,7 @@ async def test_three_members_form_one_cluster_and_leave_nothing(tmp_path: Path) 
     assert etcd_processes_of(tmp_path) == []
 
 
+@pytest.mark.processes
 async def test_peers_action_measures_round_trips_to_the_peer_listeners(tmp_path: Path) -> None:
     async with local_cluster(3, tmp_path, "run-peers") as cluster:
         probe = MEMBER
@@ -187,6 +189,7 @@ async def test_peers_action_measures_round_trips_to_the_peer_listeners(tmp_path:
     assert result["peers"]["gone"]["samples_ns"] == [] and result["peers"]["gone"]["failed"] == 5
 
 
+@pytest.mark.processes
 async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path: Path) -> None:
     probe = MEMBER
     cleanups = Cleanups()
@@ -209,6 +212,7 @@ async def test_a_member_whose_peers_never_come_fails_and_leaves_nothing(tmp_path
     assert etcd_processes_of(tmp_path) == []
 
 
+@pytest.mark.processes
 async def test_stop_releases_one_member_and_is_idempotent(tmp_path: Path) -> None:
     probe = MEMBER
     cleanups = Cleanups()
@@ -265,6 +269,7 @@ def fake_etcd(tmp_path: Path, output: str) -> Path:
         ("something else", r"does not name an etcd version .*`make etcd`"),
     ],
 )
+@pytest.mark.processes
 async def test_an_etcd_older_than_3_5_is_refused_with_the_version_and_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, words: str
 ) -> None:
@@ -277,11 +282,13 @@ async def test_an_etcd_older_than_3_5_is_refused_with_the_version_and_the_fix(
     assert cleanups.names("run-old") == () and not member_dir(tmp_path, "run-old", "m1").exists()
 
 
+@pytest.mark.processes
 async def test_the_etcd_on_path_is_the_built_one() -> None:
     etcd = shutil.which("etcd")
     assert etcd is not None and await binary_version(etcd) == ETCD_VERSION, "make etcd installs it"
 
 
+@pytest.mark.processes
 async def test_the_agent_releases_a_member_when_the_run_is_deleted(start_agent) -> None:  # noqa: F811
     agent = await start_agent(node="cp1")
     client, peer = free_ports(2)

@@ -15,6 +15,8 @@ from talbench.agents.facts import basic_facts, cpu_model, node_facts, tool_versi
 from talbench.agents.probes.registry import declarations
 from tests.agents.helpers import AUTH
 
+pytestmark = pytest.mark.processes
+
 
 def test_basic_facts_describe_this_machine() -> None:
     facts = basic_facts()

@@ -51,6 +51,7 @@ def journals(data_dir: Path) -> list[str]:
     return [p.name for p in data_dir.iterdir() if p.name.startswith(JOURNAL_PREFIX)]
 
 
+@pytest.mark.processes
 async def test_window_samples_counters_and_counts_its_own_children(tmp_path: Path) -> None:
     probe = NODE
     params = probe.parse({"duration": 2.0, "interval": 0.5, "etcd_dir": ""})
@@ -77,6 +78,7 @@ async def test_window_samples_counters_and_counts_its_own_children(tmp_path: Pat
     assert result["facts"]["cpus"] >= 1 and result["facts"]["etcd_filesystem"]["seen_as"] == "data_dir"
 
 
+@pytest.mark.processes
 async def test_start_then_collect_spans_the_time_between(tmp_path: Path) -> None:
     probe = NODE
     cleanups = Cleanups()
@@ -112,6 +114,7 @@ async def test_releasing_the_run_stops_a_sampler_never_collected(start_agent) ->
     assert job["state"] == "failed" and "no node sampling" in job["error"]
 
 
+@pytest.mark.processes
 async def test_agents_in_one_process_keep_their_samplers_apart(start_agent) -> None:
     # the job table is shared (one declaration per process); each agent's sampler is its own
     a, b = await start_agent(node="a"), await start_agent(node="b")
@@ -127,6 +130,7 @@ async def test_agents_in_one_process_keep_their_samplers_apart(start_agent) -> N
     assert journals(a.config.data_dir) == journals(b.config.data_dir) == []
 
 
+@pytest.mark.processes
 async def test_sampler_stops_by_itself_after_max_duration(tmp_path: Path) -> None:
     probe = NODE
     ctx = context(tmp_path)

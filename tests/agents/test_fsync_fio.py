@@ -22,7 +22,7 @@ from talbench.agents.probes.fsync.fio import (
     run_fio,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")
+pytestmark = [pytest.mark.processes, pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio")]
 
 
 def recipe(path: Path, size: str = "256k", *extra: str) -> list[str]:

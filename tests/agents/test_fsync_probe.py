@@ -74,6 +74,7 @@ def test_declaration_names_its_job_and_tool() -> None:
     assert PROBE.capabilities == ()
 
 
+@pytest.mark.processes
 async def test_run_reports_latency_device_and_removes_its_scratch(tmp_path: Path) -> None:
     probe = FSYNC
     params = probe.parse(SMALL)
@@ -91,6 +92,7 @@ async def test_run_reports_latency_device_and_removes_its_scratch(tmp_path: Path
     assert probe.time_limit(params) > params.time_limit
 
 
+@pytest.mark.processes
 async def test_time_limit_stops_fio_and_marks_the_result_incomplete(tmp_path: Path) -> None:
     probe = FSYNC
     params = probe.parse({"size": 1 << 30, "reserve": 0, "time_limit": 1})
@@ -101,6 +103,7 @@ async def test_time_limit_stops_fio_and_marks_the_result_incomplete(tmp_path: Pa
     assert scratch_left(tmp_path) == []
 
 
+@pytest.mark.processes
 async def test_short_free_space_is_refused_before_writing(start_agent, tmp_path: Path) -> None:
     agent = await start_agent({"fsync": FSYNC})
     job = await agent.submit("fsync", {**SMALL, "reserve": 1 << 50})
@@ -119,6 +122,7 @@ async def test_missing_fio_gives_an_unavailable_job_with_the_hint(start_agent, t
     assert job["error"] == "fio not found: apt-get install fio"
 
 
+@pytest.mark.processes
 async def test_cancelled_job_leaves_no_scratch_and_no_fio(start_agent) -> None:
     agent = await start_agent({"fsync": FSYNC})
     job = await agent.submit("fsync", {"size": 1 << 30, "reserve": 0, "time_limit": 60})

@@ -17,6 +17,8 @@ import pytest
 
 from talbench.agents.host_context import meminfo
 
+pytestmark = pytest.mark.processes
+
 CPUS = os.cpu_count() or 1
 BURN = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass\nprint(time.process_time())\n"
 # an "agent" measuring its host context until stdin closes; with "own" its children are the burners

@@ -19,8 +19,7 @@ import pytest
 from talbench.agents.main import claim_netns
 from talbench.agents.probes.wireguard import links as wireguard
 from talbench.agents.probes.wireguard.tunnel import link_name
-from tests.agents.helpers import TOKEN
-from tests.agents.test_main import health_over_unix
+from tests.agents.helpers import TOKEN, health_over_unix
 
 LEFT = link_name("20261125-000000-dead", "cp1", "cp1-cp2")  # what a killed agent's tunnel job made
 

@@ -10,8 +10,8 @@ import time
 import aiohttp
 
 from talbench.bench.agent_client import AgentClient, RequestGate
+from tests.agents.fake_probes import probes
 from tests.agents.helpers import AUTH, TOKEN
-from tests.agents.test_jobs import probes
 
 
 async def test_a_poll_with_wait_answers_when_the_job_ends(start_agent):

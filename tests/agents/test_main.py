@@ -15,7 +15,7 @@ import pytest
 
 from talbench.agents.main import main
 from talbench.bench.agent_tls import make_agent_tls
-from tests.agents.helpers import TOKEN, free_port
+from tests.agents.helpers import TOKEN, free_port, health_over_unix
 
 
 def spawn(*args: str) -> subprocess.Popen:
@@ -37,19 +37,6 @@ def finish(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[int, str]:
     return proc.returncode, err
 
 
-async def health_over_unix(path: Path, timeout: float = 10.0) -> dict:
-    give_up = time.monotonic() + timeout
-    while True:
-        try:
-            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session:
-                async with session.get("http://agent/v1/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    return await response.json()
-        except (aiohttp.ClientError, OSError):
-            if time.monotonic() > give_up:
-                raise
-            await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "token"
@@ -57,6 +44,7 @@ def token_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.processes
 async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp_path, token_file):
     sock = tmp_path / "agent.sock"
     data = tmp_path / "data"
@@ -114,6 +102,7 @@ async def test_agent_process_serves_unix_socket_and_stops_cleanly_on_sigterm(tmp
     assert "Traceback" not in err
 
 
+@pytest.mark.processes
 async def test_second_agent_on_the_same_port_or_socket_exits_3(tmp_path, token_file):
     sock = tmp_path / "a.sock"
     port = free_port()
@@ -230,6 +219,7 @@ def test_a_daemonset_passes_the_node_address_unbracketed(token_file, address, po
     assert (options.host, options.port) == expected
 
 
+@pytest.mark.processes
 def test_bad_arguments_exit_2_as_a_process(tmp_path):
     code, err = finish(spawn("--listen", "127.0.0.1:8946", "--token-file", str(tmp_path / "none")))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err

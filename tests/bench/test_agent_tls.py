@@ -15,6 +15,8 @@ from talbench.bench.agent_client import AgentClient, AgentError
 from talbench.bench.agent_tls import SERVER_NAME, client_context, make_agent_tls
 from tests.agents.helpers import TOKEN, free_port
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def tls_agent(tmp_path: Path):

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.processes
+
 
 def talbench(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(

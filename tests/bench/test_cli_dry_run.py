@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.bench.test_cli import assert_one_line_error, talbench
+
+pytestmark = pytest.mark.processes
 
 
 def plan(*args: str, tmp_path) -> dict:

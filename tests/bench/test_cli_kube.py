@@ -11,9 +11,13 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from testbed.kubesim.emulator import ApiEmulator
 from tests.bench.kube.conftest import loopback_nodes
 from tests.bench.kube.runs import SCENARIO
+
+pytestmark = pytest.mark.processes
 
 IMAGE = "registry.example/talbench@sha256:" + "ab" * 32
 

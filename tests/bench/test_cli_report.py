@@ -152,6 +152,7 @@ def test_unknown_scenario_is_one_line_exit_2(run_dir, capsys):
     assert_one_line(err, "no-such-scenario")
 
 
+@pytest.mark.processes
 def test_a_damaged_file_from_a_real_process_is_one_line(tmp_path):
     (tmp_path / "run.json").write_text('{"schema": "talbench/run/v1", "results": [}')
     result = subprocess.run(

@@ -304,6 +304,7 @@ def talbench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.processes
 def test_talbench_scenarios_lists_no_fragment_and_run_refuses_one() -> None:
     listed = talbench("scenarios")
     assert listed.returncode == 0, listed.stderr

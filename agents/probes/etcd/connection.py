@@ -6,7 +6,7 @@ of going through ``ClientSession`` for every write.  The session's per-request m
 (request object, header merging, cookie filtering, timers, connector bookkeeping, a writer task)
 cost 313-321 us of CPU per write, even tuned as far as its public API goes, against 139-147 us
 this way, writing to one real etcd member on loopback (``make bench``:
-tests/benchmarks/bench_etcd_client.py, medians of 6 rounds, two runs; on the stand-in gateway it
+benchmarks/bench_etcd_client.py, medians of 6 rounds, two runs; on the stand-in gateway it
 used before, which answered at once, 77-97 against 25-30 us).  On a control plane that CPU is
 taken from the etcd member under test, so a cheaper client measures etcd rather than itself.
 

@@ -151,6 +151,7 @@ def test_legacy_auth_providers_are_refused_clearly(tmp_path):
         load_kubeconfig(str(path), None, env={})
 
 
+@pytest.mark.processes
 async def test_exec_plugins_give_a_token(tmp_path):
     plugin = tmp_path / "plugin.sh"
     plugin.write_text(
@@ -178,6 +179,7 @@ async def test_exec_plugins_give_a_token(tmp_path):
     assert auth_header(target) == "Bearer from-exec-hi"
 
 
+@pytest.mark.processes
 async def test_a_failing_exec_plugin_could_not_run(tmp_path, capfd):
     plugin = tmp_path / "fail.sh"
     plugin.write_text("#!/bin/sh\necho 'login expired' >&2\nexit 1\n")
@@ -275,6 +277,7 @@ def test_interactive_mode_is_parsed_and_checked(tmp_path):
         _target(tmp_path, {"server": "https://x"}, {"exec": {"command": "x", "interactiveMode": "Sometimes"}})
 
 
+@pytest.mark.processes
 async def test_a_plugin_without_a_terminal_is_told_so_and_speaks_to_stderr(tmp_path, capfd):
     plugin = _plugin(tmp_path, "echo 'open https://login.example/device' >&2\n" + _credential("tok"))
     target = _target(tmp_path, {"server": "https://x"}, {"exec": {"command": str(plugin)}})
@@ -313,6 +316,7 @@ async def api():
     await runner.cleanup()
 
 
+@pytest.mark.processes
 async def test_an_expiring_exec_credential_is_fetched_again(tmp_path, api):
     state, server = api
     state.good = {"t1", "t2", "t3"}
@@ -327,6 +331,7 @@ async def test_an_expiring_exec_credential_is_fetched_again(tmp_path, api):
     assert state.seen == ["Bearer t1", "Bearer t2"]
 
 
+@pytest.mark.processes
 async def test_a_refused_exec_credential_is_fetched_once_more_and_the_request_retried(tmp_path, api):
     state, server = api
     state.good = {"good"}
@@ -340,6 +345,7 @@ async def test_a_refused_exec_credential_is_fetched_once_more_and_the_request_re
     assert state.seen == ["Bearer revoked", "Bearer good", "Bearer good"]
 
 
+@pytest.mark.processes
 async def test_credentials_refused_twice_are_refused_without_a_storm(tmp_path, api):
     state, server = api
     plugin = _plugin(tmp_path, _credential("never-good"))
@@ -351,6 +357,7 @@ async def test_credentials_refused_twice_are_refused_without_a_storm(tmp_path, a
     assert len(state.seen) == 2
 
 
+@pytest.mark.processes
 async def test_one_process_reuses_a_plugin_credential_while_it_is_valid(tmp_path, api):
     state, server = api
     state.good = {"t1", "t2"}

@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from talbench.bench.kube import cronjob
 from talbench.bench.kube import manifests as m
 from talbench.bench.model import Status
@@ -20,7 +22,7 @@ from talbench.bench.report.metrics import exposition
 from testbed.kubesim.emulator import ApiEmulator
 from tests.bench.kube.conftest import dispatcher_for, loopback_nodes
 from tests.bench.kube.runs import SCENARIO
-from tests.bench.report.test_pushgateway import run_record
+from tests.bench.report.records import run_record
 
 IMAGE = "registry.example/talbench@sha256:" + "ab" * 32
 HOME = "talbench"
@@ -54,6 +56,7 @@ async def _scheduled_run(emu: ApiEmulator, tmp: Path, scenario: Path, *extra: st
     return proc.returncode, stdout.decode(), stderr.decode()
 
 
+@pytest.mark.processes
 async def test_a_scheduled_run_lists_its_regressions_since_the_previous_one(tmp_path: Path) -> None:
     """Run 1 has nothing to compare with; run 2 (the same scenario with a warn limit every
     control-plane pair exceeds) lists those pairs as regressions, compared with run 1, in its

@@ -20,6 +20,8 @@ import pytest
 
 from tests.bench.kube.conftest import dispatcher_for
 
+pytestmark = pytest.mark.processes
+
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc)

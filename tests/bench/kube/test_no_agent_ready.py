@@ -14,6 +14,8 @@ from talbench.bench.errors import CouldNotRun
 from testbed.kubesim.emulator import ApiEmulator
 from tests.bench.kube.conftest import dispatcher_for, free_port, loopback_nodes
 
+pytestmark = pytest.mark.processes
+
 IMAGE = "registry.example/talbench@sha256:" + "ab" * 32
 
 

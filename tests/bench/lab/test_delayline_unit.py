@@ -156,6 +156,7 @@ def test_the_loop_releases_each_packet_at_its_time_and_stops_when_asked():
             assert line.held == 1  # stopped before its 10 ms were up
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(os.geteuid() != 0, reason="SCHED_FIFO needs root (CAP_SYS_NICE)")
 def test_the_delay_line_runs_under_sched_fifo_unless_told_not_to():
     code = (

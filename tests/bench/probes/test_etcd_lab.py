@@ -25,7 +25,7 @@ from talbench.bench.probes.etcd.driver import EtcdDriver
 from talbench.bench.report.runjson.write import measurement_dict
 from talbench.bench.run import metrics_of
 from talbench.bench.scenario import parse
-from tests.bench.probes.test_etcd_driver import SNIPPET
+from tests.bench.probes.etcd_snippet import SNIPPET
 
 pytestmark = [pytest.mark.root("ip", "etcd"), pytest.mark.lab]
 

@@ -127,6 +127,7 @@ def test_storage_scenario_loads_with_its_sources() -> None:
 # ---- figures from real fio histograms ------------------------------------------------------
 
 
+@pytest.mark.processes
 async def test_histogram_percentiles_equal_fios_own_table(tmp_path: Path) -> None:
     result = await real_result(tmp_path)
     for block in (result["sync"]["lat"], result["write"]["clat"]):
@@ -135,6 +136,7 @@ async def test_histogram_percentiles_equal_fios_own_table(tmp_path: Path) -> Non
             assert histogram_percentile(block["bins_ns"], float(percent)) == value, percent
 
 
+@pytest.mark.processes
 async def test_merged_histograms_count_every_sample(tmp_path: Path) -> None:
     a = (await real_result(tmp_path))["sync"]["lat"]
     b = (await real_result(tmp_path))["sync"]["lat"]
@@ -144,6 +146,7 @@ async def test_merged_histograms_count_every_sample(tmp_path: Path) -> None:
     assert low <= histogram_percentile(merged, 99) <= high
 
 
+@pytest.mark.processes
 async def test_p99_verdict_carries_the_measured_value(tmp_path: Path) -> None:
     result = await real_result(tmp_path)
     check = storage_check("control-plane-fsync")
@@ -156,6 +159,7 @@ async def test_p99_verdict_carries_the_measured_value(tmp_path: Path) -> None:
     assert "fdatasyncs" in verdict.detail
 
 
+@pytest.mark.processes
 async def test_a_recipe_cut_short_by_its_time_limit_is_judged_on_the_writes_done(tmp_path: Path) -> None:
     """fio stops at its 1 s limit long before 1 GiB: the thousands of fdatasyncs it did are judged
     (a disk too slow to finish in time is a fail, not "not judged"), and the detail says it was cut
@@ -177,12 +181,14 @@ async def test_a_recipe_cut_short_by_its_time_limit_is_judged_on_the_writes_done
     assert verdict.status is Status.INVALID and "was killed" in verdict.message
 
 
+@pytest.mark.processes
 async def test_too_few_syncs_is_invalid(tmp_path: Path) -> None:
     result = await real_result(tmp_path, size=64 * 1024, block_size=4096)  # 16 writes
     observation = METRICS["fsync.p99"].observe(Subject(("cp1",)), [measured(result)], CP)
     assert observation.invalid and "too few fdatasyncs" in observation.invalid
 
 
+@pytest.mark.processes
 async def test_etcd_on_another_disk_makes_the_figure_invalid(tmp_path: Path) -> None:
     result = await real_result(tmp_path)
     elsewhere = {
@@ -232,6 +238,7 @@ async def local_fleet(agents: Mapping[str, Any], nodes: tuple[Node, ...], run_id
         yield Fleet(run_id, nodes, clients)
 
 
+@pytest.mark.processes
 async def test_storage_checks_judged_from_real_agents(start_agent) -> None:  # noqa: F811
     nodes = (Node("cp1", Role.CONTROL_PLANE, "127.0.0.1"), Node("w1", Role.WORKER, "127.0.0.1"))
     agents = {n.name: await start_agent(node=n.name) for n in nodes}
@@ -276,6 +283,7 @@ async def test_missing_fio_reaches_the_coordinator_as_unavailable(start_agent, t
     assert verdict.status is Status.NO_DATA and "apt-get install fio" in verdict.message
 
 
+@pytest.mark.processes
 async def test_a_full_disk_is_no_data_for_that_node_only(start_agent) -> None:  # noqa: F811
     nodes = (Node("cp1", Role.CONTROL_PLANE, "127.0.0.1"), Node("cp2", Role.CONTROL_PLANE, "127.0.0.1"))
     agents = {n.name: await start_agent(node=n.name) for n in nodes}

@@ -78,6 +78,7 @@ async def run_probe(port: int, attempts: int = 2) -> dict:
     return await asyncio.wait_for(PROBE.run(params, None), PROBE.time_limit(params))  # ctx unused
 
 
+@pytest.mark.processes
 async def test_an_api_server_answering_through_tls_counts_even_when_it_refuses_us(tls_context):
     port = free_port(["127.0.0.1"])
     runner = await serve(port, tls_context)

@@ -234,6 +234,7 @@ async def test_an_unreachable_etcd_could_not_run() -> None:
 # ---- against a real etcd -----------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_writes_stay_in_the_prefix_and_the_prefix_is_emptied(etcd_url: str) -> None:
     before = keyspace(etcd_url)
@@ -246,6 +247,7 @@ async def test_writes_stay_in_the_prefix_and_the_prefix_is_emptied(etcd_url: str
     assert keyspace(etcd_url) == before  # not one key outside the prefix was touched
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_a_prefix_that_holds_keys_refuses_and_writes_nothing(etcd_url: str) -> None:
     seed(etcd_url, extra={PREFIX + "left-over": "someone's"})
@@ -256,6 +258,7 @@ async def test_a_prefix_that_holds_keys_refuses_and_writes_nothing(etcd_url: str
     assert keyspace(etcd_url) == before
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_cancelling_mid_load_empties_the_prefix(etcd_url: str) -> None:
     before = keyspace(etcd_url)
@@ -272,6 +275,7 @@ async def test_cancelling_mid_load_empties_the_prefix(etcd_url: str) -> None:
     assert keyspace(etcd_url) == before
 
 
+@pytest.mark.processes
 @needs_etcd
 async def test_read_only_writes_nothing_and_judges_the_histograms_over_the_window(etcd_url: str) -> None:
     """Someone else writes during the window (as a live cluster would): talbench reads the
@@ -384,6 +388,7 @@ def _make_tls(directory: Path) -> dict[str, Path]:
     return files
 
 
+@pytest.mark.processes
 @needs_etcd
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 async def test_tls_client_certificates_reach_the_load_and_the_cleanup(tmp_path: Path) -> None:

@@ -191,6 +191,7 @@ NODES = (Node("cp1", Role.CONTROL_PLANE, "127.0.0.1"), Node("w1", Role.WORKER, "
 KEYS = frozenset(ResultKey("node", n.name) for n in NODES)
 
 
+@pytest.mark.processes
 async def test_window_from_real_agents_gives_sizing_and_utilisation(start_agent) -> None:  # noqa: F811
     agents = {n.name: await start_agent({"node": NODE}, node=n.name) for n in NODES}
     settings = parse_settings({"duration": "2s", "interval": "500ms", "etcd_dir": ""}, quick=False)
@@ -206,6 +207,7 @@ async def test_window_from_real_agents_gives_sizing_and_utilisation(start_agent)
     assert cpu.status in (Status.PASS, Status.WARN) and 0 <= cpu.observed <= 1
 
 
+@pytest.mark.processes
 async def test_spanning_samples_while_the_body_runs(start_agent) -> None:  # noqa: F811
     agents = {n.name: await start_agent({"node": NODE}, node=n.name) for n in NODES}
     settings = parse_settings({"interval": "200ms", "etcd_dir": ""}, quick=False)

@@ -35,7 +35,10 @@ from talbench.bench.report.runjson.read import read_run
 from tests.bench.report.test_html import judged_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (make test installs it)")
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (make test installs it)"),
+]
 
 # Waits for every plotly div to be drawn (plotly sets _fullLayout and renders its SVG).
 PLOTS_DRAWN = """

@@ -27,13 +27,16 @@ from talbench.bench.report.history import History
 from talbench.bench.report.pushgateway import push, push_request
 from talbench.bench.units import Dimension
 from tests.bench.kube.conftest import free_port
-from tests.bench.report.test_pushgateway import run_record
+from tests.bench.report.records import run_record
 
 TOOLS = ("prometheus", "prometheus-pushgateway", "promtool")
 _missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(
-    bool(_missing), reason=f"needs {', '.join(_missing)} (Debian: prometheus, prometheus-pushgateway)"
-)
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(
+        bool(_missing), reason=f"needs {', '.join(_missing)} (Debian: prometheus, prometheus-pushgateway)"
+    ),
+]
 
 OBSERVED = {
     Dimension.DURATION: "talbench_check_observed_seconds",

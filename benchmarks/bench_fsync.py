@@ -1,6 +1,6 @@
 """Benchmark: talbench's fsync probe next to fio run by hand, back to back, on the same directory.
 
-    .venv/bin/python tests/benchmarks/bench_fsync.py [--rounds 2] [--size 22m] [--dir DIR]
+    .venv/bin/python benchmarks/bench_fsync.py [--rounds 2] [--size 22m] [--dir DIR]
 
 talbench: a real agent process (``python -m talbench.agents``) with DIR as its data directory,
 driven by the coordinator's FsyncDriver; the p99 is what the ``fsync.p99`` metric reports.

@@ -1,10 +1,10 @@
-"""The RTT benchmark's agreement figures (tests/benchmarks/agreement.py)."""
+"""The RTT benchmark's agreement figures (benchmarks/agreement.py)."""
 
 import random
 
 import pytest
 
-from tests.benchmarks.agreement import agreement, describe
+from benchmarks.agreement import agreement, describe
 
 
 def _path(n: int, seed: int) -> list[float]:

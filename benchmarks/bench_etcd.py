@@ -1,7 +1,7 @@
 """Benchmark: talbench's closed-loop etcd write ceiling next to etcd's own load tool
 (`benchmark put`) and `etcdctl check perf`, on the same fresh scratch cluster in one run.
 
-    .venv/bin/python tests/benchmarks/bench_etcd.py [--duration 60] [--load l] [--conns 0]
+    .venv/bin/python benchmarks/bench_etcd.py [--duration 60] [--load l] [--conns 0]
                                                     [--workers 0] [--rounds 3] [--loopback]
 
 Every round starts ONE fresh 3-member scratch cluster and runs the three tools on it one after
@@ -57,7 +57,7 @@ PREFIX = "/talbench/bench-etcd/"
 TOOLS = ("talbench", "benchmark", "etcdctl")
 CHECK_PERF_SECONDS = 60.0  # etcdctl check perf's fixed duration, every profile
 FIRST_RATE_GUESS = 1500.0  # writes/s: sizes benchmark's count before any tool has measured
-BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "agents/build/build-etcd-benchmark.sh"
+BUILD_SCRIPT = Path(__file__).resolve().parents[1] / "agents/build/build-etcd-benchmark.sh"
 
 
 def run_in(argv: list[str], namespace: str | None, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,7 @@
 """The wire's own account of round trips, for the RTT benchmark: a packet capture with the
 kernel's timestamps at both ends of a path, inside the lab's namespaces.
 
-    python tests/benchmarks/wire_capture.py SECONDS OUT.jsonl PORT
+    python benchmarks/wire_capture.py SECONDS OUT.jsonl PORT
 
 run inside a node's namespace (``ip netns exec``) captures, on every interface there, each IPv4
 UDP packet to or from PORT that carries the RTT probe's header, and each ICMP echo request and

@@ -1,13 +1,13 @@
 """Benchmark: talbench's WireGuard overhead figures next to iperf3 and ping run by hand, over the
 same two paths (plain lab network, WireGuard tunnel), in one run.
 
-    .venv/bin/python tests/benchmarks/bench_wireguard.py [--rounds 5] [--duration 5] [--omit 1] [--count 200]
+    .venv/bin/python benchmarks/bench_wireguard.py [--rounds 5] [--duration 5] [--omit 1] [--count 200]
 
 Builds a 2-node lab (cp1, cp2: network namespaces, real agents).  Rounds alternate the two tools
 (talbench first in even rounds, by hand first in odd ones):
 - talbench: the WireguardDriver on the pair cp1-cp2 (its wireguard.tunnel and wireguard.iperf jobs
   and the RTT probe's job, through the agents); figures as the metrics report them;
-- by hand (tests/benchmarks/wg_by_hand.py): a WireGuard tunnel built with wireguard-go, wg and ip
+- by hand (benchmarks/wg_by_hand.py): a WireGuard tunnel built with wireguard-go, wg and ip
   directly in the two namespaces (its own names, keys, port and addresses, talbench's MTU), then
   ``iperf3 -c`` from cp1 to cp2 over the plain path and through that tunnel with talbench's
   ``-t``, ``-O`` and one stream, the receiver's rate, and ``ping`` over both (same count and
@@ -49,7 +49,7 @@ from talbench.bench.run import metrics_of
 from talbench.bench.stats import Summary
 
 SCHEMA_VERSION = 2
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SHARE_TOLERANCE = 0.10  # Done-when 4: throughput share within 10 %
 RTT_ADDED_TOLERANCE_MS = 0.1  # and RTT added within 0.1 ms
 

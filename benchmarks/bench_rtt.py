@@ -1,6 +1,6 @@
 """Benchmark: talbench's RTT probe next to `ping` on the same lab paths, in one run.
 
-    .venv/bin/python tests/benchmarks/bench_rtt.py [--count 1500] [--together-count 6000]
+    .venv/bin/python benchmarks/bench_rtt.py [--count 1500] [--together-count 6000]
         [--wire-count 1500] [--interval-ms 20] [--jitter 0.2] [--delay-ms 10]
 
 Builds a 3-node lab with cp3 behind the delay line and measures cp1->cp2 (plain bridge) and
@@ -13,7 +13,7 @@ and with ping from inside cp1's namespace, same interval, in three passes:
    6,000 samples each by default: on a 2-vCPU guest a path's p99 is set by a few host stalls,
    and with 300 samples two flows of the same wire came out up to 1.6 ms apart at p99;
 3. **against the wire**: together once more under a packet capture at both ends of the path
-   (tests/benchmarks/wire_capture.py, kernel stamps), so each tool is held against its own
+   (benchmarks/wire_capture.py, kernel stamps), so each tool is held against its own
    packets: ping against request-out -> reply-in at cp1's interface, talbench against that less
    the reflector's dwell on the wire; on the delayed path the router namespace is captured too
    (how long the delay line held each packet beyond its delay).  This pass is not the judged
@@ -22,7 +22,7 @@ and with ping from inside cp1's namespace, same interval, in three passes:
    on the bridge in one pass, talbench's replies (sent from a process) in 0.2 %.
 
 Each comparison says how far apart the tools are at p50 and p99 against issue 14's goals
-(tests/benchmarks/agreement.py), with a bootstrap range for the p99 difference.  Writes
+(benchmarks/agreement.py), with a bootstrap range for the p99 difference.  Writes
 results/bench/rtt.json.  Needs root.
 """
 

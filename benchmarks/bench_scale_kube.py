@@ -1,6 +1,6 @@
 """Benchmark: the coordinator at 10, 100 and 1,000 nodes, through a real control plane.
 
-    .venv/bin/python tests/benchmarks/bench_scale_kube.py [--sizes 10,100,1000] [--only PROBES]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_scale_kube.py [--sizes 10,100,1000] [--only PROBES]
                                                           [--quick] [--run-timeout S]
 
 Per size, ``talbench run --target kube --scenario control-plane --only rtt,mtu,node,fsync,topology``

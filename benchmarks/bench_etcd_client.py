@@ -2,7 +2,7 @@
 grpc``, the default, and ``transport: gateway``), next to aiohttp's ClientSession doing the
 gateway's writes.
 
-    .venv/bin/python tests/benchmarks/bench_etcd_client.py [--rounds 6] [--seconds 5] [--clients 200]
+    .venv/bin/python benchmarks/bench_etcd_client.py [--rounds 6] [--seconds 5] [--clients 200]
 
 One real etcd member (the etcd ``make etcd`` installs, or $TALBENCH_ETCD), started by this script
 through the etcd.member job (its child; 127.0.0.1 only, a temporary data directory under

@@ -1,6 +1,6 @@
 """Benchmark: how a run scales with the cluster, on this host's lab and in plans.
 
-    .venv/bin/python tests/benchmarks/bench_scale.py [--workers 1,37] [--only CHECKS] [--quick]
+    .venv/bin/python benchmarks/bench_scale.py [--workers 1,37] [--only CHECKS] [--quick]
                                                      [--plan-workers 1,37,997]
 
 For each lab shape (3 control planes + N workers) a whole `talbench run --scenario control-plane
