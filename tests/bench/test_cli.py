@@ -1,26 +1,10 @@
 """The CLI as a user runs it: a real `talbench` process, its exit code and its stderr."""
 
-import subprocess
-import sys
-
 import pytest
 
+from tests.bench.cli_helpers import assert_one_line_error, talbench
+
 pytestmark = pytest.mark.processes
-
-
-def talbench(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "talbench.bench.cli", *args], capture_output=True, text=True, timeout=60, cwd=cwd
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0]
 
 
 def test_unknown_scenario_exits_2_with_one_line():

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.bench.test_cli import assert_one_line_error, talbench
+from tests.bench.cli_helpers import assert_one_line_error, talbench
 
 pytestmark = pytest.mark.processes
 

@@ -13,7 +13,8 @@ import pytest
 
 from talbench.bench.cli import main
 from talbench.bench.report.runjson import write as runjson
-from tests.bench.report.test_html import judged_record, text_of
+from tests.bench.report.html_text import text_of
+from tests.bench.report.records import judged_record
 
 STRICT = """\
 schema: 1

@@ -1,11 +1,24 @@
-"""A judged run record for the report tests: a control-plane run on cp1..cp3 with a check of
-every dimension (``run_record``)."""
+"""Judged run records for the report tests.
+
+- ``run_record``: a control-plane run on cp1..cp3 with a check of every dimension.
+- ``judged_record``: the control-plane scenario's RTT checks judged by the real judge.
+- ``thousand_nodes``: 1,000 nodes' RTT results, mostly compacted into histograms.
+"""
 
 from __future__ import annotations
 
-from talbench.bench.model import Check, RunRecord, Scenario, Scope, Status, Subject, Verdict
+import random
+from dataclasses import replace
+
+from talbench.bench import scenario
+from talbench.bench.judge import judge
+from talbench.bench.model import Check, Measurement, ResultKey, RunRecord, Scenario, Scope, Status, Subject, Verdict
+from talbench.bench.plan import make_plan
+from talbench.bench.probes import default_drivers
+from talbench.bench.probes.rtt.metrics import compact
+from talbench.bench.run import metrics_of
 from talbench.bench.units import Dimension, Quantity
-from tests.bench.factories import nodes
+from tests.bench.factories import nodes, rtt
 
 MS = 1e-3
 PAIRS = (("cp1", "cp2"), ("cp1", "cp3"), ("cp2", "cp3"))
@@ -84,3 +97,55 @@ def run_record(run_id: str, *, scale: float = 1.0, started: float = 1_700_000_00
         checks=CHECKS,
         metadata={"tool_version": "0.1.0", "kube": {"context": "admin@prod-eu1"}},
     )
+
+
+METRICS = metrics_of(default_drivers())
+
+
+def judged_record(control_planes: int = 3, workers: int = 1, *, slow: str = "cp3", seed: int = 7) -> RunRecord:
+    """A run of the control-plane scenario's RTT checks, judged by the real judge: every pair
+    measured both ways (``slow``'s pairs at ~25 ms), one direction lost entirely."""
+    cluster = nodes(control_planes, workers)
+    loaded = scenario.load(scenario.resolve("control-plane"), METRICS)
+    checks = tuple(c for c in loaded.checks if c.probe == "rtt")
+    plan = make_plan(checks, cluster, METRICS)
+    rng = random.Random(seed)
+    results: dict[ResultKey, Measurement] = {}
+    for key in sorted(plan.keys_of("rtt")):
+        base = 25.0 if slow in (key.node, key.peer) else 0.4
+        results[key] = rtt(key.node, key.peer or "", [base + rng.expovariate(4.0) for _ in range(150)])
+    lost = ResultKey("rtt", "cp1", "w1") if workers else None
+    if lost in results:
+        results[lost] = rtt("cp1", "w1", [], sent=150)
+    verdicts = judge(plan, results, cluster, METRICS)
+    return RunRecord(
+        "20261126-010000-beef",
+        loaded,
+        "lab",
+        True,
+        cluster,
+        1795650000.0,
+        1795650042.0,
+        tuple(results[k] for k in sorted(results)),
+        verdicts,
+        checks,
+        metadata={"tool_version": "0.1.0"},
+    )
+
+
+def thousand_nodes() -> RunRecord:
+    """1,000 nodes, every node to its next 3 (3,000 measured directions), as a 1,000-node run
+    keeps them: the control-plane pairs raw, the others compacted into histograms as the RTT
+    driver does past its raw limit.  cp3 -> w1 is slow."""
+    cluster = nodes(5, 995)
+    rng = random.Random(1)
+    names = [n.name for n in cluster]
+    control = {n.name for n in cluster if n.is_control_plane}
+    results = []
+    for i, name in enumerate(names):
+        for step in (1, 2, 3):
+            peer = names[(i + step) % len(names)]
+            samples = [40.0] * 20 if (name, peer) == ("cp3", "w1") else [rng.uniform(0.2, 2.0) for _ in range(20)]
+            m = rtt(name, peer, samples, sent=25)
+            results.append(m if {name, peer} <= control else replace(m, data=compact(m.data)))
+    return RunRecord("r", judged_record().scenario, "kube", False, cluster, 0.0, 1.0, tuple(results), (), ())

@@ -6,64 +6,16 @@ test_html_browser.py loads the page in headless Chromium."""
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
-from dataclasses import replace
-from html import unescape
 
-from talbench.bench import scenario
-from talbench.bench.judge import judge
-from talbench.bench.model import Measurement, ResultKey, RunRecord
-from talbench.bench.plan import make_plan
-from talbench.bench.probes import default_drivers
-from talbench.bench.probes.rtt.metrics import compact
 from talbench.bench.report.html import data as html_data
 from talbench.bench.report.html import figures as html_figures
 from talbench.bench.report.html import page as html
 from talbench.bench.report.runjson import write as runjson
 from talbench.bench.report.runjson.read import parse_run
-from talbench.bench.run import metrics_of
-from tests.bench.factories import nodes, rtt
-
-METRICS = metrics_of(default_drivers())
-
-
-def judged_record(control_planes: int = 3, workers: int = 1, *, slow: str = "cp3", seed: int = 7) -> RunRecord:
-    """A run of the control-plane scenario's RTT checks, judged by the real judge: every pair
-    measured both ways (``slow``'s pairs at ~25 ms), one direction lost entirely."""
-    cluster = nodes(control_planes, workers)
-    loaded = scenario.load(scenario.resolve("control-plane"), METRICS)
-    checks = tuple(c for c in loaded.checks if c.probe == "rtt")
-    plan = make_plan(checks, cluster, METRICS)
-    rng = random.Random(seed)
-    results: dict[ResultKey, Measurement] = {}
-    for key in sorted(plan.keys_of("rtt")):
-        base = 25.0 if slow in (key.node, key.peer) else 0.4
-        results[key] = rtt(key.node, key.peer or "", [base + rng.expovariate(4.0) for _ in range(150)])
-    lost = ResultKey("rtt", "cp1", "w1") if workers else None
-    if lost in results:
-        results[lost] = rtt("cp1", "w1", [], sent=150)
-    verdicts = judge(plan, results, cluster, METRICS)
-    return RunRecord(
-        "20261126-010000-beef",
-        loaded,
-        "lab",
-        True,
-        cluster,
-        1795650000.0,
-        1795650042.0,
-        tuple(results[k] for k in sorted(results)),
-        verdicts,
-        checks,
-        metadata={"tool_version": "0.1.0"},
-    )
-
-
-def text_of(page: str) -> str:
-    """The page's visible text, roughly: tags and scripts gone, entities decoded."""
-    body = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
-    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+from tests.bench.report.html_text import text_of
+from tests.bench.report.records import judged_record, thousand_nodes
 
 
 def figure_data(page: str, div_id: str) -> list[dict]:
@@ -139,24 +91,6 @@ def test_a_re_read_run_json_renders_the_same_page():
     record = judged_record()
     again = parse_run(runjson.dumps(record))
     assert html.render(again) == html.render(record)
-
-
-def thousand_nodes() -> RunRecord:
-    """1,000 nodes, every node to its next 3 (3,000 measured directions), as a 1,000-node run
-    keeps them: the control-plane pairs raw, the others compacted into histograms as the RTT
-    driver does past its raw limit.  cp3 -> w1 is slow."""
-    cluster = nodes(5, 995)
-    rng = random.Random(1)
-    names = [n.name for n in cluster]
-    control = {n.name for n in cluster if n.is_control_plane}
-    results = []
-    for i, name in enumerate(names):
-        for step in (1, 2, 3):
-            peer = names[(i + step) % len(names)]
-            samples = [40.0] * 20 if (name, peer) == ("cp3", "w1") else [rng.uniform(0.2, 2.0) for _ in range(20)]
-            m = rtt(name, peer, samples, sent=25)
-            results.append(m if {name, peer} <= control else replace(m, data=compact(m.data)))
-    return RunRecord("r", judged_record().scenario, "kube", False, cluster, 0.0, 1.0, tuple(results), (), ())
 
 
 def test_heatmap_at_1000_nodes_shows_every_measured_direction_compacted_or_raw():

@@ -1,7 +1,7 @@
 """The RTT heatmap in headless Chromium where it is hard to draw: 1,000 nodes whose directions
 beyond the control planes were compacted into histograms, and nodes without any result (no row,
 no column of values).  Every measured direction is a cell, in its place, with its own hover
-details.  The browser and the page checks are tests/bench/report/test_html_browser.py's."""
+details.  The browser and the page checks are tests/bench/report/browser.py's."""
 
 from __future__ import annotations
 
@@ -9,19 +9,23 @@ import json
 import re
 from dataclasses import replace
 
+import pytest
+
 from talbench.bench.report.html import data as html_data
 from talbench.bench.report.html import page as html
 from talbench.bench.report.runjson import write as runjson
-from tests.bench.report.test_html import judged_record, thousand_nodes
-from tests.bench.report.test_html_browser import (
+from tests.bench.report.browser import (
     HOVER_AT,
+    NEEDS_CHROMIUM,
     check_page,
     chromium,
     measured_directions,
-    pytestmark,  # noqa: F401 (skipped without chromium)
     screenshot_path,
     slowest,
 )
+from tests.bench.report.records import judged_record, thousand_nodes
+
+pytestmark = [pytest.mark.processes, NEEDS_CHROMIUM]
 
 
 async def test_a_node_without_results_keeps_its_empty_row_and_column(tmp_path):
