@@ -75,7 +75,7 @@ etcd:
 
 venv: system-deps etcd $(STAMP)
 
-# The Kubernetes control plane of `talbench lab up --kubernetes` (kube-apiserver,
+# The Kubernetes control plane of `python -m testbed.kubelab up --kubernetes` (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl), built from the k8s.io/kubernetes Go module by
 # agents/build/build-kubernetes.sh once per machine into $(TALBENCH_CACHE)/kubernetes/<version>/linux-<arch>/
 # (a second run is instant).  A dependency of `test`: the kube tests need a real API server.

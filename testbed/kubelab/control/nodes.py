@@ -4,7 +4,7 @@ kubelet's well-known labels (hostname, os, arch), on control planes Talos'
 labels and the ``node-role.kubernetes.io/control-plane:NoSchedule`` taint; the node's lab address
 as its InternalIP.
 
-The lab kubelet (bench/lab/kubelet.py) then reports each Node's status (Ready, addresses,
+The lab kubelet (testbed/kubelab/kubelet/main.py) then reports each Node's status (Ready, addresses,
 capacity) and renews its Lease; it never changes these labels and taints.
 """
 

@@ -1,5 +1,7 @@
-"""Lab agents in containers: the talbench OCI image (unpacked by bench/lab/oci_image.py) run on
-every node by runc with the DaemonSet's pod context (bench/lab/oci_spec.py says how it maps).
+"""Lab agents in containers: the talbench OCI image (unpacked by testbed/image/oci_image.py) run
+on every node by runc with the DaemonSet's pod context (testbed/image/oci_spec.py says how it
+maps; testbed/image/pod.py reads it from the DaemonSet).  ``ImageLauncher`` is the process lab's
+agent launcher (talbench.bench.lab.addons) that does it.
 
     start_agent(state, node, image, pod) -> pid   (writes the node's config.json, runc run --detach)
     stop_lab(lab_id, grace)           -> ids      (runc kill TERM, grace, KILL, delete --force)
@@ -18,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import oci_spec, processes
-from talbench.bench.lab.oci_image import Image, goarch, run_tool
-from talbench.bench.lab.oci_spec import NodeContainer, PodContext
-from talbench.bench.lab.state import LabNode, LabState, write_json_atomic
+from talbench.bench.lab import processes
+from talbench.bench.lab.netns import Ip
+from talbench.bench.lab.state import LabNode, LabState, Leftovers, write_json_atomic
 from talbench.bench.lab.topology import LAB_ID_PATTERN
+from testbed.checkout import CHECKOUT
+from testbed.image import oci_spec
+from testbed.image.oci_image import Image, goarch, run_tool
+from testbed.image.oci_spec import NodeContainer, PodContext
 
 RUNC_TIMEOUT = 60.0
 KILL_WAIT = 5.0
@@ -38,6 +44,11 @@ CONTAINER_PREFIX = "talbench-"
 _CONTAINER_ID = re.compile(rf"^{CONTAINER_PREFIX}({LAB_ID_PATTERN})-[a-z0-9]+$")
 _CGROUP_PARENT = re.compile(rf"^{CONTAINER_PREFIX}({LAB_ID_PATTERN})$")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SOCKET_NAME = "sock/agent.sock"  # a directory of its own: all of the node's directory a container sees
+DOWN_MODULE = "testbed.image.down"
+# A container's agent starts from the image's own interpreter and files (a cold page cache), and
+# the lab's containers share one cgroup parent's CPU weight: on a busy host they take longer.
+CONTAINER_AGENT_READY_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,33 @@ class ImageRequest:
 
 
 @dataclass(frozen=True)
-class ContainerAgents:
-    """What launching the agents as containers needs: the unpacked image and the pod context."""
+class ImageLauncher:
+    """The lab's agent launcher for an image (talbench.bench.lab.addons.AgentLauncher): each
+    node's agent is the image's, in a runc container with the pod context ``pod``."""
 
     image: Image
     pod: PodContext
+    socket_name: str = SOCKET_NAME
+    ready_timeout: float = CONTAINER_AGENT_READY_TIMEOUT
+
+    def description(self) -> dict[str, Any]:
+        return {
+            "archive": str(self.image.archive),
+            "digest": self.image.digest,
+            "rootfs": str(self.image.rootfs),
+            "grace_seconds": self.pod.grace_seconds,
+        }
+
+    def leftovers(self, lab_id: str) -> Leftovers:
+        return Leftovers("containers", teardown=down_argv(lab_id, self.pod.grace_seconds), cwd=str(CHECKOUT))
+
+    def start(self, ip: Ip, state: LabState, node: LabNode) -> int:
+        return start_agent(state, node, self.image, self.pod)
+
+
+def down_argv(lab_id: str, grace: float | None = None) -> tuple[str, ...]:
+    """The command that stops a lab's containers and removes its cgroups (testbed/image/down.py)."""
+    return (sys.executable, "-m", DOWN_MODULE, lab_id, *(("--grace", f"{grace:g}") if grace is not None else ()))
 
 
 # -- one node's container -----------------------------------------------------------------------
@@ -101,14 +134,13 @@ def volume_sources(state: LabState, node: LabNode, pod: PodContext) -> dict[str,
 
 
 def node_config(state: LabState, node: LabNode, image: Image, pod: PodContext) -> dict[str, Any]:
-    assert node.container is not None
     env = dict(item.partition("=")[::2] for item in image.env)
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return oci_spec.runtime_config(
         pod,
         NodeContainer(
-            container_id=node.container,
+            container_id=container_id(state.lab_id, node.name),
             hostname=node.name,
             netns_path=f"/run/netns/{node.namespace}",
             cgroups_path=cgroups_path(state.lab_id, node.name),
@@ -127,22 +159,22 @@ def node_config(state: LabState, node: LabNode, image: Image, pod: PodContext) -
 def start_agent(state: LabState, node: LabNode, image: Image, pod: PodContext) -> int:
     """Write the node's config.json into its directory (the bundle) and start its container;
     the agent's host pid.  The container's output goes to the node's agent.log."""
-    assert node.container is not None
+    cid = container_id(state.lab_id, node.name)
     node.socket.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(node.node_dir / "config.json", node_config(state, node, image, pod), mode=0o600)
     pid_file = node.node_dir / "agent.pid"
-    argv = ["runc", "run", "--detach", "--bundle", str(node.node_dir), "--pid-file", str(pid_file), node.container]
+    argv = ["runc", "run", "--detach", "--bundle", str(node.node_dir), "--pid-file", str(pid_file), cid]
     with open(os.devnull, "rb") as stdin, node.log.open("ab") as log:
         try:
             done = subprocess.run(argv, stdin=stdin, stdout=log, stderr=log, timeout=RUNC_TIMEOUT, check=False)
         except subprocess.TimeoutExpired as exc:
-            raise InfrastructureError(f"runc run {node.container} did not return within {RUNC_TIMEOUT:g}s") from exc
+            raise InfrastructureError(f"runc run {cid} did not return within {RUNC_TIMEOUT:g}s") from exc
     if done.returncode != 0:
-        raise InfrastructureError(f"runc run {node.container}: {processes.log_tail(node.log, 2) or done.returncode}")
+        raise InfrastructureError(f"runc run {cid}: {processes.log_tail(node.log, 2) or done.returncode}")
     try:
         return int(pid_file.read_text().strip())
     except (OSError, ValueError) as exc:
-        raise InfrastructureError(f"runc run {node.container} wrote no pid ({exc})") from exc
+        raise InfrastructureError(f"runc run {cid} wrote no pid ({exc})") from exc
 
 
 # -- stopping and finding -----------------------------------------------------------------------

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from talbench.bench.lab.kube_forward import join_netns
-from talbench.bench.lab.kubelet_config import KubeletConfig
+from testbed.kubelab.control.forward import join_netns
+from testbed.kubelab.kubelet.config import KubeletConfig
 
 PORT = 10250
 MAX_BYTES = 10 * 2**20

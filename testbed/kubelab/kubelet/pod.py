@@ -19,12 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talbench.bench.lab import kubelet_container, kubelet_runc, kubelet_volumes
-from talbench.bench.lab.kubelet_api import ApiError
-from talbench.bench.lab.kubelet_config import KubeletImage
-from talbench.bench.lab.kubelet_container import NodeContext
-from talbench.bench.lab.kubelet_spec import Mount, SpecError
-from talbench.bench.lab.kubelet_status import ContainerRecord, now, pod_status, same
+from testbed.kubelab.kubelet import container as kubelet_container
+from testbed.kubelab.kubelet import runc as kubelet_runc
+from testbed.kubelab.kubelet import volumes as kubelet_volumes
+from testbed.kubelab.kubelet.api import ApiError
+from testbed.kubelab.kubelet.config import KubeletImage
+from testbed.kubelab.kubelet.container import NodeContext
+from testbed.kubelab.kubelet.spec import Mount, SpecError
+from testbed.kubelab.kubelet.status import ContainerRecord, now, pod_status, same
 
 log = logging.getLogger(__name__)
 

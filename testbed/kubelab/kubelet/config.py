@@ -1,4 +1,4 @@
-"""What the lab kubelet (bench/lab/kubelet.py) is given: the API server, the lab's CA, one
+"""What the lab kubelet (testbed/kubelab/kubelet/main.py) is given: the API server, the lab's CA, one
 client certificate per lab node (``system:node:<name>`` in ``system:nodes``, signed by the lab's
 CA, so the API server's Node authorizer and NodeRestriction treat each node as a real kubelet),
 and the images it "has": the archives ``lab up --kubernetes --image`` unpacked.
@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from talbench.bench.lab.oci_image import REF_NAME, Image
 from talbench.bench.lab.state import LabNode, write_json_atomic
+from testbed.image.oci_image import REF_NAME, Image
 
 DIRECTORY = "kubelet"  # <lab_dir>/kubernetes/kubelet: certificates, config, pods (bundles, volumes, logs)
 CONFIG_FILE = "kubelet.json"

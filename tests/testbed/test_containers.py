@@ -1,4 +1,4 @@
-"""Lab agents in runc containers (``lab up --image``): the pod context is the DaemonSet's, the
+"""Lab agents in runc containers (``python -m testbed.kubelab up --image``): the pod context is the DaemonSet's, the
 runtime config grants exactly it, the image is picked and unpacked once, and (root, with runc,
 umoci and an image archive) a real lab runs probes in containers whose PID 1 holds only the
 declared capabilities on a read-only root, and leaves nothing behind."""
@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from talbench.bench.dispatch.lab import pod_context, quantity
 from talbench.bench.kube import manifests
-from talbench.bench.lab import containers, oci_image
-from talbench.bench.lab.containers import ImageRequest
-from talbench.bench.lab.oci_image import Image
-from talbench.bench.lab.oci_spec import SOCKET_DIR
-from talbench.bench.lab.state import LabImage, LabState, load_state, save_state
+from talbench.bench.lab.state import LabState, load_state, save_state
 from talbench.bench.lab.topology import LabSpec
-from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible
+from testbed.image import oci_image
+from testbed.image import runner as containers
+from testbed.image.oci_image import Image
+from testbed.image.oci_spec import SOCKET_DIR
+from testbed.image.pod import image_launcher, pod_context, quantity
+from testbed.image.runner import ImageLauncher
+from tests.bench.lab.helpers import lab_namespaces, lab_root
+from tests.testbed.helpers import archive_or_skip
 
-IMAGE_DIR = Path(__file__).resolve().parents[3] / "results" / "image"  # where make image leaves its archives
 CAP_BITS = {"NET_ADMIN": 12, "NET_RAW": 13}
 
 # -- pure: the pod context and the runtime config --------------------------------------------------
@@ -58,16 +59,20 @@ def fake_state(tmp_path: Path) -> LabState:
     from talbench.bench.lab.lab import _initial_state
     from talbench.bench.lab.topology import plan_lab
 
-    image = LabImage("/x.tar", "sha256:" + "0" * 64, "/cache/rootfs", 30.0)
-    return _initial_state(plan_lab(LabSpec(1, 0), "lab0a0b0c"), tmp_path, persistent=True, port=7000, image=image)
+    launcher = ImageLauncher(FAKE_IMAGE, pod_context())
+    return _initial_state(plan_lab(LabSpec(1, 0), "lab0a0b0c"), tmp_path, persistent=True, port=7000, launcher=launcher)
+
+
+FAKE_IMAGE = Image(
+    Path("/x.tar"), "sha256:" + "0" * 64, Path("/cache/rootfs"), ("/opt/talbench/bin/talbench",), (), "/"
+)
 
 
 def test_the_runtime_config_grants_exactly_the_pod_context(tmp_path):
     state = fake_state(tmp_path)
     (node,) = state.nodes
     context = pod_context()
-    image = Image(Path("/x.tar"), "sha256:" + "0" * 64, Path("/cache/rootfs"), ("/opt/talbench/bin/talbench",), (), "/")
-    config = containers.node_config(state, node, image, context)
+    config = containers.node_config(state, node, FAKE_IMAGE, context)
     caps = sorted(f"CAP_{c}" for c in manifests.agent_capabilities())
     process = config["process"]
     assert {k: sorted(v) for k, v in process["capabilities"].items()} == {
@@ -95,14 +100,25 @@ def test_the_runtime_config_grants_exactly_the_pod_context(tmp_path):
     assert binds[context.data_dir] == (str(node.data_dir), "rw")
     assert binds[context.token_file] == (str(state.token_file), "ro")
     assert binds[SOCKET_DIR] == (str(node.socket.parent), "rw")
-    assert node.container == "talbench-lab0a0b0c-cp1" and node.socket == node.node_dir / "sock" / "agent.sock"
+    assert config["hostname"] == "cp1" and node.socket == node.node_dir / "sock" / "agent.sock"
+    assert containers.container_id(state.lab_id, node.name) == "talbench-lab0a0b0c-cp1"
 
 
-def test_the_lab_state_records_the_image_and_the_containers(tmp_path):
+def test_the_lab_state_records_the_image_and_how_to_remove_the_containers(tmp_path):
     state = fake_state(tmp_path)
+    (launcher_record,) = (ImageLauncher(FAKE_IMAGE, pod_context()).leftovers(state.lab_id),)
+    state = state.with_changes(leftovers=(launcher_record,))
     save_state(state)
     again = load_state(tmp_path)
-    assert again.image == state.image and [n.container for n in again.nodes] == ["talbench-lab0a0b0c-cp1"]
+    assert again.launcher == {
+        "archive": "/x.tar",
+        "digest": "sha256:" + "0" * 64,
+        "rootfs": "/cache/rootfs",
+        "grace_seconds": pod_context().grace_seconds,
+    }
+    assert again.leftovers == state.leftovers and again.nodes[0].socket == state.nodes[0].socket
+    (teardown,) = [r.teardown for r in again.leftovers]
+    assert teardown[1:] == ("-m", "testbed.image.down", "lab0a0b0c", "--grace", f"{pod_context().grace_seconds:g}")
 
 
 def test_stop_sends_sigterm_waits_the_grace_period_then_sigkill_and_deletes(monkeypatch):
@@ -162,19 +178,6 @@ def test_this_machines_manifest_is_picked_out_of_a_multi_platform_index(tmp_path
 # -- root: a real lab in containers ---------------------------------------------------------------
 
 
-def archive_or_skip() -> Path:
-    skip_unless_lab_possible(agents=False)
-    missing = [tool for tool in ("runc", "umoci") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"needs {' and '.join(missing)} (apt-get install runc umoci)")
-    given = os.environ.get("TALBENCH_IMAGE_ARCHIVE")
-    built = sorted(IMAGE_DIR.glob(f"*{oci_image.goarch()}*.tar")) if IMAGE_DIR.is_dir() else []
-    archive = Path(given) if given else (built[-1] if built else None)
-    if archive is None or not archive.exists():
-        pytest.skip(f"no image archive ({given or IMAGE_DIR}): make image, or set TALBENCH_IMAGE_ARCHIVE")
-    return archive
-
-
 def status_field(pid: int, name: str) -> str:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -213,19 +216,20 @@ def test_a_lab_of_containers_runs_probes_with_only_the_declared_capabilities(tmp
 
     archive = archive_or_skip()
     with lab_root() as root:
-        state = lab.up(LabSpec(2, 0), root, image=ImageRequest(archive, pod_context()), agent_ready_timeout=60)
+        state = lab.up(LabSpec(2, 0), root, launcher=image_launcher(archive), agent_ready_timeout=60)
         lab_id = state.lab_id
-        assert state.image is not None and Path(state.image.archive) == archive.resolve()
+        assert state.launcher is not None and Path(state.launcher["archive"]) == archive.resolve()
         declared = sum(1 << CAP_BITS[c] for c in manifests.agent_capabilities())
         for node in state.nodes:
-            assert node.container and node.pid
+            cid = containers.container_id(lab_id, node.name)
+            assert cid in containers.lab_containers(lab_id) and node.pid
             assert cap_eff(node.pid) == declared, node.name
-            assert same_file(Path(f"/proc/{node.pid}/root"), Path(state.image.rootfs)), "not the image's root"
+            assert same_file(Path(f"/proc/{node.pid}/root"), Path(state.launcher["rootfs"])), "not the image's root"
             assert status_field(node.pid, "NSpid").split()[-1] == "1", "the agent is not its container's PID 1"
-            assert "agent" in in_container(node.container, "cat", "/proc/1/cmdline").stdout.split("\0")
-            refused = in_container(node.container, "touch", "/opt/talbench/written")
+            assert "agent" in in_container(cid, "cat", "/proc/1/cmdline").stdout.split("\0")
+            refused = in_container(cid, "touch", "/opt/talbench/written")
             assert refused.returncode != 0 and "Read-only file system" in refused.stderr
-            assert in_container(node.container, "touch", f"{pod_context().data_dir}/written").returncode == 0
+            assert in_container(cid, "touch", f"{pod_context().data_dir}/written").returncode == 0
             assert (node.data_dir / "written").exists()
         out = tmp_path / "out"
         environment = {**os.environ, "TALBENCH_LAB_ROOT": str(root)}
@@ -254,8 +258,8 @@ def test_lab_down_removes_the_containers_of_a_lab_whose_directory_is_gone():
 
     archive = archive_or_skip()
     with lab_root() as root:
-        state = lab.up(LabSpec(1, 0), root, image=ImageRequest(archive, pod_context()), persistent=False)
+        state = lab.up(LabSpec(1, 0), root, launcher=image_launcher(archive), persistent=False)
         shutil.rmtree(state.lab_dir)
         report = lab.remove_leftovers(term_timeout=5.0)
-        assert state.lab_id in report.labs and report.containers == (f"talbench-{state.lab_id}-cp1",)
+        assert state.lab_id in report.labs and report.removed_of("containers") == (f"talbench-{state.lab_id}-cp1",)
         assert leftovers(state.lab_id) == {"containers": (), "cgroups": (), "namespaces": [], "mounts": []}

@@ -1,5 +1,5 @@
 """A pod's container as the lab kubelet runs it: argv, environment, user, capabilities and
-resources from the pod spec, as an OCI runtime config (bench/lab/oci_spec.py builds it).  Pure.
+resources from the pod spec, as an OCI runtime config (testbed/image/oci_spec.py builds it).  Pure.
 
 How the pod spec maps (what talbench's DaemonSet and CronJob use, and a little more):
     command / args            command replaces the image's Entrypoint, args its Cmd; $(VAR) expanded
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from talbench.bench.lab.oci_spec import NodeContainer, PodContext, Volume, VolumeKind
+from testbed.image.oci_spec import NodeContainer, PodContext, Volume, VolumeKind
 
 DEFAULT_CAPABILITIES = (
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",

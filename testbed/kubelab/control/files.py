@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from talbench.bench.lab.kube_pki import KeyPair
+from testbed.kubelab.control.pki import KeyPair
 
 # Talos' default (pkg/machinery/config/generate: cluster.apiServer.admissionControl): enforce
 # baseline, warn and audit restricted, kube-system exempt, latest profile versions.

@@ -1,4 +1,4 @@
-"""The lab kubelet (bench/lab/kubelet*.py) without root: node identities, the pod spec as an OCI
+"""The lab kubelet (testbed/kubelab/kubelet/) without root: node identities, the pod spec as an OCI
 runtime config, pod status, images by reference, volumes and probes.  The real thing, on a
 Kubernetes lab: tests/bench/lab/test_kubelet_lab.py."""
 
@@ -16,20 +16,18 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from talbench.bench.lab import (
-    kube_pki,
-    kubelet_config,
-    kubelet_pod,
-    kubelet_probe,
-    kubelet_spec,
-)
-from talbench.bench.lab.kubelet_api import ApiError
-from talbench.bench.lab.kubelet_config import KubeletImage
-from talbench.bench.lab.kubelet_spec import ImageConfig, SpecError
-from talbench.bench.lab.kubelet_status import ContainerRecord, phase, pod_status
-from talbench.bench.lab.kubelet_volumes import container_mounts, materialize
 from talbench.bench.lab.state import LabNode
 from talbench.bench.model import Role
+from testbed.kubelab.control import pki as kube_pki
+from testbed.kubelab.kubelet import config as kubelet_config
+from testbed.kubelab.kubelet import pod as kubelet_pod
+from testbed.kubelab.kubelet import probe as kubelet_probe
+from testbed.kubelab.kubelet import spec as kubelet_spec
+from testbed.kubelab.kubelet.api import ApiError
+from testbed.kubelab.kubelet.config import KubeletImage
+from testbed.kubelab.kubelet.spec import ImageConfig, SpecError
+from testbed.kubelab.kubelet.status import ContainerRecord, phase, pod_status
+from testbed.kubelab.kubelet.volumes import container_mounts, materialize
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = ImageConfig(("/opt/talbench/bin/talbench",), ("--help",), ("PATH=/opt/talbench/bin:/bin",), "/tmp", (0, 0))

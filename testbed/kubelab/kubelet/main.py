@@ -2,18 +2,18 @@
 the talbench image under runc, in the nodes' network namespaces (``talbench lab up
 --kubernetes [--image ARCHIVE]`` starts it, ``lab down`` stops it).
 
-    python -m talbench.bench.lab.kubelet --config <lab_dir>/kubernetes/kubelet/kubelet.json
+    python -m testbed.kubelab.kubelet --config <lab_dir>/kubernetes/kubelet/kubelet.json
 
 One process serves every node of the lab, each node with its own client certificate
 (``system:node:<name>``), so the API server authorizes each node's calls as a real kubelet's
 (Node authorizer, NodeRestriction).  One process rather than one per node: the nodes are
 namespaces of one host with 2 cores, one interpreter (~40 MB) instead of N, and nothing is
-shared between nodes but the event loop (bench/lab/kubelet_node.py has one API session, one
+shared between nodes but the event loop (testbed/kubelab/kubelet/node.py has one API session, one
 heartbeat and one pod watch per node).  It joins the first control plane's network namespace
 (setns: its mount namespace stays the host's, where runc finds the cgroups), beside the API
 server, so ``lab down`` stops it with the control plane (and its namespace sweep ends it in any
 case).  On SIGTERM it returns at once and leaves the containers running, as a real kubelet
-does; ``lab down`` then stops them (bench/lab/containers.py ``stop_lab``: TERM, grace, KILL,
+does; ``lab down`` then stops them (testbed/image/runner.py ``stop_lab``: TERM, grace, KILL,
 delete).
 
 Parts: kubelet_config (what it is given), kubelet_api (the API calls), kubelet_node (heartbeat,
@@ -36,13 +36,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from talbench.bench.lab import kubelet_api, kubelet_config, kubelet_prism, kubelet_server
-from talbench.bench.lab.kube_forward import join_netns
-from talbench.bench.lab.kubelet_config import KubeletConfig
-from talbench.bench.lab.kubelet_container import NodeContext
-from talbench.bench.lab.kubelet_node import NodeKubelet
+from testbed.kubelab.control.forward import join_netns
+from testbed.kubelab.kubelet import api as kubelet_api
+from testbed.kubelab.kubelet import config as kubelet_config
+from testbed.kubelab.kubelet import prism as kubelet_prism
+from testbed.kubelab.kubelet import server as kubelet_server
+from testbed.kubelab.kubelet.config import KubeletConfig
+from testbed.kubelab.kubelet.container import NodeContext
+from testbed.kubelab.kubelet.node import NodeKubelet
 
-MODULE = "talbench.bench.lab.kubelet"
+MODULE = "testbed.kubelab.kubelet"
 
 
 async def serve(

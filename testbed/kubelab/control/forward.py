@@ -1,7 +1,7 @@
 """The way into the Kubernetes lab from the root namespace: a TCP forwarder that accepts on a
 loopback socket of the root namespace and connects to the API server inside the lab.
 
-    python -m talbench.bench.lab.kube_forward --listen-fd FD --netns /run/netns/NAME --to ADDR:PORT
+    python -m testbed.kubelab.control.forward --listen-fd FD --netns /run/netns/NAME --to ADDR:PORT
 
 The parent binds the listening socket (127.0.0.1, a port the kernel picks) in the root namespace
 and hands it over as ``FD``; this process then joins the lab namespace (setns), so that every

@@ -1,6 +1,6 @@
 """The lab kubelet's containers under runc: ids, bundles, and the runc calls, each bounded.
 
-A pod container is ``talbench-<lab id>-k<12 hex>`` (bench/lab/containers.py finds and removes
+A pod container is ``talbench-<lab id>-k<12 hex>`` (testbed/image/runner.py finds and removes
 every ``talbench-<lab id>-*`` container on ``lab down``), its cgroup under
 ``/talbench-<lab id>/kubelet-<node>/``, its bundle (config.json) in the pod's directory.  It runs
 in the foreground (``runc run`` without --detach): runc stays the kubelet's child, relays
@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talbench.bench.lab.containers import CONTAINER_PREFIX
 from talbench.bench.lab.state import write_json_atomic
+from testbed.image.runner import CONTAINER_PREFIX
 
 RUNC_TIMEOUT = 30.0
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talbench.bench.lab.kubelet_spec import Lookup, Mount, SpecError, field_value, quantity
+from testbed.kubelab.kubelet.spec import Lookup, Mount, SpecError, field_value, quantity
 
 DEFAULT_MODE = 0o644
 

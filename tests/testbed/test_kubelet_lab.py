@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
-from talbench.bench.lab import containers, kube_binaries, kube_control, processes
+from talbench.bench.lab import processes
 from talbench.bench.lab import state as lab_state
-from tests.bench.lab.helpers import kubectl, lab_namespaces, lab_root, talbench_cli, until
-from tests.bench.lab.test_containers import archive_or_skip
+from testbed.image import runner as containers
+from testbed.kubelab.control import binaries as kube_binaries
+from testbed.kubelab.control import plane as kube_control
+from tests.bench.lab.helpers import lab_namespaces, lab_root, talbench_cli, until
+from tests.testbed.helpers import archive_or_skip, kubectl, kubelab_cli
 
 # -- root: the lab kubelet on a real control plane ------------------------------------------------
 
@@ -77,9 +80,8 @@ def test_lab_kubelet_runs_pods_and_lab_down_leaves_nothing():
         pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: make kubernetes")
     with lab_root() as root:
         started = time.monotonic()
-        up = talbench_cli(
+        up = kubelab_cli(
             root,
-            "lab",
             "up",
             "--kubernetes",
             "--image",
@@ -229,7 +231,7 @@ def test_the_kube_dispatcher_runs_its_daemonset_on_the_lab_kubelet(tmp_path):
     if not kube_binaries.available():
         pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: make kubernetes")
     with lab_root() as root:
-        up = talbench_cli(root, "lab", "up", "--kubernetes", "--image", str(archive), timeout=420)
+        up = kubelab_cli(root, "up", "--kubernetes", "--image", str(archive), timeout=420)
         assert up.returncode == 0, up.stdout + up.stderr
         (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
         kube = kube_control.load(lab_dir)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from talbench.bench.lab.kube_control import KubeLab, component_status
+from testbed.kubelab.control.plane import KubeLab, component_status
 
 
 @dataclass(frozen=True)

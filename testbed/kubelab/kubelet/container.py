@@ -1,5 +1,5 @@
 """One container of a lab pod, as the lab kubelet prepares and watches it: its bundle (the OCI
-runtime config from the pod spec, bench/lab/kubelet_spec.py), its readiness and liveness
+runtime config from the pod spec, testbed/kubelab/kubelet/spec.py), its readiness and liveness
 probes, and the words it reports (an image it does not have, the last lines of a failed run)."""
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talbench.bench.lab import kubelet_probe, kubelet_runc, kubelet_spec, kubelet_volumes, oci_spec
-from talbench.bench.lab.kubelet_api import Api
-from talbench.bench.lab.kubelet_config import KubeletConfig, KubeletImage, KubeletNode
-from talbench.bench.lab.kubelet_spec import ImageConfig, Lookup, Mount
-from talbench.bench.lab.oci_image import goarch
+from testbed.image import oci_spec
+from testbed.image.oci_image import goarch
+from testbed.kubelab.kubelet import probe as kubelet_probe
+from testbed.kubelab.kubelet import runc as kubelet_runc
+from testbed.kubelab.kubelet import spec as kubelet_spec
+from testbed.kubelab.kubelet import volumes as kubelet_volumes
+from testbed.kubelab.kubelet.api import Api
+from testbed.kubelab.kubelet.config import KubeletConfig, KubeletImage, KubeletNode
+from testbed.kubelab.kubelet.spec import ImageConfig, Lookup, Mount
 
 log = logging.getLogger(__name__)
 

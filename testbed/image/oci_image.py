@@ -2,7 +2,7 @@
 or an OCI layout directory; this machine's manifest is picked out of a multi-platform index; the
 rootfs is unpacked by umoci once per manifest digest under
 ``${TALBENCH_CACHE:-/var/cache/talbench}/images/<hex digest>/`` (``rootfs/``, ``image.json``), and
-shared, read-only, by every container of every lab (bench/lab/containers.py)."""
+shared, read-only, by every container of every lab (testbed/image/runner.py)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 bytes are relayed, not read), so the kubeprism check is judged for real on the Kubernetes lab.
 
 The lab kubelet process serves it (its listening sockets are made in each node's namespace by
-bench/lab/kubelet_server.py ``listen``; it connects to the API server from its own namespace,
+testbed/kubelab/kubelet/server.py ``listen``; it connects to the API server from its own namespace,
 the control plane's).  Every connection attempt is bounded; a relay ends with either side.
 """
 

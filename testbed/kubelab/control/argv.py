@@ -1,4 +1,4 @@
-"""The command lines of the Kubernetes lab's control-plane components (bench/lab/kube_control.py
+"""The command lines of the Kubernetes lab's control-plane components (testbed/kubelab/control/plane.py
 starts them): etcd, kube-apiserver with Talos' admission and authorization settings,
 kube-controller-manager and kube-scheduler, each pointing at its files under the lab's
 ``kubernetes/`` directory."""
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from talbench.bench.lab.kube_binaries import KubeBinaries
-from talbench.bench.lab.kube_pki import LabPki
 from talbench.bench.lab.state import LabNode
+from testbed.kubelab.control.binaries import KubeBinaries
+from testbed.kubelab.control.pki import LabPki
 
 API_PORT = 6443
 ETCD_CLIENT_PORT = 2379  # Talos' ports, on the control plane's loopback (the scratch cluster uses 12379)

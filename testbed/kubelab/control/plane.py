@@ -1,7 +1,7 @@
-"""A real Kubernetes control plane on the lab (``talbench lab up --kubernetes``): etcd,
+"""A real Kubernetes control plane on the lab (``python -m testbed.kubelab up --kubernetes``): etcd,
 kube-apiserver, kube-controller-manager and kube-scheduler as lab processes in the first control
 plane's namespace (so the API server reaches every node address), and a loopback forwarder that
-is the only way in from the root namespace (bench/lab/kube_forward.py).
+is the only way in from the root namespace (testbed/kubelab/control/forward.py).
 
     start(ip, state, ...) -> KubeLab     (raises MissingDependency, InfrastructureError)
     load(lab_dir)         -> KubeLab | None
@@ -10,12 +10,13 @@ is the only way in from the root namespace (bench/lab/kube_forward.py).
 Everything lives under ``<lab_dir>/kubernetes/`` (PKI, configuration, etcd's data, logs, this
 module's ``kubernetes.json``) plus the admin kubeconfig ``<lab_dir>/kubeconfig``; every process
 runs in (or, the forwarder, has joined) a lab namespace.  ``lab down`` therefore removes all of
-it with the lab: it ends every process of the lab's namespaces and deletes the lab directory.
-The caller (bench/lab/lab.py ``up``) removes the lab when ``start`` fails.
+it with the lab: it stops the components on record (``leftovers``, in order), ends every process
+of the lab's namespaces and deletes the lab directory.  The caller (the process lab's ``up``,
+through testbed/kubelab/addon.py) removes the lab when ``start`` fails.
 
 ``lab up`` talks to the API only through kubectl (``make kubernetes`` builds it): the Python
-client belongs to bench/kube.  The lab kubelet (bench/lab/kubelet.py, started here once the Nodes
-are registered) makes its own few calls, as each node (bench/lab/kubelet_api.py).
+client belongs to bench/kube.  The lab kubelet (testbed/kubelab/kubelet/, started here once the
+Nodes are registered) makes its own few calls, as each node (testbed/kubelab/kubelet/api.py).
 """
 
 from __future__ import annotations
@@ -31,18 +32,24 @@ from pathlib import Path
 from typing import Any
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import kube_argv, kube_files, kube_nodes, kubelet_config, processes
+from talbench.bench.lab import processes
 from talbench.bench.lab import state as lab_state
-from talbench.bench.lab.kube_binaries import KUBERNETES_VERSION, KubeBinaries, locate
-from talbench.bench.lab.kube_pki import LabPki, make_pki
-from talbench.bench.lab.launch import python_env
+from talbench.bench.lab.addons import Record
 from talbench.bench.lab.netns import Ip
-from talbench.bench.lab.oci_image import Image
-from talbench.bench.lab.state import LabNode, LabState
+from talbench.bench.lab.state import LabNode, LabState, Leftovers
 from talbench.bench.model import Role
+from testbed.checkout import CHECKOUT, python_env
+from testbed.image.oci_image import Image
+from testbed.image.runner import down_argv
+from testbed.kubelab.control import argv as kube_argv
+from testbed.kubelab.control import files as kube_files
+from testbed.kubelab.control import nodes as kube_nodes
+from testbed.kubelab.control.binaries import KUBERNETES_VERSION, KubeBinaries, locate
+from testbed.kubelab.control.pki import LabPki, make_pki
+from testbed.kubelab.kubelet import config as kubelet_config
 
-FORWARD_MODULE = "talbench.bench.lab.kube_forward"
-KUBELET_MODULE = "talbench.bench.lab.kubelet"
+FORWARD_MODULE = "testbed.kubelab.control.forward"
+KUBELET_MODULE = "testbed.kubelab.kubelet"
 DIRECTORY = "kubernetes"
 STATE_FILE = "kubernetes.json"
 KUBECONFIG = "kubeconfig"  # <lab_dir>/kubeconfig: the admin's
@@ -51,6 +58,7 @@ DEFAULT_READY_TIMEOUT = 180.0  # a cold kube-apiserver on a loaded 2-core machin
 KUBECTL_TIMEOUT = 10.0
 COMPONENTS = ("etcd", "kube-apiserver", "forwarder", "kube-controller-manager", "kube-scheduler", "kubelet")
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+LEFTOVERS_NAME = "kubernetes"
 STOP_ORDER = ("kubelet", "kube-scheduler", "kube-controller-manager", "forwarder", "kube-apiserver", "etcd")
 
 
@@ -106,27 +114,18 @@ def load(lab_dir: Path) -> KubeLab | None:
         return None
 
 
-def recorded_pids(lab_dir: Path) -> tuple[int, ...]:
-    kube = load(lab_dir)
-    return tuple(kube.pids.values()) if kube else ()
+def leftovers(kube: KubeLab) -> Leftovers:
+    """What ``lab down`` stops, knowing nothing of Kubernetes: the components in order, clients
+    before servers (all at once, kube-apiserver waits out its grace for an etcd that is gone:
+    seconds instead of one), then the lab kubelet's pod containers (testbed/image/down.py)."""
+    pids = tuple(kube.pids[name] for name in STOP_ORDER if name in kube.pids)
+    return Leftovers(LEFTOVERS_NAME, pids=pids, teardown=down_argv(kube.lab_id), cwd=str(CHECKOUT))
 
 
-def stop(ip: Ip, lab_dir: Path, *, term_timeout: float) -> tuple[int, ...]:
-    """Stop the lab's control plane in order, clients before servers (all at once, kube-apiserver
-    waits out its grace for an etcd that is gone: seconds instead of one), each bounded; only
-    recorded pids that are still processes of the control plane's namespace are signalled.
-    Returns the pids stopped; the lab's namespace sweep ends anything else."""
-    kube = load(lab_dir)
-    if kube is None:
-        return ()
-    present = set(ip.netns_pids(kube.namespace))
-    stopped: list[int] = []
-    for name in STOP_ORDER:
-        pid = kube.pids.get(name)
-        if pid is not None and pid in present:
-            processes.terminate([pid], term_timeout=term_timeout)
-            stopped.append(pid)
-    return tuple(stopped)
+def _save(kube: KubeLab, record: Record | None) -> None:
+    kube.save()
+    if record is not None:
+        record(leftovers(kube))
 
 
 def component_status(kube: KubeLab) -> dict[str, str]:
@@ -152,17 +151,22 @@ class ControlPlane:
 
 
 def start(
-    ip: Ip, state: LabState, *, ready_timeout: float = DEFAULT_READY_TIMEOUT, images: Sequence[Image] = ()
+    ip: Ip,
+    state: LabState,
+    *,
+    ready_timeout: float = DEFAULT_READY_TIMEOUT,
+    images: Sequence[Image] = (),
+    record: Record | None = None,
 ) -> KubeLab:
     """Start the control plane on ``state``'s first control plane, register the lab's nodes,
-    start the lab kubelet (bench/lab/kubelet.py; it has ``images``), and wait (bounded) until
+    start the lab kubelet (testbed/kubelab/kubelet/main.py; it has ``images``), and wait (bounded) until
     the API server is ready, the controller manager and the scheduler hold their leases and
     every node is Ready."""
     node = next((n for n in state.nodes if n.role is Role.CONTROL_PLANE), None)
     if node is None:
         raise InfrastructureError("the Kubernetes lab needs a control plane node")
     deadline = time.monotonic() + ready_timeout
-    plane = start_control_plane(ip, state, node, deadline)
+    plane = start_control_plane(ip, state, node, deadline, record=record)
     kube, pki, binaries = plane.kube, plane.pki, plane.binaries
     _kubectl(binaries, kube, "apply", "-f", "-", stdin=kube_nodes.manifest(state.nodes))
     kubelet = kubelet_config.prepare(
@@ -181,7 +185,7 @@ def start(
     argv = [sys.executable, "-m", KUBELET_MODULE, "--config", str(kubelet), "--netns", netns]
     pid = processes.spawn(argv, kube.directory / "kubelet.log", env=python_env())
     kube = _with(kube, pids={**kube.pids, "kubelet": pid})
-    kube.save()
+    _save(kube, record)
     for lease in LEADER_LEASES:
         wait_for(kube, binaries, deadline, f"{lease} to hold its lease", "-n", "kube-system", "get", "lease", lease)
     wait_for(
@@ -199,7 +203,13 @@ def start(
 
 
 def start_control_plane(
-    ip: Ip, state: LabState, node: LabNode, deadline: float, *, extra: ExtraArgs = ExtraArgs()
+    ip: Ip,
+    state: LabState,
+    node: LabNode,
+    deadline: float,
+    *,
+    extra: ExtraArgs = ExtraArgs(),
+    record: Record | None = None,
 ) -> ControlPlane:
     """etcd, kube-apiserver, the loopback forwarder, kube-controller-manager and kube-scheduler in
     ``node``'s namespace, with their PKI and kubeconfigs and the admin's kubeconfig; returns once
@@ -236,13 +246,13 @@ def start_control_plane(
 
     def launch(name: str, argv: Sequence[str]) -> None:
         pids[name] = processes.spawn(ip.exec_argv(node.namespace, argv), directory / f"{name}.log")
-        kube.save()  # each pid on record as soon as it exists
+        _save(kube, record)  # each pid on record as soon as it exists
 
     launch("etcd", kube_argv.etcd_argv(binaries, directory, pki, node))
     launch("kube-apiserver", [*kube_argv.apiserver_argv(binaries, directory, pki, node), *extra.apiserver])
     port = _start_forwarder(state, node, directory, pids)
     kube = _with(kube, server=f"https://127.0.0.1:{port}")
-    kube.save()
+    _save(kube, record)
     admin = kube_files.kubeconfig(kube.server, pki.ca, pki.admin, cluster=cluster, user="admin")
     kube_files.write_kubeconfig(kube.kubeconfig, admin)
     wait_for(kube, binaries, deadline, "the API server to be ready", "get", "--raw=/readyz")

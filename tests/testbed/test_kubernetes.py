@@ -1,4 +1,4 @@
-"""The Kubernetes lab (``talbench lab up --kubernetes``): its PKI, admission configuration and
+"""The Kubernetes lab (``python -m testbed.kubelab up --kubernetes``): its PKI, admission configuration and
 Node objects without root; then, as root and with the binaries ``make kubernetes`` builds once
 per machine (never built here: the test skips without them), a real control plane on a lab,
 checked through the real API and removed without a trace by ``lab down``."""
@@ -19,10 +19,16 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from talbench.bench.errors import MissingDependency
-from talbench.bench.lab import kube_binaries, kube_control, kube_files, kube_nodes, kube_pki, lab, processes
+from talbench.bench.lab import lab, processes
 from talbench.bench.lab.state import LabNode
 from talbench.bench.model import Role
-from tests.bench.lab.helpers import kubectl, lab_namespaces, lab_root, skip_unless_lab_possible, talbench_cli
+from testbed.kubelab.control import binaries as kube_binaries
+from testbed.kubelab.control import files as kube_files
+from testbed.kubelab.control import nodes as kube_nodes
+from testbed.kubelab.control import pki as kube_pki
+from testbed.kubelab.control import plane as kube_control
+from tests.bench.lab.helpers import lab_namespaces, lab_root, skip_unless_lab_possible, talbench_cli
+from tests.testbed.helpers import kubectl, kubelab_cli
 
 BUILD_HINT = "the Kubernetes binaries are built once per machine by `make kubernetes` (not by the tests)"
 
@@ -123,7 +129,7 @@ def test_lab_up_kubernetes_is_a_real_control_plane_and_lab_down_leaves_nothing()
     if not kube_binaries.available():
         pytest.skip(f"no Kubernetes binaries in {kube_binaries.kubernetes_dir()}: {BUILD_HINT}")
     with lab_root() as root:
-        up = talbench_cli(root, "lab", "up", "--kubernetes", "--control-planes", "1", "--workers", "1", timeout=300)
+        up = kubelab_cli(root, "up", "--kubernetes", "--control-planes", "1", "--workers", "1", timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
         kube = kube_control.load(lab_dir)
@@ -162,7 +168,7 @@ def test_lab_up_kubernetes_is_a_real_control_plane_and_lab_down_leaves_nothing()
         assert refused.returncode != 0
         assert 'violates PodSecurity "baseline:latest": privileged' in refused.stderr, refused.stderr
 
-        status = talbench_cli(root, "lab", "status", timeout=60)
+        status = kubelab_cli(root, "status", timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert str(kube.kubeconfig) in status.stdout and kube.server in status.stdout
 

@@ -4,7 +4,7 @@ addresses, capacity, node info) and run the pods bound to it (a list, then a wat
 ``fieldSelector=spec.nodeName=<node>``, the only pod listing the Node authorizer allows a node).
 
 The Node's labels and taints are never touched: ``lab up`` registered them as Talos does
-(bench/lab/kube_nodes.py), and the node lifecycle controller removes its own not-ready taints
+(testbed/kubelab/control/nodes.py), and the node lifecycle controller removes its own not-ready taints
 once the node reports Ready.
 """
 
@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talbench.bench.lab.kubelet_api import ApiError
-from talbench.bench.lab.kubelet_container import NodeContext
-from talbench.bench.lab.kubelet_pod import PodWorker
-from talbench.bench.lab.kubelet_status import now
-from talbench.bench.lab.oci_image import goarch
+from testbed.image.oci_image import goarch
+from testbed.kubelab.kubelet.api import ApiError
+from testbed.kubelab.kubelet.container import NodeContext
+from testbed.kubelab.kubelet.pod import PodWorker
+from testbed.kubelab.kubelet.status import now
 
 log = logging.getLogger(__name__)
 
