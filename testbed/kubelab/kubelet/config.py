@@ -19,15 +19,14 @@ import json
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from talbench.bench import pki
 from talbench.bench.lab.state import LabNode, write_json_atomic
 from testbed.image.oci_image import REF_NAME, Image
 
@@ -198,42 +197,20 @@ def _tags(archive: Path) -> tuple[str, ...]:
 
 
 def node_certificate(directory: Path, node: str, address: str, ca_cert: Path, ca_key: Path) -> tuple[Path, Path]:
-    """A certificate for ``system:node:<node>`` (group ``system:nodes``) signed by the lab's CA:
-    the node's client certificate, and its kubelet endpoint's serving one (for ``address``);
-    (cert, key) paths, the key 0600."""
-    issuer = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    """A certificate for ``system:node:<node>`` (group ``system:nodes``) signed by the lab's CA
+    (bench/pki.py): the node's client certificate, and its kubelet endpoint's serving one (for
+    ``address``); (cert, key) paths, the key 0600."""
     signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
     assert isinstance(signer, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}"),
-        ]
+    start = datetime.datetime.now(datetime.UTC) - pki.BACKDATE
+    authority = pki.Authority(
+        x509.load_pem_x509_certificate(ca_cert.read_bytes()), signer, start, start + CERT_VALIDITY
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + CERT_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(node), x509.IPAddress(ip_address(address))]), critical=False
-        )
-        .sign(signer, hashes.SHA256())
+    pem = authority.issue(
+        f"system:node:{node}", ("system:nodes",), server=True, client=True, names=(node,), ips=(address,)
     )
     cert_path, key_path = directory / f"node-{node}.crt", directory / f"node-{node}.key"
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     key_path.touch(mode=0o600)
-    key_path.write_bytes(key_pem)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(pem.key)
+    cert_path.write_bytes(pem.cert)
     return cert_path, key_path
