@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -275,3 +276,52 @@ async def test_a_secret_the_node_authorizer_refuses_at_first_is_asked_for_again(
     volumes = await worker._prepared_volumes()
     assert volumes is not None and api.asked == 3
     assert "CreateContainerConfigError" not in published
+
+
+async def test_the_kubelet_calls_the_api_through_talbenchs_client_and_reads_statuses():
+    """The lab kubelet's API (testbed/kubelab/kubelet/api.py) on talbench's client: statuses it
+    decides by (404, 403: talbench's NoPermission underneath) come back as ApiError's status,
+    merge patches and watches go through, an unreachable server is status 0."""
+    from aiohttp.test_utils import TestServer
+
+    from talbench.bench.kube import client as kube_client
+    from talbench.bench.kube.config import ApiTarget
+    from testbed.kubelab.kubelet.api import Api
+
+    seen: list[tuple[str, str, str]] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, request.path, request.headers.get("Content-Type", "")))
+        if request.path == "/version":
+            return web.json_response({"gitVersion": "v1.36.3"})
+        if request.path.endswith("/gone"):
+            return web.json_response({"message": "not found"}, status=404)
+        if request.path.endswith("/refused"):
+            return web.json_response({"message": "no relationship found"}, status=403)
+        if request.query.get("watch") == "true":
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for kind in ("ADDED", "DELETED"):
+                await response.write((json.dumps({"type": kind, "object": {"metadata": {"uid": "u"}}}) + "\n").encode())
+            return response
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    target = ApiTarget(server=str(server.make_url("")).rstrip("/"), context="t", in_cluster=False)
+    async with kube_client.connect(target) as client:
+        api = Api(client)
+        assert await api.patch("/api/v1/nodes/n/status", {"status": {}}) == {"ok": True}
+        assert seen[-1] == ("PATCH", "/api/v1/nodes/n/status", "application/merge-patch+json")
+        for name, status in (("gone", 404), ("refused", 403)):
+            with pytest.raises(ApiError) as caught:
+                await api.get(f"/api/v1/secrets/{name}")
+            assert caught.value.status == status
+        events = [event["type"] async for event in api.watch("/api/v1/pods", fieldSelector="spec.nodeName=n")]
+        assert events == ["ADDED", "DELETED"]
+        await server.close()
+        with pytest.raises(ApiError) as caught:
+            await api.get("/api/v1/pods")
+        assert caught.value.status == 0
