@@ -12,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Tools the probes and the lab drive: ip (lab), ping (bench), fio (fsync), iperf3 (throughput),
-# wireguard-go + wg (tunnel), procps, runc + umoci (the lab's agents in containers: lab up --image).
+# wireguard-go + wg (tunnel), procps, runc + umoci (the test bed: agents in containers, python -m testbed.kubelab up --image).
 # etcd and etcdctl are not Debian's (3.4): `make etcd`.
 APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 wireguard-go wireguard-tools runc umoci
 # The metrics tests push to a real Pushgateway scraped by a real Prometheus (and run promtool),
@@ -89,7 +89,7 @@ run: venv etcd
 	@rc=0; $(BIN)/talbench run --scenario control-plane --target lab $(RUN_ARGS) || rc=$$?; \
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
-# The tests that run the agents from the image under runc (tests/bench/lab/test_containers.py)
+# The tests that run the agents from the image under runc (tests/testbed/test_containers.py)
 # use this machine's image, rebuilt when a source it packs changes (about 3 minutes cold), so a
 # clean checkout (CI) builds and tests the image users get.
 HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)

@@ -1,6 +1,6 @@
 """The lab kubelet (testbed/kubelab/kubelet/) without root: node identities, the pod spec as an OCI
 runtime config, pod status, images by reference, volumes and probes.  The real thing, on a
-Kubernetes lab: tests/bench/lab/test_kubelet_lab.py."""
+Kubernetes lab: tests/testbed/test_kubelet_lab.py."""
 
 from __future__ import annotations
 
