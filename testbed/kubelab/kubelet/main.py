@@ -1,5 +1,5 @@
 """The lab kubelet: keeps the Kubernetes lab's Nodes Ready and runs the pods bound to them from
-the talbench image under runc, in the nodes' network namespaces (``talbench lab up
+the talbench image under runc, in the nodes' network namespaces (``python -m testbed.kubelab up
 --kubernetes [--image ARCHIVE]`` starts it, ``lab down`` stops it).
 
     python -m testbed.kubelab.kubelet --config <lab_dir>/kubernetes/kubelet/kubelet.json
@@ -13,14 +13,10 @@ heartbeat and one pod watch per node).  It joins the first control plane's netwo
 (setns: its mount namespace stays the host's, where runc finds the cgroups), beside the API
 server, so ``lab down`` stops it with the control plane (and its namespace sweep ends it in any
 case).  On SIGTERM it returns at once and leaves the containers running, as a real kubelet
-does; ``lab down`` then stops them (testbed/image/runner.py ``stop_lab``: TERM, grace, KILL,
-delete).
+does; ``lab down`` then stops them (testbed/image/down.py, the teardown on record: TERM,
+grace, KILL, delete).
 
-Parts: kubelet_config (what it is given), kubelet_api (the API calls), kubelet_node (heartbeat,
-pod watch), kubelet_server (the nodes' port 10250: container logs), kubelet_prism (KubePrism,
-127.0.0.1:7445 on every node), kubelet_pod (one pod's life),
-kubelet_container (its bundle and probes), kubelet_spec and kubelet_volumes (the pod spec as an
-OCI runtime config), kubelet_probe, kubelet_runc, kubelet_status.
+The package's __init__ lists its parts.
 """
 
 from __future__ import annotations
