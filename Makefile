@@ -15,7 +15,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Tools the probes and the lab drive: ip (lab), ping (bench), fio (fsync), iperf3 (throughput),
-# wireguard-go + wg (tunnel), procps, runc + umoci (the lab's agents in containers: lab up --image).
+# wireguard-go + wg (tunnel), procps, runc + umoci (the test bed: agents in containers, python -m testbed.kubelab up --image).
 # etcd and etcdctl are not Debian's (3.4): `make etcd`.
 APT_PACKAGES := iproute2 iputils-ping procps fio iperf3 wireguard-go wireguard-tools runc umoci
 # The metrics tests push to a real Pushgateway scraped by a real Prometheus (and run promtool),
@@ -78,7 +78,7 @@ etcd:
 
 venv: system-deps etcd $(STAMP)
 
-# The Kubernetes control plane of `talbench lab up --kubernetes` (kube-apiserver,
+# The Kubernetes control plane of `python -m testbed.kubelab up --kubernetes` (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl), built from the k8s.io/kubernetes Go module by
 # agents/build/build-kubernetes.sh once per machine into $(TALBENCH_CACHE)/kubernetes/<version>/linux-<arch>/
 # (a second run is instant).  A dependency of `test`: the kube tests need a real API server.
@@ -92,7 +92,7 @@ run: venv etcd
 	@rc=0; $(BIN)/talbench run --scenario control-plane --target lab $(RUN_ARGS) || rc=$$?; \
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
-# The tests that run the agents from the image under runc (tests/bench/lab/test_containers.py)
+# The tests that run the agents from the image under runc (tests/testbed/test_containers.py)
 # use this machine's image, rebuilt when a source it packs changes (about 3 minutes cold), so a
 # clean checkout (CI) builds and tests the image users get.
 HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)

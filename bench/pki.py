@@ -2,7 +2,7 @@
 
 Keys are ECDSA P-256 (what Talos generates for its Kubernetes PKI); certificates are valid from
 ``BACKDATE`` before they are made (clocks of nodes and coordinator differ a little) for the
-authority's ``validity``.  Used by the Kubernetes lab's PKI (bench/lab/kube_pki.py, which writes
+authority's ``validity``.  Used by the Kubernetes lab's PKI (testbed/kubelab/control/pki.py, which writes
 them to files) and by each run's agent TLS (bench/agent_tls.py, which keeps them in memory).
 
     ca = Authority.new("talbench lab x", "talbench-lab-x-ca", validity)

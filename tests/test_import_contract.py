@@ -1,7 +1,7 @@
 """The layering contract: imports point one way only, checked by import-linter on the whole graph.
 
-The contracts live in .importlinter (the agent imports nothing of the coordinator; the pure layers
-do no I/O, even indirectly; the coordinator's and the agent's layers; only bench.kube talks to
+The contracts live in .importlinter (the agent imports nothing of the coordinator; talbench
+never imports its test bed (testbed/); the pure layers do no I/O, even indirectly; the coordinator's and the agent's layers; only bench.kube talks to
 the Kubernetes API; only the terminal layer imports rich).  The tests below run `lint-imports`
 on this checkout, then on a copy of the package with one deliberate upward import added, and
 check that the copy is refused with the offending chain named.  A last test keeps library code
@@ -30,9 +30,6 @@ ENTRY_POINTS = {
     "agents/__main__.py",
     "agents/probes/etcd/worker.py",
     "agents/build/oci_index.py",
-    # the lab's own processes (python -m ...): the loopback forwarder into the lab and the lab kubelet
-    "bench/lab/kube_forward.py",
-    "bench/lab/kubelet.py",
 }
 
 
@@ -56,9 +53,10 @@ def test_the_checkout_keeps_every_contract():
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """A copy of the package as a checkout lays it out: talbench/{bench,agents} and .importlinter."""
+    """A copy of the package as a checkout lays it out: talbench/{bench,agents}, testbed/ and .importlinter."""
     for folder in ("bench", "agents"):
         shutil.copytree(ROOT / folder, tmp_path / "talbench" / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "testbed", tmp_path / "testbed", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / ".importlinter", tmp_path)
     return tmp_path
 
@@ -77,6 +75,18 @@ BREACHES = [
         {"bench/judge.py": "from talbench.bench import helper", "bench/helper.py": "import aiohttp"},
         ["talbench.bench.judge -> talbench.bench.helper", "talbench.bench.helper -> aiohttp"],
         id="judge-reaches-aiohttp-through-a-helper",
+    ),
+    pytest.param(
+        "talbench-never-imports-testbed",
+        {"bench/lab/status.py": "from testbed.kubelab import addon"},
+        ["talbench.bench.lab.status -> testbed.kubelab.addon"],
+        id="the-lab-imports-the-test-bed",
+    ),
+    pytest.param(
+        "talbench-never-imports-testbed",
+        {"agents/app.py": "import testbed.image.runner"},
+        ["talbench.agents.app -> testbed.image.runner"],
+        id="the-agent-imports-the-test-bed",
     ),
     pytest.param(
         "pure-layers",

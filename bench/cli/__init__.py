@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--image",
         default=None,
         help="kube (required): the agent image, REGISTRY/PATH@sha256:DIGEST or REGISTRY/PATH:TAG, built with "
-        "'make image' and pushed with skopeo; lab: an OCI image archive (make image) "
-        "to run the agents from, each in a runc container with the DaemonSet's pod context",
+        "'make image' and pushed with skopeo; lab: the OCI image archive the lab that is up runs its agents "
+        "from (a lab the test bed brought up from a checkout: python -m testbed.kubelab up --image ARCHIVE)",
     )
     run_p.add_argument(
         "--image-pull-secret",
@@ -148,20 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cmds.required = True
     up = lab_cmds.add_parser("up", help="build a lab and start an agent on every node")
     _lab_shape_options(up)
-    up.add_argument(
-        "--image",
-        type=Path,
-        default=None,
-        metavar="ARCHIVE",
-        help="run the agents from this OCI image archive (make image), each in a runc container with the "
-        "DaemonSet's pod context (default: agents as processes)",
-    )
-    up.add_argument(
-        "--kubernetes",
-        action="store_true",
-        help="also run a real Kubernetes control plane on the lab (binaries from make kubernetes) and "
-        "write an admin kubeconfig into the lab's directory",
-    )
     for name in ("up", "down", "status"):
         sub = (
             up

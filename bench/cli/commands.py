@@ -30,13 +30,7 @@ def cmd_lab(args: argparse.Namespace, err: Console) -> int:
     root = lab_root(args)
     if args.lab_command == "up":
         spec = make_spec(args.control_planes, args.workers, args.delay)
-        image = None
-        if args.image is not None:
-            from talbench.bench.dispatch.lab import image_request
-
-            image = image_request(args.image)
-        kubernetes = bool(getattr(args, "kubernetes", False))
-        state = labs.up(spec, root, image=image, kubernetes=kubernetes)  # UsageError when a lab is up under root
+        state = labs.up(spec, root)  # UsageError when a lab is up under root
         out.print(f"lab {state.lab_id} is up: {', '.join(n.name for n in state.nodes)}")
         return _print_status(labs.status(root), out)
     if args.lab_command == "down":

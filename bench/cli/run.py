@@ -105,15 +105,17 @@ def make_dispatcher(args: argparse.Namespace) -> Dispatcher:
         )
         root = lab_root(args)
         existing = labs.find_usable(root)
-        image = Path(args.image).resolve() if args.image else None
-        if existing is not None and (
-            args.delay or (args.control_planes, args.workers) != (3, 1) or (image and not _runs_image(existing, image))
-        ):
+        if args.image and (existing is None or not _runs_image(existing, Path(args.image).resolve())):
             raise UsageError(
-                f"a lab is already up ({existing.lab_id}); --delay/--control-planes/--workers/--image shape a lab that "
+                "--image with --target lab: the lab's agents run from an image only in a lab the test bed "
+                "brought up (python -m testbed.kubelab up --image ARCHIVE, from a checkout), which run uses",
+            )
+        if existing is not None and (args.delay or (args.control_planes, args.workers) != (3, 1)):
+            raise UsageError(
+                f"a lab is already up ({existing.lab_id}); --delay/--control-planes/--workers shape a lab that "
                 "run brings up itself: run 'talbench lab down' first, or give them to 'talbench lab up'"
             )
-        return LabDispatcher(root, spec, image=image)
+        return LabDispatcher(root, spec)
     try:
         from talbench.bench.cli.options import kube_options
         from talbench.bench.dispatch.kube import KubeDispatcher
@@ -125,8 +127,8 @@ def make_dispatcher(args: argparse.Namespace) -> Dispatcher:
 
 
 def _runs_image(state: LabState, archive: Path) -> bool:
-    """Whether the lab that is up runs its agents from ``archive`` (lab up --image)."""
-    return state.image is not None and Path(state.image.archive) == archive
+    """Whether the lab that is up runs its agents from ``archive`` (the test bed's ``up --image``)."""
+    return state.launcher is not None and Path(str(state.launcher.get("archive"))) == archive
 
 
 def cmd_run(args: argparse.Namespace, err: Console) -> int:

@@ -3,30 +3,23 @@
 If a lab brought up by ``talbench lab up`` is up under the root, the run uses it and leaves it
 up; otherwise it brings its own lab up from the spec and removes it in ``finally`` (also on
 cancellation and Ctrl-C).  Blocking lab work runs in a thread so the event loop keeps going.
-
-With an image (``--image ARCHIVE``) the agents run from it in runc containers with the pod
-context of the DaemonSet that ``--target kube`` deploys: ``pod_context`` reads it from
-bench/kube/manifests.py (the lab never copies a value of it).
+A lab the test bed brought up (agents in containers, a Kubernetes control plane: testbed/) is a
+lab like any other here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from talbench.bench.agent_client import AgentClient, AgentError, RequestGate
 from talbench.bench.dispatch.base import Fleet
-from talbench.bench.kube import manifests
 from talbench.bench.lab import lab, processes
-from talbench.bench.lab.containers import ImageRequest
 from talbench.bench.lab.netns import require_root
-from talbench.bench.lab.oci_spec import PodContext, Volume, VolumeKind
 from talbench.bench.lab.state import LabNode, LabState
 from talbench.bench.lab.topology import LabSpec, new_lab_id, plan_lab
 from talbench.bench.model import Node
@@ -44,13 +37,11 @@ class LabDispatcher:
         root: Path,
         spec: LabSpec,
         *,
-        agent_ready_timeout: float | None = None,  # default: lab.ready_timeout(with an image)
+        agent_ready_timeout: float | None = None,  # default: lab.ready_timeout for the lab's size
         release_timeout: float = 10.0,
-        image: Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.spec = spec
-        self.image = image_request(image) if image is not None else None
         self.agent_ready_timeout = agent_ready_timeout  # None: lab.ready_timeout for the lab's size
         self.release_timeout = release_timeout
 
@@ -82,14 +73,13 @@ class LabDispatcher:
                         lab_id=owned,
                         persistent=False,
                         wait_ready=False,
-                        image=self.image,
                     )
                 )
                 state = await asyncio.shield(up_task)
             async with lab_fleet(
                 state,
                 run_id,
-                ready_timeout=self.agent_ready_timeout or lab.ready_timeout(self.image is not None, len(state.nodes)),
+                ready_timeout=self.agent_ready_timeout or lab.ready_timeout(len(state.nodes)),
                 release_timeout=self.release_timeout,
                 owned=owned is not None,
             ) as fleet:
@@ -145,7 +135,7 @@ async def lab_fleet(
                 "lab_dir": str(state.lab_dir),
                 "lab_owned_by_run": owned,
                 "delays": {d.node: {"delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms} for d in state.delays},
-                "image": state.image.to_json() if state.image else None,
+                "image": dict(state.launcher) if state.launcher is not None else None,
             },
         )
     finally:
@@ -190,75 +180,3 @@ async def _wait_healthy(node: LabNode, client: AgentClient, ready_timeout: float
         except (TimeoutError, AgentError) as exc:
             reason = str(exc) or type(exc).__name__
         await asyncio.sleep(min(HEALTH_POLL_INTERVAL, max(0.0, deadline - loop.time())))
-
-
-# -- the DaemonSet's pod, as the lab's containers reproduce it ------------------------------------
-
-_QUANTITY = re.compile(r"^([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_FACTORS = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def quantity(text: str | int | None) -> float | None:
-    """A Kubernetes quantity (``1Gi``, ``250m``, ``2``) as a number; None when absent."""
-    if text is None:
-        return None
-    match = _QUANTITY.match(str(text).strip())
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    return float(match.group(1)) * _FACTORS.get(match.group(2) or "", 1.0)
-
-
-def image_request(archive: Path) -> ImageRequest:
-    return ImageRequest(Path(archive), pod_context())
-
-
-def pod_context() -> PodContext:
-    """The agent DaemonSet's pod (bench/kube/manifests.py), read back from the manifest itself:
-    its security context, limits, grace period, volumes and the agent's paths.
-
-    Capabilities: the lab grants ``capabilities.add`` and nothing else.  A pod keeps its runtime's
-    default set besides (containerd's: CHOWN, DAC_OVERRIDE, SETUID, NET_RAW, ...) unless its
-    container also says ``drop: [ALL]``, which is what makes the two the same."""
-    spec = manifests.AgentSpec(run_id="lab", namespace="lab", image="lab", token="lab")
-    pod = manifests.agent_daemonset(spec)["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    security = container.get("securityContext") or {}
-    resources = container.get("resources") or {}
-    args = list(container.get("args") or ())
-    volumes = {v["name"]: v for v in pod.get("volumes") or ()}
-    cpu_limit = quantity((resources.get("limits") or {}).get("cpu"))
-    cpu_request = quantity((resources.get("requests") or {}).get("cpu"))
-    memory_limit = quantity((resources.get("limits") or {}).get("memory"))
-    return PodContext(
-        capabilities=tuple((security.get("capabilities") or {}).get("add") or ()),
-        read_only_root=bool(security.get("readOnlyRootFilesystem")),
-        no_new_privileges=security.get("allowPrivilegeEscalation") is False,
-        memory_limit=int(memory_limit) if memory_limit else None,
-        cpu_limit_millis=round(cpu_limit * 1000) if cpu_limit else None,
-        cpu_request_millis=round(cpu_request * 1000) if cpu_request else None,
-        grace_seconds=float(pod.get("terminationGracePeriodSeconds", 30)),
-        volumes=tuple(_volume(mount, volumes[mount["name"]]) for mount in container.get("volumeMounts") or ()),
-        data_dir=args[args.index("--data-dir") + 1],
-        token_file=args[args.index("--token-file") + 1],
-        seccomp_runtime_default=(
-            ((pod.get("securityContext") or {}).get("seccompProfile") or {}).get("type") == "RuntimeDefault"
-        ),
-    )
-
-
-def _volume(mount: Mapping[str, Any], volume: Mapping[str, Any]) -> Volume:
-    kind: VolumeKind
-    item = None
-    size = None
-    if "secret" in volume:
-        kind = "secret"
-        items: list[Mapping[str, Any]] = list(volume["secret"].get("items") or ())
-        item = str(items[0]["path"]) if len(items) == 1 else None
-    elif "emptyDir" in volume:
-        empty = volume["emptyDir"] or {}
-        kind = "memory" if empty.get("medium") == "Memory" else "disk"
-        limit = quantity(empty.get("sizeLimit"))
-        size = int(limit) if limit else None
-    else:
-        raise ValueError(f"the agent pod's volume {volume.get('name')!r} is of a kind the lab does not reproduce")
-    return Volume(str(mount["name"]), str(mount["mountPath"]), kind, bool(mount.get("readOnly")), size, item)

@@ -5,5 +5,7 @@ state (lab.json and the host-wide lab index), processes (spawning, signalling, h
 agents' unix sockets), delayline (the userspace TUN delay program), network (building the lab's
 namespaces, bridge, veths and routes), launch (starting the delay line and the agents),
 status (a lab's condition and health), teardown (down, and crashed labs' leftovers),
-lab (up, and the entry points: up / down / status / find_usable).
+addons (the add-on point: agent launchers, add-ons and what they leave behind),
+lab (up, and the entry points: up / down / status / find_usable),
+delayline_timing (the delay line's spin budget).
 """

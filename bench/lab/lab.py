@@ -8,7 +8,8 @@ lab dispatcher runs them in a thread).
     find_usable(root)           -> LabState | None   (the persistent lab a run uses)
 
 ``up`` lives here: it claims the lab's directory, then builds its network (bench/lab/network.py)
-and starts its programs (bench/lab/launch.py), removing everything again when any step fails.
+and starts its programs (bench/lab/launch.py) and its add-ons (bench/lab/addons.py), removing
+everything again when any step fails.
 ``down`` and ``remove_leftovers`` are bench/lab/teardown.py's, ``status`` and ``find_usable``
 bench/lab/status.py's.
 
@@ -23,17 +24,17 @@ import contextlib
 import importlib.util
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from talbench.agents import wire
 from talbench.bench.errors import InfrastructureError, MissingDependency, UsageError
-from talbench.bench.lab import containers, kube_binaries, kube_control, oci_image
 from talbench.bench.lab import state as lab_state
-from talbench.bench.lab.containers import ContainerAgents, ImageRequest
+from talbench.bench.lab.addons import AgentLauncher, LabAddOn
 from talbench.bench.lab.launch import AGENT_MODULE, launch_agents, launch_delayline, wait_agents_ready
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.network import build_network
-from talbench.bench.lab.state import LabImage, LabNode, LabState, Owner
+from talbench.bench.lab.state import LabNode, LabState, Leftovers, Owner
 from talbench.bench.lab.status import LabStatus, NodeStatus, find_usable, status
 from talbench.bench.lab.teardown import DownReport, down, remove_lab, remove_leftovers
 from talbench.bench.lab.topology import LabPlan, LabSpec, lab_id_of_namespace, new_lab_id, plan_lab
@@ -43,10 +44,6 @@ __all__ = ["DownReport", "LabStatus", "NodeStatus", "down", "find_usable", "remo
 DEFAULT_AGENT_READY_TIMEOUT = 20.0
 SMALL_LAB = 4  # nodes the base ready timeouts were set for
 AGENT_START_PER_NODE = 1.5  # seconds more per agent beyond SMALL_LAB
-# A container's agent starts from the image's own interpreter and files (a cold page cache), and
-# the lab's containers share one cgroup parent's CPU weight: on a busy host they take longer.
-CONTAINER_AGENT_READY_TIMEOUT = 60.0
-KUBERNETES_LAB_AGENT_PORT = wire.DEFAULT_PORT + 1
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
@@ -58,25 +55,22 @@ def up(
     persistent: bool = True,
     start_agents: bool = True,
     wait_ready: bool = True,
-    agent_ready_timeout: float | None = None,  # default: (CONTAINER_)AGENT_READY_TIMEOUT
+    agent_ready_timeout: float | None = None,  # default: ready_timeout(the launcher's base, nodes)
     agent_port: int = wire.DEFAULT_PORT,
-    image: ImageRequest | None = None,
-    kubernetes: bool = False,
+    launcher: AgentLauncher | None = None,
+    addons: Sequence[LabAddOn] = (),
 ) -> LabState:
     """Build the lab ``spec`` under ``root`` and start its agents; on any failure (or Ctrl-C)
     remove what was built and re-raise.  ``persistent`` labs outlive this process (``talbench lab
     up``); others are the caller's to remove and count as leftovers once the caller is gone.
-    With ``image`` the agents are the image's, each in a runc container with the pod context
-    ``image.pod`` (bench/lab/containers.py); the image is unpacked (once per digest) first.
-    With ``kubernetes`` a real control plane runs on the first control plane and the lab's nodes
-    are registered with it (bench/lab/kube_control.py)."""
+    ``launcher`` starts the agents instead of plain processes, and ``addons`` run in order once
+    the agents are ready (bench/lab/addons.py: what either leaves behind is on record for
+    ``down``)."""
     require_root("lab up")
     ip = Ip.locate()
-    if kubernetes:
-        kube_binaries.locate()  # a missing binary stops here, before anything is built
     if spec.delays and not Path("/dev/net/tun").exists():
         raise MissingDependency("--delay needs /dev/net/tun (the TUN driver)", hint="load it with: modprobe tun")
-    if start_agents and image is None and importlib.util.find_spec(f"{AGENT_MODULE}.__main__") is None:
+    if start_agents and launcher is None and importlib.util.find_spec(f"{AGENT_MODULE}.__main__") is None:
         raise MissingDependency(
             f"the talbench agent ({AGENT_MODULE}) is not installed", hint="pip install -e . in the venv"
         )
@@ -85,42 +79,44 @@ def up(
         existing = find_usable(root)
         if existing is not None:
             raise UsageError(f"a lab is already up under {root}: {existing.lab_id} (talbench lab down removes it)")
-    if kubernetes and agent_port == wire.DEFAULT_PORT:
-        # the DaemonSet's agents (run by the lab kubelet in the nodes' namespaces) listen on the
-        # default port: the lab's own agents move aside
-        agent_port = KUBERNETES_LAB_AGENT_PORT
     lab_id = lab_id or new_lab_id()
     plan = plan_lab(spec, lab_id)
     lab_dir = root / lab_id
-    socket_name = "sock/agent.sock" if image else "agent.sock"
+    socket_name = launcher.socket_name if launcher else "agent.sock"
     longest = max(len(str(lab_dir / "nodes" / n.name / socket_name)) for n in plan.nodes)
     if longest > MAX_SOCKET_PATH:
         raise UsageError(
             f"lab root {root} is too long for the agents' unix sockets (max {MAX_SOCKET_PATH} characters in all)"
         )
-    agents = ContainerAgents(oci_image.prepare_image(image.archive), image.pod) if image else None
-    lab_image = None
-    if agents is not None:  # unpacked (or found in the cache) before anything is built
-        unpacked = agents.image
-        lab_image = LabImage(str(unpacked.archive), unpacked.digest, str(unpacked.rootfs), agents.pod.grace_seconds)
 
-    state = _claim(ip, plan, lab_dir, persistent=persistent, port=agent_port, image=lab_image)
+    state = _claim(ip, plan, lab_dir, persistent=persistent, port=agent_port, launcher=launcher)
+
+    def record(leftovers: Leftovers) -> None:
+        nonlocal state
+        others = tuple(r for r in state.leftovers if r.name != leftovers.name)
+        state = state.with_changes(leftovers=(*others, leftovers))
+        lab_state.save_leftovers(lab_id, state.leftovers)  # beside the index: outlives the lab's directory
+        lab_state.save_state(state)
+
     try:
         build_network(ip, plan)
         if plan.router_namespace:
             state = state.with_changes(delayline_pid=launch_delayline(ip, plan, lab_dir))
             lab_state.save_state(state)
         if start_agents:
-            state = launch_agents(ip, state, agents)
+            if launcher is not None:
+                record(launcher.leftovers(lab_id))
+            state = launch_agents(ip, state, launcher)
             lab_state.save_state(state)
             if wait_ready:
-                agent_ready_timeout = agent_ready_timeout or ready_timeout(image is not None, len(state.nodes))
+                base = launcher.ready_timeout if launcher else DEFAULT_AGENT_READY_TIMEOUT
+                agent_ready_timeout = agent_ready_timeout or ready_timeout(len(state.nodes), base)
                 problems = wait_agents_ready(state, agent_ready_timeout)
                 if problems:
                     detail = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
                     raise InfrastructureError(f"lab agents not ready within {agent_ready_timeout:g}s: {detail}")
-        if kubernetes:
-            kube_control.start(ip, state, images=(agents.image,) if agents else ())
+        for addon in addons:
+            addon.up(ip, state, record)
         state = state.with_changes(status=lab_state.STATUS_UP)
         lab_state.save_state(state)
         return state
@@ -130,15 +126,16 @@ def up(
         raise
 
 
-def ready_timeout(containers: bool, nodes: int = SMALL_LAB) -> float:
-    """How long agents get to answer health by default (as processes, or in containers): the
-    base, and AGENT_START_PER_NODE more for each agent beyond a small lab's (they all start at
-    once, each a second or two of CPU: 40 agents on 2 cores took over 20 s)."""
-    base = CONTAINER_AGENT_READY_TIMEOUT if containers else DEFAULT_AGENT_READY_TIMEOUT
+def ready_timeout(nodes: int = SMALL_LAB, base: float = DEFAULT_AGENT_READY_TIMEOUT) -> float:
+    """How long agents get to answer health by default: the base (a launcher's, or a process's),
+    and AGENT_START_PER_NODE more for each agent beyond a small lab's (they all start at once,
+    each a second or two of CPU: 40 agents on 2 cores took over 20 s)."""
     return base + AGENT_START_PER_NODE * max(0, nodes - SMALL_LAB)
 
 
-def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, image: LabImage | None) -> LabState:
+def _claim(
+    ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, launcher: AgentLauncher | None
+) -> LabState:
     """Create the lab's directory, token and state, and register it in the index, before any
     namespace exists; a lab id already in use (here or in another root) is refused untouched."""
     taken = InfrastructureError(f"lab id {plan.lab_id} is already in use (try again)")
@@ -148,7 +145,7 @@ def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int,
     except FileExistsError as exc:
         raise taken from exc
     try:
-        state = _initial_state(plan, lab_dir, persistent=persistent, port=port, image=image)
+        state = _initial_state(plan, lab_dir, persistent=persistent, port=port, launcher=launcher)
         lab_state.write_token(lab_dir)
         for node in state.nodes:
             node.data_dir.mkdir(parents=True)
@@ -165,7 +162,9 @@ def _claim(ip: Ip, plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int,
     return state
 
 
-def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, image: LabImage | None) -> LabState:
+def _initial_state(
+    plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int, launcher: AgentLauncher | None = None
+) -> LabState:
     nodes = tuple(
         LabNode(
             name=n.name,
@@ -176,7 +175,7 @@ def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int,
             labels=n.labels(),
             taints=n.taints(),
             node_dir=lab_dir / "nodes" / n.name,
-            container=containers.container_id(plan.lab_id, n.name) if image else None,
+            socket_name=launcher.socket_name if launcher else "agent.sock",
         )
         for n in plan.nodes
     )
@@ -193,5 +192,5 @@ def _initial_state(plan: LabPlan, lab_dir: Path, *, persistent: bool, port: int,
         delays=plan.spec.delays,
         bridge_namespace=plan.bridge_namespace,
         router_namespace=plan.router_namespace,
-        image=image,
+        launcher=dict(launcher.description()) if launcher else None,
     )

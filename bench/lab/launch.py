@@ -1,6 +1,6 @@
 """Starting the lab's programs inside its namespaces: the delay line (in the router namespace)
-and one agent per node (a process, or with --image a container: bench/lab/containers.py), and
-telling when the agents answer.  Every wait is bounded."""
+and one agent per node (a process, or whatever an agent launcher starts: bench/lab/addons.py),
+and telling when the agents answer.  Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import containers, processes
+from talbench.bench.lab import processes
 from talbench.bench.lab import state as lab_state
+from talbench.bench.lab.addons import AgentLauncher
 from talbench.bench.lab.netns import Ip
 from talbench.bench.lab.state import LabNode, LabState
 from talbench.bench.lab.topology import TUN_DEVICE, LabPlan
@@ -50,13 +51,12 @@ def _tun_attached(ip: Ip, router_namespace: str) -> bool:
     return "LOWER_UP" in flags
 
 
-def launch_agents(ip: Ip, state: LabState, agents: containers.ContainerAgents | None = None) -> LabState:
-    """One agent per node: a process in the node's namespace, or (``agents``) the image's agent
-    in a container that joins it."""
+def launch_agents(ip: Ip, state: LabState, launcher: AgentLauncher | None = None) -> LabState:
+    """One agent per node: a process in the node's namespace, or ``launcher``'s."""
     nodes = []
     for node in state.nodes:
-        if agents is not None:
-            pid = containers.start_agent(state, node, agents.image, agents.pod)
+        if launcher is not None:
+            pid = launcher.start(ip, state, node)
             nodes.append(_replace_pid(node, pid))
             lab_state.save_state(state.with_changes(nodes=tuple(nodes) + state.nodes[len(nodes) :]))
             continue

@@ -4,12 +4,14 @@
     <root>/<lab_id>/token                  the agents' bearer token (0600, random per lab)
     <root>/<lab_id>/nodes/<name>/data/     the node's data directory (on real disk)
     <root>/<lab_id>/nodes/<name>/agent.sock, agent.log
-    <root>/<lab_id>/nodes/<name>/config.json, sock/agent.sock   with --image: the node's OCI
-                                           runtime config (its bundle) and the socket directory
-                                           the container sees (bench/lab/containers.py)
+    <root>/<lab_id>/nodes/<name>/...       whatever an agent launcher (bench/lab/addons.py) puts
+                                           there; the socket may be elsewhere under the node's directory
     <index>/<lab_id>.json                  {"schema", "lab_id", "lab_dir"}: where each lab's state
                                            lives, so that any ``lab down`` can tell a live lab
                                            (of another root) from the leftovers of a crashed one.
+    <index>/<lab_id>.leftovers.json        what the lab's add-ons leave behind (Leftovers), kept
+                                           beside the index entry: the lab's directory may be gone
+                                           when a crashed lab is swept.
 
 The index lives on /run (tmpfs), like the namespaces it describes: both vanish on reboot.
 """
@@ -32,6 +34,7 @@ SCHEMA_VERSION = 1
 LAB_FILE = "lab.json"
 TOKEN_FILE = "token"
 DELAYLINE_LOG = "delayline.log"
+LEFTOVERS_SUFFIX = ".leftovers.json"
 # One index per host, like /run/netns: every lab must be in it, or another talbench's ``lab down``
 # takes its namespaces for a crashed lab's leftovers.  Hence a constant, not a parameter.
 INDEX_DIR = Path("/run/talbench/labs")
@@ -90,7 +93,7 @@ class LabNode:
     taints: tuple[str, ...]
     node_dir: Path
     pid: int | None = None  # the agent's pid (None before it starts, or without agents)
-    container: str | None = None  # the agent's runc container id (labs brought up with --image)
+    socket_name: str = "agent.sock"  # relative to node_dir (an agent launcher may put it elsewhere)
 
     @property
     def data_dir(self) -> Path:
@@ -98,9 +101,7 @@ class LabNode:
 
     @property
     def socket(self) -> Path:
-        """A container's socket is in a directory of its own: that directory is all of the node's
-        directory it sees, besides the data directory."""
-        return self.node_dir / ("sock/agent.sock" if self.container else "agent.sock")
+        return self.node_dir / self.socket_name
 
     @property
     def log(self) -> Path:
@@ -110,26 +111,40 @@ class LabNode:
         return Node(self.name, self.role, self.address, dict(self.labels), self.taints)
 
 
-@dataclass(frozen=True)
-class LabImage:
-    """The image a lab's agents run from (``lab up --image``)."""
+DEFAULT_TEARDOWN_TIMEOUT = 120.0
 
-    archive: str
-    digest: str
-    rootfs: str
-    grace_seconds: float  # the DaemonSet's terminationGracePeriodSeconds when the lab came up
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What one add-on leaves on the host, for ``down`` (which never imports the add-on)."""
+
+    name: str
+    pids: tuple[int, ...] = ()  # stopped in this order, before the lab's namespace sweep
+    teardown: tuple[str, ...] = ()  # argv run before the sweep (idempotent; works without the lab's directory)
+    cwd: str | None = None  # where the teardown runs (a checkout the add-on's modules import from)
+    timeout: float = DEFAULT_TEARDOWN_TIMEOUT
+    paths: tuple[str, ...] = ()  # files or directories outside the lab's directory, removed after the sweep
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "archive": self.archive,
-            "digest": self.digest,
-            "rootfs": self.rootfs,
-            "grace_seconds": self.grace_seconds,
+            "name": self.name,
+            "pids": list(self.pids),
+            "teardown": list(self.teardown),
+            "cwd": self.cwd,
+            "timeout": self.timeout,
+            "paths": list(self.paths),
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LabImage:
-        return cls(str(data["archive"]), str(data["digest"]), str(data["rootfs"]), float(data["grace_seconds"]))
+    def from_json(cls, data: Mapping[str, Any]) -> Leftovers:
+        return cls(
+            name=str(data["name"]),
+            pids=tuple(int(p) for p in data.get("pids") or ()),
+            teardown=tuple(str(a) for a in data.get("teardown") or ()),
+            cwd=None if data.get("cwd") is None else str(data["cwd"]),
+            timeout=float(data.get("timeout", DEFAULT_TEARDOWN_TIMEOUT)),
+            paths=tuple(str(p) for p in data.get("paths") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,8 @@ class LabState:
     bridge_namespace: str
     router_namespace: str | None = None
     delayline_pid: int | None = None
-    image: LabImage | None = None  # None: the agents run as processes
+    launcher: Mapping[str, Any] | None = field(default=None, hash=False)  # None: agents are processes
+    leftovers: tuple[Leftovers, ...] = ()  # what add-ons leave behind (bench/lab/addons.py)
     schema: int = SCHEMA_VERSION
 
     @property
@@ -189,7 +205,8 @@ class LabState:
             "bridge_namespace": self.bridge_namespace,
             "router_namespace": self.router_namespace,
             "delayline_pid": self.delayline_pid,
-            "image": self.image.to_json() if self.image else None,
+            "launcher": dict(self.launcher) if self.launcher is not None else None,
+            "leftovers": [record.to_json() for record in self.leftovers],
             "delays": [{"node": d.node, "delay_ms": d.delay_ms, "jitter_ms": d.jitter_ms} for d in self.delays],
             "nodes": [
                 {
@@ -204,7 +221,6 @@ class LabState:
                     "socket": str(n.socket),
                     "log": str(n.log),
                     "pid": n.pid,
-                    "container": n.container,
                 }
                 for n in self.nodes
             ],
@@ -235,7 +251,7 @@ class LabState:
                         taints=tuple(str(t) for t in n["taints"]),
                         node_dir=Path(n["data_dir"]).parent,
                         pid=None if n.get("pid") is None else int(n["pid"]),
-                        container=None if n.get("container") is None else str(n["container"]),
+                        socket_name=Path(n["socket"]).relative_to(Path(n["data_dir"]).parent).as_posix(),
                     )
                     for n in data["nodes"]
                 ),
@@ -245,7 +261,8 @@ class LabState:
                 bridge_namespace=str(data["bridge_namespace"]),
                 router_namespace=data.get("router_namespace"),
                 delayline_pid=data.get("delayline_pid"),
-                image=LabImage.from_json(data["image"]) if data.get("image") else None,
+                launcher=dict(data["launcher"]) if data.get("launcher") is not None else None,
+                leftovers=tuple(Leftovers.from_json(r) for r in data.get("leftovers") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"{lab_dir / LAB_FILE}: malformed ({type(exc).__name__}: {exc})") from exc
@@ -322,7 +339,36 @@ def unregister(lab_id: str) -> bool:
     path = index_entry(lab_id)
     existed = path.exists()
     path.unlink(missing_ok=True)
+    leftovers_entry(lab_id).unlink(missing_ok=True)
     return existed
+
+
+def leftovers_entry(lab_id: str) -> Path:
+    return INDEX_DIR / f"{lab_id}{LEFTOVERS_SUFFIX}"
+
+
+def save_leftovers(lab_id: str, records: tuple[Leftovers, ...]) -> None:
+    INDEX_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {"schema": SCHEMA_VERSION, "lab_id": lab_id, "leftovers": [r.to_json() for r in records]}
+    write_json_atomic(leftovers_entry(lab_id), data, mode=0o600)
+
+
+def read_leftovers(lab_id: str) -> tuple[Leftovers, ...]:
+    """The add-ons' leftovers on record beside the index entry (empty when none or unreadable)."""
+    try:
+        data = json.loads(leftovers_entry(lab_id).read_text())
+        return tuple(Leftovers.from_json(r) for r in data["leftovers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+def labs_with_leftovers() -> set[str]:
+    """Lab ids with add-on leftovers on record (whatever their lab's state)."""
+    try:
+        names = [p.name for p in INDEX_DIR.glob(f"lab*{LEFTOVERS_SUFFIX}")]
+    except OSError:
+        return set()
+    return {lab_id for name in names if is_lab_id(lab_id := name[: -len(LEFTOVERS_SUFFIX)])}
 
 
 def read_index() -> dict[str, Path | None]:

@@ -3,13 +3,12 @@ under a root a run uses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from talbench.bench.lab import kube_control
 from talbench.bench.lab import state as lab_state
-from talbench.bench.lab.kube_status import KubeStatus, kube_status
+from talbench.bench.lab.addons import AddOnStatus, LabAddOn
 from talbench.bench.lab.launch import agent_problem
 from talbench.bench.lab.netns import Ip, require_root
 from talbench.bench.lab.state import LabState, StateError
@@ -45,16 +44,15 @@ class LabStatus:
     delays: tuple[NodeDelay, ...]
     delayline: str | None  # None without delays; "running" or why not
     other_labs: tuple[str, ...] = field(default=())  # further lab dirs under the same root
-    kubernetes: KubeStatus | None = None  # labs brought up with --kubernetes
+    addons: tuple[AddOnStatus, ...] = ()  # the add-ons the caller asked about, that this lab has
 
     @property
     def healthy(self) -> bool:
-        kube_ok = self.kubernetes is None or self.kubernetes.healthy
         return (
             self.condition == "up"
             and all(n.healthy for n in self.nodes)
             and self.delayline in (None, "running")
-            and kube_ok
+            and all(addon.healthy for addon in self.addons)
         )
 
     def render(self) -> str:
@@ -69,8 +67,8 @@ class LabStatus:
             out.append(f"  {node.name:<5} {node.role.value:<13} {node.address:<12} agent {node.agent}{delay}")
         if self.delayline is not None:
             out.append(f"  delay line: {self.delayline}")
-        if self.kubernetes is not None:
-            out += self.kubernetes.lines()
+        for addon in self.addons:
+            out += addon.lines()
         if self.other_labs:
             out.append(f"  other labs under this root: {', '.join(self.other_labs)}")
         return out
@@ -107,8 +105,9 @@ def find_usable(root: Path) -> LabState | None:
     return max(usable, key=lambda s: s.created, default=None)
 
 
-def status(root: Path, *, health_timeout: float = 2.0) -> LabStatus | None:
-    """The lab under ``root`` (the persistent one that is up, else the newest), or None."""
+def status(root: Path, *, health_timeout: float = 2.0, addons: Sequence[LabAddOn] = ()) -> LabStatus | None:
+    """The lab under ``root`` (the persistent one that is up, else the newest), or None; with
+    how each of ``addons`` is on it (bench/lab/addons.py)."""
     require_root("lab status")
     ip = Ip.locate()
     present = ip.netns_list()
@@ -142,7 +141,7 @@ def status(root: Path, *, health_timeout: float = 2.0) -> LabStatus | None:
         running = chosen.delayline_pid is not None and chosen.delayline_pid in ip.netns_pids(chosen.router_namespace)
         delayline = "running" if running else "not running"
     others = tuple(s.lab_id for s in states if s is not chosen) + tuple(broken)
-    kube = kube_control.load(chosen.lab_dir)
+    addon_status = tuple(found for addon in addons if (found := addon.status(chosen)) is not None)
     return LabStatus(
         lab_id=chosen.lab_id,
         lab_dir=chosen.lab_dir,
@@ -154,5 +153,5 @@ def status(root: Path, *, health_timeout: float = 2.0) -> LabStatus | None:
         delays=chosen.delays,
         delayline=delayline,
         other_labs=others,
-        kubernetes=kube_status(kube) if kube else None,
+        addons=addon_status,
     )

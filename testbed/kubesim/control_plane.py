@@ -1,6 +1,6 @@
 """The scale benchmark's control plane: a one-node lab (bench/lab: its namespace, removed with
 it) whose namespace runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler from
-bench/lab/kube_control.py's command lines, less the lab kubelet (the simulator is every kubelet),
+testbed/kubelab/control/plane.py's command lines, less the lab kubelet (the simulator is every kubelet),
 plus two things for the benchmark:
 
 * kube-apiserver writes an audit log (metadata only, one line per finished request), so that the
@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from talbench.bench.errors import InfrastructureError
-from talbench.bench.lab import kube_control, kube_files, processes
-from talbench.bench.lab.kube_control import KubeLab
-from talbench.bench.lab.kube_pki import LabPki
+from talbench.bench.lab import processes
 from talbench.bench.lab.netns import Ip
 from talbench.bench.lab.state import LabState
+from testbed.kubelab.control import files as kube_files
+from testbed.kubelab.control import plane as kube_control
+from testbed.kubelab.control.pki import LabPki
+from testbed.kubelab.control.plane import KubeLab
 
 from .nodes import address
 
@@ -57,7 +59,7 @@ class ControlPlane:
 
 
 def start(ip: Ip, state: LabState, *, ready_timeout: float = 240.0) -> ControlPlane:
-    """bench/lab/kube_control.py's control plane with the benchmark's flags (above), then the
+    """testbed/kubelab/control/plane.py's control plane with the benchmark's flags (above), then the
     simulator's kubeconfig; returns once the default service account exists."""
     node = state.nodes[0]
     policy = state.lab_dir / "audit-policy.json"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talbench.bench.lab.kube_binaries import KUBERNETES_VERSION
 from talbench.bench.model import CONTROL_PLANE_LABEL
+from testbed.kubelab.control.binaries import KUBERNETES_VERSION
 
 SIM_NETWORK = ipaddress.IPv4Network("10.250.0.0/16")  # not the lab's 10.213.0.0/16
 HOSTS_PER_OCTET = 200

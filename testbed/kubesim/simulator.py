@@ -24,7 +24,7 @@ from pathlib import Path
 
 from talbench.bench.kube.client import connect
 from talbench.bench.kube.config import resolve_target
-from talbench.bench.lab.kube_forward import join_netns
+from testbed.kubelab.control.forward import join_netns
 
 from .agents import Simulation
 from .kubelets import Kubelets

@@ -45,6 +45,14 @@ def test_bad_delay_option_is_a_usage_error():
     assert_one_line_error(result, 2, "cp9")
 
 
+def test_an_image_for_the_lab_target_needs_a_lab_the_test_bed_brought_up(tmp_path):
+    """Agents in containers are the test bed's (testbed/, not in the product): run --target lab
+    --image only uses a lab it brought up from that archive."""
+    argv = ("run", "--scenario", "control-plane", "--target", "lab", "--lab-root", str(tmp_path))
+    result = talbench(*argv, "--image", str(tmp_path / "talbench.oci.tar"))
+    assert_one_line_error(result, 2, "python -m testbed.kubelab up --image")
+
+
 def test_scenarios_lists_checks_thresholds_and_sources():
     result = talbench("scenarios")
     assert result.returncode == 0, result.stderr

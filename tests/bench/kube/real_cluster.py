@@ -1,7 +1,8 @@
-"""One real Kubernetes lab for the kube tests: ``talbench lab up --kubernetes --image ARCHIVE``
+"""One real Kubernetes lab for the kube tests: ``python -m testbed.kubelab up --kubernetes --image ARCHIVE``
 (kube-apiserver, kube-controller-manager and kube-scheduler from ``make kubernetes``, etcd from
 ``make etcd``, the lab kubelet running pods from the image under runc), brought up once per test
-session and removed by ``talbench lab down`` at its end.
+session and removed by ``talbench lab down`` at its end (the product's down, which knows the
+test bed only by what it left on record).
 
 Tests reach it as a user does: the kubeconfig the lab writes (TLS, an admin client certificate)
 through the loopback forwarder into the lab, ``kubectl`` and the ``talbench`` CLI.  Every test
@@ -9,7 +10,7 @@ works in namespaces and objects named after its own run, so tests share the clus
 seeing one another's objects.  Needs root, runc, umoci, the binaries and the image archive; the
 fixture skips with what is missing otherwise.
 
-While developing, bring a lab up once (``TALBENCH_LAB_ROOT=DIR talbench lab up --kubernetes
+While developing, bring a lab up once (``TALBENCH_LAB_ROOT=DIR python -m testbed.kubelab up --kubernetes
 --image ARCHIVE``) and set ``TALBENCH_TEST_KUBE_LAB=DIR``: the fixture then uses that lab and
 leaves it up.
 """
@@ -26,9 +27,10 @@ from typing import Any
 
 import pytest
 
-from talbench.bench.lab import kube_binaries, kube_control
-from tests.bench.lab.helpers import kubectl, lab_root, talbench_cli
-from tests.bench.lab.test_containers import archive_or_skip
+from testbed.kubelab.control import binaries as kube_binaries
+from testbed.kubelab.control import plane as kube_control
+from tests.bench.lab.helpers import lab_root, talbench_cli
+from tests.testbed.helpers import archive_or_skip, kubectl, kubelab_cli
 
 LAB_UP_TIMEOUT = 420.0
 MANAGED = "app.kubernetes.io/managed-by=talbench"
@@ -104,7 +106,7 @@ def real_cluster() -> Iterator[RealCluster]:
         yield _existing(Path(given))
         return
     with lab_root() as root:
-        up = talbench_cli(root, "lab", "up", "--kubernetes", "--image", str(archive), timeout=LAB_UP_TIMEOUT)
+        up = kubelab_cli(root, "up", "--kubernetes", "--image", str(archive), timeout=LAB_UP_TIMEOUT)
         assert up.returncode == 0, up.stdout + up.stderr
         (lab_dir,) = [p for p in root.iterdir() if p.is_dir()]
         kube = kube_control.load(lab_dir)

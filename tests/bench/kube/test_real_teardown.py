@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.bench.kube.test_real_run import Running, assert_nothing_left, kubelet_containers
+from tests.bench.kube.real_runs import Running, assert_nothing_left, kubelet_containers
 from tests.bench.lab.helpers import until
 
 pytestmark = [pytest.mark.root("ip", "sysctl", "runc"), pytest.mark.lab]

@@ -1,5 +1,5 @@
 """Helpers for tests that build real labs: a bounded context manager, bounded ping, ``talbench``
-and ``kubectl`` as child processes, and polling until a condition holds."""
+as a child process, and polling until a condition holds."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from talbench.bench.lab import kube_binaries, lab
+from talbench.bench.lab import lab
 from talbench.bench.lab.state import LabState
 from talbench.bench.lab.topology import LabSpec, lab_id_of_namespace
 from tests.conftest import root_skip_reason
@@ -90,15 +90,6 @@ def talbench_cli(
         timeout=timeout,
         check=False,
     )
-
-
-def kubectl(
-    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 40.0
-) -> subprocess.CompletedProcess[str]:
-    """``kubectl ARGS`` with ``kubeconfig`` (the binaries ``make kubernetes`` builds): every API
-    request bounded to 20 s, the whole call to ``timeout``."""
-    argv = [str(kube_binaries.locate().kubectl), "--kubeconfig", str(kubeconfig), "--request-timeout=20s", *args]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
