@@ -9,7 +9,7 @@ averaged away.  ``cpu_system_percent`` is the whole machine's busy share over al
 wakes every TICK seconds and ``loop_ticks_late`` of its ``loop_ticks`` wake-ups came LATE_MS or
 more late.  That share estimates how much of the job's time the loop was stalled, which is what
 decides whether timestamps taken on this loop (RTT samples) carry scheduling delay in their tail:
-one 8 ms stall in a 15 s job touches a sample or two, a loop stalled 3 % of the time moves a p99.
+a single stall touches a sample or two, a loop stalled a few per cent of the time moves a p99.
 
 The agent's CPU cgroup (agents.cgroup) is read at start and stop: ``cpu_periods`` CFS periods of
 the job, ``cpu_throttled_periods`` of them throttled, ``cpu_throttled_s`` throttled time, and

@@ -10,7 +10,7 @@ percentiles of the pooled samples at that resolution, never averages of percenti
 JSON form (``to_json``/``from_json``): ``{"scheme": "log2-linear/32", "unit": "ns",
 "count": n, "min": ns, "max": ns, "buckets": [[index, count], ...]}``.  In memory the counts are
 ``Buckets``, two arrays of the occupied buckets: a 1,000-node run keeps two histograms for each
-of its ~6,000 directions, about 1 KB each where the JSON form's lists took 8 KB.
+of its ~6,000 directions, each a fraction of the JSON form's lists (docs/measurements.md).
 """
 
 from __future__ import annotations

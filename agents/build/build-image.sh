@@ -166,7 +166,7 @@ for arch in "${arches[@]}"; do
   umoci unpack --image "$layout:$tag" "$bundle" >&2
   log "$arch: Debian $SUITE rootfs (mmdebstrap) and the venv"
   # merged-usr hook: the rootfs is merged-/usr from the start (else apt meets init-system-helpers'
-  # "usrmerge | usr-is-merged" with usrmerge, which brings perl: 50 MB).  essential/unlink kept:
+  # "usrmerge | usr-is-merged" with usrmerge, which brings perl into the image).  essential/unlink kept:
   # every package is in /var/cache/apt/archives when the customize hook saves them for the next
   # build.  eatmydata (its hook takes it out again) and force-unsafe-io: no fsync per file, the
   # rootfs is thrown away if the build stops.  No docs, man pages or translations (copyright

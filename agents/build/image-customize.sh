@@ -72,8 +72,8 @@ rm -rf "$rootfs"/tmp/* "$rootfs"/tmp/.[!.]* "$rootfs"/root/.cache "$rootfs"/var/
   "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old \
   "$rootfs"/var/log/apt/* "$rootfs"/var/log/dpkg.log "$rootfs"/var/log/alternatives.log
 # Byte code, compiled once here: a read-only root never caches it, and without it every agent
-# start compiles talbench and its dependencies again (measured: 7-9 s instead of 2-3 s to import
-# the agent on a loaded 2-core amd64; more on a small arm64 node) for +35 MB unpacked.
+# start compiles talbench and its dependencies again, several times slower to import the agent
+# (more so on a small arm64 node; docs/measurements.md), for a little more unpacked.
 # unchecked-hash: the files never change in an image, so no timestamp or hash check at import.
 find "$rootfs/opt" "$rootfs/usr/lib" -xdev -depth -type d -name __pycache__ -exec rm -rf {} +
 in_root /opt/talbench/bin/python -m compileall -q --invalidation-mode unchecked-hash \

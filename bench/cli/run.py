@@ -274,5 +274,6 @@ def write_results(record: RunRecord, out: Path) -> Path:
 
 def print_json(out: Console, document: Any) -> None:
     """``document`` as indented JSON on the console's file, unstyled: rich's print_json
-    highlights it token by token, which took 337 MB and 15 s of CPU for a 1,000-node summary."""
+    highlights it token by token, at a cost in memory and CPU out of all proportion to a large
+    summary (docs/measurements.md, "Scale")."""
     out.file.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")

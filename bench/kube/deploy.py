@@ -103,7 +103,7 @@ async def wait_for_agents(
     """Wait (at most ``timeout``) until every node's agent pod is Ready.  A DaemonSet that cannot
     create any pod (Pod Security rejection: FailedCreate events only) ends the run at once.
     The run's pods are listed every ``poll_interval``, less often the more there are (a list of
-    1,000 pods took over 15 s on a busy control plane), and a list that times out or meets a
+    a thousand pods is slow on a busy control plane), and a list that times out or meets a
     busy API server (429, 5xx) is asked again at the next poll, until ``timeout``."""
     started = time.monotonic()
     interval = max(poll_interval, len(nodes) / PODS_LISTED_PER_SECOND)

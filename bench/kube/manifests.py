@@ -56,15 +56,10 @@ REFUSED_CAPABILITIES = frozenset({"SYS_MODULE", "SYS_BOOT"})  # Talos refuses po
 SHUTDOWN_MARGIN_S = 15
 GRACE_PERIOD_S = math.ceil(SHUTDOWN_TIMEOUT) + SHUTDOWN_MARGIN_S
 
-# The agent pod's memory limit, from a measured xl etcd run (etcd v3.6.16, the scratch member's flags):
-# - the lab, `talbench run --target lab --only etcd` with probes.etcd.profile xl (3 members and the
-#   load on a 2-core machine): peak of the load node's agent and everything it started (its memory
-#   cgroup) 325 MiB, of a member's 280 MiB; but the load reached 430 writes/s of the 15,000 asked;
-# - so one member was written xl's whole volume (900,000 writes of 256-byte keys and 1 KiB values):
-#   etcd peaked at 1.22 GiB resident (976 MiB anonymous); the 2.4 GB of page cache beside it (WAL,
-#   db) is reclaimed under the limit, not an OOM;
-# - the load node adds up to 8 load workers (~30 MiB each at 1000 clients) and the agent (~35 MiB):
-#   about 1.5 GiB in all.  3Gi leaves it twice that.
+# The agent pod's memory limit: twice what the load node needs under the largest profile (xl: a
+# scratch member written the whole volume, up to 8 load workers (agents/etcdload/generator.py)
+# and the agent), so the heaviest run the scenarios allow is not OOM-killed; the member's page
+# cache (WAL, db) is reclaimed under the limit.  The run it is sized from: docs/measurements.md.
 MEMORY_LIMIT = "3Gi"
 
 

@@ -157,8 +157,8 @@ def untolerated_taints(taints: Sequence[str], tolerated_keys: Sequence[str]) -> 
 
 READY_BASE_NODES = 100  # up to this many agents, --ready-timeout as given ...
 READY_PER_NODE = 0.1  # ... and this many seconds more per agent beyond: the DaemonSet controller
-# creates pods at its API rate (20/s by default) and 1,000 simulated agents were Ready after
-# 137-156 s on a busy 2-core host (benchmarks/bench_scale_kube.py)
+# creates pods at its API rate (20/s by default), so a large fleet's agents become Ready over
+# minutes, not seconds (docs/measurements.md, "Scale")
 
 
 def ready_timeout(base: float, agents: int) -> float:

@@ -13,12 +13,12 @@ Every packet is released alike, close to its time, whatever its protocol: held p
 one queue by due time (equal dues in arrival order) and each release writes every packet due.
 The loop sleeps in select(2) (a timeout in microseconds; epoll's is a millisecond) until a packet
 arrives or the next release is ``--spin-us`` away, then waits out the rest on the CPU: a sleeper
-wakes late by the scheduler's whim (on a busy 2-vCPU guest with a non-preemptible kernel, 0.1 ms
-typically and 1-3 ms for one wake-up in a hundred, even under SCHED_FIFO), a spinning process
+wakes late by the scheduler's whim (on a busy guest with a non-preemptible kernel, now and then
+by milliseconds, even under SCHED_FIFO: docs/measurements.md), a spinning process
 does not (at most ``--spin-share`` of a core: past it a release sleeps to its time, so traffic
 that would keep it spinning cannot starve the lab's agents).  The process asks for SCHED_FIFO (``--priority``) so no other process's time slice
 stands between a due packet and its release, and no read starts when a release falls due within
-a read's cost: the release goes first.  Otherwise one release in fifty or so leaves 1-3 ms late,
+a read's cost: the release goes first.  Otherwise a read now and then makes a release late,
 and whichever flow's packets happen to meet those releases shows the longer tail: two flows
 through the same line, alike in every other way, would read different p99s.
 

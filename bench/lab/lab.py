@@ -128,8 +128,8 @@ def up(
 
 def ready_timeout(nodes: int = SMALL_LAB, base: float = DEFAULT_AGENT_READY_TIMEOUT) -> float:
     """How long agents get to answer health by default: the base (a launcher's, or a process's),
-    and AGENT_START_PER_NODE more for each agent beyond a small lab's (they all start at once,
-    each a second or two of CPU: 40 agents on 2 cores took over 20 s)."""
+    and AGENT_START_PER_NODE more for each agent beyond a small lab's (they all start
+    at once, and each takes CPU to start: a large lab on few cores needs longer)."""
     return base + AGENT_START_PER_NODE * max(0, nodes - SMALL_LAB)
 
 

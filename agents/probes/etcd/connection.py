@@ -4,10 +4,8 @@ The write path runs on aiohttp's own client protocol (``ResponseHandler``: the l
 parser, payload streams, the socket read timeout) over a connection this module opens, instead
 of going through ``ClientSession`` for every write.  The session's per-request machinery
 (request object, header merging, cookie filtering, timers, connector bookkeeping, a writer task)
-cost 313-321 us of CPU per write, even tuned as far as its public API goes, against 139-147 us
-this way, writing to one real etcd member on loopback (``make bench``:
-benchmarks/bench_etcd_client.py, medians of 6 rounds, two runs; on the stand-in gateway it
-used before, which answered at once, 77-97 against 25-30 us).  On a control plane that CPU is
+costs about twice the CPU per write of this way, even tuned as far as its public API goes
+(``make bench``, benchmarks/bench_etcd_client.py; the figures: docs/measurements.md).  On a control plane that CPU is
 taken from the etcd member under test, so a cheaper client measures etcd rather than itself.
 
 A connection carries one request at a time.  Its request head (method, path, Host, Content-Type,

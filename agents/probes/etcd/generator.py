@@ -34,7 +34,7 @@ LATE_LIMIT = 0.05  # seconds: a tenth of the slowest-write limit (500 ms) ...
 LATE_SHARE = 0.01  # ... for more than 1 % of all sends: the generator fell behind its schedule
 LATE_MAX_LIMIT = 0.25  # seconds: half of it; a stall this long could fail the slowest write by itself
 START_MARGIN = 0.3  # seconds between "go" and the first due request
-OPEN_RATE_PER_WORKER = 4000.0  # writes/s per process: one held 2500/s open loop at 23 % of a core (3 loopback members)
+OPEN_RATE_PER_WORKER = 4000.0  # writes/s per process: well within one worker's core (docs/measurements.md)
 
 
 class LoadError(RuntimeError):

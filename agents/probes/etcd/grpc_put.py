@@ -4,7 +4,7 @@
 Why not the JSON gateway: on etcd 3.5/3.6 a write through the gateway costs the member more CPU
 than the same write over gRPC (the gateway decodes the JSON, then calls the member's own gRPC
 listener: a second hop inside etcd).  On a control plane that CPU is the etcd under test's, so the
-gateway measured the gateway as much as etcd (README, "Libraries and why").
+gateway measured the gateway as much as etcd (docs/design.md, "Libraries and why").
 
 Only two messages are needed, so they are encoded here by hand (protobuf's wire format: a tag
 byte, a varint length, the bytes) instead of generating stubs from etcd's .proto files, which

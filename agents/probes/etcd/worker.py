@@ -42,9 +42,9 @@ KEPT_ERRORS = 5
 RECONNECT_PAUSE = 0.05  # seconds a client waits after a failed connection: a refused port is no spin
 # Young-generation GC threshold during the run: every write allocates a few container objects
 # (futures, the answer's payload stream), and at the default (700) the collector runs every few
-# dozen writes.  Measured on the stand-in gateway (bench_etcd_client.py's former setup, before it
-# wrote to a real etcd member; 4 alternating rounds): 25.9 us of CPU per write against 26.7 us at
-# the default, within noise but not against it; cycles are still collected, just in larger batches.
+# dozen writes, and the client's CPU is taken from the etcd under test.  A larger threshold saves a
+# little (within noise but not against it: docs/measurements.md); cycles are still collected, just
+# in larger batches.
 GC_YOUNG_THRESHOLD = 100_000
 WARMUP_TIMEOUT = 15.0
 DEFAULT_CHANNELS = 2  # gRPC channels per endpoint and worker (benchmark put's --conns, over the workers)
@@ -313,9 +313,8 @@ async def amain() -> int:
 
 
 def _loop_factory() -> Any:
-    """uvloop's event loop when it is installed (24.8 against 49.0 us of CPU per write with
-    asyncio's, on bench_etcd_client.py's former stand-in gateway, 4 alternating rounds), else
-    asyncio's."""
+    """uvloop's event loop when it is installed (about half the CPU per write of asyncio's:
+    docs/measurements.md), else asyncio's."""
     try:
         import uvloop
     except ImportError:

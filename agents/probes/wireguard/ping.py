@@ -3,10 +3,10 @@ node address, its tunnel address), the kernel's echo reply as the reflector.
 
 Why not the RTT probe's UDP echo responder here: through a userspace WireGuard (wireguard-go) the
 reply has to be carried by the tunnel's processes again, and a user-space reflector answers only
-after its dwell (a wake-up, 0.2-0.4 ms on a busy 2-core VM).  TWAMP-light subtracts the dwell, but
+after its dwell (a wake-up).  TWAMP-light subtracts the dwell, but
 not what it causes: meanwhile the tunnel's processes went idle, and the reply pays their wake-up
-on both ends, counted as the tunnel's (measured: RTT added 1.02 ms against ping's 0.76 ms, and
-it grows with the dwell).  The kernel answers an echo request at once, as it does for ping: with
+on both ends, counted as the tunnel's (it grows with the dwell; the figures:
+docs/measurements.md, "WireGuard").  The kernel answers an echo request at once, as it does for ping: with
 wireguard-go the coordinator measures both paths this way (bench/probes/wireguard/pair.py).
 
 The targets are measured one after the other, each from a thread that only sleeps and sends

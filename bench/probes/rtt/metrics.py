@@ -23,8 +23,8 @@ from talbench.bench.units import Dimension
 SATURATED_CPU_PERCENT = 90.0  # agent process busy >= 90 % of one core: its timestamps are suspect
 # The agent's event loop was stalled (woke its sampler >= 5 ms late) in more than this share of
 # its wake-ups: that share of RTT samples carries scheduling delay rather than network delay,
-# enough to move a p99 (seen here on a host loaded by other work: 38 ms stalls turned a 0.1 ms
-# path into a 53 ms p99).  Such figures are not judged.  A single stall touches a sample or two
+# enough to move a p99 (a stall is added to every sample it holds, and dwarfs a LAN path's round
+# trip).  Such figures are not judged.  A single stall touches a sample or two
 # and is left alone.
 STALLED_SHARE = 0.01
 MIN_LATE_TICKS = 3  # fewer late wake-ups than this say nothing about a share (short jobs have ~30)

@@ -26,7 +26,7 @@ from talbench.bench.probes.wireguard.metrics import NAME, WIREGUARD_METRICS
 from talbench.bench.probes.wireguard.pair import SCHEMA, PairMeasurement, failed_measurement
 
 DETECT_DEADLINE = 30.0
-PAIR_SETUP_S = 3.0  # both tunnel links up and peered, then down: seconds on a quiet node (measured on the lab)
+PAIR_SETUP_S = 3.0  # both tunnel links up and peered, then down, on a quiet node: the plan's estimate
 IPERF_START_S = 1.0  # iperf3's server and client coming up and shaking hands
 
 

@@ -124,7 +124,7 @@ def _head(record: RunRecord) -> dict[str, Any]:
 def dumps(record: RunRecord) -> str:
     """``to_dict`` as compact JSON (``jq .`` shows it indented), encoded one result at a time:
     the whole document is never in memory as dicts and lists, only as text (at 1,000 nodes the
-    results' histograms alone were ~90 MB of lists).  Not ``indent``: that takes json's
+    results' histograms alone make a large heap as lists).  Not ``indent``: that takes json's
     pure-Python encoder, which holds every token as its own string until the end."""
     encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     pieces = [encode(_head(record))[:-1]]  # its closing brace comes last

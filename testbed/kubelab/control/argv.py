@@ -18,7 +18,7 @@ SERVICE_CIDR = "10.96.0.0/12"
 # The lab runs one controller manager and one scheduler, and nothing restarts them: a component
 # that cannot renew its lease within the renew deadline exits (as upstream does, for its static
 # pod to be restarted).  At the defaults (15 s lease, 10 s deadline, 2 s retry) one slow GET on a
-# saturated 2-core host ended them midway through a 1,000-pod rollout; with one candidate there is
+# saturated host can end them midway through a large rollout; with one candidate there is
 # no one to fail over to, so the lab waits much longer before giving up the lease.
 LEADER_ELECTION_TIMING = (
     "--leader-elect-lease-duration=120s",

@@ -7,7 +7,7 @@ the talbench image under runc, in the nodes' network namespaces (``python -m tes
 One process serves every node of the lab, each node with its own client certificate
 (``system:node:<name>``), so the API server authorizes each node's calls as a real kubelet's
 (Node authorizer, NodeRestriction).  One process rather than one per node: the nodes are
-namespaces of one host with 2 cores, one interpreter (~40 MB) instead of N, and nothing is
+namespaces of one small host, one interpreter instead of N, and nothing is
 shared between nodes but the event loop (testbed/kubelab/kubelet/node.py has one API session, one
 heartbeat and one pod watch per node).  It joins the first control plane's network namespace
 (setns: its mount namespace stays the host's, where runc finds the cgroups), beside the API
