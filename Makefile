@@ -93,7 +93,7 @@ run: venv etcd
 	if [ $$rc -le 1 ]; then echo "make run: the run completed (talbench exit $$rc)"; exit 0; fi; exit $$rc
 
 # The tests that run the agents from the image under runc (tests/testbed/test_containers.py)
-# use this machine's image, rebuilt when a source it packs changes (about 3 minutes cold), so a
+# use this machine's image, rebuilt when a source it packs changes (minutes: docs/measurements.md), so a
 # clean checkout (CI) builds and tests the image users get.
 HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
@@ -113,7 +113,7 @@ check: $(STAMP)
 	$(BIN)/pytest -q --check-tier
 
 # The kube tests run against a real control plane (tests/bench/kube/real_cluster.py): `make
-# kubernetes` builds it once per machine (cold: about 38 minutes on 2 cores), a no-op after that.
+# kubernetes` builds it once per machine (a long cold build: docs/measurements.md), a no-op after that.
 # The check tier first (its tests fail fast), then every test it leaves out.
 test: venv check actionlint etcd kubernetes $(TEST_IMAGE)
 	$(BIN)/pytest -q -ra -m "root or lab or processes"

@@ -4,9 +4,10 @@ The write path runs on aiohttp's own client protocol (``ResponseHandler``: the l
 parser, payload streams, the socket read timeout) over a connection this module opens, instead
 of going through ``ClientSession`` for every write.  The session's per-request machinery
 (request object, header merging, cookie filtering, timers, connector bookkeeping, a writer task)
-costs about twice the CPU per write of this way, even tuned as far as its public API goes
-(``make bench``, benchmarks/bench_etcd_client.py; the figures: docs/measurements.md).  On a control plane that CPU is
-taken from the etcd member under test, so a cheaper client measures etcd rather than itself.
+costs more CPU per write than this way, even tuned as far as its public API goes (``make
+bench``, benchmarks/bench_etcd_client.py; the figures: docs/measurements.md).  On a control plane
+that CPU is taken from the etcd member under test, so a cheaper client measures etcd rather than
+itself.
 
 A connection carries one request at a time.  Its request head (method, path, Host, Content-Type,
 Content-Length) is framed once: every body of one load has the same length.  A connection that

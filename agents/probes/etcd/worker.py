@@ -313,8 +313,9 @@ async def amain() -> int:
 
 
 def _loop_factory() -> Any:
-    """uvloop's event loop when it is installed (about half the CPU per write of asyncio's:
-    docs/measurements.md), else asyncio's."""
+    """uvloop's event loop when it is installed (less of the client's CPU per write than
+    asyncio's, and on a shared node that CPU is the etcd under test's: docs/measurements.md),
+    else asyncio's."""
     try:
         import uvloop
     except ImportError:
