@@ -7,7 +7,7 @@ carry the default, the bounds and the help text (``param``).  The same declarati
   strings such as ``20ms`` or ``22MiB`` into plain numbers for the fields declared with a unit),
 - the coordinator's driver (the validated record is what it plans with),
 - the agent, which validates the untrusted body of ``POST /v1/jobs`` with it (``validate``),
-- ``talbench scenarios`` and the README (``describe``).
+- ``talbench scenarios`` (``describe``).
 
 Validation is pydantic's (strict types: a bool is not an int, a string is not a number, no NaN or
 infinity; unknown fields refused), and every failure becomes one ``ParamError`` line that names
@@ -164,7 +164,7 @@ def wire(settings: Params) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ParamDoc:
-    """One declared field as ``talbench scenarios`` and the README show it."""
+    """One declared field as ``talbench scenarios`` shows it."""
 
     name: str
     default: Any

@@ -23,8 +23,8 @@ def test_agents_cannot_be_shadowed_by_the_pypi_package_named_agents():
 
 
 def test_the_checkout_resolves_talbench_names_for_type_checkers_and_editors():
-    """talbench/ is a namespace package of relative symlinks onto the mapped folders (README,
-    "Working on talbench"): mypy, pyright and editors do not run the editable install's hook."""
+    """talbench/ is a namespace package of relative symlinks onto the mapped folders (docs/development.md,
+    "The checkout"): mypy, pyright and editors do not run the editable install's hook."""
     mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     assert not (ROOT / "talbench" / "__init__.py").exists()
     for name, folder in mapping.items():

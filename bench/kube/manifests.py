@@ -57,7 +57,7 @@ SHUTDOWN_MARGIN_S = 15
 GRACE_PERIOD_S = math.ceil(SHUTDOWN_TIMEOUT) + SHUTDOWN_MARGIN_S
 
 # The agent pod's memory limit: twice what the load node needs under the largest profile (xl: a
-# scratch member written the whole volume, up to 8 load workers (agents/etcdload/generator.py)
+# scratch member written the whole volume, up to 8 load workers (agents/probes/etcd/generator.py)
 # and the agent), so the heaviest run the scenarios allow is not OOM-killed; the member's page
 # cache (WAL, db) is reclaimed under the limit.  The run it is sized from: docs/measurements.md.
 MEMORY_LIMIT = "3Gi"

@@ -30,7 +30,7 @@ from testbed.image.runner import ImageLauncher
 from testbed.kubelab.addon import KubernetesAddOn
 from testbed.kubelab.control import binaries
 
-DEFAULT_LAB_ROOT = "/var/tmp/talbench/labs"  # talbench's own (bench/cli_shared.py): its labs are ours
+DEFAULT_LAB_ROOT = "/var/tmp/talbench/labs"  # talbench's own (bench/cli/shared.py): its labs are ours
 # The DaemonSet's agents (run by the lab kubelet in the nodes' namespaces) listen on the default
 # port: the lab's own agents move aside.
 KUBERNETES_LAB_AGENT_PORT = wire.DEFAULT_PORT + 1

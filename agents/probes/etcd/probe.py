@@ -22,7 +22,7 @@ PROBE = ProbeDeclaration(
     jobs=(etcd_member.JOB, etcd_load.JOB),
     # etcd runs the members; etcdctl ships beside it (same release) for looking into a scratch
     # member by hand, and the benchmark compares against its `check perf`.  The jobs themselves
-    # talk to etcd directly, not through etcdctl: the load over gRPC (agents/etcdload/grpc_put.py),
+    # talk to etcd directly, not through etcdctl: the load over gRPC (agents/probes/etcd/grpc_put.py),
     # administration over its JSON gateway (etcd3gw).  Both are built
     # from etcd's Go modules at the version Talos ships (`make etcd`, agents/build/build-etcd.sh),
     # not Debian's 3.4: the scratch cluster refuses an etcd older than 3.5 (binary.py).
