@@ -1,7 +1,8 @@
-"""The emulated kubelet's containers: a pod's real command and args as a child process, with its
-env (downward API) resolved, its secret and emptyDir volumes as directories under the node's
-workdir, and (lab nodes) inside the node's network namespace.  The scale simulator's kubelets
-start in-process agents instead (agents.py): a thousand processes would not fit."""
+"""The emulator's runtime for the kubelet (kubelet.py): a pod's real command and args as a child
+process, with its env (downward API) resolved, its secret and emptyDir volumes as directories
+under the node's workdir, and (lab nodes) inside the node's network namespace.  The scale
+simulator's runtime starts in-process agents instead (kubelets.py): a thousand processes would
+not fit."""
 
 from __future__ import annotations
 
@@ -9,12 +10,31 @@ import asyncio
 import base64
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from testbed.kubesim import pods
+from testbed.kubesim.kubelet import PodApi
 from testbed.kubesim.nodes import SimNode
+
+Probe = Callable[[SimNode, Mapping[str, Any]], Awaitable[bool]]  # the pod's readiness probe
+
+
+class Containers:
+    """The runtime: a child process per pod, on nodes with a workdir; ``probe`` runs the pod's
+    readiness probe against it."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def runs_on(self, node: SimNode) -> bool:
+        return node.workdir is not None
+
+    async def start(self, pod: Mapping[str, Any], node: SimNode, api: PodApi) -> Container:
+        container = await Container.start(pod, node, api)
+        container.ready_probe = lambda: self.probe(node, pod)
+        return container
 
 
 class Container:
@@ -23,6 +43,13 @@ class Container:
     def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
         self.proc = proc
         self.log = log
+        self.ready_probe: Callable[[], Awaitable[bool]] | None = None
+
+    def exit_code(self) -> int | None:
+        return self.proc.returncode
+
+    async def ready(self) -> bool:
+        return self.ready_probe is not None and await self.ready_probe()
 
     def termination(self, pod: Mapping[str, Any]) -> dict[str, str]:
         """The terminated state's message (FallbackToLogsOnError: the log's tail)."""
@@ -31,9 +58,7 @@ class Container:
         return {"message": message} if message else {}
 
     @classmethod
-    async def start(
-        cls, pod: Mapping[str, Any], node: SimNode, store: Mapping[tuple[str, str, str | None, str], Any]
-    ) -> Container:
+    async def start(cls, pod: Mapping[str, Any], node: SimNode, api: PodApi) -> Container:
         assert node.workdir is not None
         spec = pod["spec"]
         container = spec["containers"][0]
@@ -55,7 +80,7 @@ class Container:
             host.mkdir()
             volume = volumes[mount["name"]]
             if "secret" in volume:
-                secret = store.get(("v1", "secrets", ns, volume["secret"]["secretName"])) or {}
+                secret = await api.secret(ns, volume["secret"]["secretName"])
                 for item in volume["secret"].get("items") or [{"key": k, "path": k} for k in secret.get("data") or {}]:
                     (host / item["path"]).write_bytes(base64.b64decode((secret.get("data") or {})[item["key"]]))
             mounts.append((mount["mountPath"], host))

@@ -2,11 +2,14 @@
 simulation that plays the controllers a run depends on:
 
 - the DaemonSet controller: one Pod per matching node (nodeSelector, tolerations), its IP the
-  node's address, Ready when the node's real agent answers GET /v1/health; Pod Security admission
+  node's address; Pod Security admission
   (Talos default: baseline; the namespace's enforce label wins) rejects pods with FailedCreate
   events;
 - the namespace controller: a deleted namespace is Terminating until its content is gone;
 - garbage collection of a deleted DaemonSet's pods;
+- the kubelet (kubelet.py, the scale simulator's too) over the store: each pod's real agent
+  command run as a child process (container.py), Ready when it answers its readiness probe
+  (GET /v1/health), or the node's forced fault;
 - the pod proxy: ``/api/v1/namespaces/NS/pods/NAME:PORT/proxy/...`` goes to the node's real agent
   (a unix socket of a lab node, or a loopback TCP address).
 
@@ -36,7 +39,8 @@ import aiohttp
 from aiohttp import web
 
 from testbed.kubesim import pods
-from testbed.kubesim.container import Container
+from testbed.kubesim.container import Containers
+from testbed.kubesim.kubelet import Kubelet
 from testbed.kubesim.nodes import SimNode
 
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
@@ -147,6 +151,33 @@ def baseline_violations(spec: Mapping[str, Any]) -> list[str]:
     return found
 
 
+class StorePods:
+    """The kubelet's API (kubelet.PodApi) over the emulator's store: it acts on the store
+    directly, not recorded as requests."""
+
+    def __init__(self, store: dict[tuple[str, str, str | None, str], dict[str, Any]]) -> None:
+        self.store = store
+
+    @staticmethod
+    def _key(pod: Mapping[str, Any]) -> tuple[str, str, str | None, str]:
+        return ("v1", "pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+
+    async def secret(self, namespace: str, name: str) -> Mapping[str, Any]:
+        return self.store.get(("v1", "secrets", namespace, name)) or {}
+
+    async def write_status(self, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
+        stored = self.store.get(self._key(pod))
+        if stored is not None and stored["metadata"]["uid"] == pod["metadata"]["uid"]:
+            stored["status"] = status
+
+    async def delete_pod(self, pod: Mapping[str, Any]) -> bool:
+        stored = self.store.get(self._key(pod))
+        if stored is None or stored["metadata"]["uid"] != pod["metadata"]["uid"]:
+            return False
+        del self.store[self._key(pod)]
+        return True
+
+
 class ApiEmulator:
     def __init__(
         self,
@@ -174,7 +205,7 @@ class ApiEmulator:
         self._agents: aiohttp.ClientSession | None = None
         self._unix_sessions: dict[Path, aiohttp.ClientSession] = {}
         self._rejected_at: dict[tuple[str, str], float] = {}
-        self._containers: dict[str, Container] = {}
+        self.kubelet = Kubelet(StorePods(self.store), Containers(self._healthy), nodes)
         self.url = ""
         for node in nodes:
             self._put("v1", "nodes", None, node.as_object())
@@ -201,9 +232,7 @@ class ApiEmulator:
                 await self._sim
             except asyncio.CancelledError:
                 pass
-        for container in self._containers.values():
-            await container.stop()
-        self._containers.clear()
+        await self.kubelet.stop()
         for session in [self._agents, *self._unix_sessions.values()]:
             if session is not None:
                 await session.close()
@@ -565,73 +594,16 @@ class ApiEmulator:
         )
 
     async def _pod_status(self) -> None:
+        """The kubelet, polling: every DaemonSet pod of its nodes on each tick."""
         live = set()
         for pod in self.objects("pods"):
-            node = self.nodes.get(pod["spec"].get("nodeName", ""))
-            if node is None or not any(
+            if self.kubelet.node_of(pod) is None or not any(
                 o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences") or ()
             ):
                 continue
-            uid = pod["metadata"]["uid"]
-            live.add(uid)
-            status = pod["status"]
-            if node.failure:
-                image = pod["spec"]["containers"][0].get("image", "")
-                pods.set_waiting(status, node.failure, pods.waiting_message(node.failure, image))
-                continue
-            if node.workdir is None:
-                pods.set_waiting(status, "ContainerCreating", "no kubelet on this node")
-                continue
-            container = self._containers.get(uid)
-            if container is None:
-                container = await Container.start(pod, node, self.store)
-                self._containers[uid] = container
-            if container.proc.returncode is not None:
-                status.update(
-                    {
-                        "phase": "Running",
-                        "containerStatuses": [
-                            {
-                                "name": "agent",
-                                "ready": False,
-                                "restartCount": 1,
-                                "state": {
-                                    "waiting": {
-                                        "reason": "CrashLoopBackOff",
-                                        "message": "back-off restarting failed container agent",
-                                    }
-                                },
-                                "lastState": {
-                                    "terminated": {
-                                        "exitCode": container.proc.returncode,
-                                        "reason": "Error",
-                                        **container.termination(pod),
-                                    }
-                                },
-                            }
-                        ],
-                    }
-                )
-                pods.set_ready(status, False)
-                continue
-            healthy = await self._healthy(node, pod)
-            status.update(
-                {
-                    "phase": "Running",
-                    "containerStatuses": [
-                        {
-                            "name": "agent",
-                            "ready": healthy,
-                            "started": True,
-                            "restartCount": 0,
-                            "state": {"running": {}},
-                        }
-                    ],
-                }
-            )
-            pods.set_ready(status, healthy)
-        for uid in [uid for uid in self._containers if uid not in live]:
-            await self._containers.pop(uid).stop()
+            live.add(pod["metadata"]["uid"])
+            await self.kubelet.sync(pod)
+        await self.kubelet.forget(live)
 
     async def _healthy(self, node: SimNode, pod: Mapping[str, Any]) -> bool:
         probe = (pod["spec"]["containers"][0].get("readinessProbe") or {}).get("httpGet") or {}

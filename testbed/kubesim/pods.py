@@ -1,7 +1,7 @@
-"""What the simulated kubelets and scheduler write for a pod: the pod status of a running agent
-(the scale simulator's kubelets), Ready and waiting states, and when an agent pod cannot start
-the words of the real ones (kube-scheduler, the kubelet with containerd); and the node affinity
-the DaemonSet controller gives each of its pods (the emulator's)."""
+"""What the simulated kubelet (kubelet.py) and scheduler write for a pod: the status of a running
+agent, Ready or not, waiting and crash-loop states, and when an agent pod cannot start the words
+of the real ones (kube-scheduler, the kubelet with containerd); and the node affinity the
+DaemonSet controller gives each of its pods (the emulator's)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 UNSCHEDULABLE = "Unschedulable"
+STARTED_PHASES = ("Running", "Succeeded", "Failed")  # a pod past Pending
 TERMINATION_TAIL_BYTES = 2048  # the kubelet's FallbackToLogsOnError: the log's last 2 KiB ...
 TERMINATION_TAIL_LINES = 80  # ... or last 80 lines, whichever is less
 
@@ -85,9 +86,9 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def running(pod: Mapping[str, Any], address: str) -> dict[str, Any]:
-    """A pod whose containers all run and are Ready, on a node at ``address`` (hostNetwork:
-    podIP = hostIP), as the kubelet reports it."""
+def running(pod: Mapping[str, Any], address: str, *, ready: bool = True) -> dict[str, Any]:
+    """A pod whose containers all run, Ready (its readiness probe passing) or not, on a node at
+    ``address`` (hostNetwork: podIP = hostIP), as the kubelet reports it."""
     meta, spec = pod["metadata"], pod["spec"]
     started = now()
     return {
@@ -98,7 +99,11 @@ def running(pod: Mapping[str, Any], address: str) -> dict[str, Any]:
         "podIPs": [{"ip": address}],
         "startTime": started,
         "conditions": [
-            {"type": kind, "status": "True", "lastTransitionTime": started}
+            {
+                "type": kind,
+                "status": "True" if ready or kind not in ("ContainersReady", "Ready") else "False",
+                "lastTransitionTime": started,
+            }
             for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled")
         ],
         "containerStatuses": [
@@ -107,7 +112,7 @@ def running(pod: Mapping[str, Any], address: str) -> dict[str, Any]:
                 "image": c["image"],
                 "imageID": f"simulated://{c['image']}",
                 "containerID": f"simulated://{meta['uid']}-{c['name']}",
-                "ready": True,
+                "ready": ready,
                 "started": True,
                 "restartCount": 0,
                 "state": {"running": {"startedAt": started}},
@@ -135,6 +140,31 @@ def set_waiting(status: dict[str, Any], reason: str, message: str) -> None:
                     "ready": False,
                     "restartCount": 0,
                     "state": {"waiting": {"reason": reason, "message": message}},
+                }
+            ],
+        }
+    )
+    set_ready(status, False)
+
+
+def set_crash_loop(status: dict[str, Any], exit_code: int, terminated: Mapping[str, str]) -> None:
+    """Its one container (``agent``) exited with ``exit_code`` and is waiting to be restarted;
+    ``terminated``: more of its last state (the message)."""
+    status.update(
+        {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "agent",
+                    "ready": False,
+                    "restartCount": 1,
+                    "state": {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": "back-off restarting failed container agent",
+                        }
+                    },
+                    "lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", **terminated}},
                 }
             ],
         }
